@@ -1,0 +1,23 @@
+"""Registered building blocks. Importing this package registers every built-in family.
+
+Each family lives in its own module; ``BLOCKS`` maps a design-file name to its class.
+"""
+
+from .base import BLOCKS, Block, BlockParams, get_block, register_block
+from .layers import ACTIVATIONS, NORMS, ActSpec, NormSpec, make_divisible
+
+# Built-in families (import order = documentation order).
+from . import conv  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "ACTIVATIONS",
+    "BLOCKS",
+    "NORMS",
+    "ActSpec",
+    "Block",
+    "BlockParams",
+    "NormSpec",
+    "get_block",
+    "make_divisible",
+    "register_block",
+]

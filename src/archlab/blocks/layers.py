@@ -1,0 +1,269 @@
+"""Normalisations, activations and the shared conv arithmetic used by every block family.
+
+Two registries (house style: one registry per kind):
+
+* ``NORMS``: batch, layer (channel-wise for feature maps), group, instance, none;
+* ``ACTIVATIONS``: relu, relu6, leaky_relu, prelu, silu, hardswish, hardsigmoid, gelu, sigmoid,
+  tanh, identity (alias none).
+
+In a design both are written as a name (``act: relu``) or a mapping with options
+(``act: {kind: leaky_relu, slope: 0.2}``, ``norm: {kind: group, groups: 8}``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from ..errors import BlockError, unknown_name
+from ..ops import Op, Shape, act_op, norm_op
+
+# ----------------------------------------------------------------------------- specs -------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"kind": value}
+        if value is None or value is False:
+            return {"kind": "none"}
+        return value
+
+
+class NormSpec(_Spec):
+    """A normalisation: ``batch``, ``layer``, ``group``, ``instance`` or ``none``."""
+
+    kind: str = "batch"
+    groups: int = Field(32, gt=0, description="groups for group norm")
+    eps: float = Field(1e-5, gt=0, description="added to the variance")
+    momentum: float = Field(0.1, ge=0, le=1, description="running-statistics momentum (batch)")
+    affine: bool = True
+
+    @model_validator(mode="after")
+    def _known(self) -> NormSpec:
+        if self.kind not in NORMS:
+            raise ValueError(unknown_name("norm", self.kind, NORMS))
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none"
+
+
+class ActSpec(_Spec):
+    """An activation, by name; ``slope`` for leaky_relu, ``inplace`` where PyTorch offers it."""
+
+    kind: str = "relu"
+    slope: float = Field(0.01, description="negative slope of leaky_relu")
+    inplace: bool = Field(True, description="in-place where safe: saves one activation copy")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alias(cls, value: Any) -> Any:
+        value = cls._from_name(value)
+        if isinstance(value, dict) and value.get("kind") == "none":
+            value = {**value, "kind": "identity"}
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> ActSpec:
+        if self.kind not in ACTIVATIONS:
+            raise ValueError(unknown_name("activation", self.kind, ACTIVATIONS))
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "identity"
+
+
+Order = Literal["norm_act", "act_norm", "pre"]
+"""Where norm and activation sit around a weight layer: ``norm_act`` = weight, norm, act (the
+common default, CP/DD); ``act_norm`` = weight, act, norm; ``pre`` = norm, act, weight
+(pre-activation ResNets)."""
+
+
+# ------------------------------------------------------------------------ registries -------
+
+
+def _batch(spec: NormSpec, c: int, rank: int) -> nn.Module:
+    cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[rank]
+    return cls(c, eps=spec.eps, momentum=spec.momentum, affine=spec.affine)
+
+
+def _group(spec: NormSpec, c: int, rank: int) -> nn.Module:
+    if c % spec.groups:
+        raise BlockError(
+            f"group norm needs channels divisible by groups, got channels={c}, groups={spec.groups}",
+            fix=f"use norm: {{kind: group, groups: {math.gcd(c, spec.groups)}}}",
+            field="norm",
+        )
+    return nn.GroupNorm(spec.groups, c, eps=spec.eps, affine=spec.affine)
+
+
+def _layer(spec: NormSpec, c: int, rank: int) -> nn.Module:
+    # channel-wise layer norm for feature maps = group norm with one group (normalises over C,H,W)
+    if rank == 1:
+        return nn.LayerNorm(c, eps=spec.eps, elementwise_affine=spec.affine)
+    return nn.GroupNorm(1, c, eps=spec.eps, affine=spec.affine)
+
+
+def _instance(spec: NormSpec, c: int, rank: int) -> nn.Module:
+    if rank == 1:
+        raise BlockError("instance norm needs spatial or sequence inputs, got a vector",
+                         fix="use norm: layer or batch", field="norm")
+    cls = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}[rank]
+    return cls(c, eps=spec.eps, affine=spec.affine)
+
+
+NORMS: dict[str, Callable[[NormSpec, int, int], nn.Module] | None] = {
+    "batch": _batch,
+    "layer": _layer,
+    "group": _group,
+    "instance": _instance,
+    "none": None,
+}
+
+_NORM_OP_KIND = {"batch": "batch_norm", "layer": "group_norm", "group": "group_norm",
+                 "instance": "instance_norm"}
+
+
+def _prelu(spec: ActSpec) -> nn.Module:
+    return nn.PReLU()
+
+
+ACTIVATIONS: dict[str, Callable[[ActSpec], nn.Module] | None] = {
+    "relu": lambda s: nn.ReLU(inplace=s.inplace),
+    "relu6": lambda s: nn.ReLU6(inplace=s.inplace),
+    "leaky_relu": lambda s: nn.LeakyReLU(s.slope, inplace=s.inplace),
+    "prelu": _prelu,
+    "silu": lambda s: nn.SiLU(inplace=s.inplace),
+    "hardswish": lambda s: nn.Hardswish(inplace=s.inplace),
+    "hardsigmoid": lambda s: nn.Hardsigmoid(inplace=s.inplace),
+    "gelu": lambda s: nn.GELU(),
+    "sigmoid": lambda s: nn.Sigmoid(),
+    "tanh": lambda s: nn.Tanh(),
+    "identity": None,
+}
+
+
+def make_norm(spec: NormSpec | None, channels: int, rank: int) -> nn.Module | None:
+    """The norm module for ``channels`` features of an input of ``rank`` (C,), (C,L), (C,H,W)."""
+    if spec is None or not spec.active:
+        return None
+    return NORMS[spec.kind](spec, channels, rank)
+
+
+def make_act(spec: ActSpec | None) -> nn.Module | None:
+    if spec is None or not spec.active:
+        return None
+    return ACTIVATIONS[spec.kind](spec)
+
+
+def norm_params(spec: NormSpec | None, channels: int, rank: int) -> int:
+    if spec is None or not spec.active or not spec.affine:
+        return 0
+    return 2 * channels
+
+
+def norm_ops(path: str, spec: NormSpec | None, shape: Shape) -> list[Op]:
+    if spec is None or not spec.active:
+        return []
+    if spec.kind == "instance" and len(shape) == 1:
+        make_norm(spec, shape[0], 1)  # raises the explanatory error
+    if spec.kind == "group" and shape[0] % spec.groups:
+        make_norm(spec, shape[0], len(shape))
+    kind = "layer_norm" if (spec.kind == "layer" and len(shape) == 1) else _NORM_OP_KIND[spec.kind]
+    return [norm_op(path, kind, shape, norm_params(spec, shape[0], len(shape)))]
+
+
+def act_ops(path: str, spec: ActSpec | None, shape: Shape) -> list[Op]:
+    if spec is None or not spec.active:
+        return []
+    return [act_op(path, spec.kind, shape, params=1 if spec.kind == "prelu" else 0)]
+
+
+# --------------------------------------------------------------------- conv arithmetic -------
+
+
+def as_tuple(value: int | list[int] | tuple[int, ...], dims: int, field: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * dims
+    value = tuple(value)
+    if len(value) != dims:
+        raise BlockError(f"'{field}' needs {dims} values for {dims}D input, got {list(value)}",
+                         fix=f"write {field}: {value[0]} or a list of {dims} values", field=field)
+    return value
+
+
+def same_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """Padding that keeps the size at stride 1 (odd kernels; for even kernels the output
+    grows by one, as in PyTorch with padding=k//2)."""
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+
+
+def conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_spatial(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
+    out = []
+    for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if size + 2 * p < span:
+            raise BlockError(
+                f"kernel {k} (dilation {d}, span {span}) is larger than the padded feature map "
+                f"{size}+2*{p}={size + 2 * p}",
+                fix="use a smaller kernel, more padding, or downsample less before this node",
+                field="kernel",
+            )
+        out.append(conv_out_size(size, k, s, p, d))
+    return tuple(out)
+
+
+def transposed_spatial(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
+    return tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for size, k, s, p, op, d in zip(spatial, kernel, stride, padding, output_padding, dilation)
+    )
+
+
+CONV_CLASSES: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+CONV_T_CLASSES: dict[int, type[nn.Module]] = {
+    1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+def check_divisible(value: int, by: int, what: str, by_what: str, fix: str, field: str) -> None:
+    if by <= 0 or value % by:
+        raise BlockError(f"{what} (={value}) must be divisible by {by_what} (={by})", fix=fix,
+                         field=field)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a width to a multiple of ``divisor``, never going down by more than 10%
+    (MobileNet's rule, so that a width multiplier does not remove too many channels)."""
+    min_value = divisor if min_value is None else min_value
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new

@@ -1,0 +1,111 @@
+"""One error format for all of archlab.
+
+Every error a user can cause says *where* (file:line and node path), *what was expected*, *what
+was received*, and the fix when one is known. The CLI prints ``str(error)`` without a traceback
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ArchlabError(Exception):
+    """Base class of every error archlab raises on purpose (bad input, not a bug).
+
+    Attributes:
+        message: what went wrong, with what was expected and what was received.
+        source: file name (or ``<dict>``/``<text>``) the problem is in, if known.
+        line: 1-based line number in ``source``, if known.
+        path: node path such as ``layers[3].merge`` or ``layer2.0.conv1``, if known.
+        fix: a concrete suggestion, if known.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.path = path
+        self.fix = fix
+        super().__init__(self.format())
+
+    def where(self) -> str:
+        loc = ""
+        if self.source:
+            loc = self.source if self.line is None else f"{self.source}:{self.line}"
+        elif self.line is not None:
+            loc = f"line {self.line}"
+        if self.path:
+            loc = f"{loc} {self.path}" if loc else self.path
+        return loc
+
+    def format(self) -> str:
+        where = self.where()
+        text = f"{where}: {self.message}" if where else self.message
+        if self.fix:
+            text += f"; {self.fix}"
+        return text
+
+    def located(
+        self,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+    ) -> ArchlabError:
+        """Fill in location fields that are still unknown (inner code knows less than outer)."""
+        if self.source is None and source is not None:
+            self.source = source
+        if self.line is None and line is not None:
+            self.line = line
+        if self.path is None and path is not None:
+            self.path = path
+        self.args = (self.format(),)
+        return self
+
+    def __str__(self) -> str:  # keep in sync after located()
+        return self.format()
+
+
+class DesignError(ArchlabError):
+    """A design (YAML file, dict or text) is malformed or inconsistent."""
+
+
+class BlockError(ArchlabError):
+    """A block's parameters do not fit its inputs. Raised inside block formulas;
+    the resolver adds the file, line and node path."""
+
+    def __init__(self, message: str, *, fix: str | None = None, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message, fix=fix)
+
+
+class UsageError(ArchlabError):
+    """A command-line or API argument is wrong (unknown variable, bad --input, ...)."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest valid name to a misspelt one, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
+    """Message for an unknown registered name: lists the valid ones and the closest match."""
+    choices = sorted(choices)
+    text = f"unknown {kind} '{name}'; valid {kind}s: {', '.join(choices)}"
+    best = closest(name, choices)
+    if best:
+        text += f"; did you mean '{best}'?"
+    return text
