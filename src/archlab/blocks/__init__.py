@@ -8,6 +8,13 @@ from .layers import ACTIVATIONS, NORMS, ActSpec, NormSpec, make_divisible
 
 # Built-in families (import order = documentation order).
 from . import conv  # noqa: E402,F401  isort: skip
+from . import separable3  # noqa: E402,F401  isort: skip
+from . import fir_iir  # noqa: E402,F401  isort: skip
+from . import residual  # noqa: E402,F401  isort: skip
+from . import inception  # noqa: E402,F401  isort: skip
+from . import fire  # noqa: E402,F401  isort: skip
+from . import shufflenet  # noqa: E402,F401  isort: skip
+from . import xception  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ACTIVATIONS",
