@@ -104,6 +104,7 @@ class Resolver:
         self.nodes: list[Node] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.paths: set[str] = set()
+        self.expanding: list[str] = []  # design-defined blocks being expanded (cycle guard)
 
     # ---- errors ---------------------------------------------------------------------------
     def error(self, message: str, container: Any = None, key: Any = None, where: str = "",
@@ -118,7 +119,7 @@ class Resolver:
         raw = self.raw
         if not isinstance(raw, dict):
             raise self.error(f"a design must be a mapping with 'input' and 'layers', got "
-                             f"{type(raw).__name__}", raw,
+                             f"{_kind(raw)}", raw,
                              fix="start from a zoo design: `archlab show resnet18 --yaml`")
         for key in raw:
             if key not in TOP_KEYS:
@@ -483,6 +484,18 @@ class Resolver:
                inputs: list[str], defaults: dict, where: str, first: bool) -> str:
         """A block defined in the design's ``blocks:`` section, expanded in place."""
         body = self.blockdefs[name]
+        if name in self.expanding:
+            chain = " -> ".join([*self.expanding, name])
+            raise self.error(f"block '{name}' uses itself ({chain}), which would never end", raw,
+                             "block", where, fix="a block may only use blocks other than itself")
+        self.expanding.append(name)
+        try:
+            return self._expand(name, body, params, raw, scope, path, inputs, defaults, where, first)
+        finally:
+            self.expanding.pop()
+
+    def _expand(self, name: str, body: dict, params: dict, raw: dict, scope: Scope, path: str,
+                inputs: list[str], defaults: dict, where: str, first: bool) -> str:
         declared = body.get("params") or {}
         if not isinstance(declared, dict):
             raise self.error(f"'params' of block '{name}' must be a mapping of name: default",
@@ -619,7 +632,15 @@ class Resolver:
         info = cls.Params.model_fields.get(name) if name else None
         if info is None or not info.description:
             return None
-        return f"'{name}' is the {info.description}"
+        return f"'{name}': {info.description}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
 
 
 def resolve(raw: Any, source: str, overrides: dict[str, Any] | None = None):

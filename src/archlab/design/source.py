@@ -52,8 +52,16 @@ def line_of(container: Any, key: Any = None) -> int | None:
     return None
 
 
+_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map",
+                                                  "seq")}
+
+
 def _convert(node: yaml.Node, source: str) -> Any:
     line = node.start_mark.line + 1
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _SAFE_TAGS:
+        raise DesignError(f"the YAML tag '{node.tag}' is not allowed: nothing in a design file "
+                          "may construct objects or run code", source=source, line=line,
+                          fix="remove the tag")
     if isinstance(node, yaml.MappingNode):
         out = LocDict()
         out.line = line
@@ -90,9 +98,6 @@ class _ScalarLoader(yaml.SafeLoader):
 
 
 _SCALAR_LOADER = _ScalarLoader()
-
-
-_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 
 
 def _construct_scalar(node: yaml.Node, source: str) -> Any:

@@ -1,0 +1,183 @@
+"""Sub-commands of the design language: ``show``, ``validate``, ``build``, ``zoo``.
+
+JSON output of ``show --json`` (schema ``archlab.show/1``)::
+
+    {
+      "schema": "archlab.show/1",
+      "name": str, "source": str, "input": [int], "outputs": [[int]],
+      "variables": {name: value},
+      "total_params": int,            # as PyTorch counts them (BN running stats are buffers)
+      "total_multiply_adds": int,     # conv/linear/matmul/attention, batch 1; FLOPs = 2x
+      "nodes": [{"path": str, "block": str, "inputs": [str], "output": [int],
+                 "params": int, "multiply_adds": int, "line": int|null}]
+    }
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .. import zoo
+from ..errors import ArchlabError
+from .design import Design, load, parse_assignments
+
+
+def add_design_arguments(parser: argparse.ArgumentParser) -> None:
+    """DESIGN and --set, shared by every command that takes a design."""
+    parser.add_argument("design", metavar="DESIGN",
+                        help="a design file (.yaml) or a zoo name (see `archlab zoo`)")
+    parser.add_argument("--set", dest="set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a design variable (repeatable), e.g. --set width=48")
+
+
+def load_from_args(args: argparse.Namespace) -> Design:
+    return load(args.design, **parse_assignments(args.set))
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def show_data(design: Design) -> dict[str, Any]:
+    g = design.graph
+    return {
+        "schema": "archlab.show/1",
+        "name": design.name,
+        "source": design.source,
+        "input": list(g.input_shape),
+        "outputs": [list(s) for s in g.output_shapes],
+        "variables": design.variables,
+        "total_params": g.param_count,
+        "total_multiply_adds": g.multiply_adds,
+        "nodes": [
+            {"path": n.path, "block": n.block, "inputs": n.inputs, "output": list(n.output_shape),
+             "params": n.param_count, "multiply_adds": n.multiply_adds, "line": n.line}
+            for n in g.nodes
+        ],
+    }
+
+
+def run_show(args: argparse.Namespace) -> int:
+    design = load_from_args(args)
+    if args.yaml:
+        sys.stdout.write(design.to_yaml())
+        return 0
+    data = show_data(design)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{design.name}  (input {tuple(design.input_shape)})", title_justify="left")
+    table.add_column("node path", overflow="fold")
+    table.add_column("block")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    table.add_column("multiply-adds", justify="right")
+    for row in data["nodes"]:
+        table.add_row(row["path"], row["block"], str(tuple(row["output"])), f"{row['params']:,}",
+                      _human(row["multiply_adds"]))
+    table.add_section()
+    table.add_row("total", "", ", ".join(str(tuple(s)) for s in data["outputs"]),
+                  f"{data['total_params']:,}", _human(data["total_multiply_adds"]))
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    console.print("parameters as PyTorch counts them (BatchNorm running statistics are buffers); "
+                  "multiply-adds for one sample (FLOPs = 2 x multiply-adds)", style="dim")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    design = load_from_args(args)
+    g = design.graph
+    if args.json:
+        print(json.dumps({"schema": "archlab.validate/1", "valid": True, "name": design.name,
+                          "nodes": len(g), "total_params": g.param_count,
+                          "outputs": [list(s) for s in g.output_shapes]}))
+    else:
+        print(f"{design.source}: valid: {design.name}, {len(g)} nodes, {g.param_count:,} "
+              f"parameters, output {', '.join(str(s) for s in g.output_shapes)}")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..build import build, save
+
+    design = load_from_args(args)
+    torch.manual_seed(args.seed)
+    model = build(design)
+    folder = save(model, design, args.output)
+    if args.json:
+        print(json.dumps({"schema": "archlab.build/1", "folder": str(folder), "name": design.name,
+                          "total_params": design.graph.param_count,
+                          "files": ["weights.safetensors", "design.yaml", "model.json"]}))
+    else:
+        print(f"built {design.name}: {design.graph.param_count:,} parameters -> {folder}/"
+              "{weights.safetensors, design.yaml, model.json}")
+    return 0
+
+
+def run_zoo(args: argparse.Namespace) -> int:
+    rows = []
+    for name in zoo.names():
+        try:
+            d = load(name)
+            rows.append({"name": name, "input": list(d.input_shape), "params": d.graph.param_count,
+                         "published_params": zoo.PUBLISHED.get(name),
+                         "description": d.description.splitlines()[0] if d.description else ""})
+        except ArchlabError as exc:  # a broken zoo file must not hide the others
+            rows.append({"name": name, "error": str(exc)})
+    if args.json:
+        print(json.dumps({"schema": "archlab.zoo/1", "designs": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="archlab zoo", title_justify="left")
+    for col in ("name", "input", "params", "published", "what it is"):
+        table.add_column(col, justify="right" if col in ("params", "published") else "left")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], "", "", "", f"[red]{r['error']}")
+            continue
+        pub = r["published_params"]
+        table.add_row(r["name"], str(tuple(r["input"])), f"{r['params']:,}",
+                      f"{pub:,}" if pub else "-", r["description"])
+    Console(width=max(120, Console().width)).print(table)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="show a design as a table of nodes, shapes and parameters",
+                       description="Show a design: node paths, blocks, output shapes, parameters "
+                       "and multiply-adds, with totals.")
+    add_design_arguments(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output (archlab.show/1)")
+    fmt.add_argument("--yaml", action="store_true", help="print the resolved design as YAML")
+    p.set_defaults(run=run_show)
+
+    p = sub.add_parser("validate", help="validate a design (exit 0 if valid, 2 if not)")
+    add_design_arguments(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_validate)
+
+    p = sub.add_parser("build", help="build a design and save its weights and resolved design")
+    add_design_arguments(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_build)
+
+    p = sub.add_parser("zoo", help="list the reference designs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_zoo)
