@@ -64,7 +64,7 @@ def projection_plan(p: ResidualParams, skip: Shape, main: Shape) -> Plan | None:
         for s in stride:
             window *= s
         pool_cls = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims]
-        plan.add(lambda: pool_cls(stride, stride, ceil_mode=True, count_include_pad=False),
+        plan.add(lambda k=stride: pool_cls(k, k, ceil_mode=True, count_include_pad=False),
                  [pool_op("", f"avg_pool{dims}d", skip, pooled, window)], pooled)
         stride = ones
     out_shape = (main[0], *[-(-a // s) for a, s in zip(plan.output[1:], stride)])
