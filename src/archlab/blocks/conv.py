@@ -51,6 +51,9 @@ class ConvParams(BlockParams):
     order: Order = Field("norm_act", description="norm_act | act_norm | pre")
     inner: Literal["norm_act", "norm", "none"] = Field(
         "norm_act", description="separable only: what follows the depthwise part")
+    order3: tuple[Literal["vertical", "horizontal", "pointwise", "depthwise"], ...] = Field(
+        ("vertical", "horizontal", "pointwise"),
+        description="separable3 only: order of the vertical kx1, horizontal 1xk and pointwise parts")
 
     @field_validator("kind")
     @classmethod
@@ -190,9 +193,15 @@ class Conv(Block):
         ({"out": 16, "kernel": 3, "groups": 4, "kind": "grouped"}, [(8, 10, 10)]),
         ({"kind": "depthwise", "stride": 2}, [(8, 9, 9)]),
         ({"out": 24, "kind": "separable", "inner": "none"}, [(8, 8, 8)]),
-        ({"out": 8, "kernel": 3, "dilation": 2, "norm": "group", "act": "gelu"}, [(8, 12, 12)]),
+        ({"out": 8, "kernel": 3, "dilation": 2, "norm": {"kind": "group", "groups": 4}, "act": "gelu"},
+         [(8, 12, 12)]),
         ({"out": 8, "kernel": 5, "order": "pre", "act": "leaky_relu"}, [(4, 20)]),
         ({"out": 4, "kernel": 3, "norm": "instance", "act": "silu"}, [(2, 6, 6, 6)]),
+        # issue 3 kinds (registered by blocks/separable3.py and blocks/fir_iir.py)
+        ({"out": 12, "kernel": 5, "kind": "separable3"}, [(6, 11, 9)]),
+        ({"out": 8, "kernel": 3, "stride": 2, "kind": "separable3", "inner": "none",
+          "order3": ["pointwise", "horizontal", "vertical"]}, [(4, 10, 7)]),
+        ({"kernel": 5, "kind": "fir_iir", "norm": "none"}, [(3, 9, 8)]),
     ]
 
     @classmethod
