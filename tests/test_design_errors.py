@@ -87,6 +87,8 @@ CASES = [
     ("block-def-unknown-param", "input: [3, 8, 8]\nblocks:\n  pair:\n    params: {out: 8}\n    layers:\n"
      "      - {block: conv, out: $out}\nlayers:\n  - {block: pair, width: 8}\n",
      ["unknown setting 'width' for block 'pair'", "it takes: out"]),
+    ("nested-unknown-key", "input: [64, 8, 8]\nlayers:\n  - {block: bottleneck, out: 256, se: {gat: sigmoid}}\n",
+     [":3", "unknown key 'gat' in 'se' of block 'bottleneck'"]),
     ("unknown-output", GOOD_HEAD + "  - {name: a, block: conv, out: 8}\noutput: b\n", ["unknown output node 'b'"]),
 ]
 

@@ -8,8 +8,19 @@ from .layers import ACTIVATIONS, NORMS, ActSpec, NormSpec, make_divisible
 
 # Built-in families (import order = documentation order).
 from . import conv  # noqa: E402,F401  isort: skip
+from . import basic  # noqa: E402,F401  isort: skip
+from . import pool  # noqa: E402,F401  isort: skip
+from . import resample  # noqa: E402,F401  isort: skip
+from . import dense  # noqa: E402,F401  isort: skip
+from . import merge  # noqa: E402,F401  isort: skip
+from . import se  # noqa: E402,F401  isort: skip
+from . import resnet  # noqa: E402,F401  isort: skip
+from . import mobile  # noqa: E402,F401  isort: skip
 from . import separable3  # noqa: E402,F401  isort: skip
 from . import fir_iir  # noqa: E402,F401  isort: skip
+from . import attention  # noqa: E402,F401  isort: skip
+from . import sequence  # noqa: E402,F401  isort: skip
+from . import variational  # noqa: E402,F401  isort: skip
 from . import residual  # noqa: E402,F401  isort: skip
 from . import inception  # noqa: E402,F401  isort: skip
 from . import fire  # noqa: E402,F401  isort: skip

@@ -94,7 +94,10 @@ def _bias(p, norm_follows: bool) -> bool:
 
 def _pre(plan: Plan, p) -> None:
     if p.order == "pre":
-        plan.norm(p.norm).act(p.act)
+        # with no norm in front, an in-place activation would overwrite the block's input,
+        # which a skip connection may still read
+        act = p.act if p.norm.active else p.act.model_copy(update={"inplace": False})
+        plan.norm(p.norm).act(act)
 
 
 def _post(plan: Plan, p) -> None:
@@ -196,6 +199,7 @@ class Conv(Block):
         ({"out": 8, "kernel": 3, "dilation": 2, "norm": {"kind": "group", "groups": 4}, "act": "gelu"},
          [(8, 12, 12)]),
         ({"out": 8, "kernel": 5, "order": "pre", "act": "leaky_relu"}, [(4, 20)]),
+        ({"out": 4, "order": "pre", "norm": "none"}, [(4, 6, 6)]),
         ({"out": 4, "kernel": 3, "norm": "instance", "act": "silu"}, [(2, 6, 6, 6)]),
         # issue 3 kinds (registered by blocks/separable3.py and blocks/fir_iir.py)
         ({"out": 12, "kernel": 5, "kind": "separable3"}, [(6, 11, 9)]),

@@ -611,6 +611,11 @@ class Resolver:
         loc = [str(x) for x in err.get("loc", ())]
         field_name = loc[0] if loc else None
         line_key = field_name if isinstance(raw, dict) and field_name in raw else key
+        if err.get("type") == "extra_forbidden" and len(loc) > 1:
+            inner = loc[-1]
+            spec = ".".join(loc[:-1])
+            return self.error(f"unknown key '{inner}' in '{spec}' of block '{block}'", raw,
+                              line_key, where, fix=self.field_help(cls, field_name))
         if err.get("type") == "extra_forbidden" and field_name:
             valid = sorted(set(cls.Params.model_fields) | NODE_KEYS)
             best = closest(field_name, valid)
