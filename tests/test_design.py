@@ -276,3 +276,19 @@ def test_built_model_is_plain_pytorch_with_no_hooks_or_extra_buffers():
     n_buffers = sum(1 for _ in model.buffers())
     assert n_buffers == 3 * sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert "def forward(self, x)" in model.code  # generated code, not an interpreter
+
+
+def test_depth_repeats_a_two_input_cell_over_the_two_previous_outputs():
+    d = archlab.load({
+        "input": [4, 8, 8],
+        "blocks": {"cell": {"inputs": ["prev_prev", "prev"], "layers": [
+            {"name": "a", "block": "conv", "from": "prev_prev", "out": 4},
+            {"name": "b", "block": "conv", "from": "prev", "out": 4},
+            {"name": "m", "merge": "sum", "from": ["a", "b"]}]}},
+        "layers": [
+            {"name": "stem", "block": "conv", "out": 4},
+            {"name": "cells", "block": "cell", "from": ["input", "stem"], "depth": 3}]})
+    g = d.graph
+    assert g.node("cells.0.a").inputs == ["input"] and g.node("cells.0.b").inputs == ["stem"]
+    assert g.node("cells.1.a").inputs == ["stem"] and g.node("cells.1.b").inputs == ["cells.0.m"]
+    assert g.node("cells.2.a").inputs == ["cells.0.m"] and g.node("cells.2.b").inputs == ["cells.1.m"]

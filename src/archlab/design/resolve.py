@@ -340,11 +340,16 @@ class Resolver:
         if depth is None:
             out = self.resolve_instance(raw, scope, base_path, inputs, defaults, where, first=True)
         else:
+            # Each repetition reads the last k values of (inputs..., outputs so far): a one-input
+            # block reads the repetition before it; a two-input cell [prev_prev, prev] reads the
+            # two before it, as NAS cells do.
+            history = list(inputs)
             out = None
             for i in range(depth):
-                ins = inputs if i == 0 else [out]
+                ins = inputs if i == 0 else history[-len(inputs):]
                 out = self.resolve_instance(raw, scope, f"{base_path}.{i}", ins, defaults,
                                             f"{where}.depth[{i}]", first=(i == 0))
+                history.append(out)
         scope.names[name] = out
         return out
 
