@@ -1,0 +1,410 @@
+"""Trace any ``torch.nn.Module`` on the meta device, at the aten level.
+
+Meta tensors carry shapes and dtypes but no data, so a trace costs no real memory and no real
+compute. The module itself is left untouched: its parameters and buffers are replaced by meta
+copies only for the duration of the call (``torch.func.functional_call``), and module paths are
+followed with *global* forward hooks that are removed afterwards (nothing is registered on the
+module, no buffers added, no device moves, training flags restored).
+
+What a trace records:
+
+* ``ops``: per-op records (:class:`archlab.ops.Op`) of the forward pass, when counting;
+* every storage the pass allocates, when, by which module, and its last use: the data for the
+  liveness simulation in :mod:`archlab.analysis.memory`;
+* the storages autograd saves for backward (``saved_tensors_hooks``), deduplicated by storage.
+
+Functional ops, matmuls and custom modules are all seen because the trace sits under every
+Python-level call (``TorchDispatchMode``). Scaled dot-product attention is caught one level up
+(``TorchFunctionMode``) so it is one ``attention`` record whichever kernel runs it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ..errors import UsageError
+from ..ops import Op, Shape, attention_op, linear_op
+from .aten import MOVE_KINDS, RULES, SKIP, Call, elementwise, op_name
+
+# storage categories
+INPUT, PARAM, BUFFER, ACTIVATION, GRAD = "input", "param", "buffer", "activation", "grad"
+
+
+@dataclass
+class Storage:
+    """One storage seen during a trace (views share it)."""
+
+    nbytes: int
+    category: str
+    created: int              # event index; -1 = existed before the trace
+    producer: str             # module path of the op that allocated it
+    last_use: int             # last event that read or wrote it
+    last_forward_use: int     # the same, forward pass only
+    saved: bool = False       # saved by autograd for the backward pass
+
+
+@dataclass
+class Trace:
+    """What one pass recorded. Event indices: [0, forward_end) forward, the rest backward."""
+
+    batch: int
+    ops: list[Op] = field(default_factory=list)
+    storages: dict[int, Storage] = field(default_factory=dict)
+    forward_end: int = 0
+    n_events: int = 0
+    output_keys: set[int] = field(default_factory=set)
+    grad_keys: set[int] = field(default_factory=set)
+    module_outputs: dict[str, Shape] = field(default_factory=dict)
+    module_types: dict[str, str] = field(default_factory=dict)
+    param_bytes: int = 0
+    trainable_param_bytes: int = 0
+    buffer_bytes: int = 0
+    param_tensors: int = 0          # trainable parameter tensors (optimizer state per tensor)
+    # event -> bytes of scratch memory a CPU (oneDNN) convolution allocates besides its result:
+    # a reordered copy the size of its output (forward), of the incoming gradient and the saved
+    # input (backward); measured with the profiler's memory records
+    cpu_workspace: dict[int, int] = field(default_factory=dict)
+    largest_param_bytes: int = 0
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(s.nbytes for s in self.storages.values() if s.saved)
+
+    def saved_by_path(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for s in self.storages.values():
+            if s.saved:
+                out[s.producer] += s.nbytes
+        return dict(out)
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """Identity of a tensor's storage (views of one storage share it)."""
+    return t.untyped_storage()._cdata
+
+
+class _Tracer:
+    """The state shared by the dispatch mode, the function mode and the module hooks."""
+
+    def __init__(self, root: nn.Module, batch: int, counting: bool) -> None:
+        self.trace = Trace(batch=batch)
+        self.counting = counting
+        self.paths = {id(m): name for name, m in root.named_modules()}
+        self.stack: list[tuple[nn.Module, str | None]] = []
+        self.phase_backward = False
+        self.suppress = 0
+        self.keep: list[torch.Tensor] = []        # keeps storages alive so keys stay unique
+        self.data_keys: set[int] = set()          # storages that depend on the network input
+        self.origin: dict[int, frozenset[int]] = {}  # input-independent storage -> its parameters
+        self.param_sizes: dict[int, int] = {}     # parameter storage -> elements, until attributed
+        self.last_linear: tuple[int, int] | None = None  # (index in ops, output key)
+
+    # ---- module paths ----------------------------------------------------------------------
+    def path(self) -> tuple[str, nn.Module | None]:
+        for mod, path in reversed(self.stack):
+            if path is not None:
+                return path, mod
+        return "", None
+
+    def pre_hook(self, mod: nn.Module, args: Any) -> None:
+        self.stack.append((mod, self.paths.get(id(mod))))
+
+    def post_hook(self, mod: nn.Module, args: Any, output: Any) -> None:
+        if not self.stack:
+            return
+        _, path = self.stack.pop()
+        if self.counting and path is not None and isinstance(output, torch.Tensor):
+            self.trace.module_outputs.setdefault(path, self.shape(output))
+            self.trace.module_types.setdefault(path, type(mod).__name__)
+
+    # ---- storages --------------------------------------------------------------------------
+    def register(self, t: torch.Tensor, category: str) -> int:
+        key = storage_key(t)
+        if key not in self.trace.storages:
+            producer = "(input)" if category == INPUT else ""
+            self.trace.storages[key] = Storage(t.untyped_storage().nbytes(), category, -1, producer,
+                                               -1, -1)
+            self.keep.append(t)
+        if category == INPUT:
+            self.data_keys.add(key)
+        return key
+
+    def shape(self, t: torch.Tensor) -> Shape:
+        """Per-sample shape: the leading batch dimension of an activation is dropped."""
+        shape = tuple(t.shape)
+        if shape and shape[0] == self.trace.batch and storage_key(t) in self.data_keys:
+            return shape[1:]
+        return shape
+
+    def is_weight(self, t: torch.Tensor) -> bool:
+        """Independent of the input: a parameter, a buffer, a constant, or made from them."""
+        return storage_key(t) not in self.data_keys
+
+    # ---- one aten call ---------------------------------------------------------------------
+    def on_call(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        index = self.trace.n_events
+        self.trace.n_events += 1
+        path, module = self.path()
+        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        storages = self.trace.storages
+        in_keys = [storage_key(t) for t in ins]
+        for key in in_keys:
+            s = storages.get(key)
+            if s is not None:
+                s.last_use = index
+                if not self.phase_backward:
+                    s.last_forward_use = index
+        from_data = any(k in self.data_keys for k in in_keys)
+        packet = getattr(func, "_overloadpacket", None)
+        if packet is torch.ops.aten.convolution and outs:
+            self.trace.cpu_workspace[index] = outs[0].untyped_storage().nbytes()
+        elif packet is torch.ops.aten.convolution_backward and len(ins) >= 2:
+            # reordered copies of the incoming gradient and of the saved input
+            self.trace.cpu_workspace[index] = sum(t.untyped_storage().nbytes() for t in ins[:2])
+        for t in outs:
+            key = storage_key(t)
+            s = storages.get(key)
+            if s is None:
+                category = GRAD if self.phase_backward else ACTIVATION
+                s = Storage(t.untyped_storage().nbytes(), category, index, path, index,
+                            -1 if self.phase_backward else index)
+                storages[key] = s
+                self.keep.append(t)
+            else:
+                s.last_use = index
+                if not self.phase_backward:
+                    s.last_forward_use = index
+            if from_data:
+                self.data_keys.add(key)
+            else:  # a reparametrised weight: remember which parameters it is made of
+                sources = [self.origin[k] for k in in_keys if k in self.origin]
+                if sources:
+                    self.origin[key] = frozenset().union(*sources, self.origin.get(key, frozenset()))
+        if self.counting and not self.phase_backward and not self.suppress and outs:
+            self.count(func, args, kwargs, outs[0], ins, in_keys, path, module, not from_data)
+
+    def count(self, func, args, kwargs, out, ins, in_keys, path, module, weights_only) -> None:
+        name = op_name(func)
+        if name in SKIP or getattr(func, "is_view", False):
+            return
+        raw = getattr(getattr(func, "_overloadpacket", None), "__name__", "")
+        if weights_only and (raw.endswith("_") or not ins):
+            return  # updates of running statistics, fresh constants
+        call = Call(name, args, kwargs, out, ins, path, module, self.shape, self.is_weight)
+        rule = RULES.get(name)
+        op = rule(call) if rule is not None else elementwise(call)
+        if weights_only and op.kind in MOVE_KINDS:
+            return  # reshaping a parameter (instance norm repeats its affine weights) is not work
+        if weights_only:
+            # work on parameters and constants alone (a reparametrised weight) is done once per
+            # batch, not per sample: kept as a record, its count reported apart
+            op = replace(op, multiply_adds=0, elementwise=0,
+                         extra={"weights_only_multiply_adds": op.multiply_adds,
+                                "weights_only_elementwise": op.elementwise})
+        if self.fold_bias(name, call, op, in_keys):
+            return
+        # parameters belong to the first op that reads them with an activation
+        params = 0
+        if not weights_only:
+            for key in set(in_keys):
+                for source in self.origin.get(key, ()):
+                    params += self.param_sizes.pop(source, 0)
+        op = replace(op, params=params)
+        if op.kind == "linear" and name == "mm":
+            self.last_linear = (len(self.trace.ops), storage_key(out))
+        else:
+            self.last_linear = None
+        self.trace.ops.append(op)
+
+    def fold_bias(self, name: str, call: Call, op: Op, in_keys: list[int]) -> bool:
+        """``matmul(x, W.t()).add_(b)`` (nn.Linear on inputs of rank > 3) is one linear op."""
+        if name != "add" or self.last_linear is None or len(call.tensors) != 2:
+            return False
+        index, out_key = self.last_linear
+        bias = [t for t in call.tensors if self.is_weight(t) and t.dim() == 1]
+        if not bias or out_key not in in_keys:
+            return False
+        prev = self.trace.ops[index]
+        merged = linear_op(prev.path, prev.inputs[0], prev.output, bias=True)
+        extra = sum(self.param_sizes.pop(k, 0) for k in self.origin.get(storage_key(bias[0]), ()))
+        self.trace.ops[index] = replace(merged, params=prev.params + extra)
+        self.last_linear = None
+        return True
+
+    def attention(self, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        q, k, v = args[:3]
+        path, _ = self.path()
+        self.trace.ops.append(attention_op(path, self.shape(q), self.shape(k), self.shape(v),
+                                           self.shape(out)))
+        self.last_linear = None
+
+
+class _Dispatch(TorchDispatchMode):
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # PyTorch wraps modes in torch._dynamo.disable by default, which imports dynamo on the
+        # first call (seconds) and adds overhead to every op; this mode never runs compiled code
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.tracer.on_call(func, args, kwargs, out)
+        return out
+
+
+class _Functions(TorchFunctionMode):
+    """Catches scaled dot-product attention before it lowers to a backend-specific kernel."""
+
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            self.tracer.suppress += 1
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self.tracer.suppress -= 1
+            if self.tracer.counting and not self.tracer.phase_backward:
+                self.tracer.attention(args, kwargs, out)
+            return out
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def _module_hooks(tracer: _Tracer) -> Iterator[None]:
+    """Global forward hooks, removed on exit: nothing is left on any module."""
+    pre = module_hooks.register_module_forward_pre_hook(tracer.pre_hook)
+    try:
+        post = module_hooks.register_module_forward_hook(tracer.post_hook, always_call=True)
+    except TypeError:  # older PyTorch without always_call
+        post = module_hooks.register_module_forward_hook(tracer.post_hook)
+    try:
+        yield
+    finally:
+        pre.remove()
+        post.remove()
+
+
+@contextmanager
+def _mode(module: nn.Module, training: bool) -> Iterator[None]:
+    """Set train/eval for the trace and restore every submodule's own flag afterwards."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.train(training)
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _meta_state(module: nn.Module, tracer: _Tracer) -> dict[str, torch.Tensor]:
+    """Meta copies of the parameters and buffers, registered with the tracer."""
+    state: dict[str, torch.Tensor] = {}
+    trace = tracer.trace
+    largest = 0
+    for name, p in module.named_parameters():
+        meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        state[name] = meta
+        key = tracer.register(meta, PARAM)
+        tracer.param_sizes[key] = p.numel()
+        tracer.origin[key] = frozenset((key,))
+        size = p.numel() * p.element_size()
+        trace.param_bytes += size
+        if p.requires_grad:
+            trace.trainable_param_bytes += size
+            trace.param_tensors += 1
+            largest = max(largest, size)
+    for name, b in module.named_buffers():
+        meta = torch.empty_like(b, device="meta")
+        state[name] = meta
+        tracer.register(meta, BUFFER)
+        trace.buffer_bytes += b.numel() * b.element_size()
+    trace.largest_param_bytes = largest
+    return state
+
+
+def _outputs(value: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
+def trace_module(
+    module: nn.Module,
+    input_shape: Shape | tuple[Shape, ...],
+    batch: int = 1,
+    *,
+    dtype: torch.dtype = torch.float32,
+    counting: bool = True,
+    backward: bool = False,
+) -> Trace:
+    """Run ``module`` once on meta inputs of ``(batch, *input_shape)``.
+
+    counting:  record per-op records (use batch 1; the module runs in eval mode, so BatchNorm is
+               in its inference form and dropout is off).
+    backward:  run in train mode with autograd, record what autograd saves, then run backward.
+    """
+    shapes = input_shape if input_shape and isinstance(input_shape[0], tuple | list) else (input_shape,)
+    tracer = _Tracer(module, batch, counting)
+    state = _meta_state(module, tracer)
+    inputs = []
+    for shape in shapes:
+        x = torch.empty((batch, *shape), device="meta", dtype=dtype)
+        tracer.register(x, INPUT)
+        inputs.append(x)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = tracer.trace.storages.get(storage_key(t))
+        if s is not None and s.category in (INPUT, ACTIVATION):
+            s.saved = True
+        return t
+
+    with ExitStack() as stack:
+        stack.enter_context(_mode(module, training=backward))
+        stack.enter_context(torch.enable_grad() if backward else torch.no_grad())
+        stack.enter_context(_module_hooks(tracer))
+        if counting:
+            stack.enter_context(_Functions(tracer))
+        stack.enter_context(_Dispatch(tracer))
+        if backward:
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+        try:
+            out = torch.func.functional_call(module, state, tuple(inputs))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # the module's own errors
+            raise UsageError(
+                f"tracing {type(module).__name__} on the meta device failed: {exc}",
+                fix="check --input/input_shape (channels first, no batch); a forward that makes "
+                    "tensors without device=x.device cannot be traced on meta",
+            ) from None
+        outs = _outputs(out)
+        tracer.trace.output_keys = {storage_key(t) for t in outs}
+        tracer.trace.forward_end = tracer.trace.n_events
+        if backward:
+            losses = [t.float().sum() for t in outs if t.requires_grad]
+            if losses:
+                tracer.phase_backward = True
+                torch.autograd.backward(losses)
+                for p in state.values():
+                    if isinstance(p, nn.Parameter) and p.grad is not None:
+                        tracer.trace.grad_keys.add(storage_key(p.grad))
+    tracer.keep.clear()
+    return tracer.trace
