@@ -9,13 +9,29 @@ same things.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from .blocks import get_block
 from .ops import Op, Shape, numel
 
 INPUT = "input"  # the name of the network input in 'from:' lists
+
+
+@lru_cache(maxsize=8192)
+def _memo(cls, formula: str, params, shapes: tuple) -> Any:
+    return getattr(cls, formula)(params, list(shapes))
+
+
+def block_formula(cls, formula: str, params, shapes) -> Any:
+    """``cls.<formula>(params, shapes)``, memoised: block formulas are pure functions of the
+    settings and input shapes, and a stage repeats the same block many times, so a search that
+    screens thousands of variants computes each distinct block once."""
+    key = tuple(tuple(s) for s in shapes)
+    try:
+        return _memo(cls, formula, params, key)
+    except TypeError:  # settings that cannot be hashed (a custom block's mutable field)
+        return getattr(cls, formula)(params, list(shapes))
 
 
 @dataclass
@@ -49,8 +65,12 @@ class Node:
         return get_block(self.block)
 
     def ops(self) -> list[Op]:
-        """Primitive ops of this node with full module paths."""
-        return [op.under(self.path) for op in self.block_class.ops(self.params, self.input_shapes)]
+        """Primitive ops of this node with full module paths (computed once per node)."""
+        cached = self.__dict__.get("_ops")
+        if cached is None:
+            raw = block_formula(self.block_class, "ops", self.params, self.input_shapes)
+            cached = self.__dict__["_ops"] = [op.under(self.path) for op in raw]
+        return list(cached)
 
     @property
     def param_count(self) -> int:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from ..blocks import BLOCKS, get_block
 from ..blocks.layers import make_divisible
 from ..errors import ArchlabError, BlockError, DesignError, closest, unknown_name
-from ..graph import INPUT, Graph, Node
+from ..graph import INPUT, Graph, Node, block_formula
 from .expr import ExprError, free_variables, substitute
 from .source import LocDict, LocList
 
@@ -594,7 +594,7 @@ class Resolver:
         except ValidationError as exc:
             raise self.validation_error(exc, cls, block, raw, key, where) from None
         try:
-            out = cls.output_shape(p, in_shapes)
+            out = block_formula(cls, "output_shape", p, in_shapes)
         except BlockError as exc:
             message = self.name_inputs(exc.message, inputs)
             fix = self.name_inputs(exc.fix, inputs) if exc.fix else None
