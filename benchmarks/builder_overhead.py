@@ -11,16 +11,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import archlab  # noqa: E402
-from handwritten import MobileNetV2, ResNet50  # noqa: E402
+import archlab
+from archlab.analysis.reference import mobilenet_v2, resnet50  # written by hand, plain PyTorch
 
 
 def step(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -49,8 +45,8 @@ def main() -> None:
           f"batch {args.batch}, {args.size}x{args.size}, {args.repeats} interleaved repeats "
           f"after {args.warmup} warm-up steps; forward + backward, train mode")
     pairs = {
-        "resnet50": (archlab.build("resnet50", size=args.size), ResNet50()),
-        "mobilenet_v2": (archlab.build("mobilenet_v2", size=args.size), MobileNetV2()),
+        "resnet50": (archlab.build("resnet50", size=args.size), resnet50()),
+        "mobilenet_v2": (archlab.build("mobilenet_v2", size=args.size), mobilenet_v2()),
     }
     x = torch.randn(args.batch, 3, args.size, args.size)
     print(f"{'network':<14}{'params built':>14}{'params hand':>14}{'built ms (IQR)':>22}"
