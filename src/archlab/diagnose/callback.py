@@ -1,0 +1,141 @@
+"""``HealthMonitor``: the health recorder as a Lightning callback, for any Lightning project.
+
+    from archlab.diagnose import HealthMonitor
+    trainer = lightning.Trainer(callbacks=[HealthMonitor("runs/mnist/health")])
+
+It needs nothing from the LightningModule beyond automatic optimisation; the validation loss is
+read from ``trainer.callback_metrics`` (``val_loss``, ``val/loss``, ... or ``val_loss_key``).
+Events are appended to ``<folder>/events.jsonl`` as they are raised, so they survive a crash;
+the per-layer series are written at the end of training (and on an exception).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from .detectors import Verdict
+from .monitor import HealthRecorder
+
+VAL_LOSS_KEYS = ("val_loss", "val/loss", "loss/val", "valid_loss", "validation_loss", "val_loss_epoch")
+
+
+class HealthMonitor(pl.Callback):
+    """Samples per-layer health every ``every`` steps (adaptively, at most ``target_overhead``
+    of the step time), runs the detectors, and writes ``health/`` in the run folder.
+
+    Args:
+        folder: where to write; default ``<trainer.default_root_dir>/health``.
+        every: first sampling interval in steps; afterwards chosen from the measured cost.
+        target_overhead: the monitor's time budget as a fraction of the training time.
+        detectors: detector names to run (default: all registered).
+        thresholds: ``{detector: {threshold: value}}`` overrides.
+        expected_frozen: layer paths frozen on purpose (not reported by ``frozen_layers``).
+        val_loss_key: name of the validation loss in ``trainer.callback_metrics``.
+        stop_on_nonfinite: stop training at the first NaN/Inf loss (after locating it).
+        echo: print each verdict as it is raised.
+    """
+
+    def __init__(self, folder: str | Path | None = None, *, every: int = 10,
+                 target_overhead: float = 0.05, detectors=None, thresholds: dict | None = None,
+                 expected_frozen: tuple[str, ...] = (), val_loss_key: str | None = None,
+                 stop_on_nonfinite: bool = True, echo: bool = False, dead_window: int = 4) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.options = dict(every=every, target_overhead=target_overhead, detectors=detectors,
+                            thresholds=thresholds, expected_frozen=tuple(expected_frozen),
+                            dead_window=dead_window)
+        self.recorder = HealthRecorder(**self.options)  # validates names and thresholds now
+        self.val_loss_key = val_loss_key
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.echo = echo
+        self._batch = None
+        self._finished = False
+        self._writes = True
+
+    @property
+    def events(self) -> list[Verdict]:
+        return self.recorder.events
+
+    @property
+    def state(self):
+        return self.recorder.state
+
+    # ------------------------------------------------------------------ lightning hooks ----
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            return
+        self.recorder = HealthRecorder(**self.options)
+        self.recorder.attach(pl_module)
+        self.recorder.on_event = self._on_event
+        self._finished = False
+        if self.folder is None:
+            self.folder = Path(trainer.default_root_dir) / "health"
+        # with several processes (DDP) each rank measures its own replica; rank 0 writes
+        self._writes = trainer.is_global_zero
+        if self._writes:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "events.jsonl").write_text("")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch = (batch, batch_idx)
+        self.recorder.begin_step()
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        ok = self.recorder.after_loss(loss, replay=lambda: self._replay(pl_module))
+        if not ok and self.stop_on_nonfinite:
+            trainer.should_stop = True
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.recorder.before_optimizer_step()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.recorder.end_step()
+        self._batch = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # not on_validation_epoch_end: callbacks run before the LightningModule's own epoch-end
+        # hook, which is where the validation loss is often logged
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        keys = (self.val_loss_key,) if self.val_loss_key else VAL_LOSS_KEYS
+        for key in keys:
+            if key in metrics:
+                self.recorder.validation(float(metrics[key]), trainer.current_epoch)
+                return
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._finish()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._finish()
+
+    # ------------------------------------------------------------------ internals ----------
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.recorder.finish(self.folder if self._writes else None)
+
+    def _on_event(self, verdict: Verdict) -> None:
+        if self.folder is not None and self._writes:
+            with open(self.folder / "events.jsonl", "a") as fh:
+                fh.write(json.dumps(verdict.to_dict()) + "\n")
+        if self.echo:
+            print(f"[health] step {verdict.step} {verdict.detector}: {verdict.message}")
+
+    def _replay(self, pl_module) -> None:
+        """Run the current batch's training_step again (forward only, logging silenced) so the
+        recorder's hooks can see which module made the first NaN/Inf."""
+        if self._batch is None:
+            return
+        batch, batch_idx = self._batch
+        pl_module.log = lambda *a, **k: None        # the replay must not log a second time
+        pl_module.log_dict = lambda *a, **k: None
+        try:
+            pl_module.training_step(batch, batch_idx)
+        finally:
+            del pl_module.log
+            del pl_module.log_dict

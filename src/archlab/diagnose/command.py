@@ -1,0 +1,207 @@
+"""``archlab check``, ``archlab diagnose``, ``archlab gradcheck``. Thin: parse, call, render.
+
+Exit status: 0 when everything passed (or the run is healthy), 1 when a check failed or a
+problem was found, 2 on a usage error (printed without a traceback).
+
+JSON output (``--json``), stable:
+
+* ``check``: ``{"design", "data", "task", "passed": bool, "checks": [{"name", "status":
+  "pass"|"warn"|"fail", "message", "evidence": {...}, "fixes": [str], "layers": [str]}]}``.
+* ``diagnose``: ``{"run", "healthy": bool, "steps", "samples", "monitor_overhead": float|null,
+  "nonfinite": null|{"step", "layer", "cause", "detail", ...}, "events": [{"detector", "step",
+  "severity", "message", "layers": [str], "evidence": {...}, "thresholds": {...},
+  "fixes": [str]}], "plots": [path]}``.
+* ``gradcheck``: ``{"factory", "input_shapes": [[int]], "tolerances": {"atol", "rtol", "step",
+  "dtype", "max_elements"}, "passed": bool, "tensors": [{"name", "kind": "input"|"parameter",
+  "shape", "elements", "checked", "max_abs_error", "max_rel_error", "passed"}],
+  "torch_gradcheck": {"passed": bool|null (null: skipped, inputs > 1024 elements), "message"}, "probes": [{"name", "output_finite",
+  "input_grad_finite", "nonfinite_param_grads": [str], "passed", "hint", "error"}]}``.
+
+Non-finite numbers appear in JSON as the strings "nan"/"inf".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ..errors import UsageError
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser(
+        "check", help="sanity checks before training: loss at init, inputs, init, gradients, ...",
+        description="Run the pre-training sanity checks on a design and data: loss at "
+                    "initialisation against -ln(1/C), input statistics per channel, weight "
+                    "initialisation, gradient flow, dead units, output/loss pairing, and "
+                    "overfitting a tiny batch.")
+    c.add_argument("design", help="design file, zoo name or YAML text")
+    c.add_argument("--data", default="mnist5k", help="built-in name, synthetic-*, or a path")
+    c.add_argument("--task", choices=["classification", "regression", "segmentation"])
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="design variable (repeatable)")
+    c.add_argument("--no-scale", action="store_true", help="check the inputs as read, unscaled")
+    c.add_argument("--examples", type=int, default=256, help="batch used by the checks (default 256)")
+    c.add_argument("--overfit-examples", type=int, default=8, help="tiny batch size (default 8)")
+    c.add_argument("--overfit-steps", type=int, default=200, help="step budget (default 200)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true", help="print the documented JSON instead of tables")
+    c.set_defaults(run=run_check)
+
+    d = subparsers.add_parser(
+        "diagnose", help="health of a training run: what went wrong, when, where, fixes; plots",
+        description="Summarise the health monitor's record of a run (RUN/health) and write "
+                    "PNG plots: loss curves, per-layer gradient-norm heatmap, dead units.")
+    d.add_argument("run_dir", metavar="RUN", help="run folder (or its health/ folder)")
+    d.add_argument("--out", help="folder for the plots (default RUN/health/plots)")
+    d.add_argument("--no-plots", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(run=run_diagnose)
+
+    g = subparsers.add_parser(
+        "gradcheck", help="check a custom layer's backward against numeric gradients",
+        description="Build FILE.py:NAME, run forward/backward in float64 on fixed inputs, compare "
+                    "with central differences per input and parameter, and probe edge inputs "
+                    "(zeros, constant, tiny, huge) for NaN/Inf.")
+    g.add_argument("factory", metavar="FILE.py:NAME", help="layer class or function returning a module")
+    g.add_argument("--input", action="append", required=True, metavar="SHAPE",
+                   help="input shape with batch, e.g. 4x8x16x16 (repeat for several inputs)")
+    g.add_argument("--kwargs", default="{}", help="JSON arguments for the factory")
+    g.add_argument("--max-elements", type=int, default=256,
+                   help="elements checked per tensor, evenly spread (default 256)")
+    g.add_argument("--atol", type=float, default=1e-5)
+    g.add_argument("--rtol", type=float, default=1e-3)
+    g.add_argument("--no-probes", action="store_true", help="skip the NaN probes")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(run=run_gradcheck)
+
+
+# ------------------------------------------------------------------------------- check -----
+
+
+def run_check(args) -> int:
+    from ..design import parse_assignments
+    from .checks import check
+
+    options = {}
+    if args.task:
+        options["task"] = args.task
+    if args.no_scale:
+        options["scale"] = False
+    report = check(args.design, args.data, variables=parse_assignments(args.set),
+                   examples=args.examples, overfit_examples=args.overfit_examples,
+                   overfit_steps=args.overfit_steps, seed=args.seed, **options)
+    if args.json:
+        print(json.dumps(_jsonable(report.to_dict()), indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        t = Table(title=f"check: {report.design} on {report.data} ({report.task})", title_justify="left")
+        t.add_column("check")
+        t.add_column("status")
+        t.add_column("measured against expected")
+        for r in report.checks:
+            t.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.message)
+        console.print(t)
+        for r in report.checks:
+            if r.status != "pass" and r.fixes:
+                console.print(f"[bold]{r.name}[/] fixes: " + "; ".join(r.fixes))
+        console.print("all checks passed" if report.passed else "[bold red]some checks failed[/]")
+    return 0 if report.passed else 1
+
+
+# ---------------------------------------------------------------------------- diagnose -----
+
+
+def run_diagnose(args) -> int:
+    from .summary import diagnose
+
+    d = diagnose(args.run_dir, plots=not args.no_plots, out=args.out)
+    if args.json:
+        print(json.dumps(_jsonable(d.to_dict()), indent=2))
+        return 0 if d.healthy else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    overhead = f", monitor overhead {d.overhead:.1%}" if math.isfinite(d.overhead) else ""
+    console.print(f"[bold]{d.run}[/]: {d.steps} steps, {d.samples} sampled{overhead}")
+    if d.healthy:
+        console.print("[green]healthy: no detector fired[/]")
+    else:
+        t = Table(title=f"{len(d.events)} problems found", title_justify="left")
+        for col in ("step", "problem", "where", "evidence", "fixes"):
+            t.add_column(col, overflow="fold")
+        for e in d.events:
+            t.add_row(str(e["step"]), e["detector"], ", ".join(e["layers"][:4]) or "-",
+                      e["message"], "; ".join(e["fixes"][:3]))
+        console.print(t)
+    for p in d.plots:
+        console.print(f"plot: {p}")
+    return 0 if d.healthy else 1
+
+
+# --------------------------------------------------------------------------- gradcheck -----
+
+
+def run_gradcheck(args) -> int:
+    from .gradcheck import gradcheck, load_factory, parse_shape
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--kwargs must be a JSON object, received '{args.kwargs}' ({exc.msg})",
+                         fix="e.g. --kwargs '{\"channels\": 8}'") from None
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--kwargs must be a JSON object, received {type(kwargs).__name__}")
+    shapes = [parse_shape(s) for s in args.input]
+    factory = load_factory(args.factory)
+    report = gradcheck(factory, shapes, kwargs=kwargs, max_elements=args.max_elements,
+                       atol=args.atol, rtol=args.rtol, probes=not args.no_probes, name=args.factory)
+    if args.json:
+        print(json.dumps(_jsonable(report.to_dict()), indent=2))
+        return 0 if report.passed else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"gradient check: {report.factory}, float64, |a-n| <= {args.atol:g} + "
+                    f"{args.rtol:g}|n|", title_justify="left")
+    for col, just in (("tensor", "left"), ("shape", "left"), ("checked", "right"),
+                      ("max abs error", "right"), ("max rel error", "right"), ("status", "left")):
+        t.add_column(col, justify=just)
+    for r in report.tensors:
+        t.add_row(r.name, "x".join(map(str, r.shape)), f"{r.checked}/{r.elements}",
+                  f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
+                  "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
+    console.print(t)
+    tg = report.torch_gradcheck
+    verdict = {True: "[green]passed[/]", False: "[bold red]failed[/]", None: ""}[tg.get("passed")]
+    console.print(f"torch.autograd.gradcheck: {verdict} {tg.get('message') or ''}")
+    if report.probes:
+        p = Table(title="NaN probes (float32)", title_justify="left")
+        for col in ("input", "output finite", "input grad finite", "non-finite param grads", "hint"):
+            p.add_column(col, overflow="fold")
+        for r in report.probes:
+            p.add_row(r.name, _yes(r.output_finite), _yes(r.input_grad_finite),
+                      ", ".join(r.nonfinite_param_grads) or "-", (r.error + "; " if r.error else "") + r.hint)
+        console.print(p)
+    console.print("gradient check passed" if report.passed else "[bold red]gradient check failed[/]")
+    return 0 if report.passed else 1
+
+
+def _yes(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[bold red]NO[/]"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,575 @@
+"""Detectors: small registered rules that turn health measurements into verdicts.
+
+Each detector has a name, a documented rule, named thresholds (overridable per run), and the
+fixes the literature suggests. A verdict always carries the measured values beside the
+thresholds they were compared with, and names the layers involved, so a reader can judge it.
+
+Two published pitfalls are avoided on purpose (issue 7):
+
+* the input-scale rule reads the mean and standard deviation of the first layer's input, never
+  its range, so correctly standardised data (mean 0, std 1, long tails) does not trigger it;
+* gradient ratios are formed only when the denominator is a positive finite number: a dead or
+  zero-initialised network has zero gradients and is reported as *no gradient*, never as
+  exploding through a 0/0.
+
+Sources of the rules and fixes: the seed text *deep-learning-designs* (principles C1, C5, C6),
+Karpathy's update-to-weight ratio of about 1e-3 (CS231n notes), Glorot & Bengio 2010 (saturation),
+Pascanu et al. 2013 (exploding gradients in RNNs, clipping), He et al. 2015 (PReLU, He init),
+Maas et al. 2013 (leaky ReLU).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UsageError, unknown_name
+from .state import HealthState
+
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+@dataclass
+class Verdict:
+    """One finding: what, when (step), where (layers), evidence against thresholds, fixes."""
+
+    detector: str
+    step: int
+    message: str
+    layers: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    fixes: list[str] = field(default_factory=list)
+    severity: str = "error"   # 'error': training is broken; 'warning': training is impaired
+
+    def to_dict(self) -> dict:
+        return {"detector": self.detector, "step": self.step, "severity": self.severity,
+                "message": self.message, "layers": list(self.layers),
+                "evidence": _plain(self.evidence), "thresholds": dict(self.thresholds),
+                "fixes": list(self.fixes)}
+
+
+def _plain(value):
+    """JSON-safe copy: numpy scalars to floats, non-finite floats to strings ('nan', 'inf')."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else str(v)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    DETECTORS[cls.name] = cls
+    return cls
+
+
+class Detector:
+    """Base class. Subclasses set ``name``, ``rule`` (one sentence), ``thresholds``, ``fixes``
+    and implement :meth:`check`, which returns a verdict or None."""
+
+    name = ""
+    rule = ""
+    thresholds: dict[str, float] = {}
+    fixes: list[str] = []
+    severity = "error"
+
+    def __init__(self, **overrides: float) -> None:
+        unknown = set(overrides) - set(self.thresholds)
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise UsageError(unknown_name(f"threshold of detector '{self.name}'", bad,
+                                          self.thresholds))
+        self.t = {**self.thresholds, **overrides}
+
+    def check(self, state: HealthState) -> Verdict | None:
+        raise NotImplementedError
+
+    def verdict(self, state: HealthState, message: str, *, layers=(), evidence=None,
+                fixes=None) -> Verdict:
+        return Verdict(self.name, max(state.step, 0), message, list(layers), evidence or {},
+                       dict(self.t), list(fixes if fixes is not None else self.fixes),
+                       self.severity)
+
+
+def make_detectors(names=None, thresholds: dict | None = None) -> list[Detector]:
+    """Instantiate detectors by name (all when ``names`` is None) with threshold overrides
+    ``{detector: {threshold: value}}``."""
+    thresholds = thresholds or {}
+    for key in thresholds:
+        if key not in DETECTORS:
+            raise UsageError(unknown_name("detector", key, DETECTORS))
+    chosen = list(DETECTORS) if names is None else list(names)
+    for n in chosen:
+        if n not in DETECTORS:
+            raise UsageError(unknown_name("detector", n, DETECTORS))
+    return [DETECTORS[n](**thresholds.get(n, {})) for n in chosen]
+
+
+# ------------------------------------------------------------------------------ helpers ----
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def _median_rows(a: np.ndarray) -> np.ndarray:
+    """Per-layer median over samples, ignoring nan (all-nan columns stay nan). Written out
+    because np.nanmedian goes through masked arrays on small inputs: 10x slower, every sample."""
+    if a.size == 0:
+        return np.zeros(a.shape[1:])
+    if a.shape[0] == 1:
+        return a[0].copy()
+    ordered = np.sort(a, axis=0)               # nan sorts last
+    valid = (~np.isnan(a)).sum(axis=0)
+    out = np.full(a.shape[1], math.nan)
+    ok = valid > 0
+    cols = np.arange(a.shape[1])[ok]
+    lo, hi = (valid[ok] - 1) // 2, valid[ok] // 2
+    out[ok] = 0.5 * (ordered[lo, cols] + ordered[hi, cols])
+    return out
+
+
+def loss_drop(state: HealthState, min_steps: int) -> tuple[float, float, float] | None:
+    """(first, last, relative drop) of the mean loss over the first and the last tenth of the
+    run (at least 10 steps each); None before ``min_steps`` finite losses."""
+    losses = state.loss_array()
+    if len(losses) < min_steps or not np.all(np.isfinite(losses)):
+        return None
+    m = max(10, len(losses) // 10)
+    first, last = float(losses[:m].mean()), float(losses[-m:].mean())
+    if abs(first) < 1e-12:
+        return None
+    return first, last, (first - last) / abs(first)
+
+
+# ---------------------------------------------------------------------------- detectors ----
+
+
+@register_detector
+class NonFinite(Detector):
+    name = "nan_inf"
+    rule = "the loss, an activation or a gradient is NaN or Inf; reports where it first appeared"
+    thresholds: dict[str, float] = {}
+    fixes = ["add an epsilon inside log, sqrt and divisions (log(x + 1e-8), x / (n + 1e-8))",
+             "lower the learning rate", "clip gradients (gradient_clip_val=1.0)",
+             "check the input data for NaN/Inf"]
+
+    def check(self, state):
+        nf = state.nonfinite
+        if not nf:
+            return None
+        fixes = list(self.fixes)
+        cause = nf.get("cause", "")
+        if cause == "forward" and not nf.get("builtin", True):
+            fixes = [f"'{nf['layer']}' ({nf.get('type', '?')}) makes NaN/Inf from finite inputs "
+                     "and weights: add an epsilon to its log/sqrt/division and test it with "
+                     "`archlab gradcheck`"] + fixes[1:]
+        elif cause in ("weights", "forward"):
+            fixes = ["lower the learning rate", "clip gradients (gradient_clip_val=1.0)",
+                     "add normalisation (batch/layer norm)"] + fixes[:1]
+        elif cause == "input":
+            fixes = ["the input batch holds NaN/Inf: clean or impute the data"]
+        where = f"in '{nf['layer']}'" if nf.get("layer") else ""
+        v = self.verdict(state, f"non-finite values first at step {nf['step']} {where}: "
+                         f"{nf.get('detail', '')}".strip(), layers=[nf["layer"]] if nf.get("layer")
+                         else [], evidence=dict(nf), fixes=fixes)
+        v.step = int(nf["step"])
+        return v
+
+
+@register_detector
+class Exploding(Detector):
+    name = "exploding_gradients"
+    rule = ("the loss blows up (non-finite after the weights diverged, or > loss_factor x the "
+            "first loss), or the total gradient norm exceeds grad_norm_limit or grows by "
+            "growth_factor over its early median (only when that median is > 0)")
+    thresholds = {"loss_factor": 10.0, "grad_norm_limit": 1e3, "growth_factor": 1e3}
+    fixes = ["clip gradients (gradient_clip_val=1.0; Pascanu et al. 2013)", "lower the learning rate",
+             "add normalisation (batch norm for CNNs, layer norm for RNNs)",
+             "scale the inputs (zero mean, unit variance)",
+             "for recurrent nets: LSTM/GRU or orthogonal recurrent weights"]
+
+    def check(self, state):
+        losses = state.loss_array()
+        finite = losses[np.isfinite(losses)]
+        nf = state.nonfinite
+        if nf and nf.get("cause") in ("weights", "loss") or (
+                nf and nf.get("cause") == "forward" and nf.get("builtin", True)):
+            return self.verdict(state, f"loss blew up: non-finite at step {nf['step']} "
+                                f"({nf.get('detail', '')})", layers=[nf["layer"]] if nf.get("layer")
+                                else [], evidence={"first_loss": float(finite[0]) if finite.size
+                                                   else math.nan, "nonfinite_step": nf["step"]})
+        if finite.size >= 2 and finite[0] > 0:
+            peak = float(finite[-5:].max())
+            if peak > self.t["loss_factor"] * finite[0]:
+                return self.verdict(state, f"loss blew up: {_fmt(peak)} > {self.t['loss_factor']:g}"
+                                    f" x first loss {_fmt(float(finite[0]))}",
+                                    evidence={"first_loss": finite[0], "recent_max_loss": peak})
+        g = state.array("grad_norm")
+        if g.shape[0] == 0:
+            return None
+        total = np.sqrt(np.nansum(g ** 2, axis=1))
+        latest = float(total[-1])
+        top = self._top_layers(state, g[-1])
+        if not math.isfinite(latest) or latest > self.t["grad_norm_limit"]:
+            return self.verdict(state, f"total gradient norm {_fmt(latest)} > limit "
+                                f"{self.t['grad_norm_limit']:g}", layers=top,
+                                evidence={"total_grad_norm": latest,
+                                          "largest_layers": {n: g[-1][state.param_layers.index(n)]
+                                                             for n in top}})
+        early = float(np.median(total[:3]))
+        if total.size > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
+            return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
+                                f"(from {_fmt(early)} to {_fmt(latest)})", layers=top,
+                                evidence={"early_grad_norm": early, "total_grad_norm": latest})
+        return None
+
+    @staticmethod
+    def _top_layers(state, row) -> list[str]:
+        order = np.argsort(-np.nan_to_num(row, nan=-1.0, posinf=1e308))
+        return [state.param_layers[i] for i in order[:3] if not math.isnan(row[i])]
+
+
+@register_detector
+class Vanishing(Detector):
+    name = "vanishing_gradients"
+    rule = ("a layer gets no gradient at all (norm exactly 0) while it should learn, or the "
+            "earliest layers' relative gradient |g|/|w| is below ratio x the largest layer's "
+            "(medians over the last `samples` samples)")
+    thresholds = {"ratio": 1e-3, "samples": 3}
+    fixes = ["add skip connections (residual blocks)", "add normalisation (batch norm)",
+             "replace sigmoid/tanh by ReLU-family activations", "use He/Glorot initialisation",
+             "scale the inputs"]
+
+    def check(self, state):
+        n = int(self.t["samples"])
+        g = _median_rows(state.array("grad_norm", n))
+        w = _median_rows(state.array("weight_norm", n))
+        if g.size == 0:
+            return None
+        frozen = np.array([state.frozen.get(p, False) for p in state.param_layers])
+        live = ~np.isnan(g) & ~frozen
+        if not live.any():
+            return None
+        zero = [state.param_layers[i] for i in np.flatnonzero(live & (g == 0))]
+        if zero:
+            return self.verdict(
+                state, f"{len(zero)} of {int(live.sum())} layers receive no gradient at all "
+                f"(norm 0): {', '.join(zero[:5])}", layers=zero,
+                evidence={"zero_gradient_layers": zero, "grad_norm": {
+                    p: g[i] for i, p in enumerate(state.param_layers) if live[i]}},
+                fixes=["check the initialisation: all-zero or constant weights give no gradient "
+                       "(use He/Glorot init)", "check for dead ReLUs upstream (leaky ReLU/PReLU)",
+                       "check that no detach()/no_grad cuts the graph"] + self.fixes[:2])
+        rel = np.where(live & (w > 0), g / np.where(w > 0, w, 1.0), math.nan)
+        if np.all(np.isnan(rel)):
+            return None
+        best = float(np.nanmax(rel))
+        if best <= 0 or not math.isfinite(best):
+            return None
+        low = [i for i in np.flatnonzero(~np.isnan(rel)) if rel[i] < self.t["ratio"] * best]
+        first = int(np.flatnonzero(~np.isnan(rel))[0])
+        if first not in low:
+            return None
+        names = [state.param_layers[i] for i in low]
+        return self.verdict(
+            state, f"relative gradient of '{state.param_layers[first]}' is {_fmt(rel[first])}, "
+            f"{_fmt(rel[first] / best)} of the largest ({_fmt(best)}); {len(names)} layers "
+            f"below {self.t['ratio']:g}x", layers=names,
+            evidence={"relative_grad": {state.param_layers[i]: rel[i] for i in
+                                        np.flatnonzero(~np.isnan(rel))}})
+
+
+@register_detector
+class DyingRelu(Detector):
+    name = "dying_relu"
+    rule = ("in a ReLU layer more than dead_fraction of the units were never active (output > 0) "
+            "on any example of the sampled batches of the window")
+    thresholds = {"dead_fraction": 0.5}
+    fixes = ["use leaky ReLU or PReLU (Maas et al. 2013; He et al. 2015)",
+             "lower the learning rate", "initialise biases at 0 (not negative) with He init",
+             "add batch norm before the activation"]
+
+    def check(self, state):
+        d = state.array("dead_fraction", 1)
+        if d.shape[0] == 0:
+            return None
+        row = d[-1]
+        bad = [i for i in range(row.size) if not math.isnan(row[i]) and row[i] > self.t["dead_fraction"]]
+        if not bad:
+            return None
+        names = [state.act_layers[i] for i in bad]
+        worst = max(bad, key=lambda i: row[i])
+        return self.verdict(state, f"{len(names)} ReLU layers with most units dead; worst "
+                            f"'{state.act_layers[worst]}' {row[worst]:.0%} dead "
+                            f"(> {self.t['dead_fraction']:.0%})", layers=names,
+                            evidence={"dead_fraction": {state.act_layers[i]: row[i] for i in bad}})
+
+
+@register_detector
+class Saturated(Detector):
+    name = "saturated_activations"
+    rule = ("in a sigmoid/tanh layer more than `fraction` of the outputs lie in the flat tails "
+            "(sigmoid < 0.01 or > 0.99, |tanh| > 0.99), mean over the last `samples` samples")
+    thresholds = {"fraction": 0.5, "samples": 3}
+    fixes = ["scale the inputs (zero mean, unit variance)", "use Glorot/Xavier initialisation "
+             "(Glorot & Bengio 2010)", "add normalisation before the activation",
+             "use ReLU-family activations in hidden layers", "lower the learning rate"]
+
+    def check(self, state):
+        s = state.array("saturation", int(self.t["samples"]))
+        if s.shape[0] == 0:
+            return None
+        mean = np.array([np.nanmean(c) if np.any(~np.isnan(c)) else math.nan for c in s.T])
+        bad = [i for i in range(mean.size) if not math.isnan(mean[i]) and mean[i] > self.t["fraction"]]
+        if not bad:
+            return None
+        names = [state.act_layers[i] for i in bad]
+        return self.verdict(state, f"{len(names)} sigmoid/tanh layers saturated: " + ", ".join(
+            f"'{state.act_layers[i]}' {mean[i]:.0%}" for i in bad[:4]), layers=names,
+            evidence={"saturated_fraction": {state.act_layers[i]: mean[i] for i in bad}})
+
+
+@register_detector
+class LossFlat(Detector):
+    name = "loss_not_decreasing"
+    rule = ("after min_steps steps, the mean loss of the last tenth of the run is less than "
+            "min_drop below the mean of the first tenth")
+    # 100 steps: recurrent nets often sit on a plateau for the first ~60 steps and then learn
+    thresholds = {"min_steps": 100, "min_drop": 0.05}
+    fixes = ["overfit a tiny batch first (`archlab check`)", "check that labels match the inputs",
+             "check that the output layer matches the loss (logits for cross entropy)",
+             "scale the inputs", "raise the learning rate"]
+    severity = "warning"
+
+    def check(self, state):
+        d = loss_drop(state, int(self.t["min_steps"]))
+        if d is None or d[2] >= self.t["min_drop"]:
+            return None
+        first, last, drop = d
+        return self.verdict(state, f"loss went from {_fmt(first)} to {_fmt(last)} "
+                            f"({drop:+.1%}, needs >= {self.t['min_drop']:.0%} drop) over "
+                            f"{len(state.losses)} steps",
+                            evidence={"first_loss": first, "last_loss": last, "drop": drop})
+
+
+@register_detector
+class Oscillating(Detector):
+    name = "oscillating_loss"
+    rule = ("over the last `chunks` chunks of `chunk` steps the chunk-mean loss rose at least "
+            "`rises` times, each by more than rise x the previous chunk and rise x the first "
+            "loss, without net progress")
+    thresholds = {"chunk": 10, "chunks": 8, "rises": 2, "rise": 0.3}
+    fixes = ["lower the learning rate", "clip gradients", "use a learning-rate schedule with "
+             "warm-up", "use a larger batch"]
+    severity = "warning"
+
+    def check(self, state):
+        losses = state.loss_array()
+        c, k = int(self.t["chunk"]), int(self.t["chunks"])
+        if len(losses) < c * k or not np.all(np.isfinite(losses)):
+            return None
+        recent = losses[-c * k:].reshape(k, c).mean(axis=1)
+        scale = abs(float(losses[: c].mean()))
+        jumps = [float(b - a) for a, b in zip(recent[:-1], recent[1:], strict=False)
+                 if b - a > self.t["rise"] * abs(a) and b - a > self.t["rise"] * scale]
+        if len(jumps) < self.t["rises"] or recent[-1] < 0.8 * recent[0]:
+            return None
+        return self.verdict(state, f"loss oscillates: {len(jumps)} rises of up to "
+                            f"{_fmt(max(jumps))} in the last {c * k} steps",
+                            evidence={"chunk_means": recent.tolist(), "rises": jumps})
+
+
+def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
+    """Median update/weight ratio over the layers that get a gradient: a layer without one does
+    not move whatever the learning rate, and says nothing about it."""
+    u = _median_rows(state.array("update_ratio", samples))
+    g = _median_rows(state.array("grad_norm", samples))
+    per = {p: u[i] for i, p in enumerate(state.param_layers)
+           if not math.isnan(u[i]) and i < g.size and g[i] > 0}
+    vals = [v for v in per.values() if math.isfinite(v)]
+    return (float(np.median(vals)) if vals else math.nan), per
+
+
+@register_detector
+class LrHigh(Detector):
+    name = "lr_too_high"
+    rule = ("the median update-to-weight ratio |dw|/|w| over layers exceeds max_update_ratio "
+            "(about 1e-3 is healthy), or the loss rises above rise_factor x its starting level")
+    thresholds = {"max_update_ratio": 0.3, "rise_factor": 1.5, "samples": 2}
+    fixes = ["lower the learning rate (x0.1)", "use a learning-rate warm-up",
+             "clip gradients", "use Adam with default settings (lr 1e-3)"]
+
+    def check(self, state):
+        med, per = _update_ratio(state, int(self.t["samples"]))
+        if math.isfinite(med) and med > self.t["max_update_ratio"]:
+            top = sorted(per, key=lambda p: -per[p])[:3]
+            return self.verdict(state, f"median update/weight ratio {_fmt(med)} > "
+                                f"{self.t['max_update_ratio']:g} (healthy ~1e-3)", layers=top,
+                                evidence={"median_update_ratio": med, "update_ratio": per})
+        losses = state.loss_array()
+        if len(losses) >= 30 and np.all(np.isfinite(losses)):
+            start, now = float(losses[:5].mean()), float(losses[-10:].mean())
+            if start > 0 and now > self.t["rise_factor"] * start:
+                return self.verdict(state, f"loss rose from {_fmt(start)} to {_fmt(now)}",
+                                    evidence={"start_loss": start, "recent_loss": now,
+                                              "median_update_ratio": med})
+        return None
+
+
+@register_detector
+class LrLow(Detector):
+    name = "lr_too_low"
+    rule = ("after min_steps steps the median update-to-weight ratio is below min_update_ratio "
+            "and the loss dropped less than min_drop")
+    thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3}
+    fixes = ["raise the learning rate (x10) or run a learning-rate range test",
+             "use Adam with default settings (lr 1e-3)"]
+    severity = "warning"
+
+    def check(self, state):
+        d = loss_drop(state, int(self.t["min_steps"]))
+        if d is None or d[2] >= self.t["min_drop"]:
+            return None
+        med, per = _update_ratio(state, int(self.t["samples"]))
+        if not (math.isfinite(med) and med < self.t["min_update_ratio"]):
+            return None
+        return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
+                            f"{self.t['min_update_ratio']:g} and loss dropped only {d[2]:.1%}",
+                            layers=list(per), evidence={"median_update_ratio": med,
+                                                        "loss_drop": d[2]})
+
+
+@register_detector
+class Overfitting(Detector):
+    name = "overfitting"
+    rule = ("validation loss rose more than rise (relative) and more than abs_rise x the first "
+            "validation loss above its best epoch, while the training loss kept falling (by > "
+            "train_fall), and the train/validation gap grew in the last epochs")
+    # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
+    # 0.02, a 100 % rise of no consequence
+    thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3}
+    fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
+             "collect more data or augment it", "use a smaller model"]
+    severity = "warning"
+
+    def check(self, state):
+        v = state.validation
+        if len(v) < self.t["min_epochs"]:
+            return None
+        val = np.array([r["val_loss"] for r in v])
+        train = np.array([r["train_loss"] for r in v])
+        if not (np.all(np.isfinite(val)) and np.all(np.isfinite(train))):
+            return None
+        b = int(np.argmin(val))
+        gap = val - train
+        if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
+                and val[-1] - val[b] > self.t["abs_rise"] * abs(val[0])
+                and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
+            return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
+                                f"epoch {v[b]['epoch']} while training loss {_fmt(train[b])} -> "
+                                f"{_fmt(train[-1])}", evidence={
+                                    "best_epoch": v[b]["epoch"], "val_loss": val.tolist(),
+                                    "train_loss": train.tolist(), "gap": gap.tolist()})
+        return None
+
+
+@register_detector
+class Unscaled(Detector):
+    name = "unscaled_inputs"
+    rule = ("the first layer's input has |mean| > max_mean or std > max_std (standardised data "
+            "has mean 0, std 1; the range is deliberately not used)")
+    thresholds = {"max_mean": 5.0, "max_std": 5.0}
+    fixes = ["standardise the inputs with training-split statistics (zero mean, unit variance)",
+             "or divide raw pixels by 255"]
+
+    def check(self, state):
+        if not state.input_stats:
+            return None
+        mean, std = state.input_stats[-1]
+        if abs(mean) > self.t["max_mean"] or std > self.t["max_std"]:
+            first = state.param_layers[0] if state.param_layers else ""
+            return self.verdict(state, f"inputs to '{first}' are not scaled: mean {_fmt(mean)}, "
+                                f"std {_fmt(std)}", layers=[first] if first else [],
+                                evidence={"input_mean": mean, "input_std": std})
+        return None
+
+
+@register_detector
+class Frozen(Detector):
+    name = "frozen_layers"
+    rule = ("a layer with parameters never changes: requires_grad is off, or it has a non-zero "
+            "gradient but the optimizer does not update it (not in the optimizer)")
+    thresholds = {"samples": 2}
+    fixes = ["set requires_grad=True on these layers", "pass all parameters to the optimizer",
+             "if the freeze is deliberate, list the layers in HealthMonitor(expected_frozen=...)"]
+
+    expected: tuple[str, ...] = ()   # layer paths frozen on purpose (set by the monitor)
+
+    def check(self, state):
+        # a path, its sub-layers, or a glob such as archlab train's --freeze 'conv*'
+        expected = lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
+                                 for e in self.expected)
+        frozen = [p for p in state.param_layers if state.frozen.get(p) and not expected(p)]
+        n = int(self.t["samples"])
+        u, g = state.array("update_ratio", n), state.array("grad_norm", n)
+        stuck = []
+        if u.shape[0] >= n and not np.all(np.isnan(u)):
+            for i, p in enumerate(state.param_layers):
+                if p in frozen or expected(p):
+                    continue
+                if np.all(u[:, i] == 0) and np.all(g[:, i] > 0):
+                    stuck.append(p)
+        if not frozen and not stuck:
+            return None
+        parts = []
+        if frozen:
+            parts.append(f"requires_grad=False: {', '.join(frozen[:5])}")
+        if stuck:
+            parts.append(f"gradient but no update (not in the optimizer?): {', '.join(stuck[:5])}")
+        return self.verdict(state, f"{len(frozen) + len(stuck)} layers never change; "
+                            + "; ".join(parts), layers=frozen + stuck,
+                            evidence={"requires_grad_false": frozen, "not_updated": stuck})
+
+
+@register_detector
+class Linear(Detector):
+    name = "missing_nonlinearity"
+    rule = ("every weight layer's input is exactly the previous weight layer's output (through "
+            "normalisation or reshapes only): the whole network computes an affine function")
+    thresholds: dict[str, float] = {}
+    fixes = ["add an activation (ReLU) between the layers", "a stack of linear layers equals one "
+             "linear layer: depth adds nothing without non-linearities"]
+
+    def check(self, state):
+        if state.linear_chain and state.linear_chain[-1]:
+            chain = state.linear_chain[-1]
+            return self.verdict(state, f"no non-linearity between the {len(chain)} weight layers "
+                                f"{' -> '.join(chain[:6])}", layers=chain,
+                                evidence={"chain": chain})
+        return None
+
+
+@register_detector
+class ProbabilitiesAsLogits(Detector):
+    name = "probabilities_as_logits"
+    rule = ("the model's output rows are probabilities (in [0, 1], summing to 1): a softmax "
+            "before a loss that applies its own (cross entropy expects logits)")
+    thresholds: dict[str, float] = {}
+    fixes = ["remove the final softmax: cross entropy applies log-softmax itself",
+             "or end with log_softmax and use NLL loss"]
+
+    def check(self, state):
+        if state.output_is_probability and any(state.output_is_probability[-2:]):
+            return self.verdict(state, "the model outputs probabilities (rows in [0, 1] summing "
+                                "to 1) but the loss expects logits",
+                                evidence={"output_rows_sum_to_one": True})
+        return None

@@ -1,0 +1,144 @@
+"""What the health monitor has measured so far, in one place the detectors read.
+
+Per-step figures (the loss) are kept for every training step; per-layer figures only for the
+sampled steps. Per-layer series are rows of one float per layer, ``nan`` where a figure does not
+apply (no gradient, no activation of that kind, no optimizer step on that sample).
+
+On disk (a run's ``health/`` folder), never pickle:
+
+* ``events.jsonl``: one verdict per line (see :class:`archlab.diagnose.detectors.Verdict`);
+* ``series.npz``: the per-layer series as float arrays ``(samples, layers)`` plus the names;
+* ``loss.csv``: ``step,loss`` for every step; ``validation.csv``: one row per validation epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Per-layer series over parameter layers (modules that own parameters) ...
+PARAM_SERIES = ("grad_norm", "weight_norm", "update_ratio")
+# ... and over activation layers (modules whose output we watch: activations and weight layers).
+ACT_SERIES = ("act_mean", "act_std", "dead_fraction", "saturation")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class HealthState:
+    """Measurements of one training run (see the module docstring for the file layout)."""
+
+    param_layers: list[str] = field(default_factory=list)   # forward order once known
+    act_layers: list[str] = field(default_factory=list)
+    act_kinds: dict[str, str] = field(default_factory=dict)  # layer -> 'relu', 'sigmoid', ...
+    frozen: dict[str, bool] = field(default_factory=dict)    # layer -> all params requires_grad=False
+    losses: list[float] = field(default_factory=list)        # one per training step
+    sample_steps: list[int] = field(default_factory=list)
+    series: dict[str, list[list[float]]] = field(
+        default_factory=lambda: {k: [] for k in PARAM_SERIES + ACT_SERIES})
+    input_stats: list[tuple[float, float]] = field(default_factory=list)  # (mean, std) per sample
+    linear_chain: list[list[str]] = field(default_factory=list)  # weight layers if all linear, else []
+    output_is_probability: list[bool] = field(default_factory=list)
+    nonfinite: dict | None = None        # where NaN/Inf first appeared
+    validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
+    every: list[int] = field(default_factory=list)          # sampling interval at each sample
+    monitor_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+    # ------------------------------------------------------------------ reading helpers ----
+    @property
+    def step(self) -> int:
+        """Index of the last training step seen (-1 before the first)."""
+        return len(self.losses) - 1
+
+    def array(self, name: str, last: int | None = None) -> np.ndarray:
+        """A per-layer series as ``(samples, layers)`` floats; ``last`` keeps the newest rows."""
+        rows = self.series[name] if last is None else self.series[name][-last:]
+        width = len(self.param_layers) if name in PARAM_SERIES else len(self.act_layers)
+        if not rows:
+            return np.zeros((0, width))
+        return np.array([r + [math.nan] * (width - len(r)) for r in rows], dtype=np.float64)
+
+    def loss_array(self) -> np.ndarray:
+        """All losses as an array; extended incrementally, as detectors read it every sample."""
+        cached = getattr(self, "_loss_cache", None)
+        if cached is None or len(cached) > len(self.losses):
+            cached = np.zeros(0)
+        if len(cached) < len(self.losses):
+            cached = np.concatenate([cached, np.asarray(self.losses[len(cached):], dtype=np.float64)])
+            self._loss_cache = cached
+        return cached
+
+    # ---------------------------------------------------------------------- files ----------
+    def save(self, folder: str | Path) -> Path:
+        """Write ``series.npz``, ``loss.csv`` and ``validation.csv`` under ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {name: self.array(name) for name in PARAM_SERIES + ACT_SERIES}
+        np.savez(
+            folder / "series.npz",
+            format_version=np.array(FORMAT_VERSION),
+            sample_steps=np.asarray(self.sample_steps, dtype=np.int64),
+            every=np.asarray(self.every, dtype=np.int64),
+            param_layers=np.asarray(self.param_layers, dtype=str),
+            act_layers=np.asarray(self.act_layers, dtype=str),
+            act_kinds=np.asarray([self.act_kinds.get(a, "") for a in self.act_layers], dtype=str),
+            input_stats=np.asarray(self.input_stats, dtype=np.float64).reshape(-1, 2),
+            monitor_seconds=np.array(self.monitor_seconds),
+            train_seconds=np.array(self.train_seconds),
+            **arrays,
+        )
+        with open(folder / "loss.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["step", "loss"])
+            writer.writerows(enumerate(self.losses))
+        with open(folder / "validation.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["step", "epoch", "train_loss", "val_loss"])
+            for row in self.validation:
+                writer.writerow([row["step"], row["epoch"], row["train_loss"], row["val_loss"]])
+        if self.nonfinite is not None:
+            (folder / "nonfinite.json").write_text(json.dumps(self.nonfinite, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> HealthState:
+        """Read back what :meth:`save` wrote (``allow_pickle=False``: the files cannot run code)."""
+        folder = Path(folder)
+        state = cls()
+        with np.load(folder / "series.npz", allow_pickle=False) as z:
+            state.param_layers = [str(s) for s in z["param_layers"]]
+            state.act_layers = [str(s) for s in z["act_layers"]]
+            state.act_kinds = {a: str(k) for a, k in zip(state.act_layers, z["act_kinds"], strict=False) if k}
+            state.sample_steps = [int(s) for s in z["sample_steps"]]
+            state.every = [int(s) for s in z["every"]]
+            state.input_stats = [tuple(r) for r in z["input_stats"].tolist()]
+            state.monitor_seconds = float(z["monitor_seconds"])
+            state.train_seconds = float(z["train_seconds"])
+            for name in PARAM_SERIES + ACT_SERIES:
+                state.series[name] = z[name].tolist()
+        with open(folder / "loss.csv", newline="") as fh:
+            state.losses = [float(r["loss"]) for r in csv.DictReader(fh)]
+        path = folder / "validation.csv"
+        if path.exists():
+            with open(path, newline="") as fh:
+                state.validation = [
+                    {"step": int(r["step"]), "epoch": int(r["epoch"]),
+                     "train_loss": float(r["train_loss"]), "val_loss": float(r["val_loss"])}
+                    for r in csv.DictReader(fh)]
+        path = folder / "nonfinite.json"
+        if path.exists():
+            state.nonfinite = json.loads(path.read_text())
+        return state
+
+
+def read_events(folder: str | Path) -> list[dict]:
+    """The verdicts saved in ``folder/events.jsonl`` (empty when the file does not exist)."""
+    path = Path(folder) / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,353 @@
+"""Health monitor and detectors: measurements against oracles, the published pitfalls, NaN."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from archlab.diagnose import HealthRecorder, HealthState, make_detectors
+from archlab.diagnose.detectors import DETECTORS, Exploding, Unscaled, Vanishing
+from archlab.errors import UsageError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def train(model, x, y, steps, *, lr=0.1, every=1, recorder=None, loss_fn=None, **kw):
+    """A plain PyTorch loop driving the recorder (the Lightning callback uses the same calls)."""
+    rec = recorder or HealthRecorder(every=every, max_every=every, min_every=every, **kw)
+    rec.attach(model)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    for _ in range(steps):
+        rec.begin_step()
+        loss = loss_fn(model(x), y)
+        rec.after_loss(loss, replay=lambda: model(x))
+        opt.zero_grad()
+        loss.backward()
+        rec.before_optimizer_step()
+        opt.step()
+        rec.end_step()
+    return rec
+
+
+def data(n=64, f=16, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, f, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return x, y
+
+
+def test_gradient_norms_and_update_ratio_match_sgd():
+    """Oracle: SGD moves w by lr*g, so |dw|/|w| = lr*|g|/|w| exactly."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x, y = data()
+    w0 = [p.detach().clone() for p in model.parameters()]
+    nn.functional.cross_entropy(model(x), y).backward()
+    g = [p.grad.detach().clone() for p in model.parameters()]
+    model.zero_grad()
+    rec = train(model, x, y, 1, lr=0.1)
+    st = rec.state
+    assert st.param_layers == ["0", "2"]
+    for i in range(len(st.param_layers)):
+        gn = math.sqrt(sum(float(t.pow(2).sum()) for t in g[2 * i:2 * i + 2]))
+        wn = math.sqrt(sum(float(t.pow(2).sum()) for t in w0[2 * i:2 * i + 2]))
+        assert st.series["grad_norm"][0][i] == pytest.approx(gn, rel=1e-5)
+        assert st.series["weight_norm"][0][i] == pytest.approx(wn, rel=1e-5)
+        assert st.series["update_ratio"][0][i] == pytest.approx(0.1 * gn / wn, rel=1e-4)
+
+
+def test_dead_fraction_and_saturation_against_direct_count():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 6), nn.Sigmoid(), nn.Linear(6, 4))
+    with torch.no_grad():
+        model[0].bias[:5] = -100.0   # units 0-4 can never be active
+        model[2].weight.mul_(50)     # sigmoid pushed into its tails
+    x, y = data()
+    rec = train(model, x, y, 1, lr=0.0)
+    with torch.no_grad():
+        h = model[1](model[0](x))
+        s = model[3](model[2](h))
+    dead = 1 - (h > 0).any(0).float().mean().item()
+    sat = ((s < 0.01) | (s > 0.99)).float().mean().item()
+    st = rec.state
+    assert st.series["dead_fraction"][0][st.act_layers.index("1")] == pytest.approx(dead)
+    assert st.series["saturation"][0][st.act_layers.index("3")] == pytest.approx(sat)
+    assert dead >= 0.5
+
+
+def test_hooks_only_on_sampled_steps():
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x, y = data()
+    rec = HealthRecorder(every=3, min_every=3, max_every=3)
+    rec.attach(model)
+    seen = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(7):
+        rec.begin_step()
+        seen.append(sum(len(m._forward_hooks) for m in model.modules()))
+        loss = nn.functional.cross_entropy(model(x), y)
+        rec.after_loss(loss)
+        loss.backward()
+        rec.before_optimizer_step()
+        opt.step()
+        rec.end_step()
+    assert [n > 0 for n in seen] == [True, False, False, True, False, False, True]
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 0
+    assert rec.state.sample_steps == [0, 3, 6]
+
+
+def test_sampling_adapts_to_cost():
+    """A monitor that is expensive relative to the step must sample less often."""
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x, y = data()
+    rec = train(model, x, y, 40, recorder=HealthRecorder(every=2, min_every=1, max_every=500,
+                                                         target_overhead=0.0001))
+    assert rec.every > 2
+    assert len(rec.state.sample_steps) < 20
+
+
+def test_nan_from_custom_op_is_located_and_survived():
+    class Log(nn.Module):
+        def forward(self, x):
+            return torch.log(x)  # no epsilon: log(0) = -inf after a ReLU
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), Log(), nn.Linear(8, 4))
+    x, y = data()
+    rec = train(model, x, y, 3)
+    nf = rec.state.nonfinite
+    assert nf["step"] == 0 and nf["layer"] == "2" and nf["cause"] == "forward"
+    assert nf["builtin"] is False
+    names = [v.detector for v in rec.events]
+    assert "nan_inf" in names and "exploding_gradients" not in names
+    v = next(v for v in rec.events if v.detector == "nan_inf")
+    assert "'2' (Log) makes NaN/Inf from finite inputs and weights" in v.fixes[0]
+
+
+def test_zero_initialised_network_is_no_gradient_not_exploding():
+    """The published pitfall: first/last gradient-norm ratios divide 0 by 0 on a zero-init net."""
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    for p in model.parameters():
+        nn.init.zeros_(p)
+    x, y = data()
+    rec = train(model, x, y, 5)
+    names = {v.detector: v for v in rec.events}
+    assert "exploding_gradients" not in names
+    assert "receive no gradient at all" in names["vanishing_gradients"].message
+    assert set(names["vanishing_gradients"].layers) >= {"0", "2"}
+
+
+def test_standardised_inputs_with_long_tails_are_not_unscaled():
+    """The other pitfall: a range rule fires on standardised data; ours reads mean and std."""
+    st = HealthState(param_layers=["fc"])
+    x = torch.randn(10000)
+    x[:20] = 60.0                      # rare pixels standardised per feature become huge
+    x = (x - x.mean()) / x.std()
+    st.input_stats = [(float(x.mean()), float(x.std()))]
+    assert Unscaled().check(st) is None
+    st.input_stats = [(33.0, 78.0)]    # MNIST left in 0-255
+    v = Unscaled().check(st)
+    assert v is not None and "mean 33, std 78" in v.message and v.layers == ["fc"]
+
+
+def test_exploding_requires_a_positive_reference():
+    st = HealthState(param_layers=["a", "b"])
+    st.losses = [1.0] * 10
+    st.series["grad_norm"] = [[0.0, 0.0]] * 3 + [[0.0, 5.0]]
+    assert Exploding().check(st) is None           # 0 -> 5 is not "1e3x growth"
+    st.series["grad_norm"] = [[1.0, 1.0]] * 3 + [[2e3, 2e3]]
+    v = Exploding().check(st)
+    assert v is not None and v.message == "total gradient norm 2.83e+03 > limit 1000"
+
+
+def test_vanishing_uses_relative_gradients():
+    st = HealthState(param_layers=["first", "mid", "last"])
+    st.series["grad_norm"] = [[1e-6, 1e-3, 1.0]]
+    st.series["weight_norm"] = [[1.0, 1.0, 1.0]]
+    v = Vanishing().check(st)
+    assert v.layers == ["first"] and v.evidence["relative_grad"]["first"] == pytest.approx(1e-6)
+    st.series["grad_norm"] = [[0.5, 1.0, 1.0]]
+    assert Vanishing().check(st) is None
+
+
+def test_every_detector_documents_rule_thresholds_and_fixes():
+    assert len(DETECTORS) >= 12
+    for name, cls in DETECTORS.items():
+        assert cls.name == name and cls.rule and cls.fixes, name
+
+
+def test_threshold_and_detector_names_are_checked():
+    with pytest.raises(UsageError) as err:
+        make_detectors(thresholds={"dying_relu": {"dead_fractoin": 0.4}})
+    assert "unknown threshold of detector 'dying_relu' 'dead_fractoin'" in str(err.value)
+    assert "did you mean 'dead_fraction'?" in str(err.value)
+    with pytest.raises(UsageError) as err:
+        make_detectors(["vanishing"])
+    assert "did you mean 'vanishing_gradients'?" in str(err.value)
+    made = {d.name: d for d in make_detectors(thresholds={"dying_relu": {"dead_fraction": 0.4}})}
+    assert made["dying_relu"].t["dead_fraction"] == 0.4 and made["dying_relu"].t is not DETECTORS["dying_relu"].thresholds
+
+
+def test_files_round_trip_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x, y = data()
+    rec = train(model, x, y, 6, every=2)
+    rec.state.validation.append({"step": 5, "epoch": 0, "train_loss": 1.0, "val_loss": 1.1})
+    rec.finish(tmp_path)
+    with np.load(tmp_path / "series.npz", allow_pickle=False) as z:
+        assert z["grad_norm"].shape == (3, 2)
+    back = HealthState.load(tmp_path)
+    assert back.param_layers == rec.state.param_layers
+    assert back.losses == pytest.approx(rec.state.losses)
+    assert back.validation[0]["val_loss"] == pytest.approx(1.1)
+    monitor = json.loads((tmp_path / "monitor.json").read_text())
+    assert monitor["steps"] == 6 and "dying_relu" in monitor["detectors"]
+
+
+def test_lightning_callback_end_to_end(tmp_path):
+    import lightning.pytorch as pl
+
+    from archlab.diagnose import HealthMonitor, read_events
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+            with torch.no_grad():
+                self.net[0].bias.fill_(-50.0)     # every ReLU dead from the start
+
+        def training_step(self, batch, i):
+            x, y = batch
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    x, y = data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    hm = HealthMonitor(tmp_path / "health", every=1)
+    trainer = pl.Trainer(max_steps=8, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[hm])
+    trainer.fit(Module(), loader)
+    events = read_events(tmp_path / "health")
+    dying = next(e for e in events if e["detector"] == "dying_relu")
+    assert dying["layers"] == ["1"] and dying["evidence"]["dead_fraction"]["1"] == 1.0
+    assert dying["thresholds"] == {"dead_fraction": 0.5}
+    assert (tmp_path / "health" / "series.npz").exists()
+    # layer names drop the LightningModule's 'net.' so they match the network's own paths
+    assert hm.state.param_layers == ["0", "2"]
+
+
+def test_missing_nonlinearity_sees_functional_and_inplace_activations():
+    class Functional(nn.Module):
+        def __init__(self, inplace):
+            super().__init__()
+            self.a, self.b, self.inplace = nn.Linear(16, 8), nn.Linear(8, 4), inplace
+
+        def forward(self, x):
+            h = self.a(x)
+            h = torch.relu_(h) if self.inplace else nn.functional.relu(h)
+            return self.b(h)
+
+    x, y = data()
+    linear = train(nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 8), nn.Linear(8, 4)), x, y, 1)
+    v = next(v for v in linear.events if v.detector == "missing_nonlinearity")
+    assert v.layers == ["0", "1", "2"] and "0 -> 1 -> 2" in v.message
+    for inplace in (False, True):
+        rec = train(Functional(inplace), x, y, 1)
+        assert "missing_nonlinearity" not in [v.detector for v in rec.events]
+
+
+def test_softmax_output_is_reported():
+    x, y = data()
+    rec = train(nn.Sequential(nn.Linear(16, 4), nn.Softmax(dim=1)), x, y, 2)
+    assert "probabilities_as_logits" in [v.detector for v in rec.events]
+    rec = train(nn.Sequential(nn.Linear(16, 4)), x, y, 2)
+    assert "probabilities_as_logits" not in [v.detector for v in rec.events]
+
+
+def test_loss_curve_detectors_on_known_curves():
+    from archlab.diagnose.detectors import LossFlat, LrLow, Oscillating, Overfitting
+
+    rng = np.random.default_rng(0)
+    healthy = list(2.3 * np.exp(-np.arange(200) / 40) + 0.05 * rng.random(200))
+    st = HealthState(param_layers=["a"], losses=healthy)
+    assert LossFlat().check(st) is None and Oscillating().check(st) is None
+    # a noisy plateau near zero is not an oscillation (relative noise is large, absolute tiny)
+    st.losses = list(0.02 + 0.02 * rng.random(200))
+    assert Oscillating().check(st) is None
+    swings = [2.0] * 10 + [6.0] * 10 + [2.5] * 10 + [7.0] * 10 + [2.2] * 10 + [6.5] * 10 + [2.4] * 10 + [6.8] * 10
+    st.losses = [2.3] * 20 + swings
+    v = Oscillating().check(st)
+    assert v is not None and v.message.startswith("loss oscillates: 4 rises")
+    st.losses = [2.30 + 0.01 * float(rng.random()) for _ in range(120)]
+    assert LossFlat().check(st).evidence["drop"] < 0.05
+    st.series["update_ratio"] = [[2e-7]] * 3
+    st.series["grad_norm"] = [[0.0]] * 3        # no gradient: not the learning rate's fault
+    assert LrLow().check(st) is None
+    st.series["grad_norm"] = [[0.1]] * 3
+    assert "median update/weight ratio 2e-07 < 1e-05" in LrLow().check(st).message
+    st.validation = [{"step": i, "epoch": i, "train_loss": t, "val_loss": v}
+                     for i, (t, v) in enumerate([(2.0, 2.1), (1.0, 1.3), (0.5, 1.5), (0.2, 1.8)])]
+    v = Overfitting().check(st)
+    assert v is not None and v.evidence["best_epoch"] == 1
+
+
+def test_lightning_survives_nan_and_names_the_layer(tmp_path):
+    import lightning.pytorch as pl
+
+    from archlab.diagnose import HealthMonitor, read_events
+
+    class Breaks(nn.Module):
+        """Divides by a norm without an epsilon; the norm is 0 from the 4th call on."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            scale = x.norm() * (0.0 if self.calls >= 4 else 1.0)
+            return x / scale
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(16, 8), Breaks(), nn.Linear(8, 4))
+
+        def training_step(self, batch, i):
+            x, y = batch
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    x, y = data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    hm = HealthMonitor(tmp_path / "health")
+    trainer = pl.Trainer(max_steps=50, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[hm])
+    trainer.fit(Module(), loader)
+    assert trainer.global_step == 4                 # stopped after the first NaN step
+    nf = json.loads((tmp_path / "health" / "nonfinite.json").read_text())
+    assert nf["step"] == 3 and nf["layer"] == "1" and nf["type"] == "Breaks"
+    assert nf["cause"] == "forward" and nf["loss"] == "nan"
+    events = read_events(tmp_path / "health")
+    assert [e["detector"] for e in events if e["step"] == 3] == ["nan_inf"]
