@@ -1,0 +1,252 @@
+"""Checkpoints that are safe to load, written atomically, and that know their design (C11, C15).
+
+* :class:`SafeCheckpointIO` is Lightning's checkpoint plugin for archlab runs: it writes the
+  trainer state (weights, optimiser moments, schedule, loop counters: tensors and plain values
+  only) to a temporary file in the same folder, fsyncs it and renames it over the old one with
+  ``os.replace``, so a run killed mid-write leaves the previous checkpoint intact. It reads with
+  ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+* Final weights are also exported as ``model.safetensors`` with the design in its metadata.
+* Loading weights into a design that changed reports, per node, what was added, removed or
+  reshaped, instead of PyTorch's raw state_dict error, and offers partial loading.
+* Transfer: load the weights whose node path and shape match; freeze nodes by path pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import CheckpointIO
+from torch import nn
+
+from ..errors import ArchlabError
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointError(ArchlabError):
+    """A checkpoint is missing, unreadable, or does not fit the design it is loaded into."""
+
+
+class SafeCheckpointIO(CheckpointIO):
+    """Atomic, pickle-free checkpoint files for Lightning (``Trainer(plugins=[SafeCheckpointIO()])``)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, Path(path))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return read_checkpoint(Path(path), map_location=map_location)
+
+    def remove_checkpoint(self, path) -> None:
+        Path(path).unlink(missing_ok=True)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` with torch.save so that ``path`` holds either the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: Path, map_location=None) -> dict[str, Any]:
+    if not path.exists():
+        raise CheckpointError("checkpoint not found", source=str(path))
+    try:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused or a truncated file
+        raise CheckpointError(f"unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
+                              source=str(path),
+                              fix="archlab reads tensors and plain values only; retrain or use model.safetensors") from None
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Weights as safetensors (atomic), with string metadata such as the resolved design."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata or {})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_weights(source: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a run folder, a ``.safetensors`` file or a Lightning ``.ckpt``."""
+    path = Path(source)
+    if path.is_dir():
+        for candidate in (path / WEIGHTS_FILE, path / "checkpoints" / "last.ckpt"):
+            if candidate.exists():
+                path = candidate
+                break
+        else:
+            raise CheckpointError(f"no {WEIGHTS_FILE} or checkpoints/last.ckpt in the run folder",
+                                  source=str(source), fix="give a finished run or a checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        if not path.exists():
+            raise CheckpointError("weights file not found", source=str(path))
+        return load_file(str(path))
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt)
+    # DesignModule keeps the network as `self.model`: drop that prefix to get the network's names
+    return {k.removeprefix("model."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+# --------------------------------------------------------------------- comparing states ------
+
+
+@dataclass
+class StateDiff:
+    """How a checkpoint's tensors compare with a model's, by node path."""
+
+    matched: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)       # in the design, not in the checkpoint
+    removed: list[str] = field(default_factory=list)     # in the checkpoint, not in the design
+    reshaped: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (name, ckpt, model)
+    node_of: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.added or self.removed or self.reshaped)
+
+    def nodes(self, names: Iterable[str]) -> list[str]:
+        return sorted({self.node_of.get(n, n) for n in names})
+
+    def describe(self) -> str:
+        parts = []
+        if self.added:
+            parts.append(f"nodes added (not in the checkpoint): {', '.join(self.nodes(self.added))}")
+        if self.removed:
+            parts.append(f"nodes removed (only in the checkpoint): {', '.join(self.nodes(self.removed))}")
+        if self.reshaped:
+            parts.append("reshaped: " + ", ".join(
+                f"{n} checkpoint {tuple(a)} vs design {tuple(b)}" for n, a, b in self.reshaped))
+        return "; ".join(parts)
+
+    def to_json(self) -> dict:
+        return {"matched": len(self.matched), "added": self.nodes(self.added),
+                "removed": self.nodes(self.removed),
+                "reshaped": [{"tensor": n, "checkpoint": list(a), "design": list(b)}
+                             for n, a, b in self.reshaped]}
+
+
+def node_path_of(name: str, node_paths: Iterable[str]) -> str:
+    """The node a tensor belongs to: the longest node path that prefixes its name."""
+    best = ""
+    for p in node_paths:
+        if (name == p or name.startswith(p + ".")) and len(p) > len(best):
+            best = p
+    return best or name.rpartition(".")[0] or name
+
+
+def compare_state(model_state: dict[str, torch.Tensor], ckpt_state: dict[str, torch.Tensor],
+                  node_paths: Iterable[str] = ()) -> StateDiff:
+    node_paths = list(node_paths)
+    diff = StateDiff()
+    for name, tensor in model_state.items():
+        diff.node_of[name] = node_path_of(name, node_paths)
+        if name not in ckpt_state:
+            diff.added.append(name)
+        elif tuple(ckpt_state[name].shape) != tuple(tensor.shape):
+            diff.reshaped.append((name, tuple(ckpt_state[name].shape), tuple(tensor.shape)))
+        else:
+            diff.matched.append(name)
+    for name in ckpt_state:
+        if name not in model_state:
+            diff.node_of[name] = node_path_of(name, node_paths)
+            diff.removed.append(name)
+    return diff
+
+
+def load_matching(model: nn.Module, ckpt_state: dict[str, torch.Tensor], *, partial: bool = False,
+                  node_paths: Iterable[str] = (), source: str | None = None) -> StateDiff:
+    """Copy the checkpoint's tensors into ``model``.
+
+    Exact match: load all. Otherwise raise :class:`CheckpointError` saying which nodes were added,
+    removed or reshaped, unless ``partial``: then load the tensors whose name and shape match and
+    leave the rest as initialised. Returns the comparison.
+    """
+    diff = compare_state(model.state_dict(), ckpt_state, node_paths)
+    if not diff.exact and not partial:
+        raise CheckpointError(
+            f"the checkpoint does not fit the design: {diff.describe()}", source=source,
+            fix=f"load the {len(diff.matched)} matching tensors with partial loading "
+                "(Run.model(design, partial=True), or archlab train --init-from RUN) and train the rest")
+    if not diff.matched and ckpt_state:
+        raise CheckpointError("no tensor of the checkpoint matches the design by node path and shape",
+                              source=source, fix="check that the checkpoint comes from a related design")
+    with torch.no_grad():
+        own = model.state_dict()
+        for name in diff.matched:
+            own[name].copy_(ckpt_state[name])
+    return diff
+
+
+def freeze(model: nn.Module, patterns: Iterable[str], node_paths: Iterable[str] = ()) -> list[str]:
+    """Stop gradients for parameters whose node path (or full name) matches a glob pattern.
+
+    ``freeze(model, ['stem*', 'layer1.*'])`` keeps the stem and stage 1 fixed (C15: "freeze most
+    of the model's parameters and retrain the last few layers"). Returns the frozen names.
+    """
+    node_paths = list(node_paths)
+    patterns = list(patterns)
+    frozen: list[str] = []
+    used = dict.fromkeys(patterns, False)
+    for name, param in model.named_parameters():
+        node = node_path_of(name, node_paths)
+        for pat in patterns:
+            if fnmatch.fnmatchcase(node, pat) or fnmatch.fnmatchcase(name, pat):
+                param.requires_grad_(False)
+                frozen.append(name)
+                used[pat] = True
+                break
+    unused = [p for p, hit in used.items() if not hit]
+    if unused:
+        nodes = sorted({node_path_of(n, node_paths) for n, _ in model.named_parameters()})
+        raise CheckpointError(f"freeze pattern(s) {', '.join(unused)} match no node",
+                              fix=f"node paths with weights: {', '.join(nodes[:20])}")
+    return frozen
+
+
+def frozen_norm_modules(model: nn.Module) -> list[nn.Module]:
+    """Norm layers whose parameters are all frozen: they must also stop updating running
+    statistics, or a 'frozen' stage would still drift with the new data."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                out.append(module)
+    return out

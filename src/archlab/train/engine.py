@@ -1,0 +1,492 @@
+"""The training engine: PyTorch Lightning runs the loop; archlab adds the design, data and defaults.
+
+Seams for other capabilities (the diagnostics health monitor, custom runs):
+
+* :func:`archlab.train.prepare` (in ``setup.py``) turns a design, a data source and options into a :class:`Setup`: the data,
+  split and scaled, the built network, the task, and the Lightning pair
+  (:class:`DesignModule`, :class:`ArrayDataModule`); ``archlab.train.build_modules`` returns
+  only the pair.
+* :func:`default_callbacks` lists the callbacks of an archlab run (checkpoints, the per-epoch
+  metrics CSV, early stopping, the progress bar); extend the list, or pass ``callbacks=`` to
+  :func:`archlab.train.train`.
+* :func:`make_trainer` builds the ``lightning.Trainer`` with archlab's settings, including the
+  scale-out passthrough (``accelerator``, ``devices``, ``num_nodes``, ``strategy``).
+
+Overhead choices (benchmarks/training.py measures them against a hand-written loop): the data
+lives in memory and is fetched a whole batch per index call (no per-sample collate), metrics are
+accumulated in tensors and logged once per epoch, no model summary, no sanity validation pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .checkpoint import SafeCheckpointIO, frozen_norm_modules
+from .config import TrainConfig
+from .data import ArrayData
+from .prepare import Scaling, Splits, augment
+from .tasks import Task
+
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.csv"
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The random state of epoch ``epoch`` depends only on (seed, epoch), never on what ran
+    before: a run resumed from a checkpoint replays exactly the batches, dropout masks and
+    augmentations of an uninterrupted one."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1)
+
+
+# --------------------------------------------------------------------------------- data -----
+
+
+class BatchTensors(torch.utils.data.Dataset):
+    """In-memory (x, y) that hands out a whole batch per index call (``__getitems__``), so the
+    data loader does no per-sample work: as cheap as slicing tensors in a hand-written loop."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices)
+        return self.x[idx], self.y[idx]
+
+
+def _keep_batch(batch):
+    return batch  # __getitems__ already returns the stacked batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch, drawn from (seed, epoch) only (see :func:`epoch_seed`).
+    Lightning calls ``set_epoch`` at the start of every epoch."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class ArrayDataModule(L.LightningDataModule):
+    """Train/val/test loaders over an :class:`ArrayData`, scaled with training-split statistics.
+
+    Shapes: x (N, *sample_shape) float32 scaled; y as in :mod:`archlab.train.data`.
+    """
+
+    def __init__(self, data: ArrayData, splits: Splits, scaling: Scaling, batch: int,
+                 workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.data, self.splits, self.scaling = data, splits, scaling
+        self.batch, self.workers, self.seed = batch, workers, seed
+        self._sets: dict[str, BatchTensors] = {}
+
+    def split(self, name: str) -> BatchTensors:
+        if name not in self._sets:
+            idx = torch.as_tensor(getattr(self.splits, name), dtype=torch.int64)
+            # scaled once, up front: the statistics are fixed, so per-batch scaling would be waste
+            self._sets[name] = BatchTensors(self.scaling.apply(self.data.x[idx]).contiguous(),
+                                            self.data.y[idx].contiguous())
+        return self._sets[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        for name in ("train", "val", "test"):
+            self.split(name)
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        ds = self.split(name)
+        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
+        # A loader without its own generator draws its worker seed from the global RNG when an
+        # epoch's iterator is created, which shifts dropout masks by one draw depending on when
+        # Lightning creates it (it differs after a resume). Its own generator keeps it out.
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ds, batch_size=self.batch, sampler=sampler, num_workers=self.workers,
+                          collate_fn=_keep_batch, persistent_workers=self.workers > 0,
+                          pin_memory=False, generator=generator)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.splits.train) / self.batch)
+
+
+# -------------------------------------------------------------------------------- module -----
+
+
+def _variational_kl():
+    """``archlab.blocks.variational.kl_loss`` if that block family is installed, else None."""
+    try:
+        from ..blocks.variational import kl_loss  # provided by the variational blocks issue
+    except ImportError:
+        return None
+    return kl_loss
+
+
+class DesignModule(L.LightningModule):
+    """A built design plus its task, optimiser and schedule, as a LightningModule.
+
+    ``forward``: (N, *input_shape) -> the network's output. Metrics of the latest epoch are kept
+    in ``train_metrics``, ``val_metrics`` and ``test_metrics`` (dicts of floats and lists).
+    """
+
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, steps_per_epoch: int,
+                 checkpoint_extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.config = config
+        self.steps_per_epoch = steps_per_epoch
+        self.checkpoint_extra = checkpoint_extra or {}
+        self.train_metrics: dict = {}
+        self.val_metrics: dict = {}
+        self.test_metrics: dict = {}
+        self._state: dict[str, dict[str, torch.Tensor]] = {}
+        self._train_done_epoch = -1
+        self._aug = torch.Generator()
+        kl = _variational_kl()
+        has_variational = any(type(m).__module__.startswith("archlab.blocks.variational")
+                              for m in model.modules())
+        self._kl = kl if (kl is not None and has_variational) else None
+        self._penalised = [p for p in model.parameters() if p.ndim > 1]
+        self._frozen_norms = frozen_norm_modules(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self._frozen_norms:  # frozen nodes keep their running statistics too
+            m.eval()
+        return self
+
+    # ---- training ---------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        # Lightning keeps each submodule's own mode (it never calls .train() on the whole), so
+        # frozen norms are put in eval mode here, at every epoch
+        for m in self._frozen_norms:
+            m.eval()
+        seed = epoch_seed(self.config.seed, self.current_epoch)
+        torch.manual_seed(seed)  # dropout masks etc.
+        self._aug.manual_seed(seed)
+        self._state["train"] = self.task.empty_train_state(self.device)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if self.config.augment.active:
+            x = augment(x, self.config.augment, self._aug)
+        out = self.model(x)
+        loss = self.task.loss(out, y)
+        self.task.update_train(self._state["train"], out, y, loss)
+        total = loss
+        if self.config.l1:
+            total = total + self.config.l1 * sum(p.abs().sum() for p in self._penalised)
+        if self._kl is not None:
+            # the block stores the batch-mean KL per sample (ELBO convention); beta weights it
+            total = total + self.config.kl_weight * self._kl(self.model)
+        return total
+
+    def epoch_train_metrics(self) -> dict:
+        """This epoch's training metrics (computed once, summed over devices)."""
+        if self._train_done_epoch != self.current_epoch and "train" in self._state:
+            self.train_metrics = self.task.compute_train(self._reduced("train"))
+            self._train_done_epoch = self.current_epoch
+        return self.train_metrics
+
+    def on_train_epoch_end(self) -> None:
+        m = self.epoch_train_metrics()
+        if m:
+            self.log("train/loss", m["loss"], prog_bar=True, sync_dist=False)
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def _eval_step(self, name: str, batch) -> None:
+        x, y = batch
+        out = self.model(x)
+        loss = self.task.loss(out, y)
+        self.task.update(self._state[name], out, y, loss)
+
+    def _reduced(self, name: str) -> dict[str, torch.Tensor]:
+        state = self._state[name]
+        if self._trainer is not None and self._trainer.world_size > 1:
+            state = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in state.items()}
+        return state
+
+    def on_validation_epoch_start(self) -> None:
+        self._state["val"] = self.task.empty_state(self.device)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_metrics = self.task.compute(self._reduced("val"))
+        self.log_dict({"val/loss": self.val_metrics["loss"],
+                       f"val/{self.task.monitor}": self.val_metrics[self.task.monitor]},
+                      prog_bar=True, sync_dist=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._state["test"] = self.task.empty_state(self.device)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self.task.compute(self._reduced("test"))
+
+    def predict_step(self, batch, batch_idx: int):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.model(x)
+
+    # ---- optimiser (C14), regularisation (C4), schedule ------------------------------------
+    def configure_optimizers(self):
+        return make_optimizer(self.model, self.config, self.steps_per_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # plain strings only: the design and code version travel with the weights (C11)
+        checkpoint["archlab"] = dict(self.checkpoint_extra)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int) -> dict:
+    """The optimiser and its per-step schedule. Weight decay (L2) applies to conv/linear weights
+    only: decaying biases and norm scales adds no regularisation but shifts activations."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    other = [p for p in params if p.ndim <= 1]
+    groups = [g for g in ({"params": decay, "weight_decay": config.l2},
+                          {"params": other, "weight_decay": 0.0}) if g["params"]]
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    elif config.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    else:
+        opt = torch.optim.Adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    total = max(1, steps_per_epoch * config.epochs)
+    if config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    elif config.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total)
+    else:
+        return {"optimizer": opt}
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# ----------------------------------------------------------------------------- callbacks -----
+
+
+class EpochMetricsCSV(Callback):
+    """One row per epoch in ``metrics.csv``: epoch, train and validation metrics, lr, seconds.
+
+    Written at the end of each training epoch, before the checkpoint of that epoch, and rewritten
+    atomically; on resume, rows of epochs not covered by the checkpoint are dropped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._t0 = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import csv
+
+        # after Lightning restored a checkpoint, so current_epoch is the epoch resumed at
+        self.rows = []
+        if self.path.exists() and trainer.current_epoch > 0:  # resuming: keep finished epochs
+            with open(self.path, newline="") as fh:
+                self.rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)
+                             if int(r["epoch"]) < trainer.current_epoch]
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        import time
+
+        if not trainer.is_global_zero:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        for prefix, metrics in (("train", pl_module.epoch_train_metrics()), ("val", pl_module.val_metrics)):
+            for k, v in metrics.items():
+                if isinstance(v, float):
+                    row[f"{prefix}_{k}"] = round(v, 6)
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        row["lr"] = opt.param_groups[0]["lr"] if opt else ""
+        row["seconds"] = round(time.perf_counter() - self._t0, 3)
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        import csv
+        import io
+
+        from .checkpoint import atomic_write_text
+
+        columns: list[str] = []
+        for r in self.rows:
+            columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def monitor_of(task: Task, has_val: bool) -> tuple[str, str]:
+    """The metric that early stopping and the best checkpoint follow, and its direction."""
+    return (f"val/{task.monitor}", task.mode) if has_val else ("train/loss", "min")
+
+
+def default_callbacks(config: TrainConfig, run_dir: Path, task: Task, has_val: bool = True) -> list[Callback]:
+    """The callbacks of an archlab run; extend this list to add your own (e.g. a health monitor).
+
+    * two ``ModelCheckpoint``: ``checkpoints/best.ckpt`` (weights) on the validation metric and
+      ``checkpoints/last.ckpt`` every ``save_every`` epochs (resumable), via :class:`SafeCheckpointIO`;
+    * :class:`EpochMetricsCSV`: ``metrics.csv``;
+    * ``EarlyStopping`` when ``patience`` is set;
+    * the diagnostics ``HealthMonitor`` (``health/``) when ``health`` is on and installed;
+    * a rich progress bar when ``progress`` is on.
+    """
+    monitor, mode = monitor_of(task, has_val)
+    callbacks: list[Callback] = [
+        EpochMetricsCSV(Path(run_dir) / METRICS_FILE),
+        # Both checkpoints are written at the end of the training epoch, after the metrics row, so
+        # a crash between the two at worst repeats one epoch. 'best' comes first so that 'last'
+        # carries the best-so-far state, and a resumed run picks the same best epoch.
+        # 'best' serves testing and the exported weights only: no optimiser state, a third of
+        # the bytes of an Adam checkpoint
+        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=monitor,
+                        mode=mode, save_top_k=1, save_on_train_epoch_end=True, save_weights_only=True,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+        # Lightning's save_last only writes when 'best' did: a separate callback writes the
+        # resumable checkpoint every `save_every` epochs, improvement or not.
+        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="last", monitor=None,
+                        save_top_k=1, save_on_train_epoch_end=True, every_n_epochs=config.save_every,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+    ]
+    if config.patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
+                                       check_on_train_epoch_end=True))
+    if config.health:
+        monitor = _health_monitor(config, Path(run_dir))
+        if monitor is not None:
+            callbacks.append(monitor)
+    if config.progress:
+        callbacks.append(_progress_bar())
+    return callbacks
+
+
+def _health_monitor(config: TrainConfig, run_dir: Path) -> Callback | None:
+    """The diagnostics health monitor, writing ``<run>/health/``, when that capability is
+    installed; nodes frozen on purpose are not reported as frozen layers."""
+    try:
+        from ..diagnose.callback import HealthMonitor
+    except ImportError:
+        return None
+    return HealthMonitor(run_dir / "health", expected_frozen=tuple(config.freeze))
+
+
+def _progress_bar() -> Callback:
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        return RichProgressBar(refresh_rate=1, leave=True)
+    except (ImportError, ModuleNotFoundError):  # rich missing: Lightning's tqdm bar
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        return TQDMProgressBar(refresh_rate=10)
+
+
+def make_trainer(config: TrainConfig, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
+    """A ``lightning.Trainer`` with archlab's settings; scale-out options pass through."""
+    _quiet_lightning()
+    return L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,
+        deterministic=config.deterministic,
+        gradient_clip_val=config.clip,
+        gradient_clip_algorithm=config.clip_by if config.clip else None,
+        callbacks=callbacks,
+        plugins=[SafeCheckpointIO()],
+        default_root_dir=str(run_dir),
+        logger=False,                # metrics.csv is the run's log; no per-step logger cost
+        enable_model_summary=False,  # archlab analyze shows the design; skip the extra pass
+        enable_progress_bar=config.progress,
+        num_sanity_val_steps=0,      # the design is already shape-checked; diagnostics run checks
+        enable_checkpointing=True,
+        benchmark=False,
+    )
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # in-memory data: a worker process would only add copying; the warning does not apply
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # a resumed run writes into its own checkpoint folder on purpose
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # inside Lightning
+
+
+# ------------------------------------------------------------------------------ setup -------
+
+
+@dataclass
+class Setup:
+    """Everything a run trains with, before training starts (see :func:`prepare`)."""
+
+    config: TrainConfig
+    design: Any                       # archlab Design, or None for a plain nn.Module
+    model: nn.Module
+    data: ArrayData
+    splits: Splits
+    scaling: Scaling
+    task: Task
+    module: DesignModule
+    datamodule: ArrayDataModule
+    node_paths: list[str] = field(default_factory=list)
+    transfer: dict | None = None

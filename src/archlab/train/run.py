@@ -1,0 +1,361 @@
+"""Runs: train a design into a run folder, resume it, and use it later (evaluate, predict).
+
+A run folder holds everything needed to understand, reproduce and reuse the run::
+
+    runs/<name>/
+      design.yaml          the resolved design (archlab.load reads it back)
+      config.yaml          the full TrainConfig, with the seed actually used
+      data.json            the data spec and what was read (samples, shape, classes)
+      splits.npz           train/val/test sample indices (int64 arrays, no pickle)
+      scaling.json         per-channel mean/std of the TRAINING split
+      metrics.csv          one row per epoch
+      checkpoints/         last.ckpt (resumable), best.ckpt (best validation metric)
+      model.safetensors    the best weights, with the design in the metadata
+      summary.json         test metrics, training time, code version
+      health/              free for monitors (the diagnostics health monitor writes here)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import nn
+
+from ..errors import ArchlabError, UsageError
+from .checkpoint import (
+    WEIGHTS_FILE,
+    CheckpointError,
+    atomic_write_text,
+    compare_state,
+    load_matching,
+    read_checkpoint,
+    read_weights,
+    save_weights,
+)
+from .config import TrainConfig, make_config
+from .data import ArrayData, DataSpec, load_data, load_inputs
+from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, default_callbacks, make_trainer
+from .prepare import Scaling, Splits
+from .setup import code_revision, load_design, match_input, prepare
+from .tasks import make_task
+
+HEALTH_DIR = "health"
+
+
+class RunError(ArchlabError):
+    """A run folder is missing or incomplete."""
+
+
+@dataclass
+class Run:
+    """A run folder. ``summary`` and ``metrics`` read its files; ``model()`` rebuilds the trained
+    network; ``evaluate()`` and ``predict()`` use the run's own scaling statistics."""
+
+    path: Path
+    _module: nn.Module | None = None  # the trained network when this process trained it
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        p = Path(path)
+        if not (p / "config.yaml").exists():
+            raise RunError("not a run folder (no config.yaml)", source=str(p),
+                           fix="give a folder written by `archlab train`, e.g. runs/NAME")
+        return cls(p)
+
+    # ---- files ------------------------------------------------------------------------------
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig(**yaml.safe_load((self.path / "config.yaml").read_text()))
+
+    @property
+    def data_info(self) -> dict:
+        return json.loads((self.path / "data.json").read_text())
+
+    @property
+    def summary(self) -> dict:
+        f = self.path / "summary.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    @property
+    def test_metrics(self) -> dict:
+        return self.summary.get("test", {})
+
+    @property
+    def metrics(self) -> list[dict]:
+        import csv
+
+        f = self.path / METRICS_FILE
+        if not f.exists():
+            return []
+        with open(f, newline="") as fh:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    @property
+    def splits(self) -> Splits:
+        return Splits.load(self.path / "splits.npz")
+
+    @property
+    def scaling(self) -> Scaling:
+        return Scaling.load(self.path / "scaling.json")
+
+    @property
+    def health_dir(self) -> Path:
+        return self.path / HEALTH_DIR
+
+    def design(self):
+        f = self.path / "design.yaml"
+        if not f.exists() or not f.read_text().strip():
+            raise RunError("this run was trained from a Python nn.Module and has no design.yaml",
+                           source=str(self.path), fix="rebuild the module yourself and pass it to model(module=...)")
+        return load_design(f)
+
+    # ---- reuse ------------------------------------------------------------------------------
+    def model(self, design: Any = None, *, module: nn.Module | None = None, partial: bool = False) -> nn.Module:
+        """The trained network in eval mode. ``design``: load the weights into another (changed)
+        design instead: differences are reported, ``partial=True`` loads what matches."""
+        if design is None and module is None and self._module is not None:
+            return self._module.eval()
+        node_paths: list[str] = []
+        if module is None:
+            d = self.design() if design is None else load_design(design)
+            from ..build import build
+
+            module = build(d)
+            node_paths = [n.path for n in d.graph.nodes]
+        load_matching(module, read_weights(self.path), partial=partial, node_paths=node_paths,
+                      source=str(self.path / WEIGHTS_FILE))
+        return module.eval()
+
+    def evaluate(self, data: Any = None, split: str = "test", batch: int = 256) -> dict:
+        """Metrics on the run's own split (default: test), or on all of another data set, scaled
+        with the run's training statistics."""
+        info = self.data_info
+        task = make_task(info["task"], self.config.loss, len(info["classes"]))
+        if data is None:
+            arrays = load_data(DataSpec(**info["spec"]))
+            idx = torch.as_tensor(getattr(self.splits, split))
+            x, y = arrays.x[idx], arrays.y[idx]
+        else:
+            arrays = load_data(data)
+            x, y = arrays.x, arrays.y
+        model = self.model()
+        x = match_input(ArrayData(x, y, arrays.task, arrays.classes, arrays.source),
+                        tuple(info["sample_shape"])).x
+        x = self.scaling.apply(x)
+        state = task.empty_state()
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                out = model(x[i:i + batch])
+                task.update(state, out, y[i:i + batch], task.loss(out, y[i:i + batch]))
+        return task.compute(state)
+
+    def predict(self, inputs: torch.Tensor | Sequence[str], batch: int = 256) -> dict:
+        """Predictions for unscaled inputs (a tensor (N, *sample_shape) or files). Returns
+        ``outputs`` and, for classification, ``labels`` (class names) and ``probabilities``."""
+        info = self.data_info
+        x = inputs if isinstance(inputs, torch.Tensor) else load_inputs(list(inputs))
+        x = match_input(ArrayData(x.float(), None, info["task"], tuple(info["classes"]), "inputs"),
+                        tuple(info["sample_shape"])).x
+        x = self.scaling.apply(x)
+        model = self.model()
+        with torch.no_grad():
+            out = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+        result: dict[str, Any] = {"task": info["task"], "outputs": out}
+        if info["task"] in ("classification", "segmentation"):
+            probs = out.softmax(1)
+            result["probabilities"] = probs
+            result["predicted"] = probs.argmax(1)
+            if info["task"] == "classification":
+                result["labels"] = [info["classes"][i] for i in result["predicted"].tolist()]
+        return result
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+# ------------------------------------------------------------------------------ training ----
+
+
+def _run_name(setup: Setup, data: Any) -> str:
+    design = setup.design.name if setup.design is not None else type(setup.model).__name__.lower()
+    source = Path(str(setup.data.source)).name.replace(".", "_") or "data"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{design}-{source}-{stamp}-s{setup.config.seed}"
+
+
+def _unique(folder: Path) -> Path:
+    if not folder.exists():
+        return folder
+    i = 2
+    while folder.with_name(f"{folder.name}-{i}").exists():
+        i += 1
+    return folder.with_name(f"{folder.name}-{i}")
+
+
+def _write_run_files(run_dir: Path, setup: Setup, data_spec: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / HEALTH_DIR).mkdir(exist_ok=True)
+    atomic_write_text(run_dir / "design.yaml", setup.design.to_yaml() if setup.design is not None else "")
+    atomic_write_text(run_dir / "config.yaml",
+                      yaml.safe_dump(setup.config.model_dump(mode="json"), sort_keys=False))
+    info = {"spec": data_spec, **setup.data.describe(), "splits": setup.splits.sizes()}
+    atomic_write_text(run_dir / "data.json", json.dumps(info, indent=2))
+    setup.splits.save(run_dir / "splits.npz")
+    setup.scaling.save(run_dir / "scaling.json")
+
+
+def _data_spec(data: Any) -> dict:
+    if isinstance(data, ArrayData):
+        return {"source": data.source}
+    return DataSpec.of(data).model_dump(mode="json")
+
+
+def train(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] = (),
+          variables: dict | None = None, **options: Any) -> Run:
+    """Train a design on data and return the :class:`Run`.
+
+    ``design``: a Design, path, zoo name, dict, YAML text, or a plain ``nn.Module``.
+    ``data``: ``'digits'``, ``'mnist5k'``, ``'synthetic-classification'``, a path, or a mapping of
+    :class:`~archlab.train.data.DataSpec` fields. ``options``: :class:`TrainConfig` fields
+    (``epochs=5, lr=3e-3, optimizer='sgd', patience=3, seed='random', ...``). ``callbacks``:
+    Lightning callbacks added to :func:`~archlab.train.engine.default_callbacks`.
+
+    >>> import tempfile
+    >>> run = train('digits_mlp', 'digits', epochs=2, lr=3e-3, progress=False, health=False,
+    ...             out=tempfile.mkdtemp())
+    >>> run.test_metrics['accuracy'] > 0.5, len(run.metrics)
+    (True, 2)
+    """
+    config = make_config(options).resolved_seed()
+    inherited = _launched_run_dir()
+    if inherited is not None:  # a DDP worker process: same run folder and seed as rank 0
+        run = Run.open(inherited)
+        config = config.model_copy(update={"seed": run.config.seed, "name": inherited.name,
+                                           "out": str(inherited.parent)})
+    setup = prepare(design, data, config, variables=variables)
+    run_dir = inherited or Path(config.out) / (config.name or _run_name(setup, data))
+    if inherited is None:
+        if config.name is None:
+            run_dir = _unique(run_dir)
+        _write_run_files(run_dir, setup, _data_spec(data))
+        # Lightning's DDP launcher re-runs this command once per extra device; they inherit the
+        # environment, so they find rank 0's run folder (and its drawn seed) here.
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+    return _fit(setup, run_dir, list(callbacks), ckpt_path=None)
+
+
+RUN_DIR_ENV = "ARCHLAB_RUN_DIR"
+
+
+def _launched_run_dir() -> Path | None:
+    """Rank 0's run folder when this process is a DDP worker started by Lightning's launcher."""
+    rank = int(os.environ.get("LOCAL_RANK", "0") or 0) + int(os.environ.get("NODE_RANK", "0") or 0)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if rank > 0 and inherited and (Path(inherited) / "config.yaml").exists():
+        return Path(inherited)
+    return None
+
+
+def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int | None = None) -> Run:
+    """Continue a run from ``checkpoints/last.ckpt`` with its own design, data, splits, scaling
+    and seed: it ends with the metrics an uninterrupted run would have reached.
+    ``epochs`` raises the epoch budget (train longer)."""
+    run = Run.open(path)
+    ckpt = run.path / CHECKPOINT_DIR / "last.ckpt"
+    if not ckpt.exists():
+        raise RunError("no checkpoints/last.ckpt to resume from", source=str(run.path),
+                       fix="the run stopped before its first epoch ended; start it again with archlab train")
+    config = run.config
+    if epochs:
+        config = config.model_copy(update={"epochs": epochs})
+    spec = run.data_info["spec"]
+    setup = prepare(run.design(), spec, config, splits=run.splits, scaling=run.scaling)
+    state = read_weights(ckpt)
+    diff = compare_state(setup.model.state_dict(), state, setup.node_paths)
+    if not diff.exact:  # report per node, instead of Lightning's raw strict-loading error
+        raise CheckpointError(f"the checkpoint does not fit the run's design: {diff.describe()}",
+                              source=str(ckpt), fix="start a new run with --init-from to reuse the matching weights")
+    return _fit(setup, run.path, list(callbacks), ckpt_path=str(ckpt))
+
+
+def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | None) -> Run:
+    has_val = len(setup.splits.val) > 0
+    callbacks = default_callbacks(setup.config, run_dir, setup.task, has_val) + extra
+    trainer = make_trainer(setup.config, run_dir, callbacks)
+    dm = setup.datamodule
+    started = time.perf_counter()
+    trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
+                val_dataloaders=dm.val_dataloader() if has_val else None, ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        raise UsageError("training was interrupted", source=str(run_dir),
+                         fix=f"continue with: archlab train --resume {run_dir}")
+
+    # Test with the best validation checkpoint: the test split is the last sanity check (C9).
+    ckpt_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None)
+    best = ckpt_cb.best_model_path if has_val and ckpt_cb.best_model_path else None
+    if best:
+        state = read_checkpoint(Path(best))["state_dict"]
+        setup.module.load_state_dict(state)
+    test: dict = {}
+    if len(setup.splits.test):
+        trainer.test(setup.module, dataloaders=dm.test_dataloader(), verbose=False)
+        test = setup.module.test_metrics
+    if trainer.is_global_zero:
+        extra_meta = {"archlab_design": setup.design.to_yaml() if setup.design is not None else "",
+                      "format": "archlab-weights-1"}
+        save_weights(setup.model, run_dir / WEIGHTS_FILE, extra_meta)
+        metrics_cb = callbacks[0]
+        rows = getattr(metrics_cb, "rows", [])
+        summary = {
+            "run": str(run_dir),
+            "design": setup.design.name if setup.design is not None else type(setup.model).__name__,
+            "data": setup.data.source,
+            "task": setup.task.name,
+            "seed": setup.config.seed,
+            "epochs_run": len(rows),
+            "best_epoch": _best_epoch(rows, setup),
+            "params": sum(p.numel() for p in setup.model.parameters()),
+            "train_seconds": round(sum(float(r.get("seconds", 0) or 0) for r in rows), 3),
+            "fit_seconds": round(fit_seconds, 3),
+            "val": _final_val(rows),
+            "test": test,
+            "transfer": setup.transfer,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code": code_revision(),
+            "torch": torch.__version__,
+        }
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return Run(run_dir, setup.model)
+
+
+def _best_epoch(rows: list[dict], setup: Setup) -> int | None:
+    key = f"val_{setup.task.monitor}"
+    scored = [(r[key], r["epoch"]) for r in rows if key in r and r[key] == r[key]]
+    if not scored:
+        return None
+    pick = max if setup.task.mode == "max" else min
+    return pick(scored)[1]
+
+
+def _final_val(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    return {k[4:]: v for k, v in rows[-1].items() if k.startswith("val_")}
