@@ -87,14 +87,6 @@ def test_errors_exit_2_without_traceback(argv, message, tmp_path, capsys):
     assert err.startswith(message) and "Traceback" not in err
 
 
-def test_demo_step_trains_and_prints(tmp_path, capsys):
-    from archlab.train import demo_step
-
-    assert demo_step(tmp_path, design="digits_mlp", data="digits", epochs=1, progress=False, health=False) == 0
-    assert "test split, best epoch" in capsys.readouterr().out
-    assert len(list((tmp_path / "runs").iterdir())) == 1
-
-
 def test_evaluate_other_data_uses_the_run_scaling(trained, tmp_path, capsys):
     run = Run.open(trained)
     d = load_data("digits")

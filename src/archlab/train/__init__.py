@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
 
 from .checkpoint import CheckpointError, SafeCheckpointIO, StateDiff, compare_state, freeze, load_matching
 from .config import TrainConfig, make_config
@@ -26,23 +25,6 @@ from .prepare import AugmentSpec, Scaling, Splits, fit_scaling, make_splits
 from .run import Run, RunError, resume, train
 from .setup import build_modules, prepare
 from .tasks import Task, TrainingSetupError
-
-
-def demo_step(out: str | Path = "runs", *, design: str = "mnist_cnn", data: str = "mnist5k",
-              epochs: int = 5, **options) -> int:
-    """The training step of ``make demo``: train a zoo design on real data for a few epochs and
-    print its per-epoch and test metrics. Returns the exit status (0).
-
-    Five epochs of the small CNN on mnist5k (one-cycle Adam, 2-pixel shifts) reach about 97%
-    test accuracy in well under a minute on two quiet cores; benchmarks/training.py trains it
-    for 12 epochs to >= 98%.
-    """
-    from .command import print_summary
-
-    opts = {"batch": 32, "lr": 3e-3, "schedule": "onecycle", "augment": "shift=2", **options}
-    run = train(design, data, epochs=epochs, out=str(Path(out) / "runs"), **opts)
-    print_summary(run)
-    return 0
 
 
 class _CallableModule(types.ModuleType):
@@ -59,6 +41,6 @@ __all__ = [
     "ArrayData", "ArrayDataModule", "AugmentSpec", "CheckpointError", "DataError", "DataSpec",
     "DesignModule", "Run", "RunError", "SafeCheckpointIO", "Scaling", "Setup", "Splits", "StateDiff",
     "Task", "TrainConfig", "TrainingSetupError", "build_modules", "compare_state", "default_callbacks",
-    "demo_step", "fit_scaling", "freeze", "load_data", "load_matching", "make_config", "make_splits",
+    "fit_scaling", "freeze", "load_data", "load_matching", "make_config", "make_splits",
     "make_trainer", "prepare", "register_dataset", "resume", "train",
 ]
