@@ -184,3 +184,31 @@ def test_block_level_memory_rows_for_a_module():
     assert all(r.saved_activation_bytes > 0 for r in a.nodes)
     assert a.nodes[2].output_shape == (16, 8, 8)
     assert sum(r.saved_activation_bytes for r in a.nodes) == a.memory.saved_activation_bytes
+
+
+@pytest.mark.parametrize("shape,channels_last", [((2, 8, 5, 5), False), ((2, 8, 5, 5), True),
+                                                 ((3, 6, 7), False), ((4, 5), False),
+                                                 ((2, 4, 3, 3, 3), False)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
+def test_batch_norm_shape_rules_equal_pytorch_meta_kernels(shape, channels_last, training, mask):
+    """The tracer's fast batch-norm shape rules against PyTorch's own meta kernels (the oracle)."""
+    from archlab.analysis.trace import _SHAPE_RULES
+
+    aten = torch.ops.aten
+    x = torch.empty(shape, device="meta")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    c = shape[1]
+    w, b, rm, rv = (torch.empty(c, device="meta") for _ in range(4))
+
+    def spec(out):
+        return [None if t is None else (tuple(t.shape), t.stride(), t.dtype) for t in out]
+
+    fwd = aten.native_batch_norm.default
+    assert spec(_SHAPE_RULES[fwd](x, w, b, rm, rv, training, 0.1, 1e-5)) == \
+        spec(fwd(x, w, b, rm, rv, training, 0.1, 1e-5))
+    saved = fwd(x, w, b, rm, rv, training, 0.1, 1e-5)
+    bwd = aten.native_batch_norm_backward.default
+    args = (x, x, w, rm, rv, saved[1], saved[2], training, 1e-5, mask)
+    assert spec(_SHAPE_RULES[bwd](*args)) == spec(bwd(*args))

@@ -310,3 +310,27 @@ def test_trainer_settings_pass_through(tmp_path):
         assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_design_with_an_auxiliary_output_trains_and_predicts_with_the_first(tmp_path):
+    """Several outputs (``output: [logits, aux]``, as Inception-v3's auxiliary head): the first is
+    the prediction; the others add aux_weight x their loss in training only."""
+    import archlab
+    from archlab.train.engine import split_outputs
+
+    design = {
+        "name": "two_heads", "task": "classification", "input": [1, 8, 8],
+        "layers": [
+            {"name": "stem", "block": "conv", "out": 8},
+            {"name": "aux", "block": "head", "classes": 10},
+            {"name": "body", "block": "conv", "out": 16, "from": "stem", "stride": 2},
+            {"name": "logits", "block": "head", "classes": 10}],
+        "output": ["logits", "aux"]}
+    run = archlab.train(design, "digits", epochs=1, out=str(tmp_path), progress=False, health=False)
+    assert 0.0 <= run.test_metrics["accuracy"] <= 1.0
+    model = run.model()
+    out = model(torch.zeros(2, 1, 8, 8))
+    assert isinstance(out, tuple) and len(out) == 2
+    main, aux = split_outputs(out)
+    assert main.shape == (2, 10) and len(aux) == 1
+    assert run.predict(torch.zeros(3, 1, 8, 8))["outputs"].shape == (3, 10)

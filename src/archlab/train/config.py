@@ -40,6 +40,8 @@ class TrainConfig(BaseModel):
     l2: float = Field(0.0, ge=0, description="weight decay on conv/linear weights (decoupled for adamw)")
     l1: float = Field(0.0, ge=0, description="L1 penalty on conv/linear weights, added to the loss")
     kl_weight: float = Field(1.0, ge=0, description="weight of variational blocks' KL term, if any")
+    aux_weight: float = Field(0.3, ge=0, description="loss weight of extra outputs (auxiliary heads, "
+                              "Szegedy et al. 2015: 0.3); used in training only")
     clip: float | None = Field(None, gt=0, description="gradient clipping threshold; None = off")
     clip_by: Literal["norm", "value"] = Field("norm", description="clip the global norm or each value")
     # early stopping on the validation metric

@@ -153,6 +153,14 @@ def _variational_kl():
     return kl_loss
 
 
+def split_outputs(out) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A design with several outputs (``output: [fc, aux]``) predicts with the first; the others
+    are auxiliary heads that only add to the training loss."""
+    if isinstance(out, (tuple, list)):
+        return out[0], tuple(out[1:])
+    return out, ()
+
+
 class DesignModule(L.LightningModule):
     """A built design plus its task, optimiser and schedule, as a LightningModule.
 
@@ -205,10 +213,12 @@ class DesignModule(L.LightningModule):
         x, y = batch
         if self.config.augment.active:
             x = augment(x, self.config.augment, self._aug)
-        out = self.model(x)
+        out, aux = split_outputs(self.model(x))
         loss = self.task.loss(out, y)
         self.task.update_train(self._state["train"], out, y, loss)
         total = loss
+        for extra in aux:  # auxiliary heads (Inception's): same target, smaller weight
+            total = total + self.config.aux_weight * self.task.loss(extra, y)
         if self.config.l1:
             total = total + self.config.l1 * sum(p.abs().sum() for p in self._penalised)
         if self._kl is not None:
@@ -231,7 +241,7 @@ class DesignModule(L.LightningModule):
     # ---- evaluation -------------------------------------------------------------------------
     def _eval_step(self, name: str, batch) -> None:
         x, y = batch
-        out = self.model(x)
+        out, _ = split_outputs(self.model(x))
         loss = self.task.loss(out, y)
         self.task.update(self._state[name], out, y, loss)
 
@@ -264,7 +274,7 @@ class DesignModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.model(x)
+        return split_outputs(self.model(x))[0]
 
     # ---- optimiser (C14), regularisation (C4), schedule ------------------------------------
     def configure_optimizers(self):

@@ -44,7 +44,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, make_config
 from .data import ArrayData, DataSpec, load_data, load_inputs
-from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, default_callbacks, make_trainer
+from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, split_outputs, default_callbacks, make_trainer
 from .prepare import Scaling, Splits
 from .setup import code_revision, load_design, match_input, prepare
 from .tasks import make_task
@@ -155,7 +155,7 @@ class Run:
         state = task.empty_state()
         with torch.no_grad():
             for i in range(0, len(x), batch):
-                out = model(x[i:i + batch])
+                out, _ = split_outputs(model(x[i:i + batch]))
                 task.update(state, out, y[i:i + batch], task.loss(out, y[i:i + batch]))
         return task.compute(state)
 
@@ -169,7 +169,7 @@ class Run:
         x = self.scaling.apply(x)
         model = self.model()
         with torch.no_grad():
-            out = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+            out = torch.cat([split_outputs(model(x[i:i + batch]))[0] for i in range(0, len(x), batch)])
         result: dict[str, Any] = {"task": info["task"], "outputs": out}
         if info["task"] in ("classification", "segmentation"):
             probs = out.softmax(1)

@@ -59,6 +59,7 @@ def output_shape_of(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int
                                  fix="check the model's first layer against the data's sample shape") from None
     finally:
         model.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out  # auxiliary outputs follow the first
     return tuple(out.shape[1:])
 
 
