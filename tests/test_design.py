@@ -35,7 +35,7 @@ def test_flat_layer_list_equals_hand_written_sequential():
     ref_params = [p for p in ref.parameters()]
     assert [tuple(p.shape) for p in built.parameters()] == [tuple(p.shape) for p in ref_params]
     with torch.no_grad():
-        for p, q in zip(built.parameters(), ref_params):
+        for p, q in zip(built.parameters(), ref_params, strict=True):
             q.copy_(p)
     x = torch.randn(4, 3, 16, 16)
     torch.testing.assert_close(built(x), ref(x))

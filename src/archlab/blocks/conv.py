@@ -248,7 +248,7 @@ def conv_transpose_plan(p, inp: Shape) -> Plan:
     dilation = as_tuple(p.dilation, dims, "dilation")
     outpad = as_tuple(p.output_padding, dims, "output_padding")
     if p.padding == "auto":
-        padding = tuple(max(0, (k - s + 1) // 2) for k, s in zip(kernel, stride))
+        padding = tuple(max(0, (k - s + 1) // 2) for k, s in zip(kernel, stride, strict=True))
     else:
         padding = as_tuple(p.padding, dims, "padding")
     check_divisible(cin, p.groups, "input channels", "groups", "use groups: 1", "groups")

@@ -206,7 +206,7 @@ def as_tuple(value: int | list[int] | tuple[int, ...], dims: int, field: str) ->
 def same_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
     """Padding that keeps the size at stride 1 (odd kernels; for even kernels the output
     grows by one, as in PyTorch with padding=k//2)."""
-    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
 
 
 def conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -221,7 +221,7 @@ def conv_spatial(
     dilation: tuple[int, ...],
 ) -> tuple[int, ...]:
     out = []
-    for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation):
+    for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True):
         span = d * (k - 1) + 1
         if size + 2 * p < span:
             raise BlockError(
@@ -244,7 +244,7 @@ def transposed_spatial(
 ) -> tuple[int, ...]:
     return tuple(
         (size - 1) * s - 2 * p + d * (k - 1) + op + 1
-        for size, k, s, p, op, d in zip(spatial, kernel, stride, padding, output_padding, dilation)
+        for size, k, s, p, op, d in zip(spatial, kernel, stride, padding, output_padding, dilation, strict=True)
     )
 
 

@@ -36,7 +36,7 @@ class ResidualParams(BlockParams):
 
 def _stride(skip: Shape, main: Shape) -> tuple[int, ...]:
     """Stride that maps the skip's spatial size onto the main path's (checked by the caller)."""
-    return tuple(max(1, -(-s // m)) for s, m in zip(skip[1:], main[1:]))
+    return tuple(max(1, -(-s // m)) for s, m in zip(skip[1:], main[1:], strict=True))
 
 
 def projection_plan(p: ResidualParams, skip: Shape, main: Shape) -> Plan | None:
@@ -59,7 +59,7 @@ def projection_plan(p: ResidualParams, skip: Shape, main: Shape) -> Plan | None:
     ones = (1,) * dims
     plan = Plan(skip)
     if p.projection == "avgpool" and any(s > 1 for s in stride):
-        pooled = (skip[0], *[-(-a // s) for a, s in zip(skip[1:], stride)])
+        pooled = (skip[0], *[-(-a // s) for a, s in zip(skip[1:], stride, strict=True)])
         window = 1
         for s in stride:
             window *= s
@@ -67,7 +67,7 @@ def projection_plan(p: ResidualParams, skip: Shape, main: Shape) -> Plan | None:
         plan.add(lambda k=stride: pool_cls(k, k, ceil_mode=True, count_include_pad=False),
                  [pool_op("", f"avg_pool{dims}d", skip, pooled, window)], pooled)
         stride = ones
-    out_shape = (main[0], *[-(-a // s) for a, s in zip(plan.output[1:], stride)])
+    out_shape = (main[0], *[-(-a // s) for a, s in zip(plan.output[1:], stride, strict=True)])
     if out_shape != main:
         raise BlockError(f"the residual's shortcut gives {out_shape}, the block gives {tuple(main)}",
                          fix="make the wrapped part keep or halve the size exactly")

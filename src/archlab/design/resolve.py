@@ -282,7 +282,7 @@ class Resolver:
         spec = self.subst(raw["output"], env, raw, "output", "output")
         names = spec if isinstance(spec, list) else [spec]
         paths = []
-        for i, name in enumerate(names):
+        for name in names:
             path = scope.lookup(str(name)) if isinstance(name, str) else None
             if path is None:
                 path = str(name) if str(name) in self.shapes else None
@@ -525,7 +525,7 @@ class Resolver:
                              "from" if "from" in raw else "block", where)
         block_defaults = self.defaults(body.get("defaults"), body, "defaults", env, defaults)
         inner = Scope(prefix=f"{path}.", env=env, defaults=block_defaults,
-                      aliases=dict(zip(in_names, inputs)))
+                      aliases=dict(zip(in_names, inputs, strict=True)))
         last = self.resolve_list(body["layers"], inner, inputs[0], f"blocks.{name}.layers")
         out_name = body.get("output")
         if out_name is None:

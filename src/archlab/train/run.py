@@ -44,7 +44,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, make_config
 from .data import ArrayData, DataSpec, load_data, load_inputs
-from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, split_outputs, default_callbacks, make_trainer
+from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, default_callbacks, make_trainer, split_outputs
 from .prepare import Scaling, Splits
 from .setup import code_revision, load_design, match_input, prepare
 from .tasks import make_task
