@@ -292,3 +292,33 @@ def test_depth_repeats_a_two_input_cell_over_the_two_previous_outputs():
     assert g.node("cells.0.a").inputs == ["input"] and g.node("cells.0.b").inputs == ["stem"]
     assert g.node("cells.1.a").inputs == ["stem"] and g.node("cells.1.b").inputs == ["cells.0.m"]
     assert g.node("cells.2.a").inputs == ["cells.0.m"] and g.node("cells.2.b").inputs == ["cells.1.m"]
+
+
+def test_per_position_layer_norm_equals_pytorch_layer_norm_over_channels():
+    """norm: {kind: layer, per_position: true} on (C, L): each step normalised over its
+    channels, as nn.LayerNorm does on (N, L, C) (the oracle)."""
+    torch.manual_seed(0)
+    net = archlab.build({"input": [6, 9], "layers": [
+        {"block": "norm", "norm": {"kind": "layer", "per_position": True}}]})
+    ref = nn.LayerNorm(6)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+        params = dict(net.named_parameters())
+        (w,) = [v for k, v in params.items() if k.endswith("weight")]
+        (b,) = [v for k, v in params.items() if k.endswith("bias")]
+        w.copy_(ref.weight)
+        b.copy_(ref.bias)
+    x = torch.randn(3, 6, 9)
+    torch.testing.assert_close(net(x), ref(x.transpose(1, 2)).transpose(1, 2))
+    # the default layer norm of a feature map normalises channels and positions together
+    whole = archlab.build({"input": [6, 9], "layers": [{"block": "norm", "norm": "layer"}]})
+    y = whole(x)
+    torch.testing.assert_close(y.mean(dim=(1, 2)), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_per_position_needs_layer_norm():
+    with pytest.raises(archlab.DesignError) as info:
+        archlab.load({"input": [6, 9], "layers": [
+            {"block": "norm", "norm": {"kind": "batch", "per_position": True}}]})
+    assert "per_position applies to norm 'layer' only, got norm 'batch'" in str(info.value)

@@ -63,6 +63,8 @@ class Norm(Block):
         ({}, [(8, 6, 6)]),
         ({"norm": "layer"}, [(16,)]),
         ({"norm": {"kind": "group", "groups": 4}}, [(8, 5, 5)]),
+        ({"norm": {"kind": "layer", "per_position": True}}, [(8, 10)]),
+        ({"norm": {"kind": "layer", "per_position": True}}, [(4, 5, 5)]),
         ({"norm": "instance"}, [(4, 10)]),
         ({"norm": {"kind": "batch", "affine": False}}, [(4, 3, 3, 3)]),
         ({"norm": "none"}, [(4, 3)]),

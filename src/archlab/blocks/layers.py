@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import BlockError, unknown_name
 from ..ops import Op, Shape, act_op, norm_op
@@ -46,11 +47,16 @@ class NormSpec(_Spec):
     eps: float = Field(1e-5, gt=0, description="added to the variance")
     momentum: float = Field(0.1, ge=0, le=1, description="running-statistics momentum (batch)")
     affine: bool = True
+    per_position: bool = Field(
+        False, description="layer norm only: normalise over the channels at each position "
+        "(transformers, ConvNeXt) instead of over channels and positions together")
 
     @model_validator(mode="after")
     def _known(self) -> NormSpec:
         if self.kind not in NORMS:
             raise ValueError(unknown_name("norm", self.kind, NORMS))
+        if self.per_position and self.kind != "layer":
+            raise ValueError(f"per_position applies to norm 'layer' only, got norm '{self.kind}'")
         return self
 
     @property
@@ -108,10 +114,22 @@ def _group(spec: NormSpec, c: int, rank: int) -> nn.Module:
     return nn.GroupNorm(spec.groups, c, eps=spec.eps, affine=spec.affine)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """Layer norm over the channels of (N, C, *S) at each position: what a transformer applies to
+    each step of a (C, L) sequence, and ConvNeXt to each pixel (Ba et al. 2016; Liu et al. 2022)."""
+
+    def forward(self, x):
+        out = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return out.movedim(-1, 1)
+
+
 def _layer(spec: NormSpec, c: int, rank: int) -> nn.Module:
-    # channel-wise layer norm for feature maps = group norm with one group (normalises over C,H,W)
     if rank == 1:
         return nn.LayerNorm(c, eps=spec.eps, elementwise_affine=spec.affine)
+    if spec.per_position:
+        return ChannelLayerNorm(c, eps=spec.eps, elementwise_affine=spec.affine)
+    # layer norm of a feature map as in Ba et al.: over (C, H, W) of each sample, which is
+    # group norm with one group
     return nn.GroupNorm(1, c, eps=spec.eps, affine=spec.affine)
 
 
@@ -180,7 +198,8 @@ def norm_ops(path: str, spec: NormSpec | None, shape: Shape) -> list[Op]:
         make_norm(spec, shape[0], 1)  # raises the explanatory error
     if spec.kind == "group" and shape[0] % spec.groups:
         make_norm(spec, shape[0], len(shape))
-    kind = "layer_norm" if (spec.kind == "layer" and len(shape) == 1) else _NORM_OP_KIND[spec.kind]
+    per_step = spec.kind == "layer" and (len(shape) == 1 or spec.per_position)
+    kind = "layer_norm" if per_step else _NORM_OP_KIND[spec.kind]
     return [norm_op(path, kind, shape, norm_params(spec, shape[0], len(shape)))]
 
 
