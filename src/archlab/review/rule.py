@@ -1,7 +1,7 @@
 """The rule contract, the rule registry and the finding record of the design review.
 
 A rule is a small registered class with a stable id, a severity, the guideline it comes from
-(ShuffleNetV2's G1-G4, the principle ids of PRINCIPLES.md), a rationale, its configurable
+(ShuffleNetV2's G1-G4, the principle ids of docs/principles.md), a rationale, its configurable
 thresholds (with units and reasons), and ``check(facts, thresholds)`` that yields
 :class:`Finding` records backed by measured figures.
 """
