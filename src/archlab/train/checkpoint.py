@@ -56,10 +56,24 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def publish(tmp: str | os.PathLike, path: Path) -> None:
+    """Move a finished temporary file into place with the permissions a plain ``open()`` would
+    have given it (``0o666`` less the umask): ``mkstemp`` creates files readable by the owner
+    only, and run files must not differ in mode depending on which writer made them."""
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -68,7 +82,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -95,7 +109,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata or {})
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

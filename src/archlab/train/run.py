@@ -200,17 +200,41 @@ def _run_name(setup: Setup, data: Any) -> str:
     return f"{design}-{source}-{stamp}-s{setup.config.seed}"
 
 
-def _unique(folder: Path) -> Path:
-    if not folder.exists():
-        return folder
-    i = 2
-    while folder.with_name(f"{folder.name}-{i}").exists():
-        i += 1
-    return folder.with_name(f"{folder.name}-{i}")
+def claim_run_dir(folder: Path, *, numbered: bool) -> Path:
+    """Create a new, empty run folder and return it; an existing run is never written into.
+
+    ``numbered`` (a generated name): take the first free ``NAME``, ``NAME-2``, ``NAME-3``...
+    as Lightning's and Ultralytics' run folders do. A name the user chose is refused when taken,
+    with the fix. The folder is created with ``mkdir`` (atomic), so two processes starting at
+    once never share a folder, and stale files of an older run never mix with a new one."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError("the folder for run folders is a file", source=str(folder.parent),
+                       fix="give --out a folder (it is created when missing)") from None
+    except PermissionError:
+        raise RunError("cannot create the folder for run folders (permission denied)",
+                       source=str(folder.parent), fix="give --out a folder you can write to") from None
+    candidate, i = folder, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if not numbered:
+                what = "a run folder" if (candidate / "config.yaml").exists() else "a file or folder"
+                raise RunError(f"{what} named '{candidate.name}' already exists: a run is never "
+                               "overwritten", source=str(candidate),
+                               fix=f"continue it with `archlab train --resume {candidate}`, choose another "
+                                   "--name, or omit --name for a new numbered folder") from None
+            i += 1
+            candidate = folder.with_name(f"{folder.name}-{i}")
+        except PermissionError:
+            raise RunError("cannot create the run folder (permission denied)", source=str(candidate),
+                           fix="give --out a folder you can write to") from None
 
 
 def _write_run_files(run_dir: Path, setup: Setup, data_spec: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / HEALTH_DIR).mkdir(exist_ok=True)
     atomic_write_text(run_dir / "design.yaml", setup.design.to_yaml() if setup.design is not None else "")
     atomic_write_text(run_dir / "config.yaml",
@@ -252,8 +276,7 @@ def train(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] =
     setup = prepare(design, data, config, variables=variables)
     run_dir = inherited or Path(config.out) / (config.name or _run_name(setup, data))
     if inherited is None:
-        if config.name is None:
-            run_dir = _unique(run_dir)
+        run_dir = claim_run_dir(run_dir, numbered=config.name is None)
         _write_run_files(run_dir, setup, _data_spec(data))
         # Lightning's DDP launcher re-runs this command once per extra device; they inherit the
         # environment, so they find rank 0's run folder (and its drawn seed) here.
@@ -311,9 +334,13 @@ def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | No
     # Test with the best validation checkpoint: the test split is the last sanity check (C9).
     ckpt_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None)
     best = ckpt_cb.best_model_path if has_val and ckpt_cb.best_model_path else None
+    best_epoch = None
     if best:
-        state = read_checkpoint(Path(best))["state_dict"]
-        setup.module.load_state_dict(state)
+        best_ckpt = read_checkpoint(Path(best))
+        setup.module.load_state_dict(best_ckpt["state_dict"])
+        # the epoch whose weights are kept, read from the kept file itself: the summary can
+        # never name another epoch than the one model.safetensors and the test metrics come from
+        best_epoch = int(best_ckpt["epoch"]) if "epoch" in best_ckpt else None
     test: dict = {}
     if len(setup.splits.test):
         trainer.test(setup.module, dataloaders=dm.test_dataloader(), verbose=False)
@@ -331,7 +358,7 @@ def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | No
             "task": setup.task.name,
             "seed": setup.config.seed,
             "epochs_run": len(rows),
-            "best_epoch": _best_epoch(rows, setup),
+            "best_epoch": best_epoch if best_epoch is not None else _best_epoch(rows, setup),
             "params": sum(p.numel() for p in setup.model.parameters()),
             "train_seconds": round(sum(float(r.get("seconds", 0) or 0) for r in rows), 3),
             "fit_seconds": round(fit_seconds, 3),
@@ -347,12 +374,18 @@ def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | No
 
 
 def _best_epoch(rows: list[dict], setup: Setup) -> int | None:
+    """The tie rule, the same as the best checkpoint's (Lightning replaces it only on a strict
+    improvement): the EARLIEST epoch with the best validation value."""
     key = f"val_{setup.task.monitor}"
-    scored = [(r[key], r["epoch"]) for r in rows if key in r and r[key] == r[key]]
-    if not scored:
-        return None
-    pick = max if setup.task.mode == "max" else min
-    return pick(scored)[1]
+    best: tuple[float, int] | None = None
+    for r in rows:
+        v = r.get(key)
+        if not isinstance(v, (int, float)) or v != v:
+            continue
+        better = best is None or (v > best[0] if setup.task.mode == "max" else v < best[0])
+        if better:
+            best = (v, int(r["epoch"]))
+    return None if best is None else best[1]
 
 
 def _final_val(rows: list[dict]) -> dict:
