@@ -109,3 +109,82 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
     if best:
         text += f"; did you mean '{best}'?"
     return text
+
+
+class LimitError(ArchlabError):
+    """An input is larger than a documented limit (:mod:`archlab.limits`); the message names
+    the limit and how to raise it."""
+
+
+class UserCodeError(ArchlabError):
+    """The user's own Python code (a ``model.py:factory`` named on the command line) raised.
+    The message is their exception with the frames of their own file(s)."""
+
+
+# Python files of the user's that archlab imported on request (``model.py:factory``).
+USER_FILES: set[str] = set()
+
+
+def register_user_file(path) -> None:
+    import os
+
+    USER_FILES.add(os.path.realpath(str(path)))
+
+
+def _user_frames(exc: BaseException) -> list[tuple[str, int | None, str, str]]:
+    """(file, line, function, code) of each frame in the user's own files, outermost first."""
+    import os
+    import traceback
+
+    frames = [(f.filename, f.lineno, f.name, (f.line or "").strip())
+              for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.realpath(f.filename) in USER_FILES]
+    if isinstance(exc, SyntaxError) and exc.filename and \
+            os.path.realpath(exc.filename) in USER_FILES:
+        frames.append((exc.filename, exc.lineno, "<module>", (exc.text or "").strip()))
+    return frames
+
+
+def user_code_error(exc: BaseException, what: str | None = None,
+                    source: str | None = None) -> UserCodeError | None:
+    """The exception as the user's error when its traceback passes through a registered user
+    file (or ``what`` says it came from user code); None when it is not the user's."""
+    if isinstance(exc, ArchlabError):
+        return None
+    frames = _user_frames(exc)
+    if not frames and what is None:
+        return None
+    line = None
+    if frames:
+        source, line = frames[-1][0], frames[-1][1]
+    kind = type(exc).__name__
+    text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    doing = f" while {what}" if what else ""
+    message = f"your code raised {kind}{doing}: {text}"
+    if frames:
+        message += "\n" + "\n".join(
+            f"  {file}:{no}, in {name}" + (f"\n    {code}" if code else "")
+            for file, no, name, code in frames) + "\n"
+    return UserCodeError(message, source=source, line=line,
+                         fix="fix the error in your file (the frames above are yours), then run "
+                             "the command again")
+
+
+class user_code:
+    """``with user_code("building the model", "model.py"):`` turns any exception the user's code
+    raises into a :class:`UserCodeError` (their frames, exit status 2). archlab's own errors pass
+    through unchanged."""
+
+    def __init__(self, what: str, source: str | None = None) -> None:
+        self.what = what
+        self.source = source
+
+    def __enter__(self) -> user_code:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, (ArchlabError, KeyboardInterrupt)):
+            return False
+        if isinstance(exc, Exception) or isinstance(exc, SystemExit):
+            raise user_code_error(exc, self.what, self.source) from None
+        return False

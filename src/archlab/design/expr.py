@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import DesignError, unknown_name
+from .. import limits
+from ..errors import DesignError, LimitError, unknown_name
 
 _WHOLE_VAR = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _WHOLE_EXPR = re.compile(r"^\$(?:\{(.*)\}|\((.*)\))$", re.S)
@@ -28,6 +29,8 @@ _EMBEDDED = re.compile(r"\$\{([^}]*)\}|\$\(([^)]*(?:\([^)]*\)[^)]*)*)\)|\$([A-Za
 def _make_divisible(value: float, divisor: int = 8) -> int:
     from ..blocks.layers import make_divisible
 
+    if isinstance(divisor, bool) or not isinstance(divisor, (int, float)) or divisor < 1:
+        raise ValueError(f"divisible(x, d) needs a divisor d of at least 1, got {divisor!r}")
     return make_divisible(value, int(divisor))
 
 
@@ -59,6 +62,40 @@ class ExprError(ValueError):
     """An expression is malformed or uses something not allowed."""
 
 
+class ExprLimitError(ExprError):
+    """An expression is larger than a limit; carries the LimitError with the limit's fix."""
+
+    def __init__(self, error: LimitError) -> None:
+        self.error = error
+        super().__init__(f"{error.message}; {error.fix}")
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of an expression, computed without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _checked(value: Any, text: str) -> Any:
+    """A computed value within the limits: finite floats, integers and strings not too large."""
+    limit = limits.active()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError(f"'{text}' gives {value} (the number overflows or is not a number)")
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            abs(value) >= 10 ** limit.integer_digits:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        raise ExprLimitError(limits.exceeded("integer_digits", digits,
+                                             f"the number of digits computed by '{text[:80]}'"))
+    if isinstance(value, str) and len(value) > limit.string_chars:
+        raise ExprLimitError(limits.exceeded("string_chars", len(value),
+                                             f"the length of the string computed by '{text[:80]}'"))
+    return value
+
+
 def evaluate(text: str, variables: Mapping[str, Any]) -> Any:
     """Evaluate an arithmetic expression over ``variables``.
 
@@ -67,14 +104,50 @@ def evaluate(text: str, variables: Mapping[str, Any]) -> Any:
     >>> evaluate("divisible(width * 0.75)", {"width": 32})
     24
     """
+    limit = limits.active()
+    if len(text) > limit.expression_chars:
+        raise ExprLimitError(limits.exceeded("expression_chars", len(text),
+                                             "the length of an expression"))
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"cannot parse the expression '{text}': {exc.msg}") from None
-    return _eval(tree.body, variables, text)
+    except (RecursionError, MemoryError):
+        raise ExprLimitError(limits.exceeded("expression_depth", "too deep to parse",
+                                             "the nesting of an expression")) from None
+    depth = _depth(tree.body)
+    if depth > limit.expression_depth:
+        raise ExprLimitError(limits.exceeded("expression_depth", depth,
+                                             "the nesting depth of an expression"))
+    try:
+        return _eval(tree.body, variables, text)
+    except RecursionError:  # a limit raised above what Python's stack allows
+        raise ExprLimitError(limits.exceeded("expression_depth", depth,
+                                             "the nesting depth of an expression")) from None
 
 
 def _eval(node: ast.AST, env: Mapping[str, Any], text: str) -> Any:
+    return _checked(_eval_node(node, env, text), text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _string_product(left: Any, right: Any, text: str) -> None:
+    """'ab' * 10**9 would build a huge string before any check: check its size first."""
+    if isinstance(left, str) and isinstance(right, int):
+        n = len(left) * max(right, 0)
+    elif isinstance(right, str) and isinstance(left, int):
+        n = len(right) * max(left, 0)
+    else:
+        return
+    if n > limits.active().string_chars:
+        raise ExprLimitError(limits.exceeded("string_chars", n, "the length of the string "
+                                             f"computed by '{text[:80]}'"))
+
+
+def _eval_node(node: ast.AST, env: Mapping[str, Any], text: str) -> Any:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool, str)):
         return node.value
     if isinstance(node, ast.Name):
@@ -83,18 +156,29 @@ def _eval(node: ast.AST, env: Mapping[str, Any], text: str) -> Any:
         return env[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left, env, text), _eval(node.right, env, text)
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+        if isinstance(node.op, ast.Pow) and _is_number(right) and abs(right) > 64:
             raise ExprError(f"exponent {right} is too large in '{text}'")
+        if isinstance(node.op, ast.Mult):
+            _string_product(left, right, text)
+        if isinstance(node.op, ast.Mod) and isinstance(left, str):
+            raise ExprError(f"'%' on a string is not allowed in '{text}'")
         try:
             return _BINOPS[type(node.op)](left, right)
-        except (ZeroDivisionError, TypeError) as exc:
+        except ZeroDivisionError:
+            raise ExprError(f"division by zero in '{text}'") from None
+        except (ArithmeticError, TypeError, ValueError) as exc:
             raise ExprError(f"cannot compute '{text}': {exc}") from None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _eval(node.operand, env, text)
+        if not _is_number(value):
+            raise ExprError(f"a sign needs a number, got {value!r} in '{text}'")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:
-        return _CMPOPS[type(node.ops[0])](_eval(node.left, env, text),
-                                          _eval(node.comparators[0], env, text))
+        try:
+            return _CMPOPS[type(node.ops[0])](_eval(node.left, env, text),
+                                              _eval(node.comparators[0], env, text))
+        except TypeError as exc:
+            raise ExprError(f"cannot compare in '{text}': {exc}") from None
     if isinstance(node, ast.IfExp):
         return (_eval(node.body, env, text) if _eval(node.test, env, text)
                 else _eval(node.orelse, env, text))
@@ -105,9 +189,14 @@ def _eval(node: ast.AST, env: Mapping[str, Any], text: str) -> Any:
         if node.func.id not in FUNCTIONS:
             raise ExprError(unknown_name("function", node.func.id, FUNCTIONS))
         args = [_eval(a, env, text) for a in node.args]
+        if node.func.id in ("int", "float") and any(isinstance(a, str) and len(a) > 100
+                                                    for a in args):
+            raise ExprError(f"{node.func.id}() of a long string is not allowed in '{text}'")
         try:
             return FUNCTIONS[node.func.id](*args)
-        except (TypeError, ValueError) as exc:
+        except ZeroDivisionError:
+            raise ExprError(f"division by zero in '{text}'") from None
+        except (ArithmeticError, TypeError, ValueError) as exc:
             raise ExprError(f"cannot compute '{text}': {exc}") from None
     raise ExprError(f"'{ast.unparse(node)}' is not allowed in an expression; only numbers, "
                     f"variables, arithmetic and {', '.join(sorted(FUNCTIONS))}")
@@ -175,6 +264,9 @@ def substitute_tree(data: Any, env: Mapping[str, Any], *, where: Callable[[Any, 
             return walk(value, path)
         try:
             return substitute(value, env)
+        except ExprLimitError as exc:
+            line = container.line_of(key) if hasattr(container, "line_of") else None
+            raise exc.error.located(line=line, path=path) from None
         except ExprError as exc:
             line = container.line_of(key) if hasattr(container, "line_of") else None
             raise DesignError(str(exc), line=line, path=path) from None
@@ -191,10 +283,12 @@ def free_variables(value: Any) -> set[str]:
         if m.group(3):
             names.add(m.group(3))
         else:
+            expr = m.group(1) if m.group(1) is not None else m.group(2)
+            if len(expr) > limits.active().expression_chars:
+                continue  # evaluate() reports it with the limit
             try:
-                tree = ast.parse((m.group(1) if m.group(1) is not None else m.group(2)).strip(),
-                                 mode="eval")
-            except SyntaxError:
+                tree = ast.parse(expr.strip(), mode="eval")
+            except (SyntaxError, RecursionError, MemoryError):
                 continue
             names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(FUNCTIONS)
     return names

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .. import limits
 from ..errors import DesignError
 
 
@@ -56,12 +57,45 @@ _SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", 
                                                   "seq")}
 
 
-def _convert(node: yaml.Node, source: str) -> Any:
+class _Expansion:
+    """Counts what converting the composed YAML costs: aliases make a small text expand into a
+    huge structure ('billion laughs'), and an anchor used inside itself never ends."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values = 0
+        self.limit = limits.active().yaml_nodes
+        self.open: set[int] = set()  # ids of the mappings/lists being converted (cycle guard)
+
+
+def _convert(node: yaml.Node, source: str, state: _Expansion | None = None) -> Any:
+    state = state or _Expansion(source)
     line = node.start_mark.line + 1
+    state.values += 1
+    if state.values > state.limit:
+        raise limits.exceeded("yaml_nodes", f"more than {state.limit:,}",
+                              "the number of values after expanding YAML aliases",
+                              source=source, line=line)
     if not isinstance(node, yaml.ScalarNode) and node.tag not in _SAFE_TAGS:
         raise DesignError(f"the YAML tag '{node.tag}' is not allowed: nothing in a design file "
                           "may construct objects or run code", source=source, line=line,
                           fix="remove the tag")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in state.open:
+            raise DesignError("a YAML anchor is used inside itself (a cyclic alias), which would "
+                              "never end", source=source, line=line,
+                              fix="write the value out, or use an alias only after its anchor's "
+                                  "value is complete")
+        state.open.add(id(node))
+        try:
+            return _convert_container(node, source, state, line)
+        finally:
+            state.open.discard(id(node))
+    # scalars: resolved with the safe constructor's rules (int, float, bool, null, str)
+    return _construct_scalar(node, source)
+
+
+def _convert_container(node: yaml.Node, source: str, state: _Expansion, line: int) -> Any:
     if isinstance(node, yaml.MappingNode):
         out = LocDict()
         out.line = line
@@ -70,7 +104,7 @@ def _convert(node: yaml.Node, source: str) -> Any:
                 raise DesignError("YAML merge keys ('<<') are not supported",
                                   source=source, line=key_node.start_mark.line + 1,
                                   fix="write the keys out, or use a variable")
-            key = _convert(key_node, source)
+            key = _convert(key_node, source, state)
             if isinstance(key, (dict, list)):
                 raise DesignError("a mapping key must be a plain value", source=source,
                                   line=key_node.start_mark.line + 1)
@@ -78,18 +112,45 @@ def _convert(node: yaml.Node, source: str) -> Any:
                 raise DesignError(f"duplicate key '{key}'", source=source,
                                   line=key_node.start_mark.line + 1,
                                   fix="remove one of the two; YAML would silently keep the last")
-            out[key] = _convert(value_node, source)
+            out[key] = _convert(value_node, source, state)
             out.key_lines[key] = key_node.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        out_list = LocList()
-        out_list.line = line
-        for item in node.value:
-            out_list.append(_convert(item, source))
-            out_list.item_lines.append(item.start_mark.line + 1)
-        return out_list
-    # scalars: resolved with the safe constructor's rules (int, float, bool, null, str)
-    return _construct_scalar(node, source)
+    out_list = LocList()
+    out_list.line = line
+    for item in node.value:
+        out_list.append(_convert(item, source, state))
+        out_list.item_lines.append(item.start_mark.line + 1)
+    return out_list
+
+
+def _scan(text: str, source: str) -> None:
+    """Check the YAML event stream (PyYAML's parser is iterative, not recursive) against the
+    limits before anything is composed: nesting depth, aliases, values and string sizes."""
+    limit = limits.active()
+    depth = aliases = values = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            values += 1
+            if depth > limit.yaml_depth:
+                raise limits.exceeded("yaml_depth", depth, "the nesting depth of mappings and "
+                                      "lists", source=source, line=line)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > limit.yaml_aliases:
+                raise limits.exceeded("yaml_aliases", aliases, "the number of YAML aliases "
+                                      "(*name)", source=source, line=line)
+        elif isinstance(event, yaml.ScalarEvent):
+            values += 1
+            if len(event.value) > limit.string_chars:
+                raise limits.exceeded("string_chars", len(event.value), "the length of a value",
+                                      source=source, line=line)
+        if values > limit.yaml_nodes:
+            raise limits.exceeded("yaml_nodes", values, "the number of values", source=source,
+                                  line=line)
 
 
 class _ScalarLoader(yaml.SafeLoader):
@@ -117,7 +178,10 @@ def parse_text(text: str, source: str = "<text>") -> Any:
     if not text.strip():
         raise DesignError("the design is empty", source=source,
                           fix="start from a zoo design: `archlab show resnet18 --yaml`")
+    limits.check("file_bytes", len(text.encode("utf-8", "surrogatepass")),
+                 "the size of the design text in bytes", source=source)
     try:
+        _scan(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -127,10 +191,17 @@ def parse_text(text: str, source: str = "<text>") -> Any:
                           fix="check the indentation and the ':' after each key") from None
     except yaml.YAMLError as exc:
         raise DesignError(f"invalid YAML: {exc}", source=source) from None
+    except RecursionError:  # a limit above what Python's stack allows
+        raise limits.exceeded("yaml_depth", "too deep for Python's stack",
+                              "the nesting depth of mappings and lists", source=source) from None
     if node is None:
         raise DesignError("the design is empty", source=source,
                           fix="start from a zoo design: `archlab show resnet18 --yaml`")
-    return _convert(node, source)
+    try:
+        return _convert(node, source)
+    except RecursionError:
+        raise limits.exceeded("yaml_depth", "too deep for Python's stack",
+                              "the nesting depth of mappings and lists", source=source) from None
 
 
 def read_file(path: str | Path) -> tuple[Any, str]:
@@ -141,8 +212,14 @@ def read_file(path: str | Path) -> tuple[Any, str]:
     if path.is_dir():
         raise DesignError(f"'{path}' is a folder, expected a design file (.yaml)",
                           fix="give the YAML file inside it, e.g. design.yaml")
+    limits.check_regular_file(path, "design file")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DesignError(f"cannot read design file '{path}': {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DesignError(f"design file '{path}' is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})", source=str(path),
+                          fix="save the design as UTF-8 YAML") from None
+    except OSError as exc:
+        raise DesignError(f"cannot read design file '{path}': {exc.strerror}", source=str(path),
+                          fix="check the file's permissions") from None
     return parse_text(text, str(path)), str(path)
