@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from .plot import plot_cost
 
-        plot_cost(result, args.plot, args.depth)
+        plot_cost(result, args.plot, args.depth, variables=parse_assignments(args.set))
     if args.json:
         print(result.to_json())
     elif args.csv:

@@ -10,8 +10,21 @@ from ..errors import UsageError
 from .result import Analysis
 
 
-def plot_cost(analysis: Analysis, path: str | Path, depth: str = "block") -> Path:
-    """Write three horizontal bar charts sharing the block axis; returns the path written."""
+def design_label(design_or_name, variables: dict | None = None) -> str:
+    """'resnet18 (width=32)': a design's name with the variables set on it (``--set``), so the
+    plots of two variants can be told apart. ``variables`` defaults to the design's overrides."""
+    name = getattr(design_or_name, "name", design_or_name)
+    if variables is None:
+        variables = getattr(design_or_name, "overrides", None) or {}
+    if not variables:
+        return str(name)
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in variables.items())})"
+
+
+def plot_cost(analysis: Analysis, path: str | Path, depth: str = "block",
+              variables: dict | None = None) -> Path:
+    """Write three horizontal bar charts sharing the block axis; returns the path written.
+    ``variables``: the design variables set on the command line, named in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +53,7 @@ def plot_cost(analysis: Analysis, path: str | Path, depth: str = "block") -> Pat
         ax.tick_params(axis="x", labelsize=8)
     axes[0].set_yticks(positions, labels, fontsize=7)
     axes[0].invert_yaxis()  # first block at the top, as in the table
-    fig.suptitle(f"{analysis.name}: cost per {depth} (input {analysis.input_shape})", fontsize=10)
+    fig.suptitle(f"{design_label(analysis.name, variables or {})}: cost per {depth} (input {analysis.input_shape})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -73,10 +73,32 @@ def diagnose(run: str | Path, *, plots: bool = True, out: str | Path | None = No
         target = Path(out) if out else folder / "plots"
         target.mkdir(parents=True, exist_ok=True)
         metrics = _read_metrics(folder.parent / "metrics.csv")
-        d.plots = [str(p) for p in (plot_loss(state, metrics, target / "loss.png"),
-                                    plot_grad_heatmap(state, target / "grad_norm_heatmap.png"),
-                                    plot_dead_units(state, target / "dead_units.png")) if p]
+        label = run_label(folder.parent)
+        d.plots = [str(p) for p in (plot_loss(state, metrics, target / "loss.png", label),
+                                    plot_grad_heatmap(state, target / "grad_norm_heatmap.png", label),
+                                    plot_dead_units(state, target / "dead_units.png", label)) if p]
     return d
+
+
+def run_label(run: Path) -> str:
+    """'mnist_cnn (width=32, hidden=128, classes=10)': the run's design and its variables, for
+    plot titles (two variants' plots can be told apart); '' when the run has no design.yaml."""
+    import yaml
+
+    f = Path(run) / "design.yaml"
+    try:
+        data = yaml.safe_load(f.read_text()) if f.exists() else None
+    except (OSError, yaml.YAMLError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    from ..analysis.plot import design_label
+
+    return design_label(str(data.get("name") or Path(run).name), data.get("variables") or {})
+
+
+def _titled(title: str, label: str) -> str:
+    return f"{label}: {title}" if label else title
 
 
 def _read_metrics(path: Path) -> dict[str, list[float]]:
@@ -103,7 +125,7 @@ def _pyplot():
     return plt
 
 
-def plot_loss(state: HealthState, metrics: dict, path: Path) -> Path | None:
+def plot_loss(state: HealthState, metrics: dict, path: Path, label: str = "") -> Path | None:
     losses = state.loss_array()
     if losses.size == 0:
         return None
@@ -130,7 +152,7 @@ def plot_loss(state: HealthState, metrics: dict, path: Path) -> Path | None:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title("loss")
+    ax.set_title(_titled("loss", label), fontsize=9)
     ax.legend(fontsize=8)
     if extra:
         ax2 = axes[0][1]
@@ -146,7 +168,7 @@ def plot_loss(state: HealthState, metrics: dict, path: Path) -> Path | None:
     return path
 
 
-def plot_grad_heatmap(state: HealthState, path: Path) -> Path | None:
+def plot_grad_heatmap(state: HealthState, path: Path, label: str = "") -> Path | None:
     g = state.array("grad_norm")
     if g.size == 0:
         return None
@@ -165,7 +187,7 @@ def plot_grad_heatmap(state: HealthState, path: Path) -> Path | None:
     ax.set_xticks(ticks)
     ax.set_xticklabels([state.sample_steps[i] for i in ticks])
     ax.set_xlabel("step (sampled)")
-    ax.set_title("log10 gradient norm per layer (dark: zero or no gradient)")
+    ax.set_title(_titled("log10 gradient norm per layer (dark: zero or no gradient)", label), fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -173,7 +195,7 @@ def plot_grad_heatmap(state: HealthState, path: Path) -> Path | None:
     return path
 
 
-def plot_dead_units(state: HealthState, path: Path) -> Path | None:
+def plot_dead_units(state: HealthState, path: Path, label: str = "") -> Path | None:
     dead, sat = state.array("dead_fraction"), state.array("saturation")
     cols = [i for i in range(len(state.act_layers))
             if (dead.size and np.any(np.isfinite(dead[:, i]))) or (sat.size and np.any(np.isfinite(sat[:, i])))]
@@ -189,7 +211,7 @@ def plot_dead_units(state: HealthState, path: Path) -> Path | None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("step (sampled)")
     ax.set_ylabel("fraction of units")
-    ax.set_title("dead ReLU units / saturated sigmoid-tanh outputs per layer")
+    ax.set_title(_titled("dead ReLU units / saturated sigmoid-tanh outputs per layer", label), fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
