@@ -8,8 +8,8 @@ compare variants. The public API::
     model = archlab.build(design)                 # a plain torch.nn.Module
     archlab.zoo.names()
 
-Heavier capabilities (analysis, review, training, diagnostics) are imported on first use, so
-``import archlab`` stays fast.
+Every name is imported on first use, so ``import archlab`` (and ``archlab --help``) stays fast:
+torch is loaded by the first name that needs it, Lightning only by training.
 """
 
 from __future__ import annotations
@@ -17,17 +17,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import zoo
-from .blocks import BLOCKS, Block, BlockParams, register_block
-from .build import build, load_built, save
-from .design import Design, load
 from .errors import ArchlabError, BlockError, DesignError, UsageError
-from .graph import Graph, Node
 
 __version__ = "0.1.0"
 
-# name -> "module:attribute", imported when first used
+# name -> "module:attribute", imported when first used: `import archlab` (and so `archlab --help`)
+# loads neither torch nor Lightning until a name that needs them is used
 _LAZY = {
+    "BLOCKS": "archlab.blocks:BLOCKS",
+    "Block": "archlab.blocks:Block",
+    "BlockParams": "archlab.blocks:BlockParams",
+    "register_block": "archlab.blocks:register_block",
+    "build": "archlab.build:build",
+    "load_built": "archlab.build:load_built",
+    "save": "archlab.build:save",
+    "Design": "archlab.design:Design",
+    "load": "archlab.design:load",
+    "Graph": "archlab.graph:Graph",
+    "Node": "archlab.graph:Node",
+    "zoo": "archlab.zoo",
     "analyze": "archlab.analysis:analyze",
     "review": "archlab.review:review",
     "train": "archlab.train:train",
@@ -39,27 +47,20 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'archlab' has no attribute '{name}'")
     module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
     globals()[name] = value
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "BLOCKS",
     "ArchlabError",
-    "Block",
     "BlockError",
-    "BlockParams",
-    "Design",
     "DesignError",
-    "Graph",
-    "Node",
     "UsageError",
-    "build",
-    "load",
-    "load_built",
-    "register_block",
-    "save",
-    "zoo",
     *_LAZY,
 ]

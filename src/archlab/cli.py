@@ -26,8 +26,49 @@ COMMAND_MODULES = [
     "archlab.diagnose.command",     # check, diagnose, gradcheck
 ]
 
+# Every command with the module that registers it and the line `archlab --help` shows. Only
+# the module of the command being run is imported: `archlab --help` imports neither torch nor
+# Lightning (a test holds this table equal to what the modules register). A command missing
+# here still works: its module is found by importing the others.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "show": ("archlab.design.commands", "show a design as a table of nodes, shapes and parameters"),
+    "validate": ("archlab.design.commands", "validate a design (exit 0 if valid, 2 if not)"),
+    "build": ("archlab.design.commands", "build a design and save its weights and resolved design"),
+    "zoo": ("archlab.design.commands", "list the reference designs"),
+    "analyze": ("archlab.analysis.command",
+                "parameters, multiply-adds, memory access, memory and latency per block"),
+    "review": ("archlab.review.command",
+               "check a design or module against the design guidelines, with evidence"),
+    "train": ("archlab.train.command", "train a design on data; writes a run folder"),
+    "evaluate": ("archlab.train.command", "metrics of a trained run on its test split or new data"),
+    "predict": ("archlab.train.command", "predictions of a trained run for .npy/.npz/CSV/image inputs"),
+    "check": ("archlab.diagnose.command",
+              "sanity checks before training: loss at init, inputs, init, gradients, ..."),
+    "diagnose": ("archlab.diagnose.command",
+                 "health of a training run: what went wrong, when, where, fixes; plots"),
+    "gradcheck": ("archlab.diagnose.command", "check a custom layer's backward against numeric gradients"),
+}
 
-def make_parser() -> argparse.ArgumentParser:
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:  # a capability not present in this build
+        if exc.name and name.startswith(exc.name):
+            return None
+        raise
+
+
+def _modules_in_order() -> list[str]:
+    names = list(COMMAND_MODULES)
+    names += [m for m, _ in COMMANDS.values() if m not in names]
+    return names
+
+
+def make_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. ``command``: register that command's module for real and list the
+    others by name only (the fast path; ``""`` lists every command by name); ``None``: register
+    every module (the complete parser)."""
     parser = argparse.ArgumentParser(
         prog="archlab",
         description="Design, judge, train and diagnose neural-network architectures.",
@@ -35,19 +76,33 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"archlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a capability not present in this build
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.register(sub)
+    wanted = None  # None: every module; "": none (the top-level help); "*": a command not in COMMANDS
+    if command is not None:
+        wanted = COMMANDS[command][0] if command in COMMANDS else ("" if command == "" else "*")
+    for name in _modules_in_order():
+        listed = [c for c, (m, _) in COMMANDS.items() if m == name]
+        if wanted is None or wanted == "*" or wanted == name:
+            module = _import(name)
+            if module is not None:
+                module.register(sub)
+            continue
+        for cmd in listed:  # by name only: `archlab --help` lists it, nothing is imported
+            sub.add_parser(cmd, help=COMMANDS[cmd][1], add_help=False)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser(_command_of(argv) or "")
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

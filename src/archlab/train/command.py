@@ -79,9 +79,9 @@ def register(subparsers) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_evaluate)
 
-    r = subparsers.add_parser("predict", help="predictions of a trained run for .npy/.npz/image inputs")
+    r = subparsers.add_parser("predict", help="predictions of a trained run for .npy/.npz/CSV/image inputs")
     r.add_argument("run_dir", metavar="RUN")
-    r.add_argument("inputs", nargs="+", help=".npy, .npz (key x), image files or image folders")
+    r.add_argument("inputs", nargs="+", help=".npy, .npz (key x), .csv (a header row; the label column is dropped), image files or image folders")
     r.add_argument("--save", help="write the raw outputs to this .npy file")
     r.add_argument("--json", action="store_true")
     r.set_defaults(run=run_predict)
@@ -257,11 +257,12 @@ def run_predict(args) -> int:
     preds = []
     if result["task"] == "classification":
         probs = result["probabilities"]
-        for i, (label, cls) in enumerate(zip(result["labels"], result["predicted"].tolist(), strict=False)):
-            preds.append({"input": i, "label": label, "class": cls, "probability": float(probs[i, cls])})
+        for i, (label, cls) in enumerate(zip(result["labels"], result["predicted"].tolist(), strict=True)):
+            preds.append({"input": result["names"][i], "label": label, "class": cls,
+                          "probability": float(probs[i, cls])})
     else:
         out = result["outputs"] if result["task"] == "regression" else result["predicted"]
-        preds = [{"input": i, "output": out[i].tolist()} for i in range(len(out))]
+        preds = [{"input": result["names"][i], "output": out[i].tolist()} for i in range(len(out))]
     if args.json:
         json.dump({"run": str(run.path), "task": result["task"], "predictions": preds}, sys.stdout, indent=2)
         print()
@@ -271,12 +272,13 @@ def run_predict(args) -> int:
 
     t = Table(title=f"predictions of {run.path}", title_justify="left")
     if result["task"] == "classification":
-        for c in ("input", "label", "probability"):
+        t.add_column("input", overflow="fold")
+        for c in ("label", "probability"):
             t.add_column(c, justify="right")
         for p in preds:
             t.add_row(str(p["input"]), p["label"], f"{p['probability']:.3f}")
     else:
-        t.add_column("input", justify="right")
+        t.add_column("input", overflow="fold")
         t.add_column("output")
         for p in preds[:50]:
             text = str(p["output"]) if result["task"] == "regression" else f"mask {np.shape(p['output'])}"

@@ -492,8 +492,20 @@ def _check_labels(data: ArrayData, spec: DataSpec) -> ArrayData:
 
 
 def load_inputs(paths: list[str], x_key: str = "x") -> torch.Tensor:
-    """Inference inputs from .npy/.npz files or images, stacked as (N, *sample_shape), unscaled."""
+    """Inference inputs from .npy/.npz/.csv files or images, stacked as (N, *sample_shape), unscaled."""
+    return load_named_inputs(paths, x_key)[0]
+
+
+def load_named_inputs(paths: list[str], x_key: str = "x", *, label: str | None = None,
+                      features: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Inference inputs as for :func:`load_inputs`, and a name for each sample that says where it
+    came from: the image file, ``file.npy[i]``, or ``file.csv:LINE`` for a CSV row.
+
+    CSV: a header row, then one sample per row. When the table has one column more than the
+    model's ``features`` (the training table with its labels), the ``label`` column (default:
+    the last) is dropped."""
     parts: list[torch.Tensor] = []
+    names: list[str] = []
     for text in paths:
         path = Path(text).expanduser()
         if not path.exists():
@@ -503,21 +515,68 @@ def load_inputs(paths: list[str], x_key: str = "x") -> torch.Tensor:
             if not files:
                 raise DataError("folder holds no images", source=text)
             parts.append(torch.from_numpy(_stack_images(files)))
+            names += [str(f) for f in files]
         elif path.suffix.lower() == ".npy":
             parts.append(torch.from_numpy(np.asarray(_read_npy(path), dtype=np.float32)))
+            names += [f"{text}[{i}]" for i in range(len(parts[-1]))]
         elif path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 if x_key not in f.files:
                     raise DataError(f"no array '{x_key}' in the file; it holds {', '.join(f.files)}",
                                     source=text)
                 parts.append(torch.from_numpy(np.asarray(f[x_key], dtype=np.float32)))
+            names += [f"{text}[{i}]" for i in range(len(parts[-1]))]
+        elif path.suffix.lower() == ".csv":
+            x, lines = _csv_inputs(path, label, features)
+            parts.append(x)
+            names += [f"{text}:{n}" for n in lines]
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             parts.append(torch.from_numpy(read_image(path)).unsqueeze(0))
+            names.append(text)
         else:
             raise DataError(f"unsupported input type '{path.suffix}'", source=text,
-                            fix="give .npy, .npz, image files or a folder of images")
+                            fix="give .npy, .npz, .csv, image files or a folder of images")
     shapes = {tuple(p.shape[1:]) for p in parts}
     if len(shapes) > 1:
         raise DataError(f"inputs have different sample shapes: {sorted(shapes)}",
                         fix="give inputs of one shape per call")
-    return torch.cat(parts)
+    return torch.cat(parts), names
+
+
+def _csv_inputs(path: Path, label: str | None, features: int | None) -> tuple[torch.Tensor, list[int]]:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"unreadable CSV ({exc})", source=str(path)) from None
+    if len(rows) < 2:
+        raise DataError("CSV needs a header row and at least one data row", source=str(path))
+    header = [h.strip() for h in rows[0]]
+    keep = list(range(len(header)))
+    if features is not None and len(header) == features + 1:  # the training table, labels included
+        drop = label if label is not None else header[-1]
+        if drop not in header:
+            raise DataError(f"the CSV has one column more than the model's {features} inputs, and no "
+                            f"label column '{drop}' to drop; columns: {', '.join(header)}",
+                            source=str(path), fix="remove the extra column")
+        keep.remove(header.index(drop))
+    elif features is not None and len(header) != features:
+        raise DataError(f"the CSV has {len(header)} columns, the model takes {features} inputs",
+                        source=str(path), fix=f"give {features} feature columns (and optionally the label)")
+    values, lines = [], []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
+                            source=f"{path}:{line_no}")
+        try:
+            values.append([float(row[j]) for j in keep])
+        except ValueError:
+            bad = next(j for j in keep if not _is_number(row[j]))
+            raise DataError(f"column '{header[bad]}' holds '{row[bad]}', expected a number",
+                            source=f"{path}:{line_no}") from None
+        lines.append(line_no)
+    if not values:
+        raise DataError("CSV holds no data rows", source=str(path))
+    return torch.tensor(values, dtype=torch.float32), lines

@@ -18,6 +18,7 @@ A run folder holds everything needed to understand, reproduce and reuse the run:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from .checkpoint import (
     save_weights,
 )
 from .config import TrainConfig, make_config
-from .data import ArrayData, DataSpec, load_data, load_inputs
+from .data import ArrayData, DataSpec, load_data, load_named_inputs
 from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, default_callbacks, make_trainer, split_outputs
 from .prepare import Scaling, Splits
 from .setup import code_revision, load_design, match_input, prepare
@@ -160,17 +161,24 @@ class Run:
         return task.compute(state)
 
     def predict(self, inputs: torch.Tensor | Sequence[str], batch: int = 256) -> dict:
-        """Predictions for unscaled inputs (a tensor (N, *sample_shape) or files). Returns
-        ``outputs`` and, for classification, ``labels`` (class names) and ``probabilities``."""
+        """Predictions for unscaled inputs (a tensor (N, *sample_shape) or files: .npy, .npz,
+        .csv, images, image folders). Returns ``outputs``, ``names`` (where each sample came
+        from: file name, ``file.npy[i]`` or ``file.csv:LINE``) and, for classification,
+        ``labels`` (class names) and ``probabilities``."""
         info = self.data_info
-        x = inputs if isinstance(inputs, torch.Tensor) else load_inputs(list(inputs))
+        if isinstance(inputs, torch.Tensor):
+            x, names = inputs, [str(i) for i in range(len(inputs))]
+        else:
+            features = math.prod(info["sample_shape"])
+            x, names = load_named_inputs(list(inputs), label=(info.get("spec") or {}).get("label"),
+                                         features=features)
         x = match_input(ArrayData(x.float(), None, info["task"], tuple(info["classes"]), "inputs"),
                         tuple(info["sample_shape"])).x
         x = self.scaling.apply(x)
         model = self.model()
         with torch.no_grad():
             out = torch.cat([split_outputs(model(x[i:i + batch]))[0] for i in range(0, len(x), batch)])
-        result: dict[str, Any] = {"task": info["task"], "outputs": out}
+        result: dict[str, Any] = {"task": info["task"], "outputs": out, "names": names}
         if info["task"] in ("classification", "segmentation"):
             probs = out.softmax(1)
             result["probabilities"] = probs
