@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import limits
 from ..blocks import BLOCKS, get_block
 from ..blocks.layers import make_divisible
 from ..errors import ArchlabError, BlockError, DesignError, closest, unknown_name
@@ -55,6 +56,7 @@ BLOCKDEF_KEYS = {"params", "inputs", "layers", "output", "description", "default
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = {INPUT, "merge", "block", "residual"}
 MERGES = ("concat", "sum", "weighted")
+TASKS = ("classification", "regression", "segmentation", "generation", "other")
 
 
 @dataclass
@@ -127,6 +129,10 @@ class Resolver:
                 raise self.error(f"unknown top-level key '{key}'; valid keys: "
                                  f"{', '.join(TOP_KEYS)}", raw, key,
                                  fix=f"did you mean '{best}'?" if best else None)
+        task = raw.get("task")
+        if task is not None and task not in TASKS:
+            raise self.error(unknown_name("task", str(task), TASKS), raw, "task", "task",
+                             fix="write one of them, or leave 'task' out")
         for key in ("input", "layers"):
             if key not in raw:
                 raise self.error(f"the design has no '{key}'", raw,
@@ -213,7 +219,17 @@ class Resolver:
                              "[64] for vectors")
         if any(x <= 0 for x in shape):
             raise self.error(f"'input' sizes must be positive, got {list(shape)}", raw, "input")
+        self.check_elements(shape, "the input", raw, "input", "input")
         return tuple(shape)
+
+    def check_elements(self, shape: tuple, what: str, raw: Any, key: Any, where: str) -> None:
+        """A tensor larger than the limit is refused before anything is allocated."""
+        elements = math.prod(shape) if shape else 1
+        if elements > limits.active().tensor_elements:
+            line = self.line(raw, key)
+            raise limits.exceeded("tensor_elements", elements,
+                                  f"the number of elements of {what} {list(shape)}",
+                                  source=self.source, line=line, path=where)
 
     def width_policy(self, raw: dict, env: dict) -> dict[str, Any]:
         spec = self.subst(raw.get("width") or {}, env, raw, "width", "width")
@@ -328,12 +344,25 @@ class Resolver:
                              fix="e.g. {block: conv, out: 64} or {merge: sum, from: [a, b]}")
         if "block" in raw and "layers" in raw:
             raise self.error("a node has either 'block' or 'layers', not both", raw, "layers", where)
+        if "layers" in raw:  # a group: only node keys (a block's other keys are its settings)
+            for key in raw:
+                if key not in NODE_KEYS:
+                    best = closest(str(key), NODE_KEYS)
+                    hint = (" (a group's output is its last node)" if key == "output" else "")
+                    raise self.error(f"unknown key '{key}' on a group{hint}; valid keys: "
+                                     f"{', '.join(sorted(NODE_KEYS))}", raw, key, where,
+                                     fix=f"did you mean '{best}'?" if best and key != "output"
+                                     else "remove it, or move the node to the end of the group")
         inputs = self.inputs(raw, scope, prev, where)
         defaults = self.defaults(raw.get("defaults"), raw, "defaults", scope.env, scope.defaults)
         depth = self.subst(raw.get("depth", None), scope.env, raw, "depth", where)
         if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
             raise self.error(f"'depth' must be a positive integer, got {depth!r}", raw, "depth",
                              where, fix="depth: 2 repeats the block twice")
+        if depth is not None and len(self.nodes) + depth > limits.active().nodes:
+            raise limits.exceeded("nodes", len(self.nodes) + depth, f"the number of nodes with "
+                                  f"'depth: {depth}'", source=self.source,
+                                  line=self.line(raw, "depth"), path=where)
         if name is None:
             name = self.auto_name(raw, scope)
         base_path = scope.prefix + name
@@ -559,10 +588,19 @@ class Resolver:
                                                self.width["divisor"])
         out_shape, p = self.shape(cls, block, params, in_shapes, inputs, raw, key, where,
                                   validated=True)
+        if len(self.nodes) >= limits.active().nodes:
+            raise limits.exceeded("nodes", len(self.nodes) + 1, "the number of nodes",
+                                  source=self.source, line=self.line(raw, key), path=where)
+        self.check_elements(tuple(out_shape), f"the output of block '{block}'", raw, key, where)
         self.nodes.append(Node(path=path, block=block, params=p, inputs=list(inputs),
                                input_shapes=in_shapes, output_shape=tuple(out_shape), where=where,
                                source=self.source, line=self.line(raw, key),
                                stage=path.rsplit(".", 1)[0] if "." in path else ""))
+        params_count = self.nodes[-1].param_count
+        if params_count > limits.active().tensor_elements:
+            raise limits.exceeded("tensor_elements", params_count,
+                                  f"the number of parameters of block '{block}'",
+                                  source=self.source, line=self.line(raw, key), path=where)
         self.shapes[path] = tuple(out_shape)
         self.paths.add(path)
         return path
@@ -589,18 +627,50 @@ class Resolver:
 
     def shape(self, cls, block: str, params: dict, in_shapes: list, inputs: list[str], raw: Any,
               key: Any, where: str, validated: bool = False):
+        self.check_values(cls, block, params, raw, key, where)
         try:
             p = cls.Params.model_validate(params)
         except ValidationError as exc:
             raise self.validation_error(exc, cls, block, raw, key, where) from None
         try:
             out = block_formula(cls, "output_shape", p, in_shapes)
+        except (IndexError, ValueError, TypeError, ArithmeticError) as exc:
+            raise self.error(f"block '{block}' cannot work with these settings "
+                             f"({_settings(params)}) on input {[list(s) for s in in_shapes]}: {exc}",
+                             raw, key, where, fix="check the settings against the block's "
+                             f"reference: `archlab show` lists it; docs/design-language.md") from None
         except BlockError as exc:
             message = self.name_inputs(exc.message, inputs)
             fix = self.name_inputs(exc.fix, inputs) if exc.fix else None
             line_key = exc.field if (exc.field and isinstance(raw, dict) and exc.field in raw) else key
             raise self.error(message, raw, line_key, where, fix=fix) from None
         return (out, p) if validated else out
+
+    def check_values(self, cls, block: str, params: dict, raw: Any, key: Any, where: str) -> None:
+        """What pydantic's lax mode would take silently: a boolean for a number (YAML reads
+        true/yes/on as booleans: `out: true` would be one channel), an empty list of sizes, a
+        negative padding."""
+        for name, value in params.items():
+            info = cls.Params.model_fields.get(name)
+            if info is None:
+                continue
+            kinds = _leaf_types(info.annotation)
+            line_key = name if isinstance(raw, dict) and name in raw else key
+            items = value if isinstance(value, list) else [value]
+            if bool not in kinds and any(isinstance(v, bool) for v in items):
+                raise self.error(f"'{name}' of block '{block}' takes a number, got "
+                                 f"{str(value).lower()} (a boolean)", raw, line_key, where,
+                                 fix=f"write a number, e.g. {name}: {_example(info)}; YAML reads "
+                                     "true/false/yes/no/on/off as booleans")
+            if isinstance(value, list) and not value and int in kinds:
+                raise self.error(f"'{name}' of block '{block}' is an empty list", raw, line_key,
+                                 where, fix=f"write one value, or one per spatial axis, e.g. "
+                                            f"{name}: {_example(info)}")
+            if "padding" in name and any(isinstance(v, int) and not isinstance(v, bool) and v < 0
+                                         for v in items):
+                raise self.error(f"'{name}' of block '{block}' must not be negative, got {value}",
+                                 raw, line_key, where,
+                                 fix=f"write {name}: 0 or more (or 'same'/'valid' where allowed)")
 
     @staticmethod
     def name_inputs(text: str, inputs: list[str]) -> str:
@@ -643,6 +713,36 @@ class Resolver:
         if info is None or not info.description:
             return None
         return f"'{name}': {info.description}"
+
+
+def _leaf_types(annotation: Any) -> set:
+    """The plain types an annotation admits: ``int | list[int] | Literal['same']`` -> {int, str}."""
+    import typing
+
+    out: set = set()
+    stack = [annotation]
+    while stack:
+        ann = stack.pop()
+        if typing.get_origin(ann) is typing.Literal:
+            out |= {type(a) for a in typing.get_args(ann)}
+        elif typing.get_args(ann):
+            stack.extend(typing.get_args(ann))
+        elif isinstance(ann, type):
+            out.add(ann)
+        elif ann is typing.Any:
+            out |= {bool, int, float, str}
+    if float in out:
+        out.add(int)
+    return out
+
+
+def _example(info: Any) -> Any:
+    default = info.default
+    return default if isinstance(default, (int, float, str)) and not isinstance(default, bool) else 3
+
+
+def _settings(params: dict) -> str:
+    return ", ".join(f"{k}: {v!r}" for k, v in params.items())[:200]
 
 
 def _kind(value: Any) -> str:
