@@ -23,7 +23,7 @@ def run_dir(tmp_path):
     with torch.no_grad():
         model[0].bias.fill_(-50.0)
     x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
-    rec = HealthRecorder(every=2, min_every=2, max_every=2)
+    rec = HealthRecorder(every=2)
     rec.attach(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(20):

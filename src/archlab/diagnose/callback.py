@@ -5,6 +5,11 @@
 
 It needs nothing from the LightningModule beyond automatic optimisation; the validation loss is
 read from ``trainer.callback_metrics`` (``val_loss``, ``val/loss``, ... or ``val_loss_key``).
+From the trainer it also reads the optimizer (learning rate, which parameters it updates) and
+``gradient_clip_val``; from batches shaped ``(x, y, ...)`` or ``{"y"|"target"|"label": ...}``
+the targets (label entropy or target variance: the loss rules' reference, see
+:mod:`archlab.diagnose.baselines`). ``reference={...}`` declares the reference instead
+(:meth:`HealthRecorder.set_reference`).
 Events are appended to ``<folder>/events.jsonl`` as they are raised, so they survive a crash;
 the per-layer series are written at the end of training (and on an exception).
 """
@@ -15,6 +20,7 @@ import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 from .detectors import Verdict
 from .monitor import HealthRecorder
@@ -22,14 +28,29 @@ from .monitor import HealthRecorder
 VAL_LOSS_KEYS = ("val_loss", "val/loss", "loss/val", "valid_loss", "validation_loss", "val_loss_epoch")
 
 
+def _targets_of(batch):
+    """The targets of a batch ``(x, y, ...)`` or ``{"y"|"target"|"label"...: y}``, else None."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], torch.Tensor):
+        return batch[1]
+    if isinstance(batch, dict):
+        for key in ("y", "target", "targets", "label", "labels"):
+            if isinstance(batch.get(key), torch.Tensor):
+                return batch[key]
+    return None
+
+
 class HealthMonitor(pl.Callback):
-    """Samples per-layer health every ``every`` steps (adaptively, at most ``target_overhead``
-    of the step time), runs the detectors, and writes ``health/`` in the run folder.
+    """Samples per-layer health on a fixed schedule of steps (every step at first, then
+    sparser: :func:`archlab.diagnose.monitor.sample_interval`), runs the detectors, and writes
+    ``health/`` in the run folder.
 
     Args:
         folder: where to write; default ``<trainer.default_root_dir>/health``.
-        every: first sampling interval in steps; afterwards chosen from the measured cost.
-        target_overhead: the monitor's time budget as a fraction of the training time.
+        every: sample every ``every``-th step instead of the schedule.
+        dense, max_every: the schedule (every step below ``2 * dense``, at most every
+            ``max_every``-th step later).
+        reference: ``{"classes", "label_entropy", "target_variance", "loss"}`` (any of them),
+            the know-nothing loss the loss rules compare with.
         detectors: detector names to run (default: all registered).
         thresholds: ``{detector: {threshold: value}}`` overrides.
         expected_frozen: layer paths frozen on purpose (not reported by ``frozen_layers``).
@@ -38,14 +59,16 @@ class HealthMonitor(pl.Callback):
         echo: print each verdict as it is raised.
     """
 
-    def __init__(self, folder: str | Path | None = None, *, every: int = 10,
-                 target_overhead: float = 0.05, detectors=None, thresholds: dict | None = None,
-                 expected_frozen: tuple[str, ...] = (), val_loss_key: str | None = None,
-                 stop_on_nonfinite: bool = True, echo: bool = False, dead_window: int = 4) -> None:
+    def __init__(self, folder: str | Path | None = None, *, every: int | None = None,
+                 dense: int = 8, max_every: int = 64, detectors=None,
+                 thresholds: dict | None = None, expected_frozen: tuple[str, ...] = (),
+                 val_loss_key: str | None = None, stop_on_nonfinite: bool = True,
+                 echo: bool = False, dead_window: int = 4, reference: dict | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
-        self.options = dict(every=every, target_overhead=target_overhead, detectors=detectors,
+        self.options = dict(every=every, dense=dense, max_every=max_every, detectors=detectors,
                             thresholds=thresholds, expected_frozen=tuple(expected_frozen),
                             dead_window=dead_window)
+        self.reference = dict(reference or {})
         self.recorder = HealthRecorder(**self.options)  # validates names and thresholds now
         self.val_loss_key = val_loss_key
         self.stop_on_nonfinite = stop_on_nonfinite
@@ -67,7 +90,12 @@ class HealthMonitor(pl.Callback):
         if stage != "fit":
             return
         self.recorder = HealthRecorder(**self.options)
-        self.recorder.attach(pl_module)
+        clip = getattr(trainer, "gradient_clip_val", None)
+        self.recorder.attach(pl_module, clip=float(clip) if clip else None,
+                             clip_algorithm=str(getattr(trainer, "gradient_clip_algorithm", None)
+                                                or "norm"))
+        if self.reference:
+            self.recorder.set_reference(**self.reference)
         self.recorder.on_event = self._on_event
         self._finished = False
         if self.folder is None:
@@ -78,9 +106,13 @@ class HealthMonitor(pl.Callback):
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / "events.jsonl").write_text("")
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.optimizers:   # configured after setup(): known from here on
+            self.recorder.set_optimizer(trainer.optimizers[0])
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch = (batch, batch_idx)
-        self.recorder.begin_step()
+        self.recorder.begin_step(targets=_targets_of(batch))
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         ok = self.recorder.after_loss(loss, replay=lambda: self._replay(pl_module))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError, unknown_name
+from .baselines import loss_reference, progress, running_baseline
 from .state import HealthState
 
 DETECTORS: dict[str, type[Detector]] = {}
@@ -138,16 +139,24 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
 
 
 def loss_drop(state: HealthState, min_steps: int) -> tuple[float, float, float] | None:
-    """(first, last, relative drop) of the mean loss over the first and the last tenth of the
-    run (at least 10 steps each); None before ``min_steps`` finite losses."""
+    """(reference, recent, relative change) after ``min_steps`` finite losses: the recent loss
+    (mean of the last tenth of the run, at least 10 steps) against the know-nothing reference of
+    :func:`~archlab.diagnose.baselines.loss_reference` (label entropy, chance level, target
+    variance; the median of the first losses only when none is known). The change is negative
+    for a drop: -0.45 means the loss is 45 % below the reference. None before ``min_steps``."""
     losses = state.loss_array()
     if len(losses) < min_steps or not np.all(np.isfinite(losses)):
         return None
-    m = max(10, len(losses) // 10)
-    first, last = float(losses[:m].mean()), float(losses[-m:].mean())
-    if abs(first) < 1e-12:
+    p = progress(state)
+    if p is None:
         return None
-    return first, last, (first - last) / abs(first)
+    now, frac, ref = p
+    return ref.value, now, frac - 1.0
+
+
+def _reference_evidence(state: HealthState) -> dict:
+    ref = loss_reference(state)
+    return {"reference": ref.to_dict()} if ref else {}
 
 
 # ---------------------------------------------------------------------------- detectors ----
@@ -176,7 +185,11 @@ class NonFinite(Detector):
             fixes = ["lower the learning rate", "clip gradients (gradient_clip_val=1.0)",
                      "add normalisation (batch/layer norm)"] + fixes[:1]
         elif cause == "input":
-            fixes = ["the input batch holds NaN/Inf: clean or impute the data"]
+            fixes = ["the input batch holds NaN/Inf: clean or impute the data (`archlab check "
+                     "--data` lists the rows)"]
+        elif cause == "targets":
+            fixes = ["the targets hold NaN/Inf: drop or impute those rows (`archlab check --data` "
+                     "lists them)"]
         where = f"in '{nf['layer']}'" if nf.get("layer") else ""
         v = self.verdict(state, f"non-finite values first at step {nf['step']} {where}: "
                          f"{nf.get('detail', '')}".strip(), layers=[nf["layer"]] if nf.get("layer")
@@ -185,51 +198,88 @@ class NonFinite(Detector):
         return v
 
 
+def scale_problems(state: HealthState) -> dict:
+    """Visible alternatives to a training fault: inputs or regression targets far from unit
+    scale make gradients large (or small) by themselves. {'input_scale': ..., 'target_scale':
+    ...} for those present (their own detectors report them)."""
+    out = {}
+    if state.input_stats:
+        mean, std = state.input_stats[-1]
+        if abs(mean) > 5 or std > 5:
+            out["input_scale"] = {"input_mean": mean, "input_std": std}
+    ref = loss_reference(state, fallback=False)
+    if ref is not None and ref.kind == "target_variance" and ref.value > TARGET_VARIANCE_LIMIT:
+        out["target_scale"] = {"target_variance": ref.value}
+    return out
+
+
+TARGET_VARIANCE_LIMIT = 100.0   # regression targets with std > 10 are not standardised
+
+
 @register_detector
 class Exploding(Detector):
     name = "exploding_gradients"
-    rule = ("the loss blows up (non-finite after the weights diverged, or > loss_factor x the "
-            "first loss), or the total gradient norm exceeds grad_norm_limit or grows by "
-            "growth_factor over its early median (only when that median is > 0)")
+    rule = ("the loss blows up (non-finite after the weights diverged, or its recent maximum is "
+            "> loss_factor x both the know-nothing reference and the running baseline of the "
+            "preceding steps), or the total gradient norm grows by growth_factor over its early "
+            "median, or exceeds grad_norm_limit while the inputs and targets are scaled (large "
+            "inputs or targets make large gradients by themselves: their detectors report them)")
     thresholds = {"loss_factor": 10.0, "grad_norm_limit": 1e3, "growth_factor": 1e3}
     fixes = ["clip gradients (gradient_clip_val=1.0; Pascanu et al. 2013)", "lower the learning rate",
              "add normalisation (batch norm for CNNs, layer norm for RNNs)",
-             "scale the inputs (zero mean, unit variance)",
              "for recurrent nets: LSTM/GRU or orthogonal recurrent weights"]
+
+    def verdict(self, state, message, **kw):
+        v = super().verdict(state, message, **kw)
+        alternatives = scale_problems(state)
+        if "target_scale" in alternatives:   # the divergence starts in the targets' scale
+            v.fixes = ["standardise the regression targets (their variance is "
+                       f"{_fmt(alternatives['target_scale']['target_variance'])})"] + v.fixes
+        if "input_scale" in alternatives:
+            v.fixes = ["standardise the inputs with training-split statistics"] + v.fixes
+        v.evidence.setdefault("scale_problems", alternatives)
+        return v
 
     def check(self, state):
         losses = state.loss_array()
         finite = losses[np.isfinite(losses)]
         nf = state.nonfinite
         if nf and nf.get("cause") in ("weights", "loss") or (
-                nf and nf.get("cause") == "forward" and nf.get("builtin", True)):
+                nf and nf.get("cause") in ("forward", "gradient") and nf.get("builtin", True)):
             return self.verdict(state, f"loss blew up: non-finite at step {nf['step']} "
                                 f"({nf.get('detail', '')})", layers=[nf["layer"]] if nf.get("layer")
-                                else [], evidence={"first_loss": float(finite[0]) if finite.size
-                                                   else math.nan, "nonfinite_step": nf["step"]})
-        if finite.size >= 2 and finite[0] > 0:
+                                else [], evidence={"nonfinite_step": nf["step"],
+                                                   **_reference_evidence(state)})
+        ref = loss_reference(state)
+        base = running_baseline(losses)
+        if finite.size >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
             peak = float(finite[-5:].max())
-            if peak > self.t["loss_factor"] * finite[0]:
+            level = max(ref.value, base)
+            if peak > self.t["loss_factor"] * level:
                 return self.verdict(state, f"loss blew up: {_fmt(peak)} > {self.t['loss_factor']:g}"
-                                    f" x first loss {_fmt(float(finite[0]))}",
-                                    evidence={"first_loss": finite[0], "recent_max_loss": peak})
+                                    f" x max(reference {_fmt(ref.value)}, recent median "
+                                    f"{_fmt(base)})", evidence={"recent_max_loss": peak,
+                                                                "running_baseline": base,
+                                                                "reference": ref.to_dict()})
         g = state.array("grad_norm")
         if g.shape[0] == 0:
             return None
         total = np.sqrt(np.nansum(g ** 2, axis=1))
         latest = float(total[-1])
         top = self._top_layers(state, g[-1])
-        if not math.isfinite(latest) or latest > self.t["grad_norm_limit"]:
-            return self.verdict(state, f"total gradient norm {_fmt(latest)} > limit "
-                                f"{self.t['grad_norm_limit']:g}", layers=top,
-                                evidence={"total_grad_norm": latest,
-                                          "largest_layers": {n: g[-1][state.param_layers.index(n)]
-                                                             for n in top}})
+        alternatives = scale_problems(state)
         early = float(np.median(total[:3]))
         if total.size > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
             return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
                                 f"(from {_fmt(early)} to {_fmt(latest)})", layers=top,
                                 evidence={"early_grad_norm": early, "total_grad_norm": latest})
+        if (not math.isfinite(latest) or latest > self.t["grad_norm_limit"]) and not alternatives:
+            return self.verdict(state, f"total gradient norm {_fmt(latest)} > limit "
+                                f"{self.t['grad_norm_limit']:g} with scaled inputs and targets",
+                                layers=top, evidence={
+                                    "total_grad_norm": latest, "ruled_out": "input and target scale",
+                                    "largest_layers": {n: g[-1][state.param_layers.index(n)]
+                                                       for n in top}})
         return None
 
     @staticmethod
@@ -341,32 +391,36 @@ class Saturated(Detector):
 @register_detector
 class LossFlat(Detector):
     name = "loss_not_decreasing"
-    rule = ("after min_steps steps, the mean loss of the last tenth of the run is less than "
-            "min_drop below the mean of the first tenth")
+    rule = ("after min_steps steps, the recent loss (mean of the last tenth of the run) is less "
+            "than min_drop below the know-nothing reference: the label entropy of the training "
+            "split (-ln(1/C) for C balanced classes) for cross entropy, the target variance for "
+            "mean squared error (see archlab.diagnose.baselines)")
     # 100 steps: recurrent nets often sit on a plateau for the first ~60 steps and then learn
     thresholds = {"min_steps": 100, "min_drop": 0.05}
-    fixes = ["overfit a tiny batch first (`archlab check`)", "check that labels match the inputs",
+    fixes = ["check that the labels match the inputs (a shuffled or misaligned label column "
+             "carries no signal)", "overfit a tiny batch first (`archlab check`)",
              "check that the output layer matches the loss (logits for cross entropy)",
              "scale the inputs", "raise the learning rate"]
     severity = "warning"
 
     def check(self, state):
         d = loss_drop(state, int(self.t["min_steps"]))
-        if d is None or d[2] >= self.t["min_drop"]:
+        if d is None or -d[2] >= self.t["min_drop"]:
             return None
-        first, last, drop = d
-        return self.verdict(state, f"loss went from {_fmt(first)} to {_fmt(last)} "
-                            f"({drop:+.1%}, needs >= {self.t['min_drop']:.0%} drop) over "
-                            f"{len(state.losses)} steps",
-                            evidence={"first_loss": first, "last_loss": last, "drop": drop})
+        ref, now, change = d
+        r = loss_reference(state)
+        return self.verdict(state, f"loss {_fmt(now)} after {len(state.losses)} steps is "
+                            f"{change:+.1%} from the know-nothing level {_fmt(ref)} "
+                            f"({r.detail}); needs a drop of >= {self.t['min_drop']:.0%}",
+                            evidence={"recent_loss": now, "change": change, "reference": r.to_dict()})
 
 
 @register_detector
 class Oscillating(Detector):
     name = "oscillating_loss"
     rule = ("over the last `chunks` chunks of `chunk` steps the chunk-mean loss rose at least "
-            "`rises` times, each by more than rise x the previous chunk and rise x the first "
-            "loss, without net progress")
+            "`rises` times, each by more than rise x the previous chunk and rise x the "
+            "know-nothing reference, without net progress")
     thresholds = {"chunk": 10, "chunks": 8, "rises": 2, "rise": 0.3}
     fixes = ["lower the learning rate", "clip gradients", "use a learning-rate schedule with "
              "warm-up", "use a larger batch"]
@@ -378,7 +432,8 @@ class Oscillating(Detector):
         if len(losses) < c * k or not np.all(np.isfinite(losses)):
             return None
         recent = losses[-c * k:].reshape(k, c).mean(axis=1)
-        scale = abs(float(losses[: c].mean()))
+        ref = loss_reference(state)
+        scale = abs(ref.value) if ref is not None else abs(float(np.median(losses)))
         jumps = [float(b - a) for a, b in zip(recent[:-1], recent[1:], strict=False)
                  if b - a > self.t["rise"] * abs(a) and b - a > self.t["rise"] * scale]
         if len(jumps) < self.t["rises"] or recent[-1] < 0.8 * recent[0]:
@@ -389,21 +444,72 @@ class Oscillating(Detector):
 
 
 def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
-    """Median update/weight ratio over the layers that get a gradient: a layer without one does
-    not move whatever the learning rate, and says nothing about it."""
+    """Median update/weight ratio over the layers that learn: a layer without a gradient, frozen,
+    outside the optimizer, or whose parameters never changed in the window does not move
+    whatever the learning rate, says nothing about it, and must not drag the median to 0."""
     u = _median_rows(state.array("update_ratio", samples))
     g = _median_rows(state.array("grad_norm", samples))
-    per = {p: u[i] for i, p in enumerate(state.param_layers)
-           if not math.isnan(u[i]) and i < g.size and g[i] > 0}
+    ua = state.array("update_ratio", samples)
+    per = {}
+    for i, p in enumerate(state.param_layers):
+        if math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
+            continue
+        if state.optimizer_params and not state.optimizer_params.get(p, True):
+            continue
+        if ua.shape[0] and np.all(np.nan_to_num(ua[:, i], nan=0.0) == 0):
+            continue
+        per[p] = u[i]
     vals = [v for v in per.values() if math.isfinite(v)]
     return (float(np.median(vals)) if vals else math.nan), per
+
+
+def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) -> dict | None:
+    """Evidence that gradient clipping scales (nearly) every update down: the total gradient
+    norm before clipping is > ``ratio`` x the declared threshold on most recent samples, or
+    (threshold unknown: the loop clipped before the monitor read the gradients) the total norm
+    is pinned at one value on ``samples`` samples in a row."""
+    g = state.array("grad_norm", samples)
+    if g.shape[0] < min(samples, 3):
+        return None
+    total = np.sqrt(np.nansum(g ** 2, axis=1))
+    clip = state.clip.get("value") if state.clip else None
+    if clip:
+        over = total / float(clip)
+        if np.mean(over > ratio) >= 0.8:
+            return {"clip_value": float(clip), "median_norm_over_clip": float(np.median(over)),
+                    "how": "declared threshold"}
+        return None
+    if g.shape[0] >= samples and total.max() > 0 and (total.max() - total.min()) <= 1e-4 * total.max():
+        return {"clip_value": float(np.median(total)), "how": "total gradient norm pinned at one "
+                f"value on {samples} samples in a row (clipped before it was read)"}
+    return None
+
+
+def lr_decayed(state: HealthState, ratio: float = 1e-3, min_steps: int = 20,
+               min_fraction: float = 0.1) -> dict | None:
+    """Evidence that the learning rate sits below ``ratio`` x its first value, for at least
+    ``min_steps`` steps and ``min_fraction`` of the run (a schedule that ends at 0 in its last
+    steps is fine; one that reaches 0 early stops training). Needs the optimizer."""
+    if not state.lr or not (state.initial_lr > 0):
+        return None
+    lr = np.array(state.lr, dtype=np.float64)
+    steps = np.array(state.sample_steps[:len(lr)])
+    low = lr < ratio * state.initial_lr
+    if not low[-1]:
+        return None
+    since = int(steps[np.flatnonzero(~low)[-1] + 1]) if (~low).any() else 0
+    span = state.step - since
+    if span < min_steps or span < min_fraction * (state.step + 1):
+        return None
+    return {"initial_lr": state.initial_lr, "current_lr": float(lr[-1]), "below_since_step": since}
 
 
 @register_detector
 class LrHigh(Detector):
     name = "lr_too_high"
-    rule = ("the median update-to-weight ratio |dw|/|w| over layers exceeds max_update_ratio "
-            "(about 1e-3 is healthy), or the loss rises above rise_factor x its starting level")
+    rule = ("the median update-to-weight ratio |dw|/|w| over the layers that learn exceeds "
+            "max_update_ratio (about 1e-3 is healthy), or the recent loss rises above "
+            "rise_factor x both the know-nothing reference and the median of the first 10 losses")
     thresholds = {"max_update_ratio": 0.3, "rise_factor": 1.5, "samples": 2}
     fixes = ["lower the learning rate (x0.1)", "use a learning-rate warm-up",
              "clip gradients", "use Adam with default settings (lr 1e-3)"]
@@ -416,20 +522,25 @@ class LrHigh(Detector):
                                 f"{self.t['max_update_ratio']:g} (healthy ~1e-3)", layers=top,
                                 evidence={"median_update_ratio": med, "update_ratio": per})
         losses = state.loss_array()
-        if len(losses) >= 30 and np.all(np.isfinite(losses)):
-            start, now = float(losses[:5].mean()), float(losses[-10:].mean())
-            if start > 0 and now > self.t["rise_factor"] * start:
-                return self.verdict(state, f"loss rose from {_fmt(start)} to {_fmt(now)}",
+        ref = loss_reference(state)
+        if len(losses) >= 30 and np.all(np.isfinite(losses)) and ref is not None and ref.value > 0:
+            start, now = float(np.median(losses[:10])), float(losses[-10:].mean())
+            level = max(start, ref.value)
+            if now > self.t["rise_factor"] * level:
+                return self.verdict(state, f"loss rose to {_fmt(now)}, above {self.t['rise_factor']:g}"
+                                    f" x max(first losses {_fmt(start)}, reference {_fmt(ref.value)})",
                                     evidence={"start_loss": start, "recent_loss": now,
-                                              "median_update_ratio": med})
+                                              "reference": ref.to_dict(), "median_update_ratio": med})
         return None
 
 
 @register_detector
 class LrLow(Detector):
     name = "lr_too_low"
-    rule = ("after min_steps steps the median update-to-weight ratio is below min_update_ratio "
-            "and the loss dropped less than min_drop")
+    rule = ("after min_steps steps the median update-to-weight ratio of the layers that learn is "
+            "below min_update_ratio and the loss is less than min_drop below the know-nothing "
+            "reference, and neither binding gradient clipping nor a learning rate decayed to ~0 "
+            "explains the small updates (their detectors report those)")
     thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
@@ -437,26 +548,34 @@ class LrLow(Detector):
 
     def check(self, state):
         d = loss_drop(state, int(self.t["min_steps"]))
-        if d is None or d[2] >= self.t["min_drop"]:
+        if d is None or -d[2] >= self.t["min_drop"]:
             return None
         med, per = _update_ratio(state, int(self.t["samples"]))
         if not (math.isfinite(med) and med < self.t["min_update_ratio"]):
             return None
+        if clipping_binding(state) or lr_decayed(state):
+            return None
+        lr = state.lr[-1] if state.lr else math.nan
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
-                            f"{self.t['min_update_ratio']:g} and loss dropped only {d[2]:.1%}",
-                            layers=list(per), evidence={"median_update_ratio": med,
-                                                        "loss_drop": d[2]})
+                            f"{self.t['min_update_ratio']:g} and the loss is only {-d[2]:.1%} below "
+                            f"the know-nothing level" + (f" (lr {_fmt(lr)})" if math.isfinite(lr) else ""),
+                            layers=list(per), evidence={
+                                "median_update_ratio": med, "change": d[2], "lr": lr,
+                                "ruled_out": ["gradient clipping", "decayed schedule"],
+                                **_reference_evidence(state)})
 
 
 @register_detector
 class Overfitting(Detector):
     name = "overfitting"
-    rule = ("validation loss rose more than rise (relative) and more than abs_rise x the first "
-            "validation loss above its best epoch, while the training loss kept falling (by > "
-            "train_fall), and the train/validation gap grew in the last epochs")
+    rule = ("the training loss is low (below train_low x the know-nothing reference) and kept "
+            "falling (by > train_fall) while the validation loss rose more than rise (relative) "
+            "and more than abs_rise x the first validation loss above its best epoch, and the "
+            "train/validation gap grew in the last epochs")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence
-    thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3}
+    thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
+                  "train_low": 0.5}
     fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
              "collect more data or augment it", "use a smaller model"]
     severity = "warning"
@@ -469,6 +588,9 @@ class Overfitting(Detector):
         train = np.array([r["train_loss"] for r in v])
         if not (np.all(np.isfinite(val)) and np.all(np.isfinite(train))):
             return None
+        ref = loss_reference(state)
+        if ref is None or not train[-1] < self.t["train_low"] * ref.value:
+            return None   # training loss not low: an unstable or stuck run, not overfitting
         b = int(np.argmin(val))
         gap = val - train
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
@@ -476,9 +598,10 @@ class Overfitting(Detector):
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
             return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
                                 f"epoch {v[b]['epoch']} while training loss {_fmt(train[b])} -> "
-                                f"{_fmt(train[-1])}", evidence={
+                                f"{_fmt(train[-1])} (reference {_fmt(ref.value)})", evidence={
                                     "best_epoch": v[b]["epoch"], "val_loss": val.tolist(),
-                                    "train_loss": train.tolist(), "gap": gap.tolist()})
+                                    "train_loss": train.tolist(), "gap": gap.tolist(),
+                                    "reference": ref.to_dict()})
         return None
 
 
@@ -506,8 +629,10 @@ class Unscaled(Detector):
 @register_detector
 class Frozen(Detector):
     name = "frozen_layers"
-    rule = ("a layer with parameters never changes: requires_grad is off, or it has a non-zero "
-            "gradient but the optimizer does not update it (not in the optimizer)")
+    rule = ("a layer with parameters never changes: requires_grad is off, it is not in the "
+            "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
+            "gradient but no update while other layers do move; when no layer moves, the "
+            "learning rate is the cause (lr_schedule_decayed), not membership")
     thresholds = {"samples": 2}
     fixes = ["set requires_grad=True on these layers", "pass all parameters to the optimizer",
              "if the freeze is deliberate, list the layers in HealthMonitor(expected_frozen=...)"]
@@ -519,57 +644,97 @@ class Frozen(Detector):
         expected = lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
                                  for e in self.expected)
         frozen = [p for p in state.param_layers if state.frozen.get(p) and not expected(p)]
+        outside = [p for p in state.param_layers if state.optimizer_params
+                   and not state.optimizer_params.get(p, True) and p not in frozen and not expected(p)]
         n = int(self.t["samples"])
         u, g = state.array("update_ratio", n), state.array("grad_norm", n)
-        stuck = []
+        stuck, moving = [], 0
         if u.shape[0] >= n and not np.all(np.isnan(u)):
             for i, p in enumerate(state.param_layers):
-                if p in frozen or expected(p):
+                if p in frozen or p in outside or expected(p):
                     continue
                 if np.all(u[:, i] == 0) and np.all(g[:, i] > 0):
                     stuck.append(p)
-        if not frozen and not stuck:
+                elif np.any(u[:, i] > 0):
+                    moving += 1
+        if not moving or lr_decayed(state):
+            stuck = []   # nothing moves: a learning-rate problem, not membership
+        if not frozen and not stuck and not outside:
             return None
         parts = []
         if frozen:
             parts.append(f"requires_grad=False: {', '.join(frozen[:5])}")
+        if outside:
+            parts.append(f"not in the optimizer: {', '.join(outside[:5])}")
         if stuck:
-            parts.append(f"gradient but no update (not in the optimizer?): {', '.join(stuck[:5])}")
-        return self.verdict(state, f"{len(frozen) + len(stuck)} layers never change; "
-                            + "; ".join(parts), layers=frozen + stuck,
-                            evidence={"requires_grad_false": frozen, "not_updated": stuck})
+            parts.append(f"gradient but no update while {moving} layers move (not in the optimizer, "
+                         f"or a parameter group with lr 0): {', '.join(stuck[:5])}")
+        fixes = (["set requires_grad=True on these layers"] if frozen else []) + \
+            (["pass all parameters to the optimizer (model.parameters())"] if outside or stuck else []) + \
+            [self.fixes[2]]
+        return self.verdict(state, f"{len(frozen) + len(stuck) + len(outside)} layers never change; "
+                            + "; ".join(parts), layers=frozen + outside + stuck,
+                            evidence={"requires_grad_false": frozen, "not_in_optimizer": outside,
+                                      "not_updated": stuck, "layers_moving": moving}, fixes=fixes)
 
 
 @register_detector
 class Linear(Detector):
     name = "missing_nonlinearity"
-    rule = ("every weight layer's input is exactly the previous weight layer's output (through "
-            "normalisation or reshapes only): the whole network computes an affine function")
+    rule = ("the whole network is an affine map of its input: f((a+b)/2) = (f(a)+f(b))/2 and "
+            "f(3a-2b) = 3f(a)-2f(b) to rounding on real examples, in evaluation mode (whatever "
+            "layers it uses: linear, convolution, pooling, normalisation, reshapes)")
     thresholds: dict[str, float] = {}
-    fixes = ["add an activation (ReLU) between the layers", "a stack of linear layers equals one "
-             "linear layer: depth adds nothing without non-linearities"]
+    fixes = ["add an activation (ReLU) between the layers", "a stack of linear layers, "
+             "convolutions and poolings equals one linear map: depth adds nothing without "
+             "non-linearities"]
 
     def check(self, state):
         if state.linear_chain and state.linear_chain[-1]:
             chain = state.linear_chain[-1]
-            return self.verdict(state, f"no non-linearity between the {len(chain)} weight layers "
-                                f"{' -> '.join(chain[:6])}", layers=chain,
-                                evidence={"chain": chain})
+            return self.verdict(state, f"the network is affine in its input: no non-linearity "
+                                f"between its {len(chain)} weight layers {' -> '.join(chain[:6])}",
+                                layers=chain, evidence={"chain": chain, **state.affine})
         return None
+
+
+LOGIT_LOSSES = ("cross_entropy", "bce_with_logits", "nll")
 
 
 @register_detector
 class ProbabilitiesAsLogits(Detector):
     name = "probabilities_as_logits"
-    rule = ("the model's output rows are probabilities (in [0, 1], summing to 1): a softmax "
-            "before a loss that applies its own (cross entropy expects logits)")
-    thresholds: dict[str, float] = {}
-    fixes = ["remove the final softmax: cross entropy applies log-softmax itself",
+    rule = ("the model's outputs are probabilities (rows in [0, 1] summing to 1, or every value "
+            "in [0, 1]: a softmax or sigmoid, in any module) on the last `samples` samples, while "
+            "the loss expects logits: cross entropy with class-id targets, or a declared "
+            "logit loss (cross_entropy, bce_with_logits, nll)")
+    thresholds = {"samples": 3}
+    fixes = ["remove the final softmax/sigmoid: cross entropy (and BCEWithLogits) apply "
+             "log-softmax (log-sigmoid) themselves",
              "or end with log_softmax and use NLL loss"]
 
     def check(self, state):
-        if state.output_is_probability and any(state.output_is_probability[-2:]):
+        n = int(self.t["samples"])
+        rows, unit = state.output_is_probability[-n:], state.output_in_unit_range[-n:]
+        if len(unit) < n:
+            return None
+        loss = state.reference.get("loss")
+        if loss is not None and loss not in LOGIT_LOSSES:
+            return None   # BCE, MSE, ...: probabilities are what the loss expects
+        class_ids = state.targets.get("kind") == "classes" and state.output_width >= 2
+        if all(rows) and (class_ids or loss in LOGIT_LOSSES or not state.targets):
             return self.verdict(state, "the model outputs probabilities (rows in [0, 1] summing "
                                 "to 1) but the loss expects logits",
-                                evidence={"output_rows_sum_to_one": True})
+                                evidence={"output_rows_sum_to_one": True, "loss": loss})
+        if all(unit) and (class_ids or loss in LOGIT_LOSSES):
+            return self.verdict(state, "every output lies in [0, 1] (a sigmoid or softmax at the "
+                                "end) but the loss expects logits: "
+                                + ("cross entropy on class ids" if class_ids else str(loss)),
+                                evidence={"outputs_in_unit_range": True, "loss": loss,
+                                          "class_id_targets": class_ids},
+                                fixes=["remove the final sigmoid/softmax: the loss applies its own"]
+                                + self.fixes[1:])
         return None
+
+
+from . import taxonomy  # noqa: E402,F401  registers the taxonomy-derived detectors

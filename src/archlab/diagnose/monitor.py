@@ -6,17 +6,30 @@ project::
 
     trainer = lightning.Trainer(callbacks=[HealthMonitor(folder="runs/x/health")])
 
-Every step costs one read of the loss (a device sync on accelerators) so that NaN/Inf is caught
-at the step it appears. Every ``k``-th step is *sampled*: forward hooks are installed for that
-step only (and removed after it), gradient norms are read before the optimizer step, and the
-parameters are copied so the update-to-weight ratio comes from the change the optimizer actually
-made (Karpathy's ~1e-3 rule of thumb). ``k`` adapts: after each sample the monitor compares its
-own measured cost with the mean step time and picks the smallest ``k`` that keeps the overhead
-under ``target_overhead`` (5 % by default).
+**Which steps are sampled** is a fixed function of the step number (:func:`sample_interval`),
+never of measured time, so the same seeded run gives the same health events every time. Dense
+early (every step for the first ``2 * dense`` steps, where most faults show), then the interval
+doubles each time the step count doubles, up to ``max_every``: with the defaults (8, 64) steps
+0-15 are all sampled, then every 2nd step to 31, every 4th to 63, ..., every 64th from 512 on.
+``every=k`` samples every k-th step instead.
+
+On a sampled step forward hooks are installed for that step only (and removed after it),
+gradient norms are read before the optimizer step, and the parameters are copied so the
+update-to-weight ratio comes from the change the optimizer actually made (Karpathy's ~1e-3
+rule of thumb). The overhead is kept low by making each sample cheap: statistics stay on the
+device as tensors, gradient and weight norms use PyTorch's fused ``_foreach_norm``, and one
+device-to-host copy per sample brings everything back. Every step costs one read of the loss
+(a device sync on accelerators) so that NaN/Inf is caught at the step it appears.
 
 When the loss turns non-finite the monitor replays that step's forward pass once, with hooks on
 every module, to name the first module whose output went NaN/Inf and why (its input, its weights,
 or the op itself), then stops training (``stop_on_nonfinite``) instead of crashing.
+
+Public API (stable; other detectors build on it): ``HealthRecorder(every=, dense=, max_every=,
+dead_window=, detectors=, thresholds=, expected_frozen=)``, ``attach(model, optimizer=None,
+clip=None)``, ``set_reference(classes=, label_entropy=, target_variance=, loss=)``,
+``begin_step(targets=None)``, ``after_loss(loss, replay)``, ``before_optimizer_step()``,
+``end_step()``, ``validation(val_loss, epoch)``, ``finish(folder)``, ``state``, ``events``.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from torch import nn
 
 from .detectors import Detector, Verdict, make_detectors
 from .state import HealthState
+from .structure import _first_tensor, affine_test, output_ranges
 
 # Activation modules whose outputs we can interpret. 'dead' = a unit never outputs > 0;
 # 'saturation' = the output sits where the derivative is below ~0.02.
@@ -41,19 +55,27 @@ SATURATING_KINDS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardsigmoid: "har
                     nn.Hardtanh: "hardtanh"}
 OTHER_ACTS = (nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
               nn.Softplus, nn.SELU, nn.CELU, nn.Softmax, nn.LogSoftmax)
-# Layers that compute an affine map of their input (used to find networks without any
-# non-linearity) and the normalisations that may sit between them.
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
                 nn.ConvTranspose2d, nn.ConvTranspose3d)
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
 
 
-def _first_tensor(value):
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value:
-        return _first_tensor(value[0])
-    return None
+def sample_interval(step: int, dense: int = 8, max_every: int = 64) -> int:
+    """The sampling interval at ``step``: 1 below ``2 * dense``, then doubling each time the
+    step count doubles, at most ``max_every``."""
+    k = 1
+    while k < max_every and step >= 2 * dense * k:
+        k *= 2
+    return k
+
+
+def is_sampled(step: int, dense: int = 8, max_every: int = 64, every: int | None = None) -> bool:
+    """Whether ``step`` is sampled: a pure function of the step (reproducible verdicts)."""
+    if every:
+        return step % every == 0
+    return step % sample_interval(step, dense, max_every) == 0
 
 
 def _ever_active(y: torch.Tensor) -> torch.Tensor:
@@ -67,21 +89,22 @@ def _ever_active(y: torch.Tensor) -> torch.Tensor:
 class HealthRecorder:
     """Measures one model during training. ``attach(model)`` once, then per step::
 
-        rec.begin_step()                      # before the forward pass
+        rec.begin_step(targets=y)             # before the forward pass (targets optional)
         rec.after_loss(loss, replay)          # after the loss, before backward
-        rec.before_optimizer_step()           # after backward, before optimizer.step()
+        rec.before_optimizer_step()           # after backward (and clipping), before step()
         rec.end_step()                        # after optimizer.step()
 
-    and ``rec.validation(val_loss)`` after each validation pass, ``rec.finish(folder)`` at the end.
-    ``replay`` is a callable that reruns the step's forward pass (used once, on the first NaN).
+    and ``rec.validation(val_loss, epoch)`` after each validation pass, ``rec.finish(folder)``
+    at the end. ``replay`` is a callable that reruns the step's forward pass (used once, on the
+    first NaN). ``targets`` lets the loss rules estimate the know-nothing loss (label entropy,
+    target variance) and the data rules see the label order; :meth:`set_reference` declares it.
     """
 
-    def __init__(self, *, every: int = 10, target_overhead: float = 0.05, min_every: int = 1,
-                 max_every: int = 1000, dead_window: int = 4, detectors=None,
-                 thresholds: dict | None = None, expected_frozen: tuple[str, ...] = ()) -> None:
-        self.every = every                      # initial sampling interval, steps
-        self.target_overhead = target_overhead  # monitor time / training time
-        self.min_every, self.max_every = min_every, max_every
+    def __init__(self, *, every: int | None = None, dense: int = 8, max_every: int = 64,
+                 dead_window: int = 4, detectors=None, thresholds: dict | None = None,
+                 expected_frozen: tuple[str, ...] = ()) -> None:
+        self.fixed_every = every                # a fixed interval instead of the schedule
+        self.dense, self.max_every = dense, max_every
         self.dead_window = dead_window          # samples over which a unit must stay inactive
         self.detectors: list[Detector] = make_detectors(detectors, thresholds)
         for d in self.detectors:
@@ -92,29 +115,42 @@ class HealthRecorder:
         self.fired: set[str] = set()
         self.on_event: Callable[[Verdict], None] | None = None
         self.model: nn.Module | None = None
+        self.optimizer = None
         self._modules: dict[str, nn.Module] = {}
         self._params: dict[str, list[nn.Parameter]] = {}
         self._watch: dict[str, nn.Module] = {}
         self._outputs: list[nn.Module] = []
         self._handles: list = []
-        self._next_sample = 0
         self._sampling = False
         self._ordered = False
         self._active: dict[str, deque] = {}
-        self._row: dict[str, dict[str, float]] = {}
-        self._exec: list[tuple] = []        # weight/norm layers run this step, in order
-        self._exec_order: list[str] = []    # every watched layer run this step, in order
+        self._stats: dict[str, list] = {}      # label -> [kind, mean, std, extra] tensors
+        self._bn: dict[str, int] = {}
+        self._exec_order: list[str] = []
         self._last_output: torch.Tensor | None = None
-        self._input_seen = False
-        self._snapshot: dict[str, list[torch.Tensor]] | None = None
-        self._cost = 0.0                 # monitor seconds spent on the current step
+        self._last_call: tuple | None = None   # (module, inputs) of the model's output
+        self._targets: torch.Tensor | None = None
+        self._input: torch.Tensor | None = None
+        self._affine_tries = 0
+        self._flat: list[nn.Parameter] = []
+        self._owner: list[int] = []           # index of the layer owning each flat parameter
+        self._snapshot: list[torch.Tensor] | None = None
+        self._norms: tuple | None = None
+        self._cost = 0.0
         self._step_start: float | None = None
-        self._step_time: float | None = None   # EMA of unsampled step time, seconds
-        self._step_cost: float | None = None   # EMA of the monitor's cost on unsampled steps
+
+    @property
+    def every(self) -> int:
+        """The sampling interval at the current step."""
+        step = max(self.state.step, 0)
+        return self.fixed_every or sample_interval(step, self.dense, self.max_every)
 
     # ------------------------------------------------------------------ discovery ----------
-    def attach(self, model: nn.Module) -> None:
-        """Find the layers of ``model``: modules owning parameters, and activation modules."""
+    def attach(self, model: nn.Module, optimizer=None, clip: float | None = None,
+               clip_algorithm: str = "norm") -> None:
+        """Find the layers of ``model``: modules owning parameters, and activation modules.
+        ``optimizer`` (optional) lets the rules read the learning rate and which parameters
+        it updates; ``clip`` is the gradient-clipping threshold, when the loop clips."""
         self.model = model
         named = [(n, m) for n, m in model.named_modules() if n]
         prefix = _common_prefix([n for n, m in named if any(True for _ in m.parameters(False))])
@@ -128,22 +164,45 @@ class HealthRecorder:
                 self._params[label] = params
                 st.frozen[label] = not any(p.requires_grad for p in params)
             kind = _act_kind(m)
-            if kind or params:  # watched: activations and every layer with parameters
+            if kind or params or isinstance(m, BATCH_NORM_TYPES):
                 st.act_layers.append(label)
                 self._watch[label] = m
                 if kind:
                     st.act_kinds[label] = kind
             self._modules[label] = m
-        # the model's output: the last of the root's direct children to finish its forward
-        self._outputs = [m for _, m in model.named_children()
-                         if not isinstance(m, nn.modules.loss._Loss)]
+        # the model's output: the last to finish of the root and its direct children
+        self._outputs = [model] + [m for _, m in model.named_children()
+                                   if not isinstance(m, nn.modules.loss._Loss)]
+        if optimizer is not None:
+            self.set_optimizer(optimizer)
+        if clip:
+            st.clip = {"value": float(clip), "algorithm": clip_algorithm}
+
+    def set_optimizer(self, optimizer) -> None:
+        """Read learning rates and optimizer membership from ``optimizer`` from now on."""
+        self.optimizer = optimizer
+        ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        self.state.optimizer_params = {layer: any(id(p) in ids for p in ps)
+                                       for layer, ps in self._params.items()}
+
+    def set_reference(self, *, classes: int | None = None, label_entropy: float | None = None,
+                      target_variance: float | None = None, loss: str | None = None) -> None:
+        """Declare the know-nothing loss (see :mod:`archlab.diagnose.baselines`): ``classes``
+        (chance level ln C), the training split's ``label_entropy`` (nats), or the targets'
+        ``target_variance`` (regression, MSE); ``loss`` names the loss ('cross_entropy', 'mse',
+        'bce', 'bce_with_logits', 'nll', ...)."""
+        ref = {"classes": classes, "label_entropy": label_entropy,
+               "target_variance": target_variance, "loss": loss}
+        self.state.reference.update({k: v for k, v in ref.items() if v is not None})
 
     # ------------------------------------------------------------------ the step -----------
-    def begin_step(self) -> None:
+    def begin_step(self, targets: torch.Tensor | None = None) -> None:
         self._step_start = time.perf_counter()
         self._cost = 0.0
         step = self.state.step + 1
-        self._sampling = step >= self._next_sample
+        self._sampling = is_sampled(step, self.dense, self.max_every, self.fixed_every)
+        # a reference only (no copy): read on sampled steps, and when the loss turns NaN
+        self._targets = targets if isinstance(targets, torch.Tensor) else None
         if self._sampling:
             t0 = time.perf_counter()
             self._install()
@@ -170,27 +229,15 @@ class HealthRecorder:
             return
         t0 = time.perf_counter()
         self._order_layers()
-        grads, weights = [], []
-        for layer in self.state.param_layers:
-            ps = self._params[layer]
-            gs = [p.grad.detach() for p in ps if p.grad is not None]
-            grads.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float())
-                                                                for g in gs])) if gs else None)
-            weights.append(torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(p.detach().float()) for p in ps])))
-        values = torch.stack([g if g is not None else torch.tensor(math.nan, device=w.device)
-                              for g, w in zip(grads, weights, strict=False)] + weights).tolist()  # one sync
-        n = len(self.state.param_layers)
-        self._row["grad_norm"] = dict(zip(self.state.param_layers, values[:n], strict=False))
-        self._row["weight_norm"] = dict(zip(self.state.param_layers, values[n:], strict=False))
-        bad = [p for p, g in self._row["grad_norm"].items() if not math.isnan(g) and not math.isfinite(g)]
-        if bad and self.state.nonfinite is None:
-            # backward runs from the output: the last layer in forward order is nearest the cause
-            self.state.nonfinite = {"step": self.state.step, "layer": bad[-1], "cause": "gradient",
-                                    "detail": f"non-finite gradient in {len(bad)} layers, "
-                                              f"nearest the output '{bad[-1]}'", "builtin": True}
-        self._snapshot = {layer: [p.detach().clone() for p in self._params[layer]]
-                          for layer in self.state.param_layers}
+        with torch.no_grad():
+            grads = [p.grad if p.grad is not None else None for p in self._flat]
+            has = [g is not None for g in grads]
+            present = [g for g in grads if g is not None]
+            gnorm = torch._foreach_norm(present) if present else []
+            wnorm = torch._foreach_norm([p.detach() for p in self._flat]) if self._flat else []
+            self._norms = (has, gnorm, wnorm)
+            self._snapshot = torch._foreach_mul([p.detach() for p in self._flat], 1.0) \
+                if self._flat else []
         self._cost += time.perf_counter() - t0
 
     def end_step(self) -> list[Verdict]:
@@ -201,50 +248,125 @@ class HealthRecorder:
         t0 = time.perf_counter()
         self._remove()
         st = self.state
-        ratios = {}
-        if self._snapshot is not None:
-            for layer, before in self._snapshot.items():
-                delta = torch.sqrt(sum(((p.detach() - b).float() ** 2).sum()
-                                       for p, b in zip(self._params[layer], before, strict=False)))
-                ratios[layer] = delta
-            values = torch.stack(list(ratios.values())).tolist() if ratios else []
-            ratios = dict(zip(ratios, values, strict=False))
-            for layer in ratios:
-                w = self._row["weight_norm"].get(layer, math.nan)
-                ratios[layer] = ratios[layer] / w if w > 0 else math.nan
-            self._row["update_ratio"] = ratios
-        self._snapshot = None
+        row = self._collect()
         st.sample_steps.append(st.step)
         st.every.append(self.every)
         for name in st.series:
             keys = st.param_layers if name in ("grad_norm", "weight_norm", "update_ratio") else st.act_layers
-            row = self._row.get(name, {})
-            st.series[name].append([float(row.get(k, math.nan)) for k in keys])
-        st.output_is_probability.append(self._judge_output())
-        st.linear_chain.append(self._linear_chain())
-        self._row, self._exec = {}, []
+            values = row.get(name, {})
+            st.series[name].append([float(values.get(k, math.nan)) for k in keys])
+        self._observe_output()
+        st.norm_batch.append(dict(self._bn))
+        st.lr.append(self._lr())
+        if math.isnan(st.initial_lr) and st.lr and math.isfinite(st.lr[-1]):
+            st.initial_lr = st.lr[-1]
+        self._stats, self._bn, self._norms, self._snapshot = {}, {}, None, None
         new = self.run_detectors()
         self._cost += time.perf_counter() - t0
-        self._adapt()
-        self._next_sample = st.step + self.every
         self._close_step()
         return new
 
+    def _collect(self) -> dict[str, dict[str, float]]:
+        """Every statistic of the sample in one device-to-host copy."""
+        layers = self.state.param_layers
+        flat: list[torch.Tensor] = []
+        order: list[tuple] = []
+        if self._norms is not None:
+            has, gnorm, wnorm = self._norms
+            it = iter(gnorm)
+            for i, h in enumerate(has):
+                if h:
+                    flat.append(next(it).float().reshape(()))
+                    order.append(("g", self._owner[i]))
+            for i, w in enumerate(wnorm):
+                flat.append(w.float().reshape(()))
+                order.append(("w", self._owner[i]))
+            if self._snapshot:
+                with torch.no_grad():
+                    deltas = torch._foreach_sub([p.detach() for p in self._flat], self._snapshot)
+                    for i, d in enumerate(torch._foreach_norm(deltas)):
+                        flat.append(d.float().reshape(()))
+                        order.append(("u", self._owner[i]))
+        for label, stats in self._stats.items():
+            for j, t in enumerate(stats[1:]):
+                flat.append(t.float().reshape(()))
+                order.append((("act_mean", "act_std", stats[0])[j], label))
+        if self._input:
+            flat.extend(self._input)
+            order.extend([("in_mean", None), ("in_std", None)])
+        values = torch.stack(flat).tolist() if flat else []
+        sq = {"g": [0.0] * len(layers), "w": [0.0] * len(layers), "u": [0.0] * len(layers)}
+        got_g = [False] * len(layers)
+        row: dict[str, dict[str, float]] = {}
+        inp = []
+        for (what, who), v in zip(order, values, strict=True):
+            if what in sq:
+                sq[what][who] += v * v
+                if what == "g":
+                    got_g[who] = True
+            elif what in ("in_mean", "in_std"):
+                inp.append(v)
+            else:
+                row.setdefault(what, {})[who] = v
+        if inp:
+            self.state.input_stats.append((inp[0], inp[1]))
+        if self._norms is not None:
+            row["grad_norm"] = {p: math.sqrt(sq["g"][i]) if got_g[i] else math.nan
+                                for i, p in enumerate(layers)}
+            row["weight_norm"] = {p: math.sqrt(sq["w"][i]) for i, p in enumerate(layers)}
+            if self._snapshot:
+                row["update_ratio"] = {p: math.sqrt(sq["u"][i]) / row["weight_norm"][p]
+                                       if row["weight_norm"][p] > 0 else math.nan
+                                       for i, p in enumerate(layers)}
+            bad = [p for p, g in row["grad_norm"].items() if not math.isnan(g) and not math.isfinite(g)]
+            if bad and self.state.nonfinite is None:
+                # backward runs from the output: the last layer in forward order is nearest it
+                self.state.nonfinite = {"step": self.state.step, "layer": bad[-1], "cause": "gradient",
+                                        "detail": f"non-finite gradient in {len(bad)} layers, "
+                                                  f"nearest the output '{bad[-1]}'", "builtin": True}
+        self._input = None
+        return row
+
+    def _observe_output(self) -> None:
+        st = self.state
+        y, self._last_output = self._last_output, None
+        rows, unit = output_ranges(y) if y is not None else (False, False)
+        st.output_is_probability.append(rows)
+        st.output_in_unit_range.append(unit)
+        if y is not None and y.dim() >= 2:
+            st.output_width = int(y.shape[1])
+        elif y is not None and y.dim() == 1:
+            st.output_width = 1
+        if self._targets is not None:
+            _observe_targets(st, self._targets.detach(), y)
+        self._targets = None
+        call, self._last_call = self._last_call, None
+        if call is not None and self._affine_tries < AFFINE_TRIES and not st.linear_chain:
+            self._affine_tries += 1
+            result = affine_test(*call)
+            if result is not None:
+                self._affine_tries = AFFINE_TRIES   # conclusive: never again
+                weights = [p for p, m in self._modules.items() if isinstance(m, WEIGHT_TYPES)
+                           or (p in self._params and not isinstance(m, NORM_TYPES))]
+                st.affine = result | {"step": st.step}
+                st.linear_chain = [weights] if result["affine"] else []
+
+    def _lr(self) -> float:
+        if self.optimizer is None:
+            return math.nan
+        try:
+            return float(max(g.get("lr", math.nan) for g in self.optimizer.param_groups))
+        except (TypeError, ValueError):
+            return math.nan
+
     def _close_step(self) -> None:
-        """Book the step's time. Measured from begin_step to end_step (forward, backward,
-        optimizer step) so that validation passes and data loading between steps never count as
-        step time: that keeps the estimate of the step time, and so the sampling, conservative."""
+        """Book the step's time (begin_step to end_step: forward, backward, optimizer step)."""
         if self._step_start is None:
             return
         took = time.perf_counter() - self._step_start
         self._step_start = None
         self.state.train_seconds += took
         self.state.monitor_seconds += self._cost
-        if not self._sampling:   # an unsampled step: its time is the training's own
-            plain = max(took - self._cost, 1e-9)
-            self._step_time = plain if self._step_time is None else 0.8 * self._step_time + 0.2 * plain
-            # the per-step cost (reading the loss) is paid on every step
-            self._step_cost = self._cost if self._step_cost is None else 0.8 * self._step_cost + 0.2 * self._cost
         self._cost = 0.0
 
     def validation(self, val_loss: float, epoch: int, train_loss: float | None = None) -> list[Verdict]:
@@ -286,29 +408,20 @@ class HealthRecorder:
                 fh.write(json.dumps(v.to_dict()) + "\n")
         (folder / "monitor.json").write_text(json.dumps({
             "steps": self.state.step + 1, "samples": len(self.state.sample_steps),
-            "final_every": self.every, "target_overhead": self.target_overhead,
+            "schedule": {"every": self.fixed_every, "dense": self.dense,
+                         "max_every": self.max_every},
             "measured_overhead": self.overhead,
             "detectors": {d.name: {"rule": d.rule, "thresholds": d.t} for d in self.detectors},
         }, indent=2))
 
     @property
     def overhead(self) -> float:
-        """Monitor seconds / training seconds without the monitor, so far."""
+        """Monitor seconds (as timed by itself) / the rest of the step time, so far."""
         st = self.state
         base = st.train_seconds - st.monitor_seconds
         return st.monitor_seconds / base if base > 0 else math.nan
 
     # ------------------------------------------------------------------ internals ----------
-    def _adapt(self) -> None:
-        if self._step_time is None:
-            return
-        # aim at half the target, after the part every step pays anyway: the rest is for what
-        # the monitor cannot time itself (Lightning's dispatch of its hooks, ~30 us a step,
-        # which is 1-2 % of a 2 ms step of a tiny model)
-        budget = 0.5 * self.target_overhead * self._step_time - (self._step_cost or 0.0)
-        need = math.ceil(self._cost / max(budget, 1e-3 * self._step_time))
-        self.every = max(self.min_every, min(self.max_every, need))
-
     def _order_layers(self) -> None:
         """Put layers in forward-execution order, once, from the first sampled step."""
         if self._ordered:
@@ -319,9 +432,14 @@ class HealthRecorder:
         st = self.state
         st.param_layers.sort(key=lambda n: rank.get(n, big))
         st.act_layers.sort(key=lambda n: rank.get(n, big))
+        self._flat, self._owner = [], []
+        for i, layer in enumerate(st.param_layers):
+            for p in self._params[layer]:
+                self._flat.append(p)
+                self._owner.append(i)
 
     def _install(self) -> None:
-        self._exec_order, self._exec, self._input_seen = [], [], False
+        self._exec_order, self._input = [], None
         for label, m in self._watch.items():
             self._handles.append(m.register_forward_hook(self._hook(label, m)))
         for m in self._outputs:
@@ -334,8 +452,8 @@ class HealthRecorder:
 
     def _hook(self, label: str, module: nn.Module):
         kind = self.state.act_kinds.get(label)
-        is_weight = isinstance(module, WEIGHT_TYPES)
         is_norm = isinstance(module, NORM_TYPES)
+        is_bn = isinstance(module, BATCH_NORM_TYPES)
         has_params = label in self._params
 
         def hook(mod, inputs, output):
@@ -343,54 +461,39 @@ class HealthRecorder:
             y = _first_tensor(output)
             x = _first_tensor(inputs)
             self._exec_order.append(label)
-            if y is not None and y.is_floating_point() and y.numel():
+            if is_bn and mod.training and y is not None and y.dim() >= 2:
+                self._bn[label] = int(y.numel() // max(y.shape[1], 1))
+            if y is not None and y.is_floating_point() and y.numel() and label not in self._stats:
+                # a module called twice per step: keep its first call
                 yd = y.detach()
-                row = self._row.setdefault("act_mean", {})
-                if label not in row:  # a module called twice per step: keep its first call
-                    yf = yd.float()
-                    std, mean = torch.std_mean(yf) if yf.numel() > 1 else (yf.new_zeros(()), yf.mean())
-                    stats = [mean, std]
-                    if kind in ("relu", "relu6"):
-                        active = _ever_active(yd)
-                        stats.append(self._dead_fraction(label, active))
-                    elif kind in ("sigmoid", "hardsigmoid"):
-                        stats.append(((yd < 0.01) | (yd > 0.99)).float().mean())
-                    elif kind in ("tanh", "hardtanh"):
-                        stats.append((yd.abs() > 0.99).float().mean())
-                    values = torch.stack([s.float().reshape(()) for s in stats]).tolist()
-                    row[label] = values[0]
-                    self._row.setdefault("act_std", {})[label] = values[1]
-                    if kind in ("relu", "relu6"):
-                        self._row.setdefault("dead_fraction", {})[label] = values[2]
-                    elif len(values) > 2:
-                        self._row.setdefault("saturation", {})[label] = values[2]
-                    if (is_weight or is_norm) and x is not None and x.is_floating_point():
-                        self._exec.append((label, is_weight, x.data_ptr(), float(x.detach().float().mean()),
-                                           y.data_ptr(), values[0]))
-                    if has_params and not self._input_seen and x is not None \
-                            and x.is_floating_point() and x.numel() > 1:
-                        # the network input as the first layer with weights sees it (after
-                        # reshapes); a network that starts with a norm layer scales it itself
-                        self._input_seen = True
-                        if not is_norm:
-                            s, m = torch.std_mean(x.detach().float())
-                            self.state.input_stats.append((float(m), float(s)))
+                std, mean = torch.std_mean(yd.float()) if yd.numel() > 1 else (yd.new_zeros(()), yd.mean())
+                stats: list = [None, mean, std]
+                if kind in ("relu", "relu6"):
+                    stats[0] = "dead_fraction"
+                    stats.append(self._dead_fraction(label, _ever_active(yd)))
+                elif kind in ("sigmoid", "hardsigmoid"):
+                    stats[0] = "saturation"
+                    stats.append(((yd < 0.01) | (yd > 0.99)).float().mean())
+                elif kind in ("tanh", "hardtanh"):
+                    stats[0] = "saturation"
+                    stats.append((yd.abs() > 0.99).float().mean())
+                self._stats[label] = stats
+                if has_params and self._input is None and x is not None \
+                        and x.is_floating_point() and x.numel() > 1 and not is_norm:
+                    # the network input as the first layer with weights sees it (after
+                    # reshapes); a network that starts with a norm layer scales it itself
+                    s, m = torch.std_mean(x.detach().float())
+                    self._input = [m.reshape(()), s.reshape(())]
+                elif has_params and self._input is None and is_norm:
+                    self._input = []
             self._cost += time.perf_counter() - t0
 
         return hook
 
     def _output_hook(self, mod, inputs, output):
-        # keep a reference only: the last of these to finish is the model's output, judged once
-        # in end_step
+        # keep references only: the last of these to finish is the model's output
         self._last_output = _first_tensor(output)
-
-    def _judge_output(self) -> bool:
-        """Whether the model's output rows are probabilities (in [0, 1], summing to 1)."""
-        y, self._last_output = self._last_output, None
-        if y is None or not y.is_floating_point() or y.dim() != 2 or y.shape[1] < 2:
-            return False
-        yd = y.detach()
-        return bool((yd.min() >= 0) & (yd.max() <= 1) & ((yd.sum(1) - 1).abs().max() < 1e-3))
+        self._last_call = (mod, inputs) if isinstance(inputs, tuple) else None
 
     def _dead_fraction(self, label: str, active: torch.Tensor) -> torch.Tensor:
         window = self._active.setdefault(label, deque(maxlen=self.dead_window))
@@ -401,19 +504,6 @@ class HealthRecorder:
         for a in list(window)[1:]:
             ever |= a
         return 1.0 - ever.float().mean()
-
-    def _linear_chain(self) -> list[str]:
-        """The weight layers, if each one's input is exactly the previous weight/norm layer's
-        output (same storage and same mean: nothing, not even an in-place ReLU, came between)."""
-        ex = self._exec
-        if sum(1 for e in ex if e[1]) < 2 or len(set(self._exec_order)) != len({e[0] for e in ex}):
-            return []  # fewer than two weight layers, or something else (activation, RNN) ran
-        for prev, cur in zip(ex[:-1], ex[1:], strict=False):
-            same_storage = cur[2] == prev[4]
-            same_values = abs(cur[3] - prev[5]) <= 1e-5 * (1 + abs(prev[5]))
-            if not (same_storage and same_values):
-                return []
-        return [e[0] for e in ex if e[1]]
 
     def _locate(self, replay: Callable[[], object] | None) -> dict:
         """Replay the forward pass with hooks on every module; the first module (innermost
@@ -449,6 +539,11 @@ class HealthRecorder:
         finally:
             for h in handles:
                 h.remove()
+        y = self._targets
+        if not found and y is not None and y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            return {"layer": "", "cause": "targets", "builtin": True,
+                    "detail": f"the batch's targets hold {int((~torch.isfinite(y)).sum())} "
+                              "NaN/Inf values (every module's output is finite)"}
         if not found:
             return {"layer": "", "cause": "loss", "builtin": True,
                     "detail": "every module's output is finite: NaN/Inf arose in functional code "
@@ -458,6 +553,36 @@ class HealthRecorder:
             if found["layer"] == first or found["layer"] == self.state.param_layers[0]:
                 found["detail"] = "the input batch holds NaN/Inf"
         return found
+
+
+def _observe_targets(st: HealthState, y: torch.Tensor, out: torch.Tensor | None) -> None:
+    """Accumulate label counts (integer targets) or value moments (float targets)."""
+    t = st.targets
+    if not y.is_floating_point():
+        flat = y.reshape(-1).long()
+        if flat.numel() == 0 or int(flat.min()) < 0:
+            return
+        counts = torch.bincount(flat).tolist()
+        t.setdefault("kind", "classes")
+        old = t.setdefault("counts", [])
+        old.extend([0] * (len(counts) - len(old)))
+        for i, c in enumerate(counts):
+            old[i] += c
+        t.setdefault("batch_classes", []).append(sum(1 for c in counts if c))
+        t.setdefault("batch_sizes", []).append(int(flat.numel()))
+        return
+    yd = y.detach().double()
+    finite = torch.isfinite(yd)
+    t.setdefault("kind", "values")
+    t["nonfinite"] = t.get("nonfinite", 0) + int((~finite).sum())
+    v = yd[finite]
+    if v.numel() == 0:
+        return
+    t["n"] = t.get("n", 0) + int(v.numel())
+    t["sum"] = t.get("sum", 0.0) + float(v.sum())
+    t["sumsq"] = t.get("sumsq", 0.0) + float((v * v).sum())
+    t["absmax"] = max(t.get("absmax", 0.0), float(v.abs().max()))
+    t["matches_output"] = out is not None and out.numel() == y.numel()
 
 
 def _act_kind(m: nn.Module) -> str | None:

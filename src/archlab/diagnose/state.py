@@ -8,7 +8,9 @@ On disk (a run's ``health/`` folder), never pickle:
 
 * ``events.jsonl``: one verdict per line (see :class:`archlab.diagnose.detectors.Verdict`);
 * ``series.npz``: the per-layer series as float arrays ``(samples, layers)`` plus the names;
-* ``loss.csv``: ``step,loss`` for every step; ``validation.csv``: one row per validation epoch.
+* ``loss.csv``: ``step,loss`` for every step; ``validation.csv``: one row per validation epoch;
+* ``context.json``: what the rules compare with: the declared loss reference, the target
+  statistics seen on sampled steps, learning rates, clipping, batch-norm batch sizes.
 """
 
 from __future__ import annotations
@@ -41,8 +43,23 @@ class HealthState:
     series: dict[str, list[list[float]]] = field(
         default_factory=lambda: {k: [] for k in PARAM_SERIES + ACT_SERIES})
     input_stats: list[tuple[float, float]] = field(default_factory=list)  # (mean, std) per sample
-    linear_chain: list[list[str]] = field(default_factory=list)  # weight layers if all linear, else []
-    output_is_probability: list[bool] = field(default_factory=list)
+    linear_chain: list[list[str]] = field(default_factory=list)  # [weight layers] if affine, else []
+    affine: dict = field(default_factory=dict)   # the affine test's evidence (structure.affine_test)
+    output_is_probability: list[bool] = field(default_factory=list)  # rows in [0,1] summing to 1
+    output_in_unit_range: list[bool] = field(default_factory=list)   # every output in [0, 1]
+    output_width: int = 0                 # features of the model's output (N, F)
+    # what the loss rules compare with (see archlab.diagnose.baselines): declared by the
+    # training code ({'classes', 'label_entropy', 'target_variance', 'loss'}) ...
+    reference: dict = field(default_factory=dict)
+    # ... and the targets seen on sampled steps: {'kind': 'classes', 'counts': [...],
+    # 'batch_classes': [distinct classes per sampled batch], 'integer': bool} or {'kind':
+    # 'values', 'n', 'sum', 'sumsq', 'absmax', 'matches_output': bool}
+    targets: dict = field(default_factory=dict)
+    lr: list[float] = field(default_factory=list)        # optimizer's largest lr per sample (nan: unknown)
+    initial_lr: float = math.nan
+    clip: dict = field(default_factory=dict)             # {'value', 'algorithm'} when known
+    optimizer_params: dict[str, bool] = field(default_factory=dict)  # layer -> in the optimizer
+    norm_batch: list[dict[str, int]] = field(default_factory=list)  # BN layer -> values/channel
     nonfinite: dict | None = None        # where NaN/Inf first appeared
     validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
     every: list[int] = field(default_factory=list)          # sampling interval at each sample
@@ -103,6 +120,13 @@ class HealthState:
                 writer.writerow([row["step"], row["epoch"], row["train_loss"], row["val_loss"]])
         if self.nonfinite is not None:
             (folder / "nonfinite.json").write_text(json.dumps(self.nonfinite, indent=2))
+        (folder / "context.json").write_text(json.dumps(_plain({
+            "reference": self.reference, "targets": self.targets, "output_width": self.output_width,
+            "lr": self.lr, "initial_lr": self.initial_lr, "clip": self.clip,
+            "optimizer_params": self.optimizer_params, "norm_batch": self.norm_batch,
+            "output_is_probability": self.output_is_probability,
+            "output_in_unit_range": self.output_in_unit_range,
+            "linear_chain": self.linear_chain, "affine": self.affine}), indent=2))
         return folder
 
     @classmethod
@@ -133,7 +157,31 @@ class HealthState:
         path = folder / "nonfinite.json"
         if path.exists():
             state.nonfinite = json.loads(path.read_text())
+        path = folder / "context.json"
+        if path.exists():
+            ctx = json.loads(path.read_text())
+            for key in ("reference", "targets", "output_width", "clip", "optimizer_params",
+                        "norm_batch", "output_is_probability", "output_in_unit_range",
+                        "linear_chain", "affine"):
+                if key in ctx:
+                    setattr(state, key, ctx[key])
+            state.lr = [float(v) for v in ctx.get("lr", [])]
+            state.initial_lr = float(ctx.get("initial_lr", math.nan))
         return state
+
+
+def _plain(value):
+    """JSON-safe: non-finite floats become the strings 'nan'/'inf' (float() reads them back)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else str(v)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def read_events(folder: str | Path) -> list[dict]:

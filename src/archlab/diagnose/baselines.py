@@ -1,0 +1,121 @@
+"""Principled references for loss rules: what a loss *should* be compared with.
+
+The first observed loss is a poor reference: dropout and regularisers inflate it, unshuffled
+data whose first batches hold one class lowers it, and after a warm-up it hides later spikes.
+Loss rules here compare with two references instead:
+
+* the **level of knowing nothing** (:func:`loss_reference`): for cross entropy, the entropy of
+  the training split's labels (``-ln(1/C)`` for ``C`` balanced classes), the loss of predicting
+  the class frequencies; for mean squared error, the variance of the targets, the loss of
+  predicting their mean. It is given by the training code
+  (:meth:`HealthRecorder.set_reference <archlab.diagnose.monitor.HealthRecorder.set_reference>`,
+  which ``archlab train`` calls with the training split's statistics) or estimated from the
+  targets the monitor sees on sampled steps (integer class ids: their label entropy over the
+  output width; float targets shaped like the output: their variance);
+* a **running baseline** (:func:`running_baseline`): the median loss of a window of recent
+  steps, for rules about change (a spike, a rise) rather than level.
+
+Both are plain functions of a :class:`~archlab.diagnose.state.HealthState`, so any detector
+(including those of other modules, e.g. generative models) can use them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .state import HealthState
+
+
+@dataclass(frozen=True)
+class LossReference:
+    """The loss of a model that has learned nothing about the inputs."""
+
+    kind: str        # 'label_entropy', 'chance', 'target_variance' or 'first_losses'
+    value: float
+    detail: str      # how it was obtained, in words (goes into verdicts' evidence)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "value": self.value, "detail": self.detail}
+
+
+def entropy(counts) -> float:
+    """Shannon entropy (nats) of a histogram of label counts."""
+    c = np.asarray(counts, dtype=np.float64)
+    c = c[c > 0]
+    if c.sum() <= 0:
+        return math.nan
+    p = c / c.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def loss_reference(state: HealthState, *, fallback: bool = True) -> LossReference | None:
+    """The know-nothing loss: declared (``state.reference``), else estimated from the targets
+    seen on sampled steps, else (``fallback``) the median of the first ``max(10, n/10)`` losses
+    (the old rule, marked as such). None when nothing is known yet."""
+    ref = state.reference
+    if ref.get("label_entropy") is not None:
+        return LossReference("label_entropy", float(ref["label_entropy"]),
+                             "entropy of the training split's labels (declared)")
+    if ref.get("classes"):
+        c = int(ref["classes"])
+        return LossReference("chance", math.log(c), f"-ln(1/{c}) for {c} classes (declared)")
+    if ref.get("target_variance") is not None:
+        return LossReference("target_variance", float(ref["target_variance"]),
+                             "variance of the training targets (declared): MSE of predicting "
+                             "their mean")
+    t = state.targets
+    if t.get("kind") == "classes" and t.get("counts") and state.output_width >= 2:
+        counts = list(t["counts"]) + [0] * max(0, state.output_width - len(t["counts"]))
+        h = entropy(counts)
+        if math.isfinite(h) and h > 0:
+            return LossReference("label_entropy", h, f"entropy of {int(sum(counts))} labels seen on "
+                                 f"sampled steps, {state.output_width} outputs")
+    if t.get("kind") == "values" and t.get("n", 0) > 1 and t.get("matches_output"):
+        n, s, ss = t["n"], t["sum"], t["sumsq"]
+        var = max(ss / n - (s / n) ** 2, 0.0)
+        return LossReference("target_variance", var, f"variance of {int(n)} target values seen "
+                             "on sampled steps: MSE of predicting their mean")
+    if not fallback:
+        return None
+    losses = state.loss_array()
+    finite = losses[np.isfinite(losses)]
+    if finite.size < 10:
+        return None
+    m = max(10, finite.size // 10)
+    return LossReference("first_losses", float(np.median(finite[:m])),
+                         f"median of the first {m} losses (no label or target statistics known)")
+
+
+def running_baseline(losses: np.ndarray, window: int = 50, skip: int = 5) -> float:
+    """Median of the ``window`` losses before the last ``skip`` (nan when too few)."""
+    end = len(losses) - skip
+    if end < max(5, window // 5):
+        return math.nan
+    part = losses[max(0, end - window):end]
+    part = part[np.isfinite(part)]
+    return float(np.median(part)) if part.size else math.nan
+
+
+def recent_loss(losses: np.ndarray, window: int = 10) -> float:
+    """Mean of the last ``window`` losses (nan when any is non-finite or none exist)."""
+    if len(losses) == 0:
+        return math.nan
+    part = losses[-window:]
+    return float(part.mean()) if np.all(np.isfinite(part)) else math.nan
+
+
+def progress(state: HealthState, window: int | None = None) -> tuple[float, float, LossReference] | None:
+    """(recent loss, its fraction of the reference, the reference): 1.0 = no better than knowing
+    nothing, 0.0 = perfect. ``window`` defaults to a tenth of the run (at least 10 steps)."""
+    ref = loss_reference(state)
+    if ref is None or not ref.value > 0:
+        return None
+    losses = state.loss_array()
+    w = window or max(10, len(losses) // 10)
+    now = recent_loss(losses, w)
+    if not math.isfinite(now):
+        return None
+    return now, now / ref.value, ref
