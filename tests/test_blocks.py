@@ -39,7 +39,10 @@ def _setup(name: str, i: int):
     params = block.Params(**raw)
     torch.manual_seed(0)
     module = block.build(params, [tuple(s) for s in shapes])
-    inputs = [torch.randn(BATCH, *s) for s in shapes]
+    # integer ids for blocks that read them; another node's weight (a tied table) has no batch
+    inputs = [torch.randn(*s) if k in block.weight_inputs else
+              torch.randint(0, 4, (BATCH, *s)) if block.input_dtype == "long" else
+              torch.randn(BATCH, *s) for k, s in enumerate(shapes)]
     return block, params, [tuple(s) for s in shapes], module, inputs
 
 
@@ -66,7 +69,7 @@ def test_formulas_match_module(name, i):
 def test_backward_gives_finite_gradients(name, i):
     block, params, shapes, module, inputs = _setup(name, i)
     module.train()
-    inputs = [x.requires_grad_() for x in inputs]
+    inputs = [x.requires_grad_() if x.is_floating_point() else x for x in inputs]
     out = module(*inputs)
     # a random projection, so that no gradient is zero by symmetry (a plain sum through a
     # normalisation would give exactly zero gradients to the weights before it)
@@ -75,7 +78,8 @@ def test_backward_gives_finite_gradients(name, i):
         assert p.grad is not None, f"parameter {pname} got no gradient"
         assert torch.isfinite(p.grad).all(), f"parameter {pname} has non-finite gradients"
     for x in inputs:
-        assert x.grad is not None and torch.isfinite(x.grad).all()
+        if x.is_floating_point():
+            assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 SHAPES = re.compile(r"\([^)]*\)\s*->")
@@ -150,8 +154,9 @@ def test_weighted_mismatch_names_the_third_input():
 
 
 def test_concat_spatial_mismatch():
-    with pytest.raises(BlockError, match=r"merge 'concat' needs equal sizes on all axes but channels, "
-                       r"got \(4, 8, 8\) from input #0 and \(4, 4, 4\) from input #1; resample input #1"):
+    with pytest.raises(BlockError, match=r"merge 'concat' joins along channels \(axis 0\) unless an "
+                       r"axis is given; it needs equal sizes on all other axes, got \(4, 8, 8\) from "
+                       r"input #0 and \(4, 4, 4\) from input #1; resample input #1"):
         _shape("concat", [(4, 8, 8), (4, 4, 4)])
 
 
@@ -190,7 +195,8 @@ def test_pool_padding_too_large():
 
 def test_bottleneck_out_not_multiple_of_expansion():
     with pytest.raises(BlockError, match=r"bottleneck output channels 'out' \(=30\) must be divisible by "
-                       r"expansion \(=4\); use out: a multiple of 4"):
+                       r"expansion \(=4\); out = 4 x planes; use expansion: 3 or 5 \(divisors of 30 "
+                       r"nearest 4\), or out: 28 or 32 \(multiples of 4 nearest 30\)"):
         _shape("bottleneck", [(16, 8, 8)], out=30)
 
 

@@ -142,8 +142,8 @@ def test_transformer_heads_must_divide_channels():
     block = BLOCKS["transformer_encoder"]
     with pytest.raises(BlockError) as err:
         block.output_shape(block.Params(heads=3), [(16, 5)])
-    assert str(err.value) == ("channels (=16) must be divisible by heads (=3); use heads that "
-                              "divide 16, e.g. heads: 1")
+    assert str(err.value) == ("channels (=16) must be divisible by heads (=3); use heads: 2 or 4 "
+                              "(divisors of 16 nearest 3)")
 
 
 # ------------------------------------------------------------------------ attention -------
@@ -179,7 +179,8 @@ def test_self_attention_counts_the_attention(params, shape):
 def test_self_attention_heads_error():
     block = BLOCKS["self_attention"]
     with pytest.raises(BlockError, match=r"attention width 'inner' \(=12\) must be divisible by "
-                                         r"heads \(=5\); use heads that divide 12, e.g. heads: 1"):
+                                         r"heads \(=5\); use heads: 4 or 6 \(divisors of 12 "
+                                         r"nearest 5\), or inner: 10 or 15 \(multiples of 5 nearest 12\)"):
         block.output_shape(block.Params(heads=5), [(12, 4, 4)])
 
 

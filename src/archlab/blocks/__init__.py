@@ -26,6 +26,10 @@ from . import inception  # noqa: E402,F401  isort: skip
 from . import fire  # noqa: E402,F401  isort: skip
 from . import shufflenet  # noqa: E402,F401  isort: skip
 from . import xception  # noqa: E402,F401  isort: skip
+from . import stochastic  # noqa: E402,F401  isort: skip
+from . import tokens  # noqa: E402,F401  isort: skip
+from . import axis  # noqa: E402,F401  isort: skip
+from . import transformer  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ACTIVATIONS",

@@ -33,15 +33,20 @@ class MultiHeadSelfAttention(nn.Module):
     """(N, L, C) -> (N, L, C): multi-head scaled dot-product self-attention.
 
     ``inner`` is the width of the queries, keys and values (all heads together; default C);
-    ``dropout`` drops attention weights during training.
+    ``dropout`` drops attention weights during training. ``causal_length`` > 0 makes it causal
+    (a decoder): position i attends to positions <= i only, for sequences of that length; the
+    mask is a non-persistent buffer (not in the state dict), built once.
     """
 
     def __init__(self, channels: int, heads: int, inner: int | None = None,
-                 dropout: float = 0.0, bias: bool = True) -> None:
+                 dropout: float = 0.0, bias: bool = True, causal_length: int = 0) -> None:
         super().__init__()
         inner = inner or channels
         self.heads = heads
         self.head_width = inner // heads
+        self.causal = causal_length > 0
+        mask = torch.ones(causal_length, causal_length, dtype=torch.bool).triu(1)
+        self.register_buffer("causal_mask", mask, persistent=False)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, channels))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * inner)) if bias else None
         self.out_proj = nn.Linear(inner, channels, bias=bias)
@@ -57,23 +62,29 @@ class MultiHeadSelfAttention(nn.Module):
         qkv = qkv.reshape(n, length, 3, self.heads, self.head_width).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]                      # (N, heads, L, d)
         scores = torch.matmul(q * (1.0 / math.sqrt(self.head_width)), k.transpose(-2, -1))
+        if self.causal:
+            scores = scores.masked_fill(self.causal_mask, float("-inf"))
         weights = self.attention_dropout(torch.softmax(scores, dim=-1))
         y = torch.matmul(weights, v).transpose(1, 2).reshape(n, length, -1)
         return self.out_proj(y)
 
 
 def attention_ops(path: str, length: int, channels: int, heads: int, inner: int,
-                  bias: bool = True) -> list[Op]:
+                  bias: bool = True, causal: bool = False) -> list[Op]:
     """Op records of :class:`MultiHeadSelfAttention` at ``path`` on (L, C) tokens, per sample."""
     prefix = f"{path}." if path else ""
     tokens = (length, channels)
     d = inner // heads
     per_head = (heads, length, d)
     scores = (heads, length, length)
+    # the causal mask: one select per score (masked_fill), the mask itself a constant buffer
+    mask = [Op("masked_fill", path, (scores, (length, length)), scores,
+               elementwise=numel(scores))] if causal else []
     return [
         linear_op(path, tokens, (length, 3 * inner), bias=bias),
         Op("mul", path, (per_head,), per_head, elementwise=numel(per_head)),  # 1/sqrt(d) scale
         matmul_op(path, per_head, (heads, d, length), scores),                 # Q K^T
+        *mask,
         softmax_op(path, scores),
         matmul_op(path, scores, per_head, per_head),                           # A V
         linear_op(f"{prefix}out_proj", (length, inner), tokens, bias=bias),
@@ -93,16 +104,19 @@ class SelfAttentionParams(BlockParams):
     residual: bool = Field(True, description="add the input to the output (non-local block)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention weights")
     bias: bool = Field(True, description="biases in the projections")
+    causal: bool = Field(False, description="causal mask: step i attends to steps <= i only "
+                         "(a decoder, GPT; Radford et al. 2018)")
 
 
 class SpatialSelfAttention(nn.Module):
     """(N, C, *positions) -> (N, C, *positions): self-attention over all positions."""
 
     def __init__(self, channels: int, heads: int, inner: int, residual: bool, dropout: float,
-                 bias: bool) -> None:
+                 bias: bool, causal_length: int = 0) -> None:
         super().__init__()
         self.residual = residual
-        self.attention = MultiHeadSelfAttention(channels, heads, inner, dropout, bias)
+        self.attention = MultiHeadSelfAttention(channels, heads, inner, dropout, bias,
+                                                causal_length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x.flatten(2).transpose(1, 2)                  # (N, L, C)
@@ -135,6 +149,7 @@ class SelfAttention(Block):
         ({"heads": 4}, [(16, 6, 5)]),
         ({"heads": 2, "inner": 8, "residual": False, "bias": False}, [(12, 10)]),
         ({"heads": 1, "inner": 4}, [(8, 3, 3)]),
+        ({"heads": 2, "causal": True}, [(8, 6)]),
     ]
 
     @classmethod
@@ -142,9 +157,8 @@ class SelfAttention(Block):
         cls.check_inputs(inputs)
         c = inputs[0][0]
         inner = p.inner or c
-        check_divisible(inner, p.heads, "attention width 'inner'", "heads",
-                        f"use heads that divide {inner}, e.g. heads: {math.gcd(inner, p.heads)}",
-                        "heads")
+        check_divisible(inner, p.heads, "attention width 'inner'", "heads", None, "heads",
+                        value_key="inner", by_key="heads")
         return inner
 
     @classmethod
@@ -158,7 +172,7 @@ class SelfAttention(Block):
         shape = tuple(inputs[0])
         c, length = shape[0], numel(shape[1:])
         ops = [move_op("", "transpose", (shape,), (length, c))]
-        ops += attention_ops("attention", length, c, p.heads, inner, p.bias)
+        ops += attention_ops("attention", length, c, p.heads, inner, p.bias, p.causal)
         if p.residual:
             ops.append(eltwise_op("", "add", (shape, shape), shape))
         return ops
@@ -166,4 +180,6 @@ class SelfAttention(Block):
     @classmethod
     def build(cls, p, inputs):
         inner = cls._inner(p, inputs)
-        return SpatialSelfAttention(inputs[0][0], p.heads, inner, p.residual, p.dropout, p.bias)
+        length = numel(inputs[0][1:]) if p.causal else 0
+        return SpatialSelfAttention(inputs[0][0], p.heads, inner, p.residual, p.dropout, p.bias,
+                                    length)

@@ -49,6 +49,11 @@ class Block:
         examples:      (params dict, input shapes) pairs; the test suite checks every block's
                        formulas on each against a real forward pass and PyTorch's counters,
                        and docs/design-language.md shows them.
+        input_dtype:   'float', or 'long' for blocks that read integer ids (``embedding``).
+        weight_inputs: indices of inputs that are another node's weight, not activations (no
+                       batch axis): a tied ``unembed`` reads an embedding's table.
+        node_refs:     Params fields that name other nodes (``tie: wte``); the resolver checks
+                       them and replaces the names with module paths.
     """
 
     name: ClassVar[str] = ""
@@ -59,6 +64,9 @@ class Block:
     input_ranks: ClassVar[tuple[int, ...]] = ()
     examples: ClassVar[list[tuple[dict, list[Shape]]]] = []
     inherits: ClassVar[tuple[str, ...]] = ("norm", "act", "order", "kind")
+    input_dtype: ClassVar[str] = "float"
+    weight_inputs: ClassVar[tuple[int, ...]] = ()
+    node_refs: ClassVar[tuple[str, ...]] = ()
 
     # ---- the three formulas every block provides --------------------------------------------
     @classmethod

@@ -109,10 +109,9 @@ def _standard(p, inp: Shape, groups: int | None = None) -> Plan:
     cin = inp[0]
     cout = p.out or cin
     groups = p.groups if groups is None else groups
-    check_divisible(cin, groups, "input channels", "groups",
-                    f"use groups that divide {cin}, e.g. groups: 1", "groups")
-    check_divisible(cout, groups, "output channels 'out'", "groups",
-                    f"use out: a multiple of {groups}", "out")
+    check_divisible(cin, groups, "input channels", "groups", None, "groups", by_key="groups")
+    check_divisible(cout, groups, "output channels 'out'", "groups", None, "out",
+                    value_key="out", by_key="groups")
     kernel, stride, padding, dilation = resolved_geometry(p, inp)
     out_shape = (cout, *conv_spatial(inp[1:], kernel, stride, padding, dilation))
     plan = Plan(inp)
@@ -127,7 +126,7 @@ def _depthwise(p, inp: Shape) -> Plan:
     cin = inp[0]
     cout = p.out or cin
     check_divisible(cout, cin, "depthwise output channels 'out'", "input channels",
-                    f"use out: {cin} (or a multiple of it)", "out")
+                    f"use out: {cin} (or a multiple of it)", "out", value_key="out")
     return _standard(p, inp, groups=cin)
 
 
@@ -251,8 +250,9 @@ def conv_transpose_plan(p, inp: Shape) -> Plan:
         padding = tuple(max(0, (k - s + 1) // 2) for k, s in zip(kernel, stride, strict=True))
     else:
         padding = as_tuple(p.padding, dims, "padding")
-    check_divisible(cin, p.groups, "input channels", "groups", "use groups: 1", "groups")
-    check_divisible(cout, p.groups, "output channels 'out'", "groups", "use groups: 1", "out")
+    check_divisible(cin, p.groups, "input channels", "groups", None, "groups", by_key="groups")
+    check_divisible(cout, p.groups, "output channels 'out'", "groups", None, "out",
+                    value_key="out", by_key="groups")
     spatial = transposed_spatial(inp[1:], kernel, stride, padding, outpad, dilation)
     if any(s <= 0 for s in spatial):
         raise BlockError(f"transposed conv gives a non-positive size {spatial} from {inp[1:]}",

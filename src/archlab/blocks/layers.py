@@ -3,8 +3,8 @@
 Two registries (house style: one registry per kind):
 
 * ``NORMS``: batch, layer (channel-wise for feature maps), group, instance, none;
-* ``ACTIVATIONS``: relu, relu6, leaky_relu, prelu, silu, hardswish, hardsigmoid, gelu, sigmoid,
-  tanh, identity (alias none).
+* ``ACTIVATIONS``: relu, relu6, leaky_relu, prelu, silu, hardswish, hardsigmoid, gelu,
+  gelu_tanh (GPT-2's tanh approximation), sigmoid, tanh, identity (alias none).
 
 In a design both are written as a name (``act: relu``) or a mapping with options
 (``act: {kind: leaky_relu, slope: 0.2}``, ``norm: {kind: group, groups: 8}``).
@@ -166,6 +166,7 @@ ACTIVATIONS: dict[str, Callable[[ActSpec], nn.Module] | None] = {
     "hardswish": lambda s: nn.Hardswish(inplace=s.inplace),
     "hardsigmoid": lambda s: nn.Hardsigmoid(inplace=s.inplace),
     "gelu": lambda s: nn.GELU(),
+    "gelu_tanh": lambda s: nn.GELU(approximate="tanh"),  # GPT-2's tanh approximation
     "sigmoid": lambda s: nn.Sigmoid(),
     "tanh": lambda s: nn.Tanh(),
     "identity": None,
@@ -272,10 +273,52 @@ CONV_T_CLASSES: dict[int, type[nn.Module]] = {
     1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 
-def check_divisible(value: int, by: int, what: str, by_what: str, fix: str, field: str) -> None:
+def check_divisible(value: int, by: int, what: str, by_what: str, fix: str | None, field: str,
+                    value_key: str | None = None, by_key: str | None = None) -> None:
+    """Raise when ``value % by``; with ``value_key``/``by_key`` (the design keys that set them)
+    the fix names the nearest values that work: divisors of ``value`` nearest ``by`` and
+    multiples of ``by`` nearest ``value``."""
     if by <= 0 or value % by:
+        if value_key or by_key:
+            fix = divisibility_fix(value, by, value_key, by_key, fix)
         raise BlockError(f"{what} (={value}) must be divisible by {by_what} (={by})", fix=fix,
                          field=field)
+
+
+def nearest_divisors(value: int, near: int, count: int = 2) -> list[int]:
+    """Divisors of ``value`` closest to ``near`` (ties: the smaller first).
+
+    >>> nearest_divisors(768, 10)
+    [8, 12]
+    """
+    divisors = {d for i in range(1, math.isqrt(value) + 1) if value % i == 0
+                for d in (i, value // i)}
+    divisors.discard(near)
+    return sorted(sorted(divisors), key=lambda d: abs(d - near))[:count]
+
+
+def nearest_multiples(value: int, by: int) -> list[int]:
+    """The multiples of ``by`` just below and above ``value`` (positive ones only).
+
+    >>> nearest_multiples(100, 12)
+    [96, 108]
+    """
+    below, above = value // by * by, -(-value // by) * by
+    return sorted({m for m in (below, above) if m > 0 and m != value})
+
+
+def divisibility_fix(value: int, by: int, value_key: str | None, by_key: str | None,
+                     lead: str | None = None) -> str:
+    """'use heads: 8 or 12 (divisors of 768 nearest 10), or out: 760 or 770 (multiples of 10)'."""
+    parts = []
+    if by_key:
+        near = nearest_divisors(value, by)
+        parts.append(f"{by_key}: {' or '.join(map(str, near))} (divisors of {value} nearest {by})")
+    if value_key and by > 0:
+        mult = nearest_multiples(value, by)
+        parts.append(f"{value_key}: {' or '.join(map(str, mult))} (multiples of {by} nearest {value})")
+    text = "use " + ", or ".join(parts)
+    return f"{lead}; {text}" if lead else text
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -13,6 +13,8 @@ names, so a message reads "... from 'a' and ... from 'b'".
 
 from __future__ import annotations
 
+from typing import List, Optional  # noqa: UP035  TorchScript reads these annotations
+
 import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
@@ -25,10 +27,37 @@ from .layers import ActSpec, NormSpec, Order
 from .plan import Plan
 
 
+MAX_INPUTS = 8  # the merge modules take x0..x7: a fixed signature TorchScript can compile
+
+
 def _need_two(name: str, inputs: list[Shape]) -> None:
     if len(inputs) < 2:
         raise BlockError(f"merge '{name}' needs at least 2 inputs, got {len(inputs)}",
                          fix="list two or more nodes in 'from'")
+    if len(inputs) > MAX_INPUTS:
+        raise BlockError(f"merge '{name}' takes at most {MAX_INPUTS} inputs, got {len(inputs)}",
+                         fix="merge in two steps: a merge of the first inputs, then a merge of "
+                             "that with the rest")
+
+
+def gather(x0: Tensor, x1: Tensor, x2: Optional[Tensor], x3: Optional[Tensor],
+           x4: Optional[Tensor], x5: Optional[Tensor], x6: Optional[Tensor],
+           x7: Optional[Tensor]) -> List[Tensor]:
+    """The inputs given, in order (the merge modules' forward takes up to eight)."""
+    out = [x0, x1]
+    if x2 is not None:
+        out.append(x2)
+    if x3 is not None:
+        out.append(x3)
+    if x4 is not None:
+        out.append(x4)
+    if x5 is not None:
+        out.append(x5)
+    if x6 is not None:
+        out.append(x6)
+    if x7 is not None:
+        out.append(x7)
+    return out
 
 
 def check_equal_shapes(name: str, inputs: list[Shape]) -> Shape:
@@ -47,8 +76,11 @@ def check_equal_shapes(name: str, inputs: list[Shape]) -> Shape:
 
 
 class ConcatParams(BlockParams):
-    """Settings of a channel concatenation."""
+    """Settings of a concatenation (along channels unless an axis is given)."""
 
+    axis: int = Field(0, ge=0, description="axis of each sample to join along: 0 = channels of "
+                      "(C, H, W) and (C, L), the tokens of (L, D); 1 = the steps of (C, L), the "
+                      "features of (L, D)")
     out: PositiveInt | None = Field(None, description="if set: a 1x1 conv-norm-act projects the stack to this width")
     norm: NormSpec = Field(NormSpec(kind="batch"), description="norm of the projection (only with out)")
     act: ActSpec = Field(ActSpec(kind="relu"), description="activation of the projection (only with out)")
@@ -56,30 +88,51 @@ class ConcatParams(BlockParams):
 
 
 class Concatenate(nn.Module):
-    """(N, C_i, *S) for each input -> (N, sum C_i, *S), then the optional projection."""
+    """(N, C_i, *S) for each input -> (N, sum C_i, *S) (or along another axis), then the
+    optional projection."""
 
-    def __init__(self, project: nn.Module | None = None) -> None:
+    def __init__(self, project: nn.Module | None = None, axis: int = 0) -> None:
         super().__init__()
         self.project = project
+        self.dim = axis + 1
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        out = torch.cat(inputs, 1)
+    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
+                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
+                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
+                x7: Optional[Tensor] = None) -> Tensor:
+        out = torch.cat(gather(x0, x1, x2, x3, x4, x5, x6, x7), self.dim)
         if self.project is not None:
             out = self.project(out)
         return out
 
 
-def concat_shape(inputs: list[Shape]) -> Shape:
+def concat_shape(inputs: list[Shape], axis: int = 0) -> Shape:
     _need_two("concat", inputs)
     first = tuple(inputs[0])
+    if axis >= len(first):
+        raise BlockError(f"merge 'concat' axis {axis} does not exist in input #0 of shape {first} "
+                         f"(axes 0..{len(first) - 1}, batch not counted)",
+                         fix="use axis: 0 for channels (C, ...) or the index of the axis to join",
+                         field="axis")
     for i, shape in enumerate(inputs[1:], start=1):
-        if len(shape) != len(first) or tuple(shape[1:]) != first[1:]:
+        shape = tuple(shape)
+        if len(shape) != len(first):
             raise BlockError(
-                f"merge 'concat' needs equal sizes on all axes but channels, got {first} from "
-                f"input #0 and {tuple(shape)} from input #{i}",
-                fix=f"resample input #{i} to the size of input #0 (pool, strided conv, upsample), "
-                "or flatten both")
-    return (sum(s[0] for s in inputs), *first[1:])
+                f"merge 'concat' needs inputs of one rank, got {first} from input #0 and {shape} "
+                f"from input #{i}", fix="flatten or reshape one of them first")
+        differ = [k for k in range(len(first)) if k != axis and shape[k] != first[k]]
+        if differ:
+            where = "channels (axis 0)" if axis == 0 else f"axis {axis}"
+            fix = (f"to join along axis {differ[0]} instead, write merge: {{kind: concat, axis: "
+                   f"{differ[0]}}}" if len(differ) == 1 else None)
+            resample = (f"resample input #{i} to the size of input #0 (pool, strided conv, "
+                        "upsample), or flatten both")
+            raise BlockError(
+                f"merge 'concat' joins along {where} unless an axis is given; it needs equal "
+                f"sizes on all other axes, got {first} from input #0 and {shape} from input #{i}",
+                fix=f"{fix}; or {resample}" if fix else resample)
+    joined = sum(s[axis] for s in inputs)
+    return (*first[:axis], joined, *first[axis + 1:])
 
 
 def projection_plan(p: ConcatParams, stacked: Shape) -> Plan:
@@ -126,17 +179,26 @@ class Concat(Block):
         ({}, [(5,), (7,)]),
         ({"out": 4, "norm": "batch", "act": "gelu"}, [(5,), (3,)]),
         ({"out": 6, "order": "pre", "norm": "group"}, [(32, 9), (32, 9)]),
+        ({"axis": 1}, [(6, 1), (6, 4)]),
     ]
+
+    @classmethod
+    def _stacked(cls, p, inputs) -> Shape:
+        stacked = concat_shape(inputs, p.axis)
+        if p.out is not None and p.axis != 0:
+            raise BlockError("the projection 'out' of a concat maps channels; it needs axis: 0",
+                             fix="remove 'out' and add a node after the concat", field="out")
+        return stacked
 
     @classmethod
     def output_shape(cls, p, inputs):
         cls.check_inputs(inputs)
-        stacked = concat_shape(inputs)
+        stacked = cls._stacked(p, inputs)
         return stacked if p.out is None else projection_plan(p, stacked).output
 
     @classmethod
     def ops(cls, p, inputs):
-        stacked = concat_shape(inputs)
+        stacked = cls._stacked(p, inputs)
         ops = [move_op("", "cat", tuple(tuple(s) for s in inputs), stacked)]
         if p.out is not None:
             ops += [op.under("project") for op in plan_ops(projection_plan(p, stacked))]
@@ -144,8 +206,9 @@ class Concat(Block):
 
     @classmethod
     def build(cls, p, inputs):
-        stacked = concat_shape(inputs)
-        return Concatenate(None if p.out is None else plan_module(projection_plan(p, stacked)))
+        stacked = cls._stacked(p, inputs)
+        return Concatenate(None if p.out is None else plan_module(projection_plan(p, stacked)),
+                           p.axis)
 
 
 class NoParams(BlockParams):
@@ -155,10 +218,14 @@ class NoParams(BlockParams):
 class Sum(nn.Module):
     """(N, *S) for each input -> (N, *S): their element-wise sum."""
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        out = inputs[0] + inputs[1]
-        for x in inputs[2:]:
-            out += x  # `out` is our own fresh tensor, never an input: in place is safe
+    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
+                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
+                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
+                x7: Optional[Tensor] = None) -> Tensor:
+        out = x0 + x1
+        if x2 is not None:
+            for x in gather(x0, x1, x2, x3, x4, x5, x6, x7)[2:]:
+                out += x  # `out` is our own fresh tensor, never an input: in place is safe
         return out
 
 
@@ -215,7 +282,11 @@ class WeightedSum(nn.Module):
         self.weight = nn.Parameter(torch.ones(n_inputs))
         self.eps = eps
 
-    def forward(self, *inputs: Tensor) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
+                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
+                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
+                x7: Optional[Tensor] = None) -> Tensor:
+        inputs = gather(x0, x1, x2, x3, x4, x5, x6, x7)
         w = torch.relu(self.weight)
         w = w / (w.sum() + self.eps)
         out = inputs[0] * w[0]

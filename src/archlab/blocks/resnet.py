@@ -153,7 +153,8 @@ def residual_layers(p, inp: Shape, bottleneck: bool) -> tuple[Layers, list[str],
     bias = not p.norm.active  # a norm right after a conv makes its bias redundant (A6)
     if bottleneck:
         check_divisible(cout, p.expansion, "bottleneck output channels 'out'", "expansion",
-                        f"use out: a multiple of {p.expansion} (out = {p.expansion} x planes)", "out")
+                        f"out = {p.expansion} x planes", "out", value_key="out",
+                        by_key="expansion")
         mid = int(cout // p.expansion * (p.width_per_group / 64.0)) * p.groups
         if mid < 1:
             raise BlockError(

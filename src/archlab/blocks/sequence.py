@@ -307,8 +307,7 @@ class TransformerEncoder(Block):
     def _ffn(cls, p, inputs) -> int:
         cls.check_inputs(inputs)
         c = inputs[0][0]
-        check_divisible(c, p.heads, "channels", "heads",
-                        f"use heads that divide {c}, e.g. heads: {math.gcd(c, p.heads)}", "heads")
+        check_divisible(c, p.heads, "channels", "heads", None, "heads", by_key="heads")
         return max(1, round(p.ffn_ratio * c))
 
     @classmethod
