@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "archlab.review.command",       # review
     "archlab.train.command",        # train, evaluate, predict
     "archlab.diagnose.command",     # check, diagnose, gradcheck
+    "archlab.search.command",       # search, space, new
 ]
 
 # Every command with the module that registers it and the line `archlab --help` shows. Only
@@ -47,6 +48,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diagnose": ("archlab.diagnose.command",
                  "health of a training run: what went wrong, when, where, fixes; plots"),
     "gradcheck": ("archlab.diagnose.command", "check a custom layer's backward against numeric gradients"),
+    "search": ("archlab.search.command", "search a design space under budgets (Optuna)"),
+    "space": ("archlab.search.command", "design-space studies: sample, compare (error EDFs)"),
+    "new": ("archlab.search.command", "write a simple baseline design scaled to fit budgets"),
 }
 
 

@@ -65,6 +65,8 @@ def show_data(design: Design) -> dict[str, Any]:
 
 def run_show(args: argparse.Namespace) -> int:
     design = load_from_args(args)
+    if args.graph:
+        return write_graph(design, args.graph, args.graph_format)
     if args.yaml:
         sys.stdout.write(design.to_yaml())
         return 0
@@ -78,19 +80,47 @@ def run_show(args: argparse.Namespace) -> int:
     table = Table(title=f"{design.name}  (input {tuple(design.input_shape)})", title_justify="left")
     table.add_column("node path", overflow="fold")
     table.add_column("block")
+    table.add_column("from", overflow="fold")  # the node's inputs, as Keras's functional summary
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("multiply-adds", justify="right")
     for row in data["nodes"]:
-        table.add_row(row["path"], row["block"], str(tuple(row["output"])), f"{row['params']:,}",
-                      _human(row["multiply_adds"]))
+        table.add_row(row["path"], row["block"], ", ".join(row["inputs"]), str(tuple(row["output"])),
+                      f"{row['params']:,}", _human(row["multiply_adds"]))
     table.add_section()
-    table.add_row("total", "", ", ".join(str(tuple(s)) for s in data["outputs"]),
+    table.add_row("total", "", "", ", ".join(str(tuple(s)) for s in data["outputs"]),
                   f"{data['total_params']:,}", _human(data["total_multiply_adds"]))
     console = Console(width=max(100, Console().width))
     console.print(table)
     console.print("parameters as PyTorch counts them (BatchNorm running statistics are buffers); "
                   "multiply-adds for one sample (FLOPs = 2 x multiply-adds)", style="dim")
+    return 0
+
+
+GRAPH_FORMATS = {".svg": "svg", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
+
+
+def write_graph(design: Design, target: str, fmt: str | None) -> int:
+    """``show --graph FILE``: the architecture diagram as SVG (the report's), DOT or Mermaid;
+    the format follows the suffix unless --graph-format says; '-' writes text to stdout."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..report.diagram import to_dot, to_mermaid, to_svg
+
+    suffix = Path(target).suffix.lower()
+    fmt = fmt or GRAPH_FORMATS.get(suffix) or ("mermaid" if target == "-" else None)
+    if fmt is None:
+        raise UsageError(f"cannot tell the diagram format of '{target}': expected a .svg, .dot, "
+                         f".gv, .mmd or .mermaid file", fix="add --graph-format svg|dot|mermaid")
+    text = {"svg": to_svg, "dot": to_dot, "mermaid": to_mermaid}[fmt](design)
+    if target == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n")
+    print(f"wrote {path} ({fmt}, {len(design.graph.nodes)} nodes)")
     return 0
 
 
@@ -164,6 +194,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable output (archlab.show/1)")
     fmt.add_argument("--yaml", action="store_true", help="print the resolved design as YAML")
+    fmt.add_argument("--graph", metavar="FILE", help="write the architecture diagram: .svg, .dot "
+                     "(Graphviz) or .mmd (Mermaid); '-' prints Mermaid text")
+    p.add_argument("--graph-format", choices=["svg", "dot", "mermaid"],
+                   help="diagram format when the suffix does not say")
     p.set_defaults(run=run_show)
 
     p = sub.add_parser("validate", help="validate a design (exit 0 if valid, 2 if not)")

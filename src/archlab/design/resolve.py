@@ -41,7 +41,8 @@ TOP_KEYS = {
     "input": "input shape without the batch: [3, 224, 224], [1, 16000], [64]",
     "variables": "named values with defaults, used as $name or ${expr}",
     "defaults": "norm, act, order and conv kind for the whole design",
-    "width": "width policy: multiplier, divisor, policy (explicit|double|quadruple), base",
+    "width": "width policy: multiplier, divisor, policy (explicit|double|quadruple|regnet), base",
+    "search": "a design space for archlab search (docs/search.md); ignored when building",
     "blocks": "blocks defined in this design from other blocks (cells)",
     "layers": "the network: a list of nodes",
     "output": "the output node name, or a list of names (default: the last node)",
@@ -143,6 +144,7 @@ class Resolver:
         self.shapes[INPUT] = input_shape
         self.input_size = input_shape
         self.width = self.width_policy(raw, env)
+        env.update(self.width.get("derived", {}))  # variables a width rule defines (regnet)
         self.blockdefs = self.block_definitions(raw)
         defaults = self.defaults(raw.get("defaults"), raw, "defaults", env, {})
         layers = raw["layers"]
@@ -236,6 +238,11 @@ class Resolver:
         if not isinstance(spec, dict):
             raise self.error("'width' must be a mapping (multiplier, divisor, policy, base)", raw,
                              "width")
+        if spec.get("policy") == "regnet":  # the RegNet rule: stages as variables (design/regnet.py)
+            from .regnet import regnet_policy
+
+            return regnet_policy(spec, lambda msg, key, fix: self.error(
+                msg, spec, key, f"width.{key}" if key else "width", fix=fix))
         for key in spec:
             if key not in WIDTH_KEYS:
                 raise self.error(unknown_name("width key", str(key), WIDTH_KEYS), spec, key, "width")
