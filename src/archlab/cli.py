@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "archlab.train.command",        # train, evaluate, predict
     "archlab.diagnose.command",     # check, diagnose, gradcheck
     "archlab.search.command",       # search, space, new
+    "archlab.compare.command",      # compare, runs
+    "archlab.report.command",       # report
 ]
 
 # Every command with the module that registers it and the line `archlab --help` shows. Only
@@ -51,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("archlab.search.command", "search a design space under budgets (Optuna)"),
     "space": ("archlab.search.command", "design-space studies: sample, compare (error EDFs)"),
     "new": ("archlab.search.command", "write a simple baseline design scaled to fit budgets"),
+    "compare": ("archlab.compare.command",
+                "compare a baseline with variants: designs before training, runs after"),
+    "runs": ("archlab.compare.command", "list run folders (design, data, seed, best metric, date, commit)"),
+    "report": ("archlab.report.command",
+               "write one self-contained HTML report of a design, a run or a comparison"),
 }
 
 
