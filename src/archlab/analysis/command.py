@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import tables
 from ..errors import UsageError
 from .memory import OPTIMIZERS, format_bytes
 from .result import Analysis
@@ -114,7 +115,7 @@ def render(a: Analysis, depth: str = "block") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(120, Console().width))
+    console = tables.console()
     table = Table(title=f"{a.name}: input {a.input_shape}, per sample", title_justify="left")
     for name, justify in (("path", "left"), ("block", "left"), ("output", "left"),
                           ("params", "right"), ("multiply-adds", "right"), ("element-wise", "right"),
@@ -132,7 +133,8 @@ def render(a: Analysis, depth: str = "block") -> None:
                   _human(t["multiply_adds"]), _human(t["elementwise"]),
                   format_bytes(t["memory_access_bytes"]), f"{t['arithmetic_intensity']:.1f}",
                   format_bytes(a.memory.saved_activation_bytes) if a.memory else "-")
-    console.print(table)
+    tables.print_table(table, console, optional=(f"saved act. (batch {a.batch})", "ops/byte",
+                                                  "element-wise", "block"))
     console.print(f"parameters: {t['params']:,} ({t['trainable_params']:,} trainable, "
                   f"{t['frozen_params']:,} frozen), as PyTorch counts them (BatchNorm running "
                   f"statistics are buffers)")

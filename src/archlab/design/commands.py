@@ -20,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from .. import zoo
+from .. import tables, zoo
 from ..errors import ArchlabError
 from .design import Design, load, parse_assignments
 
@@ -90,8 +90,8 @@ def run_show(args: argparse.Namespace) -> int:
     table.add_section()
     table.add_row("total", "", "", ", ".join(str(tuple(s)) for s in data["outputs"]),
                   f"{data['total_params']:,}", _human(data["total_multiply_adds"]))
-    console = Console(width=max(100, Console().width))
-    console.print(table)
+    console = tables.console()
+    tables.print_table(table, console, optional=("from", "block"))
     console.print("parameters as PyTorch counts them (BatchNorm running statistics are buffers); "
                   "multiply-adds for one sample (FLOPs = 2 x multiply-adds)", style="dim")
     return 0
@@ -182,7 +182,7 @@ def run_zoo(args: argparse.Namespace) -> int:
         pub = r["published_params"]
         table.add_row(r["name"], str(tuple(r["input"])), f"{r['params']:,}",
                       f"{pub:,}" if pub else "-", r["description"])
-    Console(width=max(120, Console().width)).print(table)
+    tables.print_table(table, optional=("published", "input"))
     return 0
 
 

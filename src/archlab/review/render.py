@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, tables
 from .rule import RULES, SEVERITIES
 from .run import ReviewResult
 
@@ -130,7 +130,7 @@ def print_report(result: ReviewResult, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=max(120, Console().width))
+    console = console or tables.console()
     title = f"Design review of {result.name} (input {'x'.join(map(str, result.input_shape))})"
     if not result.findings:
         console.print(f"{title}: no findings from {len(result.rules_run)} rules")
@@ -155,7 +155,7 @@ def print_report(result: ReviewResult, console=None) -> None:
                           f"[{STYLE[f.severity]}]{f.severity}[/]", f.rule, message, f.fix,
                           end_section=False)
             previous = node
-        console.print(table)
+        tables.print_table(table, console)
     counts = {s: sum(1 for f in result.findings if f.severity == s) for s in SEVERITIES}
     summary = ", ".join(f"{n} {s}" for s, n in reversed(counts.items()))
     console.print(f"{summary}; {len(result.suppressed)} suppressed")
@@ -168,14 +168,14 @@ def print_rules(console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=max(140, Console().width))
+    console = console or tables.console()
     table = Table(title="Design-review rules")
     for col in ("id", "severity", "guideline", "looks for", "thresholds"):
         table.add_column(col)
     for rid, rule in RULES.items():
         thresholds = ", ".join(f"{k}={v}" for k, v in rule.thresholds.items()) or "-"
         table.add_row(rid, rule.severity, rule.guideline, rule.summary, thresholds)
-    console.print(table)
+    tables.print_table(table, console)
 
 
 def rules_json() -> dict[str, Any]:
