@@ -22,9 +22,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # task and loss
-    task: Literal["classification", "regression", "segmentation"] | None = Field(
-        None, description="None = the data's natural task")
-    loss: Literal["ce", "dice", "mse"] | None = Field(None, description="None = the task's default")
+    task: Literal["classification", "regression", "segmentation", "gan", "vae", "autoencoder",
+                  "image-to-image"] | None = Field(None, description="None = the data's natural task")
+    loss: Literal["ce", "dice", "mse", "bce", "l1"] | None = Field(None, description="None = the task's default")
     # schedule of work
     epochs: int = Field(10, gt=0, description="passes over the training split")
     batch: int = Field(64, gt=0, description="samples per optimiser step")
@@ -64,6 +64,19 @@ class TrainConfig(BaseModel):
     num_nodes: int = Field(1, gt=0, description="machines")
     strategy: str = Field("auto", description="auto | ddp | ddp_spawn | fsdp ...")
     precision: str = Field("32-true", description="32-true | bf16-mixed | 16-mixed ...")
+    # generative tasks (archlab.train.generative; docs/training.md#generative-tasks)
+    discriminator: str | None = Field(None, description="gan, image-to-image: the discriminator design")
+    d_variables: dict[str, int | float | str | bool] = Field({}, description="discriminator design variables")
+    gan_loss: Literal["ns", "hinge", "wgan-gp"] = Field("ns", description="ns (non-saturating) | hinge | wgan-gp")
+    d_lr: float | None = Field(None, gt=0, description="discriminator lr; None = lr (TTUR: d_lr > lr)")
+    d_steps: int = Field(1, gt=0, description="discriminator steps per generator step")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real targets 1 - s (ns loss)")
+    gp_weight: float = Field(10.0, ge=0, description="wgan-gp: gradient penalty weight (Gulrajani 2017)")
+    adversarial: float = Field(0.01, ge=0, description="image-to-image: adversarial loss weight with a discriminator")
+    corrupt: str | None = Field(None, description="autoencoder/image-to-image input corruption: mask=0.5, noise=0.3, "
+                                "blur=1.5, erase=0.4")
+    judge: bool = Field(True, description="gan, vae: judge samples with a classifier trained on the data")
+    judge_samples: int = Field(1000, gt=0, description="samples generated to judge a generator")
     # output
     out: str = Field("runs", description="folder that holds run folders")
     name: str | None = Field(None, description="run folder name; None = design-data-time")

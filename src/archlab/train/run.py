@@ -268,6 +268,8 @@ def train(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] =
     :class:`~archlab.train.data.DataSpec` fields. ``options``: :class:`TrainConfig` fields
     (``epochs=5, lr=3e-3, optimizer='sgd', patience=3, seed='random', ...``). ``callbacks``:
     Lightning callbacks added to :func:`~archlab.train.engine.default_callbacks`.
+    Generative tasks (``task='gan' | 'vae' | 'autoencoder' | 'image-to-image'``) are trained by
+    :func:`archlab.train.generative.train_generative`.
 
     >>> import tempfile
     >>> run = train('digits_mlp', 'digits', epochs=2, lr=3e-3, progress=False, health=False,
@@ -275,6 +277,10 @@ def train(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] =
     >>> run.test_metrics['accuracy'] > 0.5, len(run.metrics)
     (True, 2)
     """
+    from .generative import GENERATIVE_TASKS, train_generative
+
+    if options.get("task") in GENERATIVE_TASKS:
+        return train_generative(design, data, callbacks=callbacks, variables=variables, **options)
     config = make_config(options).resolved_seed()
     inherited = _launched_run_dir()
     if inherited is not None:  # a DDP worker process: same run folder and seed as rank 0

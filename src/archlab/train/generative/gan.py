@@ -1,0 +1,130 @@
+"""GAN training: a generator and a discriminator with their own optimisers (manual optimisation).
+
+Per training batch: one discriminator step (``d_steps`` = discriminator steps per generator
+step, as WGAN's critic iterations), then, every ``d_steps`` batches, one generator step. The
+defaults follow DCGAN (Radford et al. 2016): Adam, lr 2e-4, beta1 0.5; ``d_lr`` gives the
+discriminator its own rate (TTUR, Heusel et al. 2017: e.g. lr 1e-4, d_lr 4e-4); one-sided label
+smoothing (Salimans et al. 2016) lowers the real targets of the non-saturating loss to 1 - s.
+
+Every step records the health scalars the generative detectors read: both losses, the mean
+D(x) and D(G(z)) (probabilities for the ns loss, raw scores otherwise), the gradient norms of
+both nets, and whether any of them was NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import GenerativeModule, grad_norm, optimizer_for
+from .losses import discriminator_loss, generator_loss, gradient_penalty, probability_of_real
+
+
+class GANModule(GenerativeModule):
+    """``generator``: (N, nz) -> (N, *image); ``discriminator``: (N, *image) -> (N, 1) scores."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, config, latent: int,
+                 steps_per_epoch: int, value_range=(-1.0, 1.0), checkpoint_extra=None,
+                 grid: int = 64) -> None:
+        super().__init__(config, steps_per_epoch, value_range, checkpoint_extra)
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent = latent
+        g = torch.Generator().manual_seed(int(config.seed) + 12_345)
+        self.register_buffer("fixed_noise", torch.randn((grid, latent), generator=g), persistent=False)
+        self._batches = 0
+        self.nonfinite = False
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn((n, self.latent), generator=self.rng).to(self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples in the generator's value range, eval mode, reproducible with ``generator``."""
+        was = self.generator.training
+        self.generator.eval()
+        z = torch.randn((n, self.latent), generator=generator or self.rng).to(self.device)
+        out = torch.cat([self.generator(z[i:i + 256]) for i in range(0, n, 256)])
+        self.generator.train(was)
+        return out
+
+    def configure_optimizers(self):
+        c = self.config
+        steps = self.steps_per_epoch
+        opt_g = optimizer_for(self.generator, c, c.lr, steps)["optimizer"]
+        opt_d = optimizer_for(self.discriminator, c, c.d_lr or c.lr, steps)["optimizer"]
+        return [opt_g, opt_d]
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        c = self.config
+        x = batch[0]
+        opt_g, opt_d = self.optimizers()
+        n = x.shape[0]
+        fake = self.generator(self.noise(n))
+
+        # discriminator step on a real and a generated batch (separate batches: DCGAN)
+        real_scores = self.discriminator(x)
+        fake_scores = self.discriminator(fake.detach())
+        d_loss = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.label_smoothing)
+        penalty = torch.zeros(())
+        if c.gan_loss == "wgan-gp":
+            penalty = gradient_penalty(self.discriminator, x, fake, self.rng)
+            d_loss = d_loss + c.gp_weight * penalty
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        d_grad = grad_norm(self.discriminator)
+        opt_d.step()
+
+        record = {"d_loss": d_loss.item(), "d_real": float(probability_of_real(c.gan_loss, real_scores.detach()).mean()),
+                  "d_fake": float(probability_of_real(c.gan_loss, fake_scores.detach()).mean()), "d_grad": d_grad}
+        if c.gan_loss == "wgan-gp":
+            record["penalty"] = penalty.item()
+        # generator step every d_steps batches, against the updated discriminator
+        if self._batches % c.d_steps == 0:
+            g_scores = self.discriminator(fake)
+            g_loss = generator_loss(c.gan_loss, g_scores)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            record["g_grad"] = grad_norm(self.generator)
+            opt_g.step()
+            record["g_loss"] = g_loss.item()
+            record["d_fake_after"] = float(probability_of_real(c.gan_loss, g_scores.detach()).mean())
+        self._batches += 1
+        self.record(**record)
+        self._add("train", n, d_loss=record["d_loss"], d_real=record["d_real"], d_fake=record["d_fake"],
+                  **({"g_loss": record["g_loss"]} if "g_loss" in record else {}))
+        if not all(math.isfinite(v) for v in record.values()):
+            self.nonfinite = True
+            self.trainer.should_stop = True   # NaN/Inf: stop now, the health record says where
+
+    def epoch_train_metrics(self) -> dict:
+        sums = self._sums.get("train", {"count": 0.0})
+        m = self._means("train")
+        if "g_loss" in m and self.config.d_steps > 1:   # g_loss was summed on 1 batch in d_steps
+            m["g_loss"] *= self.config.d_steps
+        self.train_metrics = m if sums["count"] else {}
+        return self.train_metrics
+
+    # ---- validation: the discriminator on held-out real images, then samples and judging -----
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x = batch[0]
+        scores = self.discriminator(x)
+        self._add("val", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_metrics = self._means("val")
+        self.run_epoch_hooks()   # sample grid, judge metrics into val_metrics
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x = batch[0]
+        scores = self.discriminator(x)
+        self._add("test", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._means("test")

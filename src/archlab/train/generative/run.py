@@ -1,0 +1,269 @@
+"""Generative runs: train into a run folder, save sample grids and judge the samples.
+
+A generative run folder holds what a classification run holds (design.yaml, config.yaml,
+data.json, splits.npz, scaling.json, metrics.csv, checkpoints/, model.safetensors,
+summary.json, health/) and::
+
+      discriminator.yaml            gan, image-to-image with a discriminator
+      discriminator.safetensors     its weights
+      samples/epoch_003.png         gan: the fixed-noise grid after each epoch; vae: prior samples;
+                                    autoencoder, image-to-image: input / output / target rows
+      samples/reconstructions.png   vae, autoencoder: input, reconstruction pairs (test split)
+      samples/prior.png             vae: decoded N(0, I) samples
+      samples/interpolation.png     vae: decoded straight lines between encoded test images
+      health/generative.jsonl       per-step losses, D outputs and gradient norms (gan)
+      judge.json                    gan, vae: the judge's report per epoch and at the end
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from ..checkpoint import atomic_write_text, read_checkpoint, save_weights
+from ..config import make_config
+from ..engine import CHECKPOINT_DIR, METRICS_FILE, EpochMetricsCSV, _progress_bar, make_trainer
+from .images import save_grid, to_unit
+from .setup import GenerativeSetup, prepare_generative, with_task_defaults
+
+SAMPLES_DIR = "samples"
+HISTORY_FILE = "generative.jsonl"
+
+
+class SampleWriter:
+    """Epoch hook: the sample grid of the epoch and, with a judge, its report in val_metrics."""
+
+    def __init__(self, setup: GenerativeSetup, run_dir: Path, judge=None) -> None:
+        self.setup, self.folder, self.judge = setup, Path(run_dir) / SAMPLES_DIR, judge
+        self.reports: list[dict] = []
+        self._real = None
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Real images of the test split (raw units) and their judge features, computed once."""
+        if self._real is None:
+            idx = torch.as_tensor(self.setup.splits.test if len(self.setup.splits.test) else self.setup.splits.val)
+            raw = self.setup.data.x[idx].float()
+            feats = self.judge.features(raw)[0] if self.judge is not None else None
+            self._real = (raw, feats)
+        return self._real
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.setup.scaling
+        mean = torch.tensor(s.mean).view(1, -1, 1, 1)
+        std = torch.tensor(s.std).view(1, -1, 1, 1)
+        return x.detach().cpu() * std + mean
+
+    def __call__(self, module, epoch: int) -> None:
+        grid = self.grid(module)
+        if grid is not None:
+            save_grid(grid, self.folder / f"epoch_{epoch:03d}.png", rows=8)
+        if self.judge is not None and self.setup.task in ("gan", "vae"):
+            report = self.evaluate(module, self.setup.config.judge_samples, seed=self.setup.config.seed + epoch)
+            self.reports.append({"epoch": epoch, **report})
+            for key in ("classifier_fid", "precision", "recall", "confident_share", "classes_covered",
+                        "min_class_share", "feature_spread"):
+                module.val_metrics[key] = float(report[key])
+
+    def evaluate(self, module, n: int, seed: int) -> dict:
+        samples = module.sample(n, torch.Generator().manual_seed(int(seed) + 31))
+        raw_real, real_f = self.real()
+        return self.judge.report(self.raw(samples), raw_real, real_f)
+
+    @torch.no_grad()
+    def grid(self, module) -> torch.Tensor | None:
+        vr = self.setup.value_range
+        task = self.setup.task
+        if task == "gan":
+            module.generator.eval()
+            out = module.generator(module.fixed_noise)
+            module.generator.train()
+            return to_unit(out, vr)
+        if task == "vae":
+            return to_unit(module.sample(64, torch.Generator().manual_seed(int(self.setup.config.seed))), vr)
+        source, target = self._test_batch(16)
+        model = module.model if task != "image-to-image" else module.generator
+        was = model.training
+        model.eval()
+        fed = source if task == "image-to-image" else module.corrupt(source, torch.Generator().manual_seed(3))
+        out = model(fed)
+        out = module.output_to_range(out) if task != "image-to-image" else out
+        model.train(was)
+        return to_unit(torch.cat([fed, out.reshape(target.shape), target]), vr)
+
+    def _test_batch(self, n: int):
+        ds = self.setup.datamodule.split("test" if len(self.setup.splits.test) else "val")
+        x, y = ds.x[:n], ds.y[:n]
+        return (x, y) if self.setup.task == "image-to-image" else (x, x)
+
+    # ---- the final pictures ------------------------------------------------------------------
+    @torch.no_grad()
+    def final(self, module) -> None:
+        vr = self.setup.value_range
+        if self.setup.task in ("vae", "autoencoder"):
+            x, _ = self._test_batch(32)
+            model = module.model
+            model.eval()
+            fed = module.corrupt(x, torch.Generator().manual_seed(3))
+            rec = module.output_to_range(model(fed)).reshape(x.shape)
+            rows = [fed, rec] if module.corruption is None else [x, fed, rec]
+            pairs = torch.stack(rows, 1).flatten(0, 1)
+            save_grid(to_unit(pairs, vr), self.folder / "reconstructions.png", rows=8)
+        if self.setup.task == "vae":
+            save_grid(to_unit(module.sample(64, torch.Generator().manual_seed(1)), vr),
+                      self.folder / "prior.png", rows=8)
+            x, _ = self._test_batch(16)
+            z = module.encode(x)
+            a, b = z[0::2][:8], z[1::2][:8]
+            steps = torch.linspace(0, 1, 8).view(1, 8, *([1] * (z.dim() - 1)))
+            line = (a.unsqueeze(1) * (1 - steps) + b.unsqueeze(1) * steps).flatten(0, 1)
+            like = torch.zeros((len(line), *x.shape[1:]))
+            save_grid(to_unit(module.output_to_range(module.decode(line, like)), vr),
+                      self.folder / "interpolation.png", rows=len(a))
+        if self.setup.task == "gan":
+            save_grid(self.grid(module), self.folder / "final.png", rows=8)
+
+
+class HistoryWriter(Callback):
+    """Writes the module's per-step health records to ``health/generative.jsonl`` each epoch."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / HISTORY_FILE
+        self.written = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        self.written = 0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.flush(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.flush(pl_module)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.flush(pl_module)
+
+    def flush(self, pl_module) -> None:
+        rows = pl_module.history[self.written:]
+        if rows:
+            with open(self.path, "a") as fh:
+                for r in rows:
+                    fh.write(json.dumps({k: (v if v == v and abs(v) != float("inf") else str(v))
+                                         if isinstance(v, float) else v for k, v in r.items()}) + "\n")
+            self.written += len(rows)
+
+
+def generative_callbacks(setup: GenerativeSetup, run_dir: Path, has_val: bool) -> list[Callback]:
+    c = setup.config
+    ckpt = Path(run_dir) / CHECKPOINT_DIR
+    callbacks: list[Callback] = [EpochMetricsCSV(Path(run_dir) / METRICS_FILE)]
+    if setup.task in ("vae", "autoencoder", "image-to-image") and has_val:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt, filename="best", monitor="val/loss", mode="min",
+                                         save_top_k=1, save_on_train_epoch_end=True, save_weights_only=True,
+                                         auto_insert_metric_name=False, enable_version_counter=False))
+    callbacks.append(ModelCheckpoint(dirpath=ckpt, filename="last", monitor=None, save_top_k=1,
+                                     save_on_train_epoch_end=True, every_n_epochs=c.save_every,
+                                     auto_insert_metric_name=False, enable_version_counter=False))
+    if c.health:
+        callbacks.append(HistoryWriter(Path(run_dir) / "health"))
+    if c.progress:
+        callbacks.append(_progress_bar())
+    return callbacks
+
+
+def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] = (),
+                     variables: dict | None = None, judge=None, **options: Any):
+    """Train a generative task (``task='gan' | 'vae' | 'autoencoder' | 'image-to-image'``) and
+    return the :class:`~archlab.train.run.Run`. ``judge``: a :class:`archlab.judge.Judge` to use
+    instead of the cached one of the data set (gan, vae; ``judge=False`` in options skips it)."""
+    from ..run import _data_spec, _run_name, _write_run_files, claim_run_dir
+
+    config = make_config(with_task_defaults(options)).resolved_seed()
+    setup = prepare_generative(design, data, config, variables=variables)
+    if judge is None and config.judge and config.task in ("gan", "vae") and setup.data.y is not None:
+        from ...judge import Judge
+
+        judge = Judge.for_data(data if not hasattr(data, "x") else data.source, progress=config.progress)
+    run_dir = claim_run_dir(Path(config.out) / (config.name or _run_name(setup, data)),
+                            numbered=config.name is None)
+    _write_run_files(run_dir, setup, _data_spec(data))
+    if setup.discriminator_design is not None:
+        atomic_write_text(run_dir / "discriminator.yaml", setup.discriminator_design.to_yaml())
+    writer = SampleWriter(setup, run_dir, judge or None)
+    setup.module.epoch_hooks.append(writer)
+    return fit_generative(setup, run_dir, writer, list(callbacks))
+
+
+def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, extra: list[Callback]):
+    from ..run import Run
+
+    dm = setup.datamodule
+    has_val = len(setup.splits.val) > 0
+    callbacks = generative_callbacks(setup, run_dir, has_val) + extra
+    trainer = make_trainer(setup.config.model_copy(update={"clip": None}), run_dir, callbacks)
+    started = time.perf_counter()
+    trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
+                val_dataloaders=dm.val_dataloader() if has_val else None)
+    fit_seconds = time.perf_counter() - started
+    best = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)
+                 and c.monitor is not None and c.best_model_path), None)
+    if best:
+        setup.module.load_state_dict(read_checkpoint(Path(best))["state_dict"])
+    test: dict = {}
+    if len(setup.splits.test):
+        trainer.test(setup.module, dataloaders=dm.test_dataloader(), verbose=False)
+        test = dict(setup.module.test_metrics)
+    writer.final(setup.module)
+    judged = None
+    if writer.judge is not None and setup.task in ("gan", "vae"):
+        judged = writer.evaluate(setup.module, setup.config.judge_samples, seed=setup.config.seed + 10_000)
+        test.update({k: v for k, v in judged.items() if isinstance(v, (int, float)) and k != "k"})
+        atomic_write_text(run_dir / "judge.json", json.dumps({"epochs": writer.reports, "final": judged}, indent=2))
+    meta = {"archlab_design": setup.design.to_yaml(), "format": "archlab-weights-1"}
+    save_weights(setup.model, run_dir / "model.safetensors", meta)
+    if setup.discriminator is not None:
+        save_weights(setup.discriminator, run_dir / "discriminator.safetensors",
+                     {"archlab_design": setup.discriminator_design.to_yaml(), "format": "archlab-weights-1"})
+    health = _health(setup, run_dir)
+    rows = getattr(callbacks[0], "rows", [])
+    summary = {
+        "run": str(run_dir), "design": setup.design.name,
+        "discriminator": setup.discriminator_design.name if setup.discriminator_design else None,
+        "data": setup.data.source, "task": setup.task, "loss": setup.loss or setup.config.gan_loss,
+        "corrupt": str(setup.corruption) if setup.corruption else None,
+        "value_range": list(setup.value_range), "seed": setup.config.seed, "epochs_run": len(rows),
+        "best_epoch": None, "params": sum(p.numel() for p in setup.model.parameters()),
+        "discriminator_params": sum(p.numel() for p in setup.discriminator.parameters())
+        if setup.discriminator is not None else None,
+        "train_seconds": round(sum(float(r.get("seconds", 0) or 0) for r in rows), 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "val": {k[4:]: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("val_")},
+        "test": test, "judge": {k: judged[k] for k in ("judge", "judge_accuracy")} if judged else None,
+        "health": health, "transfer": None,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    from ..setup import code_revision
+
+    summary["code"] = code_revision()
+    summary["torch"] = torch.__version__
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    return Run(run_dir, setup.model)
+
+
+def _health(setup: GenerativeSetup, run_dir: Path) -> dict | None:
+    """Run the generative detectors over the recorded history (health/events.jsonl)."""
+    if not setup.config.health:
+        return None
+    try:
+        from ...diagnose.generative import assess_run
+    except ImportError:
+        return None
+    return assess_run(run_dir)
