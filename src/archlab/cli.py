@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "archlab.search.command",       # search, space, new
     "archlab.compare.command",      # compare, runs
     "archlab.report.command",       # report
+    "archlab.export.command",       # weights import, export
 ]
 
 # Every command with the module that registers it and the line `archlab --help` shows. Only
@@ -58,6 +59,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("archlab.compare.command", "list run folders (design, data, seed, best metric, date, commit)"),
     "report": ("archlab.report.command",
                "write one self-contained HTML report of a design, a run or a comparison"),
+    "weights": ("archlab.export.command", "load another library's weights (torchvision, timm) into a design"),
+    "export": ("archlab.export.command", "a design, run or built model as ONNX, TorchScript, "
+               "torch.export or one standalone PyTorch file"),
 }
 
 

@@ -22,6 +22,9 @@ from torch import nn
 from .onnx import ExportError
 
 _MODULE_STATE = set(nn.Module().__dict__)  # what every nn.Module has: not a setting
+KINDS = "@@KINDS@@\n"  # replaced by the design blocks a class serves
+_MARK = '\n    @@KINDS@@\n    """'
+BLOCK_BASE = "Block"
 
 
 def is_torch_class(cls: type) -> bool:
@@ -88,10 +91,11 @@ class Source:
             return self.class_names[cls]
         name = self._unique(cls.__name__)
         self.class_names[cls] = name
+        own_init = "__init__" in cls.__dict__
         bases = []
         for base in cls.__bases__:
             if base is nn.Module:
-                bases.append("nn.Module")
+                bases.append(self.block_base() if own_init else "nn.Module")
             elif is_torch_class(base):
                 bases.append(f"nn.{base.__name__}")
             elif issubclass(base, nn.Module):
@@ -99,11 +103,9 @@ class Source:
             else:
                 raise ExportError(f"class {cls.__name__} derives from {base.__name__}, which the "
                                   "generated code cannot define", path=where)
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-        node = tree.body[0]
-        lines = textwrap.dedent(inspect.getsource(cls)).splitlines()
-        body: list[str] = []
-        doc = ast.get_docstring(node)
+        source = textwrap.dedent(inspect.getsource(cls))
+        node = ast.parse(source).body[0]
+        lines = source.splitlines()
         kept = []
         for stmt in node.body:
             if isinstance(stmt, ast.Expr) and isinstance(getattr(stmt, "value", None), ast.Constant) \
@@ -114,20 +116,36 @@ class Source:
             kept.append(stmt)
         module_globals = vars(sys.modules[cls.__module__])
         self._resolve(ast.Module(body=kept, type_ignores=[]), module_globals, where)
+        body = []
         for stmt in kept:
             first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
             body.append("\n".join(lines[first - 1:stmt.end_lineno]))
-        own_init = "__init__" in cls.__dict__
+        doc = (ast.get_docstring(node) or cls.__name__).rstrip()
         text = f"class {name}({', '.join(bases)}):\n"
-        if doc:
-            text += textwrap.indent(f'"""{doc}\n"""', "    ").replace('\n    """', '\n    """') + "\n"
-        parts = []
-        if own_init:
-            parts.append(textwrap.indent(generic_init(cls), "    "))
-        parts.extend(body)
-        text += "\n\n".join(parts) if parts else "    pass"
+        text += textwrap.indent(f'"""{doc}\n{KINDS}"""', "    ") + "\n\n"
+        if own_init and cls.__bases__[0] is not nn.Module:
+            body.insert(0, textwrap.indent(generic_init(cls), "    "))
+        text += "\n\n".join(body) if body else ""
         self.classes[cls] = text.rstrip() + "\n"
         return name
+
+    def block_base(self) -> str:
+        """The shared base of ejected archlab classes: its __init__ takes layers, shapes and
+        settings (written once instead of once per class)."""
+        if ("base", BLOCK_BASE) not in self.classes:
+            self.class_names[("base", BLOCK_BASE)] = BLOCK_BASE
+            self.classes[("base", BLOCK_BASE)] = (
+                f"class {BLOCK_BASE}(nn.Module):\n"
+                '    """Base of the blocks below. Each is built from its layers, the shapes of its own\n'
+                "    tensors (their values come from the weights file) and its settings: the values\n"
+                '    archlab computed for the node when it built the design."""\n\n'
+                + textwrap.indent(generic_init(nn.Module), "    "))
+        return BLOCK_BASE
+
+    def set_kinds(self, cls: type, kinds: set[str]) -> None:
+        text = self.classes[cls]
+        note = f"\n\n    Used for the design's {', '.join(sorted(kinds))} node(s).\n    " if kinds else ""
+        self.classes[cls] = text.replace(_MARK, note + '"""')
 
     def _unique(self, name: str) -> str:
         taken = set(self.class_names.values()) | set(self.functions) | set(self.constants)
@@ -154,13 +172,13 @@ class Source:
         for src in self.functions.values():
             out.append("\n" + src)
         for src in self.classes.values():
-            out.append("\n" + src)
+            out.append("\n" + src.replace(_MARK, '"""').rstrip() + "\n")
         return "\n".join(out)
 
 
 def generic_init(cls: type) -> str:
     """The ``__init__`` of an ejected archlab class: layers, tensor shapes and settings in."""
-    base = cls.__bases__[0]
+    base = cls.__bases__[0] if cls is not nn.Module else nn.Module
     try:
         inspect.signature(base).bind()
         sup = "super().__init__()"

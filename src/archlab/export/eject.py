@@ -280,9 +280,7 @@ class Writer:
         init_body = "\n".join(line for line in init_lines if line)
         forward_body, params = self.forward()
         for cls, kinds in self.kinds_of.items():  # say which design blocks each class serves
-            text = self.src.classes[cls]
-            head, _, rest = text.partition("\n")
-            self.src.classes[cls] = f"{head}\n{INDENT}# the design's {', '.join(sorted(kinds))} block\n{rest}"
+            self.src.set_kinds(cls, kinds)
         g = d.graph
         outs = ", ".join(_shape(s) for s in g.output_shapes)
         description = " ".join((d.description or "").split())

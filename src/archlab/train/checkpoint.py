@@ -119,13 +119,17 @@ def read_weights(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a run folder, a ``.safetensors`` file or a Lightning ``.ckpt``."""
     path = Path(source)
     if path.is_dir():
-        for candidate in (path / WEIGHTS_FILE, path / "checkpoints" / "last.ckpt"):
+        # a run folder, or a folder written by `archlab build` / `archlab weights import`
+        for candidate in (path / WEIGHTS_FILE, path / "checkpoints" / "last.ckpt",
+                          path / "weights.safetensors"):
             if candidate.exists():
                 path = candidate
                 break
         else:
-            raise CheckpointError(f"no {WEIGHTS_FILE} or checkpoints/last.ckpt in the run folder",
-                                  source=str(source), fix="give a finished run or a checkpoint file")
+            raise CheckpointError(f"no {WEIGHTS_FILE}, checkpoints/last.ckpt or weights.safetensors "
+                                  "in the folder", source=str(source),
+                                  fix="give a finished run, a folder from `archlab build` or "
+                                      "`archlab weights import`, or a weights file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -142,6 +142,11 @@ def prepare(design: Any, data: Any, config: TrainConfig | None = None, *,
     transfer = None
     if config.init_from:
         state = read_weights(config.init_from)
+        if not set(state) <= set(model.state_dict()):  # another library's names (torchvision, timm)
+            from ..export.weights import to_design_names
+
+            state = to_design_names(model, state, source=config.init_from,
+                                    ordered=not str(config.init_from).endswith(".safetensors"))
         diff = load_matching(model, state, partial=True, node_paths=node_paths, source=config.init_from)
         transfer = {"from": config.init_from, **diff.to_json()}
     if config.freeze:
