@@ -54,7 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, help="data-loader processes (default 0: data is in memory)")
     p.add_argument("--seed", help="an integer, or 'random' (recorded in the run)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
-    p.add_argument("--init-from", help="run folder or checkpoint: load the weights that match")
+    p.add_argument("--init-from", help="run folder, built folder or weights file (.safetensors, "
+                   ".pth; torchvision/timm names are matched to node paths): load the weights that match")
     p.add_argument("--freeze", action="append", metavar="PATTERN",
                    help="node-path glob whose weights stay fixed (repeatable), e.g. 'conv*'")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="design variable (repeatable)")
