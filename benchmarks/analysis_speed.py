@@ -27,8 +27,8 @@ import yaml
 
 import archlab
 from archlab.analysis import analyze, format_bytes
+from archlab.analysis.meta_kernels import META_OUTPUTS as meta_memo
 from archlab.analysis.reference import mobilenet_v2, resnet18, resnet50
-from archlab.analysis.trace import _META_OUTPUTS as meta_memo
 
 
 def _median_time(fn, repeats: int) -> list[float]:

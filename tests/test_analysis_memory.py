@@ -13,6 +13,7 @@ import archlab
 from archlab.analysis import analyze, format_bytes, memory_from_trace, parse_bytes, trace_module
 from archlab.analysis.reference import BasicBlock, SmallConvNet
 from archlab.analysis.trace import storage_key
+from archlab.build import build  # the function (archlab.build can be the submodule once imported)
 from archlab.errors import UsageError
 
 
@@ -51,12 +52,12 @@ def test_saved_activations_equal_what_autograd_saves(name):
         model, shape = SmallConvNet(), (3, 32, 32)
     elif name == "dict":
         design = archlab.load(SMALL_DESIGNS["residual"])
-        model, shape = archlab.build(design), tuple(design.graph.input_shape)
+        model, shape = build(design), tuple(design.graph.input_shape)
     else:
         if name not in archlab.zoo.names():
             pytest.skip(f"{name} not in the zoo")
         design = archlab.load(name)
-        model, shape = archlab.build(design), tuple(design.graph.input_shape)
+        model, shape = build(design), tuple(design.graph.input_shape)
     batch = 4
     predicted = analyze(model, shape, batch=batch).memory.saved_activation_bytes
     assert predicted == _real_saved_bytes(model, torch.randn(batch, *shape))
@@ -66,7 +67,7 @@ def test_design_memory_equals_its_built_module():
     design = archlab.load("mnist_cnn") if "mnist_cnn" in archlab.zoo.names() else archlab.load(
         SMALL_DESIGNS["residual"])
     a = analyze(design, batch=8)
-    b = analyze(archlab.build(design), tuple(design.graph.input_shape), batch=8)
+    b = analyze(build(design), tuple(design.graph.input_shape), batch=8)
     assert a.memory.to_dict() == b.memory.to_dict()
     assert sum(r.saved_activation_bytes for r in a.nodes) == a.memory.saved_activation_bytes
 
@@ -106,7 +107,7 @@ def test_peak_training_memory_within_10_percent_of_the_profiler(name):
     else:
         if name not in archlab.zoo.names():
             pytest.skip(f"{name} not in the zoo")
-        model, shape, batch = archlab.build(name), (1, 28, 28), 64
+        model, shape, batch = build(name), (1, 28, 28), 64
     predicted = analyze(model, shape, batch=batch, optimizer="adam").memory.peak_training_bytes
     measured = _measured_peak_training(model, torch.randn(batch, *shape))
     assert abs(predicted - measured) / measured < 0.10, (format_bytes(predicted), format_bytes(measured))
@@ -193,7 +194,7 @@ def test_block_level_memory_rows_for_a_module():
 @pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
 def test_batch_norm_shape_rules_equal_pytorch_meta_kernels(shape, channels_last, training, mask):
     """The tracer's fast batch-norm shape rules against PyTorch's own meta kernels (the oracle)."""
-    from archlab.analysis.trace import _SHAPE_RULES
+    from archlab.analysis.meta_kernels import SHAPE_RULES as _SHAPE_RULES
 
     aten = torch.ops.aten
     x = torch.empty(shape, device="meta")

@@ -40,6 +40,47 @@ def _module_blocks(module: nn.Module, trace: Trace) -> list[Row]:
     return rows
 
 
+def _settle_weights_only(module: nn.Module, shape: Shape, counting: Trace, dtype: torch.dtype,
+                         device: str) -> list[Op]:
+    """Work that reads no network input is weights-only (once per batch, reported apart) only if
+    it does not grow with the batch: a tensor recomputed for every sample (a positional encoding
+    made from the batch's shape, a constant table expanded over the batch) is not a constant.
+    A second counting trace at batch 2 tells them apart, record by record; it runs only when
+    there is weights-only work at all."""
+    ops = counting.ops
+    marked = [i for i, op in enumerate(ops) if op.extra.get("weights_only_multiply_adds")
+              or op.extra.get("weights_only_elementwise")]
+    if not marked:
+        return ops
+    twice = trace_module(module, shape, 2, dtype=dtype, device=device).ops
+    # the same record at batch 2: the n-th op of its kind at its module path
+    seen: dict[tuple[str, str], int] = {}
+    at_two: dict[tuple[str, str, int], Op] = {}
+    for op in twice:
+        n = seen[op.kind, op.path] = seen.get((op.kind, op.path), -1) + 1
+        at_two[op.kind, op.path, n] = op
+    seen.clear()
+    nth = {}
+    for i, op in enumerate(ops):
+        nth[i] = seen[op.kind, op.path] = seen.get((op.kind, op.path), -1) + 1
+    unattributed = dict(counting.unattributed)
+    settled = list(ops)
+    for i in marked:
+        one = ops[i].extra
+        two = at_two.get((ops[i].kind, ops[i].path, nth[i]))
+        if two is None:
+            continue
+        macs, elt = one["weights_only_multiply_adds"], one["weights_only_elementwise"]
+        grown = (two.extra.get("weights_only_multiply_adds", two.multiply_adds),
+                 two.extra.get("weights_only_elementwise", two.elementwise))
+        # the multiply-adds decide where there are any (at batch 2 a bias may be a separate add)
+        if (grown[0] == 2 * macs > 0) or (macs == 0 and grown[1] == 2 * elt > 0):
+            params = sum(unattributed.pop(k, 0) for k in one.get("param_keys", ()))
+            settled[i] = replace(ops[i], multiply_adds=macs, elementwise=elt, params=params,
+                                 extra={"recomputed_per_sample": True})
+    return settled
+
+
 def _design_blocks(design: Any) -> list[Row]:
     return [Row(n.path, n.block, n.stage or n.path.split(".")[0], tuple(n.output_shape))
             for n in design.graph.nodes]
@@ -83,7 +124,8 @@ def _largest_batch(module: nn.Module, shape: Shape, budget: int, optimizer: str,
     def peak(b: int) -> int | None:
         if b not in cache:
             try:
-                t = trace_module(module, shape, b, dtype=dtype, counting=False, backward=True)
+                t = trace_module(module, shape, b, dtype=dtype, counting=False, backward=True,
+                                 device="cuda" if cuda else "cpu")
                 cache[b] = memory_from_trace(t, optimizer, cuda).peak_training_bytes
             except UsageError:  # e.g. BatchNorm1d cannot train on a batch of one
                 cache[b] = None
@@ -124,7 +166,7 @@ def _largest_input(module: nn.Module, shape: Shape, batch: int, budget: int, opt
         if side not in cache:
             try:
                 t = trace_module(module, (shape[0], side, side), batch, dtype=dtype,
-                                 counting=False, backward=True)
+                                 counting=False, backward=True, device="cuda" if cuda else "cpu")
                 cache[side] = memory_from_trace(t, optimizer, cuda).peak_training_bytes
             except UsageError:  # too small for the network's downsampling
                 cache[side] = None
@@ -216,6 +258,7 @@ def analyze(
     bytes_per_element = torch.empty((), dtype=dtype).element_size()
     in_dtype = input_dtype or dtype
     cuda = torch.device(device).type == "cuda"
+    notes: list[str] = []
 
     if isinstance(target, nn.Module):
         if variables:
@@ -225,8 +268,9 @@ def analyze(
             raise UsageError("analysing a module needs its input shape",
                              fix="pass input_shape=(3, 224, 224) (or --input 3x224x224)")
         module, name, shape, design = target, type(target).__name__, tuple(input_shape), None
-        counting = trace_module(module, shape, 1, dtype=in_dtype)
-        ops: list[Op] = counting.ops
+        counting = trace_module(module, shape, 1, dtype=in_dtype, device=device)
+        ops: list[Op] = _settle_weights_only(module, shape, counting, in_dtype, device)
+        notes += counting.notes
         blocks = _module_blocks(module, counting)
         params = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -243,8 +287,9 @@ def analyze(
         if method == "trace" or memory:
             module = _meta_model(design)
         if method == "trace":
-            counting = trace_module(module, shape, 1, dtype=in_dtype)
-            ops = counting.ops
+            counting = trace_module(module, shape, 1, dtype=in_dtype, device=device)
+            ops = _settle_weights_only(module, shape, counting, in_dtype, device)
+            notes += counting.notes
             blocks = _design_blocks(design)
         else:
             ops, blocks = _design_ops(design, bytes_per_element)
@@ -256,8 +301,10 @@ def analyze(
     mem: Memory | None = None
     saved_by_path = None
     if memory:
-        step = trace_module(module, shape, batch, dtype=in_dtype, counting=False, backward=True)
+        step = trace_module(module, shape, batch, dtype=in_dtype, counting=False, backward=True,
+                            device=device)
         mem = memory_from_trace(step, optimizer, cuda)
+        notes += [n for n in step.notes if n not in notes]
         saved_by_path = step.saved_by_path()
         if budget_bytes is not None:
             mem.budget_bytes = budget_bytes
@@ -311,6 +358,7 @@ def analyze(
         totals=totals,
         memory=mem,
         latency=timing,
+        notes=notes,
     )
 
 

@@ -56,10 +56,26 @@ class Call:
 
 
 def _conv(c: Call) -> Op:
+    """Channels come from the weight, never from the activation's leading axis: the batch axis
+    may be folded into it (patches, heads, windows: ``(B*N, C, H, W)``) or a leading axis may
+    not be a batch at all (a positional encoding made inside the forward). Leading axes beyond
+    ``(C, *spatial)`` multiply the work, as PyTorch's own counter does."""
     x, w, b = c.args[0], c.args[1], c.arg(2, "bias")
     transposed, groups = bool(c.arg(6, "transposed", False)), int(c.arg(8, "groups", 1))
-    return conv_op(c.path, c.shape(x), c.shape(c.out), tuple(w.shape[2:]), groups=groups,
-                   bias=b is not None, transposed=transposed)
+    spatial = w.dim() - 2
+    if transposed:
+        cin, cout = int(w.shape[0]), int(w.shape[1]) * groups
+    else:
+        cout, cin = int(w.shape[0]), int(w.shape[1]) * groups
+    inp, out = c.shape(x), c.shape(c.out)
+    op = conv_op(c.path, (cin, *inp[len(inp) - spatial:]), (cout, *out[len(out) - spatial:]),
+                 tuple(w.shape[2:]), groups=groups, bias=b is not None, transposed=transposed)
+    fold = numel(out[:len(out) - spatial - 1])
+    if fold == 1 and len(inp) == spatial + 1:
+        return op
+    return Op(op.kind, op.path, (inp,), out, params=op.params,
+              multiply_adds=op.multiply_adds * fold, elementwise=op.elementwise * fold,
+              weights_read=op.weights_read)
 
 
 def _addmm(c: Call) -> Op:
@@ -248,7 +264,19 @@ SKIP = {
     "fill", "zero", "resize", "set", "_local_scalar_dense", "rand", "randn", "rand_like",
     "randn_like", "bernoulli", "normal", "uniform", "_assert_async", "sym_size", "sym_stride",
     "_to_dense", "is_same_size",
+    # views whose schema does not say so (no alias annotation): they move no data either
+    "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk", "as_strided", "_reshape_alias",
 }
+
+
+def is_view(func: Any, name: str) -> bool:
+    """A call that only makes a view (as_strided, split, unsafe_split, ...): no data moves, no
+    work. Views of a tensor alias its storage; the schema marks most of them."""
+    if name in SKIP or getattr(func, "is_view", False):
+        return True
+    schema = getattr(func, "_schema", None)
+    return bool(schema is not None and schema.returns and all(
+        r.alias_info is not None and not r.alias_info.is_write for r in schema.returns))
 
 # Pure data movement of weights (repeat/copy of a parameter) is bookkeeping, not work.
 MOVE_KINDS = {"copy", "repeat", "pad", "index_select", "index", "gather", "take", "cat", "flip", "roll"}

@@ -16,7 +16,7 @@ parameter tensor group, about the size of all trainable weights).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
 from .trace import ACTIVATION, GRAD, INPUT, Trace
@@ -86,6 +86,9 @@ class Memory:
     peak_training_breakdown: what is alive at that moment: weights, buffers, optimizer_state,
                              gradients, saved_activations, transient (everything else).
     largest_transient_bytes: the 'transient' part of the breakdown.
+    attention_backends:      scaled dot-product attention calls of the training step by the
+                             kernel modelled ('flash (cpu, PyTorch's own choice)': 12): what it
+                             saves for backward follows that kernel.
     """
 
     batch: int
@@ -103,6 +106,7 @@ class Memory:
     budget_bytes: int | None = None
     largest_batch: int | None = None
     largest_input: int | None = None     # side of the largest square input at this batch
+    attention_backends: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,4 +202,5 @@ def memory_from_trace(trace: Trace, optimizer: str = "adam", cuda: bool = False)
         peak_training_bytes=static + peak_live,
         peak_training_breakdown=breakdown,
         largest_transient_bytes=breakdown["transient"],
+        attention_backends=dict(trace.attention_backends),
     )

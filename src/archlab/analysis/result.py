@@ -29,6 +29,13 @@ CONVENTIONS = {
     "arithmetic_intensity": "(2 x multiply-adds + element-wise) / memory_access_bytes, "
                             "operations per byte",
     "counts": "inference form: BatchNorm with running statistics, dropout off",
+    "weights_only": "work on parameters and constants alone (a reparametrised weight, a constant "
+                    "table) is done once per batch, not per sample: it is NOT in the per-sample "
+                    "multiply_adds/elementwise but in weights_only_multiply_adds/"
+                    "weights_only_elementwise (PyTorch's FLOP counter at batch 1 includes it); "
+                    "work on a tensor recomputed for every sample counts per sample",
+    "attention_backend": "attention memory follows the kernel the real device would run "
+                         "(memory.attention_backends); its counts do not depend on it",
 }
 
 
@@ -135,6 +142,7 @@ class Analysis:
     memory: Memory | None = None
     latency: Latency | None = None
     conventions: dict[str, str] = field(default_factory=lambda: dict(CONVENTIONS))
+    notes: list[str] = field(default_factory=list)   # what these figures assume, in words
 
     @property
     def blocks(self) -> list[Row]:
@@ -163,6 +171,7 @@ class Analysis:
             "dtype": self.dtype,
             "bytes_per_element": self.bytes_per_element,
             "conventions": self.conventions,
+            "notes": list(self.notes),
             "totals": self.totals,
             "stages": [r.to_dict() for r in self.stages],
             "blocks": [r.to_dict() for r in self.nodes],

@@ -14,8 +14,12 @@ What a trace records:
 * the storages autograd saves for backward (``saved_tensors_hooks``), deduplicated by storage.
 
 Functional ops, matmuls and custom modules are all seen because the trace sits under every
-Python-level call (``TorchDispatchMode``). Scaled dot-product attention is caught one level up
-(``TorchFunctionMode``) so it is one ``attention`` record whichever kernel runs it.
+Python-level call (``TorchDispatchMode``). Scaled dot-product attention and batch norm are
+caught one level up (:mod:`archlab.analysis.functions`): attention is one ``attention`` record,
+run by the kernel the real device would choose (so memory follows the real backend).
+
+A trace never depends on what ran before it in the process: the meta-kernel memo replays only
+meta-in, meta-out calls (:mod:`archlab.analysis.meta_kernels`).
 """
 
 from __future__ import annotations
@@ -27,16 +31,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as module_hooks
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..errors import UsageError
 from ..ops import Op, Shape, attention_op, linear_op
-from .aten import MOVE_KINDS, RULES, SKIP, Call, elementwise, op_name
+from .aten import MOVE_KINDS, RULES, SKIP, Call, elementwise, is_view, op_name
+from .functions import Functions
+from .meta_kernels import align_devices, run_meta
 
 # storage categories
 INPUT, PARAM, BUFFER, ACTIVATION, GRAD = "input", "param", "buffer", "activation", "grad"
@@ -77,6 +81,9 @@ class Trace:
     # input (backward); measured with the profiler's memory records
     cpu_workspace: dict[int, int] = field(default_factory=dict)
     largest_param_bytes: int = 0
+    attention_backends: dict[str, int] = field(default_factory=dict)  # 'flash (cpu, ...)' -> calls
+    notes: list[str] = field(default_factory=list)  # what the figures assume, in words
+    unattributed: dict[int, int] = field(default_factory=dict)  # parameter key -> elements
 
     @property
     def saved_bytes(self) -> int:
@@ -110,6 +117,11 @@ class _Tracer:
         self.origin: dict[int, frozenset[int]] = {}  # input-independent storage -> its parameters
         self.param_sizes: dict[int, int] = {}     # parameter storage -> elements, until attributed
         self.last_linear: tuple[int, int] | None = None  # (index in ops, output key)
+        self.last_path = ""                        # module of the latest aten call
+
+    def note(self, text: str) -> None:
+        if text not in self.trace.notes:
+            self.trace.notes.append(text)
 
     # ---- module paths ----------------------------------------------------------------------
     def path(self) -> tuple[str, nn.Module | None]:
@@ -153,11 +165,12 @@ class _Tracer:
         return storage_key(t) not in self.data_keys
 
     # ---- one aten call ---------------------------------------------------------------------
-    def on_call(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    def on_call(self, func: Any, args: tuple, kwargs: dict, out: Any, flat: list) -> None:
         index = self.trace.n_events
         self.trace.n_events += 1
         path, module = self.path()
-        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        self.last_path = path
+        ins = [t for t in flat if isinstance(t, torch.Tensor)]
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         storages = self.trace.storages
         in_keys = [storage_key(t) for t in ins]
@@ -198,8 +211,8 @@ class _Tracer:
 
     def count(self, func, args, kwargs, out, ins, in_keys, path, module, weights_only) -> None:
         name = op_name(func)
-        if name in SKIP or getattr(func, "is_view", False):
-            return
+        if name in SKIP or is_view(func, name):
+            return  # views move no data; factories and bookkeeping do no work
         raw = getattr(getattr(func, "_overloadpacket", None), "__name__", "")
         if weights_only and (raw.endswith("_") or not ins):
             return  # updates of running statistics, fresh constants
@@ -211,9 +224,13 @@ class _Tracer:
         if weights_only:
             # work on parameters and constants alone (a reparametrised weight) is done once per
             # batch, not per sample: kept as a record, its count reported apart
+            # (analyze() moves it into the per-sample counts when it grows with the batch: a
+            # tensor recomputed for every sample is not a constant)
+            sources = frozenset().union(*(self.origin.get(k, ()) for k in set(in_keys)))
             op = replace(op, multiply_adds=0, elementwise=0,
                          extra={"weights_only_multiply_adds": op.multiply_adds,
-                                "weights_only_elementwise": op.elementwise})
+                                "weights_only_elementwise": op.elementwise,
+                                "param_keys": sources})
         if self.fold_bias(name, call, op, in_keys):
             return
         # parameters belong to the first op that reads them with an activation
@@ -244,120 +261,11 @@ class _Tracer:
         self.last_linear = None
         return True
 
-    def attention(self, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
-        q, k, v = args[:3]
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> None:
         path, _ = self.path()
         self.trace.ops.append(attention_op(path, self.shape(q), self.shape(k), self.shape(v),
                                            self.shape(out)))
         self.last_linear = None
-
-
-# ---- memoised meta kernels -----------------------------------------------------------------
-# Many of PyTorch's meta kernels are Python decompositions (batch norm and its backward take
-# ~2 ms a call), and a network repeats the same op on the same shapes many times. On the meta
-# device an op's outputs are determined by its inputs' metadata, so for ops that neither alias
-# nor write their inputs, the output metadata is computed once per distinct call and replayed.
-_META_OUTPUTS: dict[tuple, Any] = {}
-_FRESH_OUTPUTS: dict[Any, bool] = {}
-_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
-           torch.layout)
-
-
-def _fresh_outputs(func: Any) -> bool:
-    """True when ``func`` makes new tensors: no view, no in-place or aliased argument or result."""
-    known = _FRESH_OUTPUTS.get(func)
-    if known is None:
-        schema = getattr(func, "_schema", None)
-        known = bool(
-            schema is not None and not getattr(func, "is_view", False)
-            and all(r.alias_info is None for r in schema.returns)
-            and all(a.alias_info is None for a in schema.arguments)
-            and not str(func).startswith(("aten._local_scalar", "aten.item")))
-        _FRESH_OUTPUTS[func] = known
-    return known
-
-
-def _meta_key(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        if value.device.type != "meta":
-            raise TypeError("not a meta tensor")
-        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
-    if isinstance(value, (list, tuple)):
-        return tuple(_meta_key(v) for v in value)
-    if isinstance(value, _SIMPLE):
-        return value
-    raise TypeError(f"uncacheable argument {type(value).__name__}")
-
-
-def _out_spec(out: Any) -> Any:
-    if out is None:
-        return None
-    if isinstance(out, torch.Tensor):
-        return (tuple(out.shape), out.stride(), out.dtype)
-    if isinstance(out, (list, tuple)):
-        return [_out_spec(o) for o in out]
-    raise TypeError("not a tensor output")
-
-
-def _replay(spec: Any) -> Any:
-    if spec is None:
-        return None
-    if isinstance(spec, tuple):
-        shape, stride, dtype = spec
-        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-    return tuple(_replay(s) for s in spec)
-
-
-def _stats_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
-def _batch_norm_meta(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """Output metadata of aten.native_batch_norm (PyTorch's own meta kernel is a Python
-    decomposition costing ~2 ms a call): the output like the input, mean and inverse std (C,).
-    tests/test_analysis_memory.py holds it equal to PyTorch's kernel."""
-    stats = torch.empty((x.shape[1],), dtype=_stats_dtype(x), device="meta")
-    return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), stats,
-            torch.empty_like(stats))
-
-
-def _batch_norm_backward_meta(grad, x, weight, running_mean, running_var, save_mean, save_invstd,
-                              train, eps, mask):
-    """Output metadata of aten.native_batch_norm_backward: the input gradient like the input,
-    weight and bias gradients (C,) where the mask asks for them."""
-    channels = (x.shape[1],)
-    dtype = weight.dtype if weight is not None else x.dtype
-    grads = [torch.empty(channels, dtype=dtype, device="meta") if m else None for m in mask[1:]]
-    return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), *grads)
-
-
-_SHAPE_RULES = {
-    torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
-    torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_meta,
-}
-
-
-def _run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
-    rule = _SHAPE_RULES.get(func)
-    if rule is not None and not kwargs and all(
-            not isinstance(a, torch.Tensor) or a.device.type == "meta" for a in args):
-        return rule(*args)
-    if not _fresh_outputs(func):
-        return func(*args, **kwargs)
-    try:
-        key = (func, _meta_key(args), _meta_key(tuple(sorted(kwargs.items()))))
-    except TypeError:
-        return func(*args, **kwargs)
-    spec = _META_OUTPUTS.get(key)
-    if spec is not None:
-        return _replay(spec)
-    out = func(*args, **kwargs)
-    try:
-        if len(_META_OUTPUTS) < 65536:
-            _META_OUTPUTS[key] = _out_spec(out)
-    except TypeError:
-        pass
-    return out
 
 
 class _Dispatch(TorchDispatchMode):
@@ -373,30 +281,13 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = _run_meta(func, args, kwargs)
-        self.tracer.on_call(func, args, kwargs, out)
+        flat = tree_flatten((args, kwargs))[0]
+        args, kwargs, moved = align_devices(flat, args, kwargs)
+        if moved:
+            flat = tree_flatten((args, kwargs))[0]
+        out = run_meta(func, args, kwargs)
+        self.tracer.on_call(func, args, kwargs, out, flat)
         return out
-
-
-class _Functions(TorchFunctionMode):
-    """Catches scaled dot-product attention before it lowers to a backend-specific kernel."""
-
-    def __init__(self, tracer: _Tracer) -> None:
-        super().__init__()
-        self.tracer = tracer
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            self.tracer.suppress += 1
-            try:
-                out = func(*args, **kwargs)
-            finally:
-                self.tracer.suppress -= 1
-            if self.tracer.counting and not self.tracer.phase_backward:
-                self.tracer.attention(args, kwargs, out)
-            return out
-        return func(*args, **kwargs)
 
 
 @contextmanager
@@ -464,12 +355,15 @@ def trace_module(
     dtype: torch.dtype = torch.float32,
     counting: bool = True,
     backward: bool = False,
+    device: str = "cpu",
 ) -> Trace:
     """Run ``module`` once on meta inputs of ``(batch, *input_shape)``.
 
     counting:  record per-op records (use batch 1; the module runs in eval mode, so BatchNorm is
                in its inference form and dropout is off).
     backward:  run in train mode with autograd, record what autograd saves, then run backward.
+    device:    the real device whose kernels are modelled ('cpu' or 'cuda'): attention runs the
+               backend that device would choose.
     """
     shapes = input_shape if input_shape and isinstance(input_shape[0], tuple | list) else (input_shape,)
     tracer = _Tracer(module, batch, counting)
@@ -490,19 +384,14 @@ def trace_module(
         stack.enter_context(_mode(module, training=backward))
         stack.enter_context(torch.enable_grad() if backward else torch.no_grad())
         stack.enter_context(_module_hooks(tracer))
-        if counting:
-            stack.enter_context(_Functions(tracer))
+        stack.enter_context(Functions(tracer, "cuda" if device.startswith("cuda") else "cpu"))
         stack.enter_context(_Dispatch(tracer))
         if backward:
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         try:
             out = torch.func.functional_call(module, state, tuple(inputs))
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # the module's own errors
-            raise UsageError(
-                f"tracing {type(module).__name__} on the meta device failed: {exc}",
-                fix="check --input/input_shape (channels first, no batch); a forward that makes "
-                    "tensors without device=x.device cannot be traced on meta",
-            ) from None
+        except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+            raise _trace_error(module, shapes, batch, backward, tracer.last_path, exc) from None
         outs = _outputs(out)
         tracer.trace.output_keys = {storage_key(t) for t in outs}
         tracer.trace.forward_end = tracer.trace.n_events
@@ -515,4 +404,27 @@ def trace_module(
                     if isinstance(p, nn.Parameter) and p.grad is not None:
                         tracer.trace.grad_keys.add(storage_key(p.grad))
     tracer.keep.clear()
+    tracer.trace.unattributed = dict(tracer.param_sizes)
     return tracer.trace
+
+
+def _trace_error(module: nn.Module, shapes: tuple, batch: int, backward: bool, path: str,
+                 exc: Exception) -> UsageError:
+    """The module's own error, with where it happened, in which pass, and the fix that fits."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if "device" in lowered:
+        fix = ("the forward mixes devices: make tensors with device=x.device (or from a "
+               "parameter's device) rather than a fixed device")
+    elif isinstance(exc, NotImplementedError) or any(
+            w in lowered for w in ("meta", "data-dependent", "item()", "data dependent")):
+        fix = ("the forward reads tensor values (.item(), nonzero, an 'if' on a tensor), which "
+               "meta tensors do not have: analyse a module whose control flow depends on shapes")
+    else:
+        sizes = " and ".join(str((batch, *s)) for s in shapes)
+        fix = (f"check that the module runs on an input of {sizes} (input_shape is per sample: "
+               "channels first, no batch)")
+    phase = ("the memory pass (training mode with autograd" if backward else
+             "the counting pass (eval mode, no grad") + f", batch {batch})"
+    return UsageError(f"tracing {type(module).__name__} on the meta device failed in {phase}: "
+                      f"{type(exc).__name__}: {text}", path=path or "(root)", fix=fix)

@@ -1,0 +1,155 @@
+"""Running aten calls on the meta device during a trace: memoised outputs, direct shape rules,
+and constants that the module made on the CPU.
+
+* Many of PyTorch's meta kernels are Python decompositions (batch norm and its backward take
+  ~2 ms a call), and a network repeats the same op on the same shapes many times. On the meta
+  device an op's outputs are determined by its inputs' metadata, so for ops that neither alias
+  nor write their inputs, the output metadata is computed once per distinct call and replayed.
+  Only calls whose inputs AND outputs are all meta tensors are memoised: a factory call with no
+  tensor argument (``torch.arange(n)`` in a forward) makes a real CPU tensor, and replaying it
+  as a meta tensor would make one analysis depend on what ran before it in the process.
+* A forward may make constants on the CPU (``torch.arange(n)`` without ``device=``): they stay
+  real (their values can index, be compared, be printed) until they meet a meta tensor of the
+  network, where a real CPU run would have them on one device: there they become meta too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# (func, input metadata) -> output metadata; see the module docstring for what is kept
+META_OUTPUTS: dict[tuple, Any] = {}
+_FRESH_OUTPUTS: dict[Any, bool] = {}
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
+           torch.layout)
+_MEMO_LIMIT = 65536
+
+
+def fresh_outputs(func: Any) -> bool:
+    """True when ``func`` makes new tensors: no view, no in-place or aliased argument or result."""
+    known = _FRESH_OUTPUTS.get(func)
+    if known is None:
+        schema = getattr(func, "_schema", None)
+        known = bool(
+            schema is not None and not getattr(func, "is_view", False)
+            and all(r.alias_info is None for r in schema.returns)
+            and all(a.alias_info is None for a in schema.arguments)
+            and not str(func).startswith(("aten._local_scalar", "aten.item")))
+        _FRESH_OUTPUTS[func] = known
+    return known
+
+
+def _meta_key(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "meta":
+            raise TypeError("not a meta tensor")
+        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
+    if isinstance(value, (list, tuple)):
+        return tuple(_meta_key(v) for v in value)
+    if isinstance(value, _SIMPLE):
+        if isinstance(value, torch.device) and value.type != "meta":
+            raise TypeError("a factory call on a real device")
+        return value
+    raise TypeError(f"uncacheable argument {type(value).__name__}")
+
+
+def _out_spec(out: Any) -> Any:
+    if out is None:
+        return None
+    if isinstance(out, torch.Tensor):
+        if out.device.type != "meta":
+            raise TypeError("a real tensor is not replayed")
+        return (tuple(out.shape), out.stride(), out.dtype)
+    if isinstance(out, (list, tuple)):
+        return [_out_spec(o) for o in out]
+    raise TypeError("not a tensor output")
+
+
+def _replay(spec: Any) -> Any:
+    if spec is None:
+        return None
+    if isinstance(spec, tuple):
+        shape, stride, dtype = spec
+        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    return tuple(_replay(s) for s in spec)
+
+
+def _stats_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _batch_norm_meta(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Output metadata of aten.native_batch_norm (PyTorch's own meta kernel is a Python
+    decomposition costing ~2 ms a call): the output like the input, mean and inverse std (C,).
+    tests/test_analysis_memory.py holds it equal to PyTorch's kernel."""
+    stats = torch.empty((x.shape[1],), dtype=_stats_dtype(x), device="meta")
+    return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), stats,
+            torch.empty_like(stats))
+
+
+def _batch_norm_backward_meta(grad, x, weight, running_mean, running_var, save_mean, save_invstd,
+                              train, eps, mask):
+    """Output metadata of aten.native_batch_norm_backward: the input gradient like the input,
+    weight and bias gradients (C,) where the mask asks for them."""
+    channels = (x.shape[1],)
+    dtype = weight.dtype if weight is not None else x.dtype
+    grads = [torch.empty(channels, dtype=dtype, device="meta") if m else None for m in mask[1:]]
+    return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), *grads)
+
+
+SHAPE_RULES = {
+    torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
+    torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_meta,
+}
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.device.type != "meta" and value.dim() > 0:
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    if isinstance(value, list):
+        return [_to_meta(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_meta(v) for v in value)
+    return value
+
+
+def align_devices(flat: list, args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
+    """A CPU constant (more than a scalar) meeting a meta tensor becomes meta: on a real device
+    both would be on it. ``flat`` is the flattened argument list. Returns (args, kwargs, moved)."""
+    real = meta = False
+    for t in flat:
+        if isinstance(t, torch.Tensor):
+            if t.device.type == "meta":
+                meta = True
+            elif t.dim() > 0:
+                real = True
+    if not (real and meta):
+        return args, kwargs, False
+    return _to_meta(args), {k: _to_meta(v) for k, v in kwargs.items()}, True
+
+
+def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)``, from a shape rule or the memo where that is exact."""
+    rule = SHAPE_RULES.get(func)
+    if rule is not None and not kwargs and all(
+            not isinstance(a, torch.Tensor) or a.device.type == "meta" for a in args):
+        return rule(*args)
+    if not fresh_outputs(func):
+        return func(*args, **kwargs)
+    try:
+        key = (func, _meta_key(args), _meta_key(tuple(sorted(kwargs.items()))))
+    except TypeError:
+        return func(*args, **kwargs)
+    spec = META_OUTPUTS.get(key)
+    if spec is not None:
+        return _replay(spec)
+    out = func(*args, **kwargs)
+    try:
+        spec = _out_spec(out)
+    except TypeError:
+        return out
+    if len(META_OUTPUTS) < _MEMO_LIMIT:
+        META_OUTPUTS[key] = spec
+    return out
