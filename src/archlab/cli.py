@@ -16,6 +16,7 @@ import sys
 
 from . import __version__
 from .errors import ArchlabError
+from .plugins import load_plugin, split_plugins
 
 # Modules that contribute sub-commands, in the order `archlab --help` lists them.
 COMMAND_MODULES = [
@@ -89,6 +90,9 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Design, judge, train and diagnose neural-network architectures.",
     )
     parser.add_argument("--version", action="version", version=f"archlab {__version__}")
+    parser.add_argument("--plugin", action="append", metavar="FILE.py",
+                        help="import FILE.py first: it registers your own blocks (@register_block), "
+                             "rules or data sets; repeatable, before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = None  # None: every module; "": none (the top-level help); "*": a command not in COMMANDS
@@ -117,9 +121,16 @@ def _command_of(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        plugins, argv = split_plugins(argv)
+    except ArchlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     parser = make_parser(_command_of(argv) or "")
     args = parser.parse_args(argv)
     try:
+        for plugin in plugins:  # before the command: a plugin registers blocks that designs use
+            load_plugin(plugin)
         return int(args.run(args) or 0)
     except ArchlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -74,6 +74,12 @@ class ArchlabError(Exception):
         self.args = (self.format(),)
         return self
 
+    def to_dict(self) -> dict:
+        """The error for programs (``--json``): the parts of the message, each ``None`` when
+        unknown, and the whole formatted message."""
+        return {"kind": type(self).__name__, "message": self.message, "source": self.source,
+                "line": self.line, "path": self.path, "fix": self.fix, "text": self.format()}
+
     def __str__(self) -> str:  # keep in sync after located()
         return self.format()
 

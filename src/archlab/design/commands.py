@@ -125,7 +125,15 @@ def write_graph(design: Design, target: str, fmt: str | None) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    design = load_from_args(args)
+    try:
+        design = load_from_args(args)
+    except ArchlabError as exc:
+        if not args.json:
+            raise
+        # programs get the error as JSON on stdout (and the exit status 2), not prose on stderr
+        print(json.dumps({"schema": "archlab.validate/1", "valid": False, "error": exc.to_dict()},
+                         indent=2))
+        return exc.exit_code
     g = design.graph
     if args.json:
         print(json.dumps({"schema": "archlab.validate/1", "valid": True, "name": design.name,
