@@ -196,6 +196,7 @@ def new_design(*, task: str, input_text: str, classes: int = 10, outputs: int = 
         raw, source = parse_text(text, str(out)), str(out)
         header = ""
     design, values, tried = fit_to_budgets(raw, source, parsed, extra)
+    values = {k: v for k, v in values.items() if k not in extra}  # the scaled widths only
     if tuple(design.graph.input_shape) != shape:
         raise UsageError(f"{source} takes input {list(design.graph.input_shape)}, not {list(shape)}",
                          fix="borrow a design with a matching input, or leave out --from")
@@ -217,7 +218,6 @@ def new_design(*, task: str, input_text: str, classes: int = 10, outputs: int = 
     from ..design import load
 
     final = load(out)
-    values = {k: v for k, v in values.items() if k not in extra}
     result = {"path": str(out), "variables": values, "figures": figures,
               "budgets": [b.text for b in parsed],
               "summary": f"{final.graph.param_count:,} parameters, "

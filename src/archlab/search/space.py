@@ -298,16 +298,15 @@ def _parse(section: dict, design: Any, design_where: str, where: str, name: str,
             for n in names:
                 if n not in valid:
                     best = closest(str(n), valid)
-                    what = ("design variable" if target == "design" else "training option")
                     hint = {"weight_decay": "l2", "batch_size": "batch", "learning_rate": "lr"}.get(n)
                     fix = (f"archlab calls it '{hint}'" if hint else
                            f"did you mean '{best}'?" if best else
                            ("declare it under the design's 'variables:' and use it as $" + n
                             if target == "design" else "see archlab train --help"))
-                    raise err(f"'{n}' is not a {what} of {'the design' if target == 'design' else 'archlab train'}"
-                              f" (known: {', '.join(map(str, valid)) or 'none'})"
-                              if target == "design" else f"'{n}' is not a training option", specs,
-                              vname, path, fix=fix)
+                    message = (f"'{n}' is not a variable of the design (known: "
+                               f"{', '.join(map(str, valid)) or 'none'})" if target == "design"
+                               else f"'{n}' is not a training option")
+                    raise err(message, specs, vname, path, fix=fix)
                 if n in seen or n in fixed or n in fixed_train:
                     raise err(f"'{n}' is declared twice in the space", specs, vname, path,
                               fix="keep one declaration")
@@ -450,7 +449,8 @@ def _constraints(items: Any, section: dict, seen: dict, declared: dict, fixed: d
                 best = closest(unknown[0], known)
                 raise err(f"constraint '{text}' uses {', '.join(unknown)}, not a variable of the "
                           "space or the design", items, i, path,
-                          fix=f"did you mean '{best}'?" if best else None)
+                          fix=f"did you mean '{best}'?" if best else
+                          f"known variables: {', '.join(sorted(known))}")
             probe = {n: 1 for n in known}
             try:
                 evaluate(text, probe)
