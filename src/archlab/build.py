@@ -59,7 +59,8 @@ def build_graph(graph: Graph, name: str = "design") -> fx.GraphModule:
     g = fx.Graph()
     values: dict[str, fx.Node] = {INPUT: g.placeholder("x")}
     for node in graph.nodes:
-        args = tuple(values[p] for p in node.inputs)
+        # an input that is no node is another node's weight (a tied table: 'wte.weight')
+        args = tuple(values[p] if p in values else g.get_attr(p) for p in node.inputs)
         values[node.path] = g.call_module(node.path, args)
     outs = [values[p] for p in graph.outputs]
     g.output(outs[0] if len(outs) == 1 else tuple(outs))

@@ -1,4 +1,4 @@
-"""The inverted residual block of MobileNetV2/V3 (and EfficientNet's MBConv without drop-path).
+"""The inverted residual block of MobileNetV2/V3 and EfficientNet's MBConv (with drop path).
 
 Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks": expand the narrow
 input with a 1x1 conv, filter with a depthwise kxk conv, project back to a narrow width with a
@@ -7,7 +7,8 @@ bottleneck, A12), and add the input when the shapes agree. Howard et al. 2019 (M
 add squeeze-and-excitation after the depthwise conv and choose ReLU or hard-swish per block.
 
 Submodules: ``expand`` (absent when the expanded width equals the input width), ``depthwise``,
-``se`` (optional), ``project``; each is a ``Sequential`` of conv, norm, act.
+``se`` (optional), ``project``; each is a ``Sequential`` of conv, norm, act; ``drop_path``
+(stochastic depth, Huang et al. 2016, as EfficientNet uses it) on the residual branch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .layers import ActSpec, NormSpec, conv_spatial, same_padding
 from .plan import Plan
 from .resnet import zero_last_scale
 from .se import SESpec, make_se, se_ops
+from .stochastic import DropPath, drop_path_ops
 
 
 class InvertedResidualParams(BlockParams):
@@ -39,23 +41,37 @@ class InvertedResidualParams(BlockParams):
     zero_init: bool = Field(
         False, description="with a residual add: zero the projection's norm scale so the block "
         "starts as the identity (Goyal et al. 2017)")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="stochastic depth on the residual "
+                             "branch, training only (EfficientNet: 0 to 0.2 by depth); no effect "
+                             "without the residual add")
 
 
 class InvertedResidualModule(nn.Module):
-    """(N, C, *S) -> (N, out, *S/stride): project(se(depthwise(expand(x)))) [+ x]."""
+    """(N, C, *S) -> (N, out, *S/stride): drop_path(project(se(depthwise(expand(x))))) [+ x].
+
+    A stage the block does not have is a plain ``None`` attribute: the forward skips it at no
+    cost and TorchScript compiles it."""
 
     def __init__(self, modules: dict[str, nn.Module], residual: bool) -> None:
         super().__init__()
+        for name in ("expand", "se", "drop_path"):
+            if name not in modules:
+                setattr(self, name, None)
         for name, module in modules.items():
             self.add_module(name, module)
-        self.stage_names = list(modules)
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
         out = x
-        for name in self.stage_names:
-            out = getattr(self, name)(out)
+        if self.expand is not None:
+            out = self.expand(out)
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
         if self.residual:
+            if self.drop_path is not None:
+                out = self.drop_path(out)
             out += x  # `out` is the projection's fresh output: safe in place, saves a buffer
         return out
 
@@ -92,6 +108,9 @@ def inverted_residual_stages(p: InvertedResidualParams, inp: Shape):
     plan = Plan(mid).conv(cout, ones, ones, (0,) * dims, ones, 1, bias, out).norm(p.norm)
     stages.append(("project", plan.build, plan.ops()))
     residual = p.stride == 1 and cin == cout
+    if residual and p.drop_path > 0:
+        stages.append(("drop_path", lambda: DropPath(p.drop_path),
+                       drop_path_ops("", out, p.drop_path)))
     return stages, out, residual
 
 
@@ -127,6 +146,7 @@ class InvertedResidual(Block):
         ({"out": 8, "expand": 3, "dilation": 2}, [(8, 9, 9)]),
         ({"out": 6, "expand": 2, "stride": 2, "norm": "none"}, [(4, 11)]),
         ({"expand": 2, "zero_init": True}, [(4, 5, 5)]),
+        ({"expand": 2, "drop_path": 0.2}, [(4, 5, 5)]),
     ]
 
     @classmethod

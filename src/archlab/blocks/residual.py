@@ -13,13 +13,14 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import BlockError
 from ..ops import Op, Shape, eltwise_op, pool_op
 from .base import Block, BlockParams, register_block
 from .layers import ActSpec, NormSpec, act_ops, make_act
 from .plan import Plan
+from .stochastic import DropPath, LayerScale, drop_path_ops, layer_scale_ops
 
 
 class ResidualParams(BlockParams):
@@ -32,6 +33,13 @@ class ResidualParams(BlockParams):
     norm: NormSpec = Field(NormSpec(kind="batch"), description="norm of the projection")
     act: ActSpec = Field(ActSpec(kind="identity"), description="activation after the add "
                          "(ResNet: relu; pre-activation and MobileNet: none)")
+    layer_scale: float | None = Field(
+        None, gt=0, description="start value of a learned per-channel scale on the wrapped "
+        "branch before the add (CaiT, ConvNeXt: 1e-6); None = off")
+    scale_axis: int = Field(0, description="axis of the channels the layer scale scales: 0 for "
+                            "(C, H, W) and (C, L), -1 for tokens (L, D)")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="stochastic depth: drop the branch of "
+                             "a sample with this probability in training (Huang et al. 2016)")
 
 
 def _stride(skip: Shape, main: Shape) -> tuple[int, ...]:
@@ -77,24 +85,19 @@ def projection_plan(p: ResidualParams, skip: Shape, main: Shape) -> Plan | None:
 
 
 class ShortcutAdd(nn.Module):
-    """``act(main + proj(skip))``; ``proj``/``act`` are absent when not needed."""
+    """``act(drop_path(layer_scale(main)) + proj(skip))``; parts not needed are absent
+    (``nn.Identity``: no weights, and one straight forward that TorchScript compiles)."""
 
-    def __init__(self, proj: nn.Module | None, act: nn.Module | None) -> None:
+    def __init__(self, proj: nn.Module | None, act: nn.Module | None,
+                 layer_scale: nn.Module | None = None, drop_path: nn.Module | None = None) -> None:
         super().__init__()
-        if proj is not None:
-            self.proj = proj
-        if act is not None:
-            self.act = act
-        self._has_proj = proj is not None
-        self._has_act = act is not None
+        self.proj = proj if proj is not None else nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+        self.layer_scale = layer_scale if layer_scale is not None else nn.Identity()
+        self.drop_path = drop_path if drop_path is not None else nn.Identity()
 
-    def forward(self, main, skip):
-        if self._has_proj:
-            skip = self.proj(skip)
-        out = main + skip
-        if self._has_act:
-            out = self.act(out)
-        return out
+    def forward(self, main: Tensor, skip: Tensor) -> Tensor:
+        return self.act(self.drop_path(self.layer_scale(main)) + self.proj(skip))
 
 
 @register_block
@@ -117,6 +120,8 @@ class ShortcutAddBlock(Block):
         ({"act": "relu"}, [(16, 4, 4), (8, 8, 8)]),
         ({"projection": "avgpool"}, [(16, 4, 4), (8, 8, 8)]),
         ({"projection": "conv", "norm": "none"}, [(8, 10), (8, 10)]),
+        ({"layer_scale": 0.1, "drop_path": 0.2}, [(8, 5, 5), (8, 5, 5)]),
+        ({"layer_scale": 1e-6, "scale_axis": -1}, [(5, 6), (5, 6)]),
     ]
 
     @classmethod
@@ -130,6 +135,9 @@ class ShortcutAddBlock(Block):
         main, skip = inputs
         plan = projection_plan(p, skip, main)
         ops = plan.ops("proj") if plan else []
+        if p.layer_scale:
+            ops += layer_scale_ops("layer_scale", main, p.scale_axis)
+        ops += drop_path_ops("drop_path", main, p.drop_path)
         ops.append(eltwise_op("", "add", (main, main), main))
         ops.extend(op.under("act") for op in act_ops("", p.act, main))
         return ops
@@ -138,4 +146,6 @@ class ShortcutAddBlock(Block):
     def build(cls, p, inputs):
         main, skip = inputs
         plan = projection_plan(p, skip, main)
-        return ShortcutAdd(plan.build() if plan else None, make_act(p.act))
+        scale = LayerScale(main, p.scale_axis, p.layer_scale) if p.layer_scale else None
+        drop = DropPath(p.drop_path) if p.drop_path > 0 else None
+        return ShortcutAdd(plan.build() if plan else None, make_act(p.act), scale, drop)

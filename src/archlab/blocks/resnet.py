@@ -108,39 +108,93 @@ class BottleneckParams(ResidualParams):
     width_per_group: PositiveInt = Field(64, description="mid width = out/expansion * width_per_group/64 * groups")
     stride_on: Literal["3x3", "1x1"] = Field(
         "3x3", description="which conv strides: 3x3 (torchvision, v1.5) or the first 1x1 (He et al. 2016)")
+    group_width: PositiveInt | None = Field(
+        None, description="RegNet's rule (Radosavovic et al. 2020): channels per group of the 3x3; "
+        "mid width = round(out * bottleneck_ratio), groups = mid / group_width (then expansion, "
+        "groups and width_per_group are not used)")
+    bottleneck_ratio: float = Field(
+        1.0, gt=0, description="with group_width: mid width / out (RegNet's b; RegNetX/Y use 1)")
+
+
+_LAYER_NAMES = ("bn1", "act1", "conv1", "bn2", "act2", "conv2", "bn3", "act3", "conv3", "se",
+                "downsample", "act")
 
 
 class ResidualBlock(nn.Module):
     """(N, C, *S) -> (N, out, *S/stride): act(branch(x) + shortcut(x)), torchvision's names.
 
-    ``pre_names`` are the pre-activation layers (``order: pre``) shared by branch and projection;
-    ``branch_names`` the rest of the residual branch in order.
+    The forward is written out for the three orders (norm_act, act_norm, pre) and two or three
+    convs; a layer the block does not have is a plain ``None`` attribute, so the forward skips
+    it at no cost and TorchScript compiles it (``torch.jit.script``), as torchvision's blocks
+    do with ``downsample = None``. With ``order: pre`` the projection reads the pre-activated
+    input (He et al. 2016b).
     """
 
-    def __init__(self, modules: dict[str, nn.Module], pre_names: list[str], branch_names: list[str],
-                 project_preactivated: bool) -> None:
+    def __init__(self, modules: dict[str, nn.Module], order: str) -> None:
         super().__init__()
+        for name in _LAYER_NAMES:
+            if name not in modules:
+                setattr(self, name, None)
         for name, module in modules.items():
             self.add_module(name, module)
-        self.pre_names = pre_names
-        self.branch_names = branch_names
-        self.has_downsample = "downsample" in modules
-        self.has_act = "act" in modules
-        self.project_preactivated = project_preactivated
+        self.preactivation = order == "pre"
+        self.act_first = order == "act_norm"
 
     def forward(self, x: Tensor) -> Tensor:
-        out = x
-        for name in self.pre_names:
-            out = getattr(self, name)(out)
+        pre = x
+        if self.preactivation:
+            if self.bn1 is not None:
+                pre = self.bn1(pre)
+            if self.act1 is not None:
+                pre = self.act1(pre)
+        out = self.conv1(pre)
+        # between conv1 and conv2
+        if self.preactivation:
+            if self.bn2 is not None:
+                out = self.bn2(out)
+            if self.act2 is not None:
+                out = self.act2(out)
+        elif self.act_first:
+            if self.act1 is not None:
+                out = self.act1(out)
+            if self.bn1 is not None:
+                out = self.bn1(out)
+        else:
+            if self.bn1 is not None:
+                out = self.bn1(out)
+            if self.act1 is not None:
+                out = self.act1(out)
+        out = self.conv2(out)
+        # after conv2 (and conv3 in a bottleneck)
+        if self.preactivation:
+            if self.conv3 is not None:
+                if self.bn3 is not None:
+                    out = self.bn3(out)
+                if self.act3 is not None:
+                    out = self.act3(out)
+        elif self.act_first:
+            if self.act2 is not None:
+                out = self.act2(out)
+            if self.bn2 is not None:
+                out = self.bn2(out)
+        else:
+            if self.bn2 is not None:
+                out = self.bn2(out)
+            if self.act2 is not None:
+                out = self.act2(out)
+        if self.conv3 is not None:
+            out = self.conv3(out)
+            if not self.preactivation and self.bn3 is not None:
+                out = self.bn3(out)  # the last conv has a norm and no activation
+        if self.se is not None:
+            out = self.se(out)
         shortcut = x
-        if self.has_downsample:
-            shortcut = self.downsample(out if self.project_preactivated else x)
-        for name in self.branch_names:
-            out = getattr(self, name)(out)
+        if self.downsample is not None:
+            shortcut = self.downsample(pre if self.preactivation else x)
         # in place, as torchvision: `out` is the fresh output of the last conv/norm/SE, whose
         # backward does not need it, so this saves one activation-sized buffer
         out += shortcut
-        if self.has_act:
+        if self.act is not None:
             out = self.act(out)
         return out
 
@@ -151,7 +205,12 @@ def residual_layers(p, inp: Shape, bottleneck: bool) -> tuple[Layers, list[str],
     cout = p.out or cin
     pre = p.order == "pre"
     bias = not p.norm.active  # a norm right after a conv makes its bias redundant (A6)
-    if bottleneck:
+    if bottleneck and p.group_width is not None:
+        mid, groups = regnet_width(cout, p.bottleneck_ratio, p.group_width)
+        convs = [("conv1", mid, 1, p.stride if p.stride_on == "1x1" else 1, 1),
+                 ("conv2", mid, 3, p.stride if p.stride_on == "3x3" else 1, groups),
+                 ("conv3", cout, 1, 1, 1)]
+    elif bottleneck:
         check_divisible(cout, p.expansion, "bottleneck output channels 'out'", "expansion",
                         f"out = {p.expansion} x planes", "out", value_key="out",
                         by_key="expansion")
@@ -199,6 +258,28 @@ def residual_layers(p, inp: Shape, bottleneck: bool) -> tuple[Layers, list[str],
     if not pre:
         lay.act("act", p.act)
     return lay, pre_names, branch_names
+
+
+def regnet_width(out: int, ratio: float, group_width: int) -> tuple[int, int]:
+    """(mid width, groups) of RegNet's bottleneck: mid = round(out * ratio), groups =
+    mid / group_width, which must divide (the error names the nearest widths that work).
+
+    >>> regnet_width(168, 1.0, 8)          # RegNetX-1.6GF stage 2
+    (168, 21)
+    """
+    mid = int(round(out * ratio))
+    if mid < 1:
+        raise BlockError(f"bottleneck mid width round(out * bottleneck_ratio) = round({out} * "
+                         f"{ratio}) rounds to 0", fix="raise out or bottleneck_ratio",
+                         field="bottleneck_ratio")
+    if group_width > mid:
+        raise BlockError(f"group_width {group_width} is wider than the mid width {mid} "
+                         f"(out {out} x bottleneck_ratio {ratio})",
+                         fix=f"use group_width: {mid} (one group) or less", field="group_width")
+    check_divisible(mid, group_width, "bottleneck mid width round(out * bottleneck_ratio)",
+                    "group_width", f"mid = round({out} * {ratio})", "group_width",
+                    value_key="out" if ratio == 1.0 else None, by_key="group_width")
+    return mid, mid // group_width
 
 
 @dataclass
@@ -262,7 +343,7 @@ class _ResNetBlock(Block):
         modules = lay.modules()
         if p.zero_init:
             zero_last_scale([modules[name] for name in branch_names if name != "se"])
-        return ResidualBlock(modules, pre_names, branch_names, project_preactivated=p.order == "pre")
+        return ResidualBlock(modules, p.order)
 
 
 def zero_last_scale(branch: list[nn.Module]) -> None:
@@ -313,7 +394,9 @@ class Bottleneck(_ResNetBlock):
 
     Shapes: (C, H, W) -> (out, ceil(H/stride), ceil(W/stride)); likewise (C, L) and (C, D, H, W).
     ``out`` is the block's output width; the inner width is
-    ``out/expansion * width_per_group/64 * groups`` (torchvision). He et al. 2016 (ResNet-50/101/152),
+    ``out/expansion * width_per_group/64 * groups`` (torchvision), or RegNet's rule with
+``group_width`` and ``bottleneck_ratio``: mid = round(out * ratio), groups = mid / group_width
+(Radosavovic et al. 2020). He et al. 2016 (ResNet-50/101/152),
     ResNeXt (Xie et al. 2017), ResNet-D shortcut (He et al. 2019), SE-ResNet (Hu et al. 2018).
 
     >>> from archlab.blocks import BLOCKS
@@ -334,4 +417,6 @@ class Bottleneck(_ResNetBlock):
         ({"out": 32, "se": True}, [(32, 4, 4)]),
         ({"out": 16, "shortcut": "avgpool", "act": "prelu"}, [(8, 3, 3, 3)]),
         ({"out": 16, "zero_init": True, "order": "pre"}, [(16, 4, 4)]),
+        ({"out": 24, "stride": 2, "group_width": 8, "se": {"ratio": 4, "base": "in"}}, [(16, 6, 6)]),
+        ({"out": 16, "group_width": 4, "bottleneck_ratio": 0.5}, [(16, 4, 4)]),
     ]

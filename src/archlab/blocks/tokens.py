@@ -378,3 +378,50 @@ class Unembed(Block):
     def build(cls, p, inputs):
         cls.output_shape(p, inputs)
         return TiedLinear()
+
+
+# ------------------------------------------------------------------------ layer norm -------
+
+
+class LayerNormParams(BlockParams):
+    """Settings of a layer norm over the last axis."""
+
+    eps: float = Field(1e-5, gt=0, description="added to the variance (ViT 1e-6, GPT-2 1e-5)")
+    affine: bool = Field(True, description="learned gain and shift")
+
+
+@register_block
+class LayerNormBlock(Block):
+    """Layer norm over the last axis: the features of each token (L, D), or of a vector.
+
+    Shapes: (*S, D) -> (*S, D). Ba et al. 2016, as ``nn.LayerNorm(D)``: the final norm of a
+    pre-norm transformer (ViT, GPT-2). For channels-first maps and sequences use ``norm`` with
+    ``{kind: layer, per_position: true}``. Parameters: 2D.
+
+    >>> from archlab.blocks import BLOCKS
+    >>> B = BLOCKS['layer_norm']
+    >>> B.param_count(B.Params(), [(197, 768)])
+    1536
+    """
+
+    name = "layer_norm"
+    family = "tokens"
+    Params = LayerNormParams
+    inherits = ()
+    examples = [({}, [(5, 6)]), ({"eps": 1e-6, "affine": False}, [(7,)])]
+
+    @classmethod
+    def output_shape(cls, p, inputs):
+        cls.check_inputs(inputs)
+        return tuple(inputs[0])
+
+    @classmethod
+    def ops(cls, p, inputs):
+        shape = tuple(inputs[0])
+        from ..ops import norm_op
+
+        return [norm_op("", "layer_norm", shape, 2 * shape[-1] if p.affine else 0)]
+
+    @classmethod
+    def build(cls, p, inputs):
+        return nn.LayerNorm(inputs[0][-1], eps=p.eps, elementwise_affine=p.affine)

@@ -44,6 +44,8 @@ TOP_KEYS = {
     "width": "width policy: multiplier, divisor, policy (explicit|double|quadruple|regnet), base",
     "search": "a design space for archlab search (docs/search.md); ignored when building",
     "blocks": "blocks defined in this design from other blocks (cells)",
+    "drop_path": "stochastic depth for every block with a drop_path setting: rate, schedule "
+                 "(linear|linear_exclusive|constant)",
     "layers": "the network: a list of nodes",
     "output": "the output node name, or a list of names (default: the last node)",
     "review": "design-review settings (thresholds, disabled rules, suppressions)",
@@ -153,6 +155,7 @@ class Resolver:
                              fix="write layers:\n  - {block: conv, out: 32}")
         top = Scope(prefix="", env=env, defaults=defaults, aliases={INPUT: INPUT})
         last = self.resolve_list(layers, top, INPUT, "layers")
+        self.drop_path_schedule(raw, env)
         outputs = self.outputs(raw, top, last, env)
         graph = Graph(input_shape, self.nodes, outputs)
         meta = {"variables": env}
@@ -499,7 +502,8 @@ class Resolver:
     def block(self, raw: dict, scope: Scope, path: str, inputs: list[str], defaults: dict,
               where: str, first: bool) -> str:
         name = self.subst(raw["block"], scope.env, raw, "block", where)
-        params = {k: self.subst(v, scope.env, raw, k, f"{where}.{k}") for k, v in raw.items()
+        env = self.input_env(scope.env, raw, inputs)
+        params = {k: self.subst(v, env, raw, k, f"{where}.{k}") for k, v in raw.items()
                   if k not in NODE_KEYS}
         if not first and "stride" in params:
             params["stride"] = 1  # a stage downsamples at its entry only
@@ -509,8 +513,89 @@ class Resolver:
         if not isinstance(name, str) or name not in BLOCKS:
             choices = list(BLOCKS) + list(self.blockdefs)
             raise self.error(unknown_name("block", str(name), choices), raw, "block", where)
+        if BLOCKS[name].node_refs:
+            inputs = self.references(BLOCKS[name], params, raw, scope, inputs, where)
         return self.leaf(name, params, path, inputs, defaults, where, raw, None,
                          fixed_width=fixed)
+
+    # ---- widths relative to the input, references to other nodes, drop-path schedule ------
+    INPUT_VARIABLES = ("in_channels", "in_features", "in_length")
+
+    def input_env(self, env: dict, raw: dict, inputs: list[str]) -> dict:
+        """The scope's variables plus the node's input sizes, for settings written relative to
+        the input (``out: $(in_channels // 2)``): in_channels = the first axis of the first
+        input, in_features = its last axis, in_length = its second axis (positions of (C, L),
+        or 1 for a vector). A design variable of the same name wins."""
+        if not any(isinstance(v, str) and "in_" in v for v in raw.values()):
+            return env
+        shape = self.shapes[inputs[0]]
+        sizes = {"in_channels": shape[0], "in_features": shape[-1],
+                 "in_length": shape[1] if len(shape) > 1 else 1}
+        return {**sizes, **env}
+
+    def references(self, cls, params: dict, raw: dict, scope: Scope, inputs: list[str],
+                   where: str) -> list[str]:
+        """Settings that name another node (``tie: wte``): the name becomes the node's path and
+        the node's shared table (``wte.weight``) an extra input."""
+        nodes = {n.path: n for n in self.nodes}
+        for key in cls.node_refs:
+            ref = params.get(key)
+            if ref is None:
+                continue
+            target = scope.lookup(ref) if isinstance(ref, str) else None
+            if target is None or target not in nodes:
+                raise self.error(unknown_name("node", str(ref), [n for n in scope.visible()
+                                                                 if n != INPUT]),
+                                 raw, key, where, fix="name an embedding node above this one")
+            node = nodes[target]
+            tied = getattr(node.block_class, "tied_weight", None)
+            if tied is None:
+                raise self.error(f"'{key}: {ref}' must name a node with a table to share (an "
+                                 f"embedding), got a '{node.block}' node", raw, key, where,
+                                 fix="name an embedding node")
+            attr, shape = tied(node.params)
+            weight = f"{target}.{attr}"
+            self.shapes[weight] = tuple(shape)
+            params[key] = target
+            inputs = [*inputs, weight]
+        return inputs
+
+    def drop_path_schedule(self, raw: dict, env: dict) -> None:
+        """``drop_path: {rate: R, schedule: linear}``: every block with a drop_path setting that
+        the node leaves unset gets a rate growing with its place i among the n such blocks:
+        linear = R*i/(n-1) (torch.linspace(0, R, n): ConvNeXt, DeiT), linear_exclusive =
+        R*i/n (torchvision's EfficientNet), constant = R. Drop path changes no shape or count."""
+        if "drop_path" not in raw:
+            return
+        spec = self.subst(raw["drop_path"], env, raw, "drop_path", "drop_path")
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            spec = {"rate": spec}
+        if not isinstance(spec, dict):
+            raise self.error("'drop_path' must be a mapping {rate: 0.1, schedule: linear}", raw,
+                             "drop_path", "drop_path")
+        for key in spec:
+            if key not in ("rate", "schedule"):
+                raise self.error(unknown_name("drop_path key", str(key), ("rate", "schedule")),
+                                 spec, key, "drop_path")
+        rate, schedule = spec.get("rate", 0.0), spec.get("schedule", "linear")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise self.error(f"drop_path rate must be a number in [0, 1), got {rate!r}", spec,
+                             "rate", "drop_path.rate", fix="e.g. rate: 0.1")
+        schedules = ("linear", "linear_exclusive", "constant")
+        if schedule not in schedules:
+            raise self.error(unknown_name("drop_path schedule", str(schedule), schedules), spec,
+                             "schedule", "drop_path.schedule")
+        chosen = [n for n in self.nodes if "drop_path" in n.block_class.Params.model_fields
+                  and "drop_path" not in n.params.model_fields_set]
+        count = len(chosen)
+        for i, node in enumerate(chosen):
+            if schedule == "constant":
+                value = rate
+            elif schedule == "linear":
+                value = rate * i / (count - 1) if count > 1 else rate
+            else:
+                value = rate * i / count
+            node.params = node.params.model_copy(update={"drop_path": float(value)})
 
     def group(self, raw: dict, scope: Scope, path: str, inputs: list[str], defaults: dict,
               where: str) -> str:

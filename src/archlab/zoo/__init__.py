@@ -26,6 +26,19 @@ PUBLISHED: dict[str, int] = {
     "se_resnet50": 28_088_024,
     "squeezenet": 1_248_424,
     "inception_v3": 27_161_264,
+    "vit_b_16": 86_567_656,
+    "convnext_tiny": 28_589_128,
+    "efficientnet_b0": 5_288_548,
+    "gpt2_small": 124_439_808,       # the tied input/output embedding counted once
+}
+
+# Published multiply-adds at the design's default input (torchvision's "GFLOPS", which are
+# multiply-adds of conv/linear/matmul/attention; GPT-2: Kaplan et al.'s 2N + 2*n_layer*n_ctx*d
+# forward FLOPs per token, halved, with the output layer, for a 1024-token context)
+PUBLISHED_MULTIPLY_ADDS: dict[str, float] = {
+    "vit_b_16": 17.56e9,
+    "convnext_tiny": 4.46e9,
+    "efficientnet_b0": 0.39e9,
 }
 
 
