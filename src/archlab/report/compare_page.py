@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from .design import design_block_html
-from .page import Page, Raw
+from .page import Page, Raw, image_html
 from .run_page import curves_png
 
 
@@ -54,16 +54,17 @@ def add_comparison_sections(page: Page, c: Any, designs: bool = True) -> None:
         label = {"multiply_adds": "multiply-adds per sample", "params": "parameters",
                  "latency_ms": "latency (ms)", "peak_training_bytes": "peak training memory (bytes)",
                  "memory_access_bytes": "memory access per sample (bytes)"}
+        cells = []
         for cost in [c.cost] + [k for k in PARETO_COSTS if k != c.cost]:
             pts = c.pareto(cost)
-            if len(pts) < 1:
+            if not pts or len(cells) == 3:
                 continue
             png = plot_pareto(pts, label[cost], c.metric or "quality",
                               f"{c.metric or 'quality'} against {label[cost]}", c.higher_is_better, base)
             on = ", ".join(p.label for p in pts if p.front)
-            s.image(png, f"Pareto plot against {cost}", f"front (orange): {on}")
-            if cost != c.cost and len(s.parts) > 4:
-                break
+            cells.append((f"against {label[cost]}",
+                          image_html(png, f"Pareto plot against {cost}", f"front (orange): {on}")))
+        s.grid(cells)
 
     diffs = [e for e in c.entries if e.diff is not None]
     if diffs:

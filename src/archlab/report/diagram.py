@@ -84,6 +84,17 @@ class Layout:
         self._by_id = {n.id: n for n in self.nodes}
 
 
+def owner_of(path: str, known: dict[str, str]) -> str | None:
+    """The node an input names: itself, or the node owning it ('wte.weight' -> 'wte', a tied
+    weight read by another node)."""
+    probe = path
+    while probe not in known:
+        if "." not in probe:
+            return None
+        probe = probe.rsplit(".", 1)[0]
+    return probe
+
+
 def node_ids(graph: Any) -> dict[str, str]:
     """Graph path -> diagram id ('input' -> 'n0', first node -> 'n1', ...): ids that are safe
     in HTML and that the node table and the findings link to."""
@@ -102,7 +113,8 @@ def layout(design: Any, findings: dict[str, int] | None = None) -> Layout:
     for n in g.nodes:
         key = (n.stage or "").split(".")[0] or None
         nodes.append(DNode(ids[n.path], n.path, n.block, tuple(n.output_shape), key,
-                           [ids[p] for p in n.inputs if p in ids], n.multiply_adds, n.param_count,
+                           [ids[o] for o in (owner_of(p, ids) for p in n.inputs) if o is not None],
+                           n.multiply_adds, n.param_count,
                            merge=n.block in MERGE_BLOCKS or len(n.inputs) > 1,
                            findings=findings.get(n.path, 0)))
     by_id = {n.id: n for n in nodes}
