@@ -139,8 +139,9 @@ def prepare_generative(design: Any, data: Any, config: TrainConfig, *, variables
 
     if task == "gan":
         d = piece("discriminator", d_design, discriminator)
+        shape = arrays.sample_shape if len(arrays.sample_shape) != 2 else (1, *arrays.sample_shape)
+        value_range = check_gan(g, d, shape, config.gan_loss)   # the pair first, then the data
         arrays = _match(arrays, d.input_shape, d_design.source)
-        value_range = check_gan(g, d, arrays.sample_shape, config.gan_loss)
     else:
         arrays = _match(arrays, g.input_shape, g_design.source)
         if loss is None:
