@@ -54,7 +54,7 @@ def node_table_html(design: Any, analysis: Any = None, findings: list | None = N
         nodes.append(ids[n.path])
     columns = ["node", "block", "from", "output", "params", "multiply-adds", "memory access (B)",
                "findings"]
-    return _fragment(lambda s: s.table(columns, rows, row_nodes=nodes))
+    return _fragment(lambda s: s.table(columns, rows, row_nodes=nodes, css="nodes"))
 
 
 def stage_bars_html(analysis: Any) -> str:
