@@ -47,7 +47,14 @@ def check_against(model, design, file_state: dict, spec: str) -> dict:
     from .source import example_input
 
     reference = load_factory(spec)()
-    missing, unexpected = reference.load_state_dict(file_state, strict=False)
+    try:
+        missing, unexpected = reference.load_state_dict(file_state, strict=False)
+    except RuntimeError as exc:  # shapes differ: torch lists them one per line
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        raise WeightsImportError(
+            f"the weights file does not load into the reference from '{spec}' by its own names: "
+            f"{'; '.join(lines[:2]) or str(exc)[:200]}",
+            fix="give the factory that made the file (same class count, widths)") from None
     if missing or unexpected:
         raise WeightsImportError(
             f"the weights file does not load into the reference from '{spec}' by its own names: "

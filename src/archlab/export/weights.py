@@ -278,7 +278,8 @@ def match_state(design_state: dict[str, Any], file_state: dict[str, Any], *,
                     report.kept.append(d)
                     d_left.remove(d)
                     continue
-                report.matches.append(Match(d, f, how, fshape[f], dshape[d]))
+                kind = "reshaped" if fshape[f] != dshape[d] else "order"
+                report.matches.append(Match(d, f, kind, fshape[f], dshape[d]))
                 d_left.remove(d)
                 f_left.remove(f)
             for f in by_suffix.values():
