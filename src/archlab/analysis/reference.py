@@ -2,11 +2,17 @@
 structure as torchvision's (which cannot be installed here). They are oracles: the tests and
 benchmarks check archlab's traced counts against torchvision's published figures on them
 (resnet18 1.814 G, resnet50 4.089 G, mobilenet_v2 0.301 G multiply-adds at 224x224) and compare
-archlab with torchinfo, fvcore and ptflops on the same modules.
+archlab with torchinfo, fvcore and ptflops on the same modules. The Vision Transformer and
+ConvNeXt references are the tests' output oracles for the zoo's vit_b_16 and convnext_tiny and
+the builder benchmark's hand-written side.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -161,3 +167,143 @@ class SmallConvNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.block(self.stem(x))))
+
+
+# ------------------------------------------------------------------ vision transformer -------
+
+
+class ExplicitSelfAttention(nn.Module):
+    """Multi-head self-attention written out: softmax(q k^T / sqrt(d)) v, with the projection
+    weights laid out as nn.MultiheadAttention's. (N, L, D) -> (N, L, D)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, length, width = x.shape
+        d = width // self.heads
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(
+            n, length, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(torch.matmul(q / math.sqrt(d), k.transpose(-2, -1)), dim=-1)
+        return self.out_proj(torch.matmul(weights, v).transpose(1, 2).reshape(n, length, width))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer encoder layer of ViT. (N, L, D) -> (N, L, D).
+
+    ``fused``: attention by ``nn.MultiheadAttention`` (torchvision's choice; an independent
+    implementation for the tests); otherwise written out as :class:`ExplicitSelfAttention`."""
+
+    def __init__(self, width: int, heads: int, mlp: int, fused: bool) -> None:
+        super().__init__()
+        self.fused = fused
+        self.ln_1 = nn.LayerNorm(width, eps=1e-6)
+        self.self_attention = (nn.MultiheadAttention(width, heads, batch_first=True) if fused
+                               else ExplicitSelfAttention(width, heads))
+        self.ln_2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Linear(mlp, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.ln_1(x)
+        y = self.self_attention(y, y, y, need_weights=False)[0] if self.fused else \
+            self.self_attention(y)
+        x = x + y
+        return x + self.mlp(self.ln_2(x))
+
+
+class VisionTransformer(nn.Module):
+    """ViT (Dosovitskiy et al. 2021) in torchvision's layout: patch conv, class token,
+    positional embedding, pre-norm encoder layers, final norm, head on the class token.
+    (N, C, H, W) -> (N, classes)."""
+
+    def __init__(self, size: int = 224, patch: int = 16, width: int = 768, depth: int = 12,
+                 heads: int = 12, mlp: int = 3072, classes: int = 1000, channels: int = 3,
+                 fused: bool = False) -> None:
+        super().__init__()
+        self.conv_proj = nn.Conv2d(channels, width, patch, patch)
+        # after the patch projection in parameters(), as the class token follows it in the flow
+        self.embeddings = nn.ParameterDict({
+            "class_token": nn.Parameter(torch.zeros(1, 1, width)),
+            "pos_embedding": nn.Parameter(torch.empty(1, (size // patch) ** 2 + 1, width).normal_(std=0.02))})
+        self.layers = nn.Sequential(*[EncoderBlock(width, heads, mlp, fused) for _ in range(depth)])
+        self.ln = nn.LayerNorm(width, eps=1e-6)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.embeddings["class_token"].expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.ln(self.layers(x + self.embeddings["pos_embedding"]))
+        return self.head(x[:, 0])
+
+
+def vit_b_16(classes: int = 1000, fused: bool = False) -> VisionTransformer:
+    return VisionTransformer(classes=classes, fused=fused)
+
+
+# --------------------------------------------------------------------------- convnext -------
+
+
+class ChannelsLastNorm(nn.LayerNorm):
+    """Layer norm over the channels of each pixel of (N, C, H, W)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Scale(nn.Module):
+    """Multiply by a learned per-channel gamma of shape (C, 1, 1) (layer scale)."""
+
+    def __init__(self, channels: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels, 1, 1), init))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class CNBlock(nn.Module):
+    """ConvNeXt block (Liu et al. 2022): dw 7x7, norm, 4x MLP with GELU on channels-last
+    pixels, layer scale, residual. (N, C, H, W) -> (N, C, H, W); eval form (no drop path)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.scale = Scale(dim, 1e-6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.fc2(F.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+        return x + self.scale(y)
+
+
+class ConvNeXt(nn.Module):
+    """ConvNeXt (Liu et al. 2022): 4x4 stem, four stages with norm + 2x2 conv downsampling,
+    pooled head with a layer norm. (N, 3, H, W) -> (N, classes)."""
+
+    def __init__(self, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), classes: int = 1000,
+                 channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(channels, dims[0], 4, 4),
+                                   ChannelsLastNorm(dims[0], eps=1e-6)]
+        for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+            if i:
+                layers += [ChannelsLastNorm(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dim, 2, 2)]
+            layers += [CNBlock(dim) for _ in range(depth)]
+        self.features = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.norm(self.features(x).mean((2, 3))))
+
+
+def convnext_tiny(classes: int = 1000) -> ConvNeXt:
+    return ConvNeXt(classes=classes)

@@ -45,7 +45,8 @@ class MultiHeadSelfAttention(nn.Module):
         self.heads = heads
         self.head_width = inner // heads
         self.causal = causal_length > 0
-        mask = torch.ones(causal_length, causal_length, dtype=torch.bool).triu(1)
+        steps = torch.arange(causal_length)
+        mask = steps[None, :] > steps[:, None]   # True above the diagonal: the future
         self.register_buffer("causal_mask", mask, persistent=False)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, channels))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * inner)) if bias else None

@@ -14,7 +14,6 @@ design is resolved; the built modules return views (no copy, no work), as ``x[:,
 
 from __future__ import annotations
 
-from typing import List  # noqa: UP035  TorchScript reads List
 
 import torch
 from pydantic import Field, PositiveInt, field_validator
@@ -195,7 +194,7 @@ class Permute(nn.Module):
 
     def __init__(self, order: tuple[int, ...]) -> None:
         super().__init__()
-        self.dims: List[int] = [0] + [d + 1 for d in order]
+        self.dims = [0] + [d + 1 for d in order]  # never empty: TorchScript infers List[int]
 
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(self.dims)

@@ -125,13 +125,14 @@ class VerticalIIR(nn.Module):
     def __init__(self, channels: int, chunk: int = 32, init: float = 0.5) -> None:
         super().__init__()
         self.chunk = chunk
+        self.max_coefficient = MAX_COEFFICIENT  # an attribute: TorchScript reads no globals
         raw = math.atanh(init / MAX_COEFFICIENT)
         self.raw_coefficient = nn.Parameter(torch.full((channels,), raw))
 
     @property
     def coefficient(self) -> torch.Tensor:
         """The per-channel feedback coefficient a, always strictly inside (-1, 1)."""
-        return MAX_COEFFICIENT * torch.tanh(self.raw_coefficient)
+        return self.max_coefficient * torch.tanh(self.raw_coefficient)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return iir_rows(x, self.coefficient, self.chunk)

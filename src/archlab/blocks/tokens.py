@@ -21,7 +21,7 @@ channels-first signal sequence ``(C, L)`` becomes tokens with ``{block: transpos
 
 from __future__ import annotations
 
-from typing import List, Literal  # noqa: UP035  TorchScript reads List
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class LearnedTensor(nn.Module):
         self.combine = combine
         self.dim = axis + 1
         self.first = first
-        self.sizes: List[int] = [-1] * len(shape)
+        self.sizes = [-1] * len(shape)  # never empty: TorchScript infers List[int]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.combine == "add":

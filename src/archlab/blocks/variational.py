@@ -20,6 +20,8 @@ same balance.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from pydantic import Field, PositiveInt
 from torch import nn
@@ -48,16 +50,22 @@ class VariationalBottleneck(nn.Module):
             self.mean = conv(channels, latent, 1)
             self.log_variance = conv(channels, latent, 1)
         self.beta = beta
-        self.kl: torch.Tensor | None = None
+        self.kl = None
+        self.logvar_min, self.logvar_max = LOGVAR_RANGE  # attributes: TorchScript reads no globals
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = self.mean(x)
-        logvar = self.log_variance(x).clamp(*LOGVAR_RANGE)
+        logvar = self.log_variance(x).clamp(self.logvar_min, self.logvar_max)
         per_element = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
         self.kl = per_element.flatten(1).sum(1).mean()
         if not self.training:
             return mean
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+
+# the attribute's type as an object, not a postponed string: TorchScript reads it to compile a
+# forward that stores a tensor where __init__ stored None
+VariationalBottleneck.__annotations__["kl"] = Optional[torch.Tensor]  # noqa: UP045
 
 
 def kl_loss(model: nn.Module) -> torch.Tensor:

@@ -596,6 +596,7 @@ class Resolver:
             else:
                 value = rate * i / count
             node.params = node.params.model_copy(update={"drop_path": float(value)})
+            node.__dict__.pop("_ops", None)  # op records computed before the schedule
 
     def group(self, raw: dict, scope: Scope, path: str, inputs: list[str], defaults: dict,
               where: str) -> str:

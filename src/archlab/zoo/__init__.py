@@ -32,13 +32,12 @@ PUBLISHED: dict[str, int] = {
     "gpt2_small": 124_439_808,       # the tied input/output embedding counted once
 }
 
-# Published multiply-adds at the design's default input (torchvision's "GFLOPS", which are
-# multiply-adds of conv/linear/matmul/attention; GPT-2: Kaplan et al.'s 2N + 2*n_layer*n_ctx*d
-# forward FLOPs per token, halved, with the output layer, for a 1024-token context)
-PUBLISHED_MULTIPLY_ADDS: dict[str, float] = {
-    "vit_b_16": 17.56e9,
-    "convnext_tiny": 4.46e9,
-    "efficientnet_b0": 0.39e9,
+# Published multiply-adds at the design's default input, in G as published (torchvision's
+# "GFLOPS", which are multiply-adds of conv/linear/matmul/attention, given to two decimals)
+PUBLISHED_GMACS: dict[str, float] = {
+    "vit_b_16": 17.56,
+    "convnext_tiny": 4.46,
+    "efficientnet_b0": 0.39,
 }
 
 
