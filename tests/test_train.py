@@ -174,8 +174,10 @@ def test_unknown_option_suggests_the_right_one():
 def test_regression_and_segmentation_presets(tmp_path):
     reg = {"name": "reg", "input": [6], "layers": [{"name": "fc", "block": "linear", "out": 1}]}
     r = fit(tmp_path, "reg", design=reg, data={"source": "synthetic-regression", "samples": 64, "shape": [6]})
-    assert set(r.test_metrics) == {"loss", "mse", "mae"}
-    assert r.test_metrics["loss"] == pytest.approx(r.test_metrics["mse"])
+    assert set(r.test_metrics) == {"loss", "mse", "mae", "r2"}
+    # the loss is on the standardised targets, the MSE in the data's units
+    std = r.scaling.target_std
+    assert r.test_metrics["loss"] == pytest.approx(r.test_metrics["mse"] / std**2)
     seg = {"name": "seg", "input": [1, 12, 12], "layers": [
         {"name": "conv", "block": "conv", "out": 4},
         {"name": "head", "block": "conv", "out": 2, "kernel": 1, "norm": "none", "act": "none"}]}

@@ -9,6 +9,9 @@ interpreted at run time, so a built design runs as fast as the same network writ
 
 from __future__ import annotations
 
+import sys
+import types
+
 import json
 import os
 import re
@@ -150,5 +153,17 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
+
+class _CallableModule(types.ModuleType):
+    """``archlab.build`` is both this module and the function :func:`build`: importing the
+    module (``from archlab.build import save``) binds the name ``archlab.build`` to it, so
+    calling the module calls the function and ``archlab.build(design)`` works in any order of
+    imports (as ``archlab.train`` and ``archlab.review`` do)."""
+
+    def __call__(self, *args, **kwargs):
+        return build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["build", "build_graph", "load_built", "save"]

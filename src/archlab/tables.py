@@ -9,9 +9,10 @@ right-aligned (numeric) column never narrower than its longest cell. A column of
 paths, rule ids, design names: cells without spaces) keeps names of up to ``NAME_WIDTH``
 characters whole while there is room, so prose columns wrap before names do.
 
-When the table does not fit with its prose columns at least ``PROSE_WIDTH`` wide, it first lets
-long names wrap, then leaves out the columns the command marked optional (and says which, and
-how to see them), and only when even the minimum widths do not fit prints wider than the terminal.
+When the table does not fit with its prose columns at least ``PROSE_WIDTH`` wide, it first
+leaves out the columns the command marked optional (and says which, and how to see them), then
+lets long names wrap, and only when even the minimum widths do not fit prints wider than the
+terminal.
 """
 
 from __future__ import annotations
@@ -110,15 +111,17 @@ def print_table(table: Table, out: Console | None = None, optional: Sequence[str
     left out, the first named first, when the table cannot fit otherwise."""
     out = out or console()
     width = out.width
-    name_width = NAME_WIDTH if _width(table, NAME_WIDTH, PROSE_WIDTH) <= width else NAME_WIDTH_TIGHT
+    name_width = NAME_WIDTH
     hidden: list[str] = []
-    for header in optional:
+    for header in optional:  # names whole matter more than the optional columns
         if _width(table, name_width, PROSE_WIDTH) <= width:
             break
         column = next((c for c in table.columns if _plain(c.header) == header), None)
         if column is not None:
             table.columns.remove(column)
             hidden.append(header)
+    if _width(table, name_width, PROSE_WIDTH) > width:
+        name_width = NAME_WIDTH_TIGHT
     fit(table, name_width)
     _share_the_rest(table, width, name_width)
     need = _width(table, name_width)

@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
     split: tuple[float, float, float] = Field((0.7, 0.2, 0.1), description="train/val/test fractions")
     stratify: bool = Field(True, description="stratify splits by class (classification)")
     scale: bool = Field(True, description="standardise inputs with training-split statistics")
+    scale_targets: bool = Field(True, description="regression: standardise targets with training-split "
+                                "statistics (metrics and predictions stay in the data's units)")
     augment: AugmentSpec = Field(AugmentSpec(), description="image augmentation of training batches")
     workers: int = Field(0, ge=0, description="data-loader processes; 0 = in-process (data is in memory)")
     # reproducibility (C13)

@@ -110,7 +110,7 @@ class ArrayDataModule(L.LightningDataModule):
             idx = torch.as_tensor(getattr(self.splits, name), dtype=torch.int64)
             # scaled once, up front: the statistics are fixed, so per-batch scaling would be waste
             self._sets[name] = BatchTensors(self.scaling.apply(self.data.x[idx]).contiguous(),
-                                            self.data.y[idx].contiguous())
+                                            self.scaling.apply_target(self.data.y[idx]).contiguous())
         return self._sets[name]
 
     def setup(self, stage: str | None = None) -> None:

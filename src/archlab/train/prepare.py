@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from dataclasses import dataclass
@@ -101,6 +103,20 @@ class Scaling:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     axis: str = "channel"
+    # regression targets: (y - target_mean) / target_std, statistics of the TRAINING split; the
+    # model learns scaled targets, metrics and predictions are in the data's own units
+    target_mean: float | None = None
+    target_std: float | None = None
+
+    def apply_target(self, y: torch.Tensor) -> torch.Tensor:
+        if self.target_mean is None:
+            return y
+        return (y - self.target_mean) / self.target_std
+
+    def unscale_target(self, out: torch.Tensor) -> torch.Tensor:
+        if self.target_mean is None:
+            return out
+        return out * self.target_std + self.target_mean
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *sample_shape) -> same shape, scaled. Sample rank decides the broadcast."""
@@ -116,8 +132,10 @@ class Scaling:
         return (x - mean.view(view)) / std.view(view)
 
     def to_json(self) -> dict:
-        return {"axis": self.axis, "mean": list(self.mean), "std": list(self.std),
-                "fitted_on": "train split"}
+        d = {"axis": self.axis, "mean": list(self.mean), "std": list(self.std), "fitted_on": "train split"}
+        if self.target_mean is not None:
+            d["target"] = {"mean": self.target_mean, "std": self.target_std}
+        return d
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -127,7 +145,18 @@ class Scaling:
     @classmethod
     def load(cls, path: Path) -> Scaling:
         d = json.loads(Path(path).read_text())
-        return cls(tuple(d["mean"]), tuple(d["std"]), d.get("axis", "channel"))
+        target = d.get("target") or {}
+        return cls(tuple(d["mean"]), tuple(d["std"]), d.get("axis", "channel"),
+                   target.get("mean"), target.get("std"))
+
+
+def fit_target_scaling(scaling: Scaling, y_train: torch.Tensor) -> Scaling:
+    """``scaling`` with the regression targets' mean and std over the TRAINING split (one pair
+    for all target elements: a vector target keeps its components' relative sizes). A constant
+    target keeps std 1 (centred, not divided by zero)."""
+    y = y_train.double()
+    std = float(y.std(unbiased=False)) if y.numel() > 1 else 1.0
+    return dataclasses.replace(scaling, target_mean=float(y.mean()), target_std=std if std > 1e-12 else 1.0)
 
 
 def fit_scaling(x_train: torch.Tensor, enabled: bool = True) -> Scaling:

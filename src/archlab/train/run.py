@@ -141,7 +141,7 @@ class Run:
         """Metrics on the run's own split (default: test), or on all of another data set, scaled
         with the run's training statistics."""
         info = self.data_info
-        task = make_task(info["task"], self.config.loss, len(info["classes"]))
+        task = make_task(info["task"], self.config.loss, len(info["classes"])).with_target_scaling(self.scaling)
         if data is None:
             arrays = load_data(DataSpec(**info["spec"]))
             idx = torch.as_tensor(getattr(self.splits, split))
@@ -153,6 +153,7 @@ class Run:
         x = match_input(ArrayData(x, y, arrays.task, arrays.classes, arrays.source),
                         tuple(info["sample_shape"])).x
         x = self.scaling.apply(x)
+        y = self.scaling.apply_target(y)  # the task's metrics undo it: they are in the data's units
         state = task.empty_state()
         with torch.no_grad():
             for i in range(0, len(x), batch):
@@ -178,6 +179,8 @@ class Run:
         model = self.model()
         with torch.no_grad():
             out = torch.cat([split_outputs(model(x[i:i + batch]))[0] for i in range(0, len(x), batch)])
+        if info["task"] == "regression":
+            out = self.scaling.unscale_target(out)  # predictions in the data's units
         result: dict[str, Any] = {"task": info["task"], "outputs": out, "names": names}
         if info["task"] in ("classification", "segmentation"):
             probs = out.softmax(1)

@@ -20,7 +20,7 @@ from .checkpoint import freeze, load_matching, read_weights
 from .config import TrainConfig, make_config
 from .data import ArrayData, DataError, DataSpec, load_data
 from .engine import ArrayDataModule, DesignModule, Setup
-from .prepare import Scaling, Splits, fit_scaling, make_splits
+from .prepare import Scaling, Splits, fit_scaling, fit_target_scaling, make_splits
 from .tasks import TrainingSetupError, check_output, make_task
 
 
@@ -125,6 +125,9 @@ def prepare(design: Any, data: Any, config: TrainConfig | None = None, *,
         splits = make_splits(arrays, config.split, config.seed, config.stratify)
     if scaling is None:
         scaling = fit_scaling(arrays.x[torch.as_tensor(splits.train)], config.scale)
+        if task.name == "regression" and config.scale_targets:
+            scaling = fit_target_scaling(scaling, arrays.y[torch.as_tensor(splits.train)])
+    task = task.with_target_scaling(scaling)
 
     out_shape = (tuple(design_obj.graph.output_shape) if design_obj is not None
                  else output_shape_of(model, input_shape))

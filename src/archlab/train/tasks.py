@@ -18,6 +18,8 @@ probabilities and learns slowly; :func:`check_output` rejects it with the fix.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 
@@ -48,6 +50,15 @@ class Task:
     name: str
     loss_name: str
     classes: int = 0
+    # regression: the model learns (y - target_mean) / target_std; metrics are in the data's units
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    def with_target_scaling(self, scaling) -> Task:
+        """This task with the target statistics of ``scaling`` (a :class:`Scaling`), if any."""
+        if getattr(scaling, "target_mean", None) is None:
+            return self
+        return dataclasses.replace(self, target_mean=scaling.target_mean, target_std=scaling.target_std)
 
     # ---- loss -------------------------------------------------------------------------------
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -71,6 +82,8 @@ class Task:
                  "count": torch.zeros((), dtype=torch.float64, device=device)}
         if self.name == "regression":
             state["se_sum"] = torch.zeros((), dtype=torch.float64, device=device)
+            state["y_sum"] = torch.zeros((), dtype=torch.float64, device=device)
+            state["y_sq_sum"] = torch.zeros((), dtype=torch.float64, device=device)
             state["ae_sum"] = torch.zeros((), dtype=torch.float64, device=device)
             state["elements"] = torch.zeros((), dtype=torch.float64, device=device)
         else:
@@ -84,8 +97,13 @@ class Task:
         state["loss_sum"] += loss.detach().double() * n
         state["count"] += n
         if self.name == "regression":
-            err = out.reshape(y.shape).double() - y.double()
+            # back to the data's units: the loss is on scaled targets, the metrics are not
+            target = y.double() * self.target_std + self.target_mean
+            pred = out.reshape(y.shape).double() * self.target_std + self.target_mean
+            err = pred - target
             state["se_sum"] += err.square().sum()
+            state["y_sum"] += target.sum()
+            state["y_sq_sum"] += target.square().sum()
             state["ae_sum"] += err.abs().sum()
             state["elements"] += err.numel()
         else:
@@ -128,6 +146,10 @@ class Task:
             elements = max(float(state["elements"]), 1.0)
             metrics["mse"] = float(state["se_sum"]) / elements
             metrics["mae"] = float(state["ae_sum"]) / elements
+            # R^2 = 1 - SSE / SST: the share of the targets' variance the model explains (NaN
+            # when the targets are constant)
+            sst = float(state["y_sq_sum"]) - float(state["y_sum"]) ** 2 / elements
+            metrics["r2"] = 1.0 - float(state["se_sum"]) / sst if sst > 1e-12 * max(elements, 1.0) else math.nan
             return metrics
         cm = state["confusion"].double()
         total = float(cm.sum())
