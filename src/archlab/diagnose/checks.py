@@ -291,9 +291,16 @@ def check(design, data, *, variables: dict | None = None, examples: int = 256,
     """Run every sanity check on ``design`` (anything ``archlab.load`` accepts, or an
     ``nn.Module``) with ``data`` (a built-in name, path or data spec). ``options`` are training
     options (``scale=False``, ``batch=...``) passed to :func:`archlab.train.setup.prepare`."""
+    from ..train.generative import GENERATIVE_TASKS
     from ..train.setup import prepare
     from ..train.tasks import TrainingSetupError
 
+    if options.get("task") in GENERATIVE_TASKS:  # a gan pair, vae, autoencoder, image-to-image
+        from ..train.generative.checks import check_generative
+
+        return check_generative(design, data, variables=variables, examples=min(examples, 64),
+                                overfit_examples=overfit_examples, overfit_steps=overfit_steps,
+                                seed=seed, **options)
     try:
         setup = prepare(design, data, variables=variables, seed=seed, progress=False, **options)
     except TrainingSetupError as err:

@@ -34,8 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--keys", help=".npz: input and target keys, 'x,y'")
     p.add_argument("--masks", help="segmentation: folder of masks named like the images")
     p.add_argument("--classes", type=int, help="number of classes when the labels do not show all")
-    p.add_argument("--task", choices=["classification", "regression", "segmentation"])
-    p.add_argument("--loss", choices=["ce", "dice", "mse"])
+    p.add_argument("--task", choices=["classification", "regression", "segmentation", "gan", "vae",
+                                      "autoencoder", "image-to-image"])
+    p.add_argument("--loss", choices=["ce", "dice", "mse", "bce", "l1"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
@@ -59,6 +60,20 @@ def register(subparsers) -> None:
     p.add_argument("--freeze", action="append", metavar="PATTERN",
                    help="node-path glob whose weights stay fixed (repeatable), e.g. 'conv*'")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="design variable (repeatable)")
+    g = p.add_argument_group("generative tasks (docs/training.md#generative-tasks)")
+    g.add_argument("--discriminator", metavar="DESIGN", help="gan, image-to-image: the discriminator design")
+    g.add_argument("--d-set", action="append", metavar="NAME=VALUE", help="discriminator design variable")
+    g.add_argument("--gan-loss", choices=["ns", "hinge", "wgan-gp"], help="default ns (non-saturating)")
+    g.add_argument("--d-lr", type=float, help="discriminator learning rate (TTUR); default: --lr")
+    g.add_argument("--d-steps", type=int, help="discriminator steps per generator step (default 1)")
+    g.add_argument("--label-smoothing", type=float, help="one-sided: real targets 1 - S (ns loss)")
+    g.add_argument("--gp-weight", type=float, help="wgan-gp gradient penalty weight (default 10)")
+    g.add_argument("--adversarial", type=float, help="image-to-image: adversarial loss weight (default 0.01)")
+    g.add_argument("--kl-weight", type=float, help="vae: weight of the KL term (beta; default 1)")
+    g.add_argument("--corrupt", metavar="KIND=AMOUNT",
+                   help="autoencoder/image-to-image inputs: mask=0.5 | noise=0.3 | blur=1.5 | erase=0.4")
+    g.add_argument("--judge-samples", type=int, help="samples generated to judge a gan/vae (default 1000)")
+    g.add_argument("--no-judge", action="store_true", help="do not judge samples with a data-set classifier")
     p.add_argument("--out", help="folder for run folders (default runs/)")
     p.add_argument("--name", help="run folder name (default design-data-time-seed)")
     p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
@@ -95,7 +110,8 @@ def _options(args) -> dict:
     opts: dict = {}
     for key in ("task", "loss", "epochs", "batch", "lr", "optimizer", "momentum", "schedule", "l1", "l2",
                 "clip", "clip_by", "patience", "workers", "init_from", "accelerator", "strategy",
-                "precision", "num_nodes", "out", "name"):
+                "precision", "num_nodes", "out", "name", "discriminator", "gan_loss", "d_lr", "d_steps",
+                "label_smoothing", "gp_weight", "adversarial", "kl_weight", "corrupt", "judge_samples"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
@@ -123,6 +139,12 @@ def _options(args) -> dict:
         opts["progress"] = False
     if args.no_health:
         opts["health"] = False
+    if getattr(args, "no_judge", False):
+        opts["judge"] = False
+    if getattr(args, "d_set", None):
+        from ..design import parse_assignments
+
+        opts["d_variables"] = parse_assignments(args.d_set)
     return opts
 
 
