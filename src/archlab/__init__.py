@@ -37,8 +37,10 @@ _LAZY = {
     "Node": "archlab.graph:Node",
     "zoo": "archlab.zoo",
     "analyze": "archlab.analysis:analyze",
-    "review": "archlab.review:review",
-    "train": "archlab.train:train",
+    # the packages themselves: they are callable (archlab.train(...) trains) and hold the rest
+    # of their API (archlab.train.TrainConfig, archlab.review.Finding)
+    "review": "archlab.review",
+    "train": "archlab.train",
 }
 
 
