@@ -30,7 +30,7 @@ def test_healthy_design_passes_every_check():
     checks = by_name(r)
     assert r.passed, [(c.name, c.message) for c in r.checks]
     assert set(checks) == {"input_statistics", "output_loss", "loss_at_init", "initialisation",
-                           "gradient_flow", "dead_units", "overfit_tiny_batch"}
+                           "gradient_flow", "dead_units", "nonlinearity", "overfit_tiny_batch"}
     loss = checks["loss_at_init"].evidence
     assert loss["expected"] == pytest.approx(math.log(10))
     assert 0.5 <= loss["ratio"] <= 1.5

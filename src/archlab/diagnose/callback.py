@@ -39,6 +39,37 @@ def _targets_of(batch):
     return None
 
 
+LOSS_NAMES = {"ce": "cross_entropy", "mse": "mse", "bce": "bce", "dice": "dice", "l1": "l1"}
+
+
+def _reference_of(trainer, pl_module) -> dict:
+    """The know-nothing loss from an archlab run (a DesignModule with ``task`` and an
+    ArrayDataModule with ``data`` and ``splits``): the training split's label entropy for
+    cross entropy, its target variance for MSE. Empty for any other Lightning project (the
+    recorder then estimates it from the batches it samples)."""
+    task = getattr(pl_module, "task", None)
+    dm = getattr(trainer, "datamodule", None)
+    data, splits = getattr(dm, "data", None), getattr(dm, "splits", None)
+    loss = LOSS_NAMES.get(getattr(task, "loss_name", ""), None)
+    out = {"loss": loss} if loss else {}
+    if data is None or splits is None or getattr(data, "y", None) is None:
+        return out
+    try:
+        y = data.y[torch.as_tensor(splits.train, dtype=torch.int64)]
+    except (TypeError, IndexError, AttributeError):
+        return out
+    if loss == "cross_entropy" and not y.is_floating_point() and y.numel():
+        from .baselines import entropy
+
+        out["label_entropy"] = entropy(torch.bincount(y.reshape(-1).long()).tolist())
+    elif loss == "mse" and y.is_floating_point() and y.numel() > 1:
+        scaling = getattr(dm, "scaling", None)
+        if hasattr(scaling, "apply_target"):   # the targets as the model is trained on them
+            y = scaling.apply_target(y)
+        out["target_variance"] = float(y.double().var(unbiased=False))
+    return out
+
+
 class HealthMonitor(pl.Callback):
     """Samples per-layer health on a fixed schedule of steps (every step at first, then
     sparser: :func:`archlab.diagnose.monitor.sample_interval`), runs the detectors, and writes
@@ -94,8 +125,7 @@ class HealthMonitor(pl.Callback):
         self.recorder.attach(pl_module, clip=float(clip) if clip else None,
                              clip_algorithm=str(getattr(trainer, "gradient_clip_algorithm", None)
                                                 or "norm"))
-        if self.reference:
-            self.recorder.set_reference(**self.reference)
+        self.recorder.set_reference(**(self.reference or _reference_of(trainer, pl_module)))
         self.recorder.on_event = self._on_event
         self._finished = False
         if self.folder is None:

@@ -5,14 +5,18 @@ would feed it (split and scaled by :func:`archlab.train.setup.prepare`), and ret
 :class:`CheckResult` with the measured values, what was expected, and the fixes:
 
 * ``loss_at_init``: cross entropy near ln(C) for C classes (uniform guesses); for regression, an
-  MSE near that of predicting the training mean (Karpathy, "A recipe for training neural nets");
+  MSE near that of predicting the training mean (Karpathy, "A recipe for training neural nets"),
+  and targets of unit scale (huge targets pass the first rule, since it scales with them);
 * ``input_statistics``: per channel/feature mean, std, range as read and as fed (unscaled inputs
   found directly, by mean and std, not by range);
 * ``initialisation``: all-zero or constant weights, identical rows, std far from the fan-in
   scale 1/sqrt(fan_in) (He et al. 2015; Glorot & Bengio 2010);
 * ``gradient_flow``: per-layer gradient norms on one batch; layers with no gradient;
 * ``dead_units``: ReLU units never active on a batch; saturated sigmoid/tanh;
-* ``output_loss``: the output layer fits the loss (logits for cross entropy);
+* ``output_loss``: the output fits the loss (logits for cross entropy: no probabilities from a
+  softmax or sigmoid, in any module);
+* ``nonlinearity``: the network is not one affine map (linear layers, convolutions and poolings
+  without activations), by :func:`archlab.diagnose.structure.affine_test`;
 * ``overfit_tiny_batch``: the loss on a few examples must fall close to zero within a bounded
   number of steps; if not, the layer where the signal stops is named.
 """
@@ -27,7 +31,9 @@ import torch
 from torch import nn
 
 from ..errors import ArchlabError
+from .detectors import TARGET_VARIANCE_LIMIT
 from .monitor import DEAD_KINDS, SATURATING_KINDS, _ever_active
+from .structure import affine_test, output_ranges
 
 STATUSES = ("pass", "warn", "fail")
 
@@ -75,14 +81,26 @@ def loss_at_init(model, task, x, y) -> CheckResult:
         out = model(x)
         loss = float(task.loss(out, y))
     if task.name == "regression":
-        target = y.reshape(len(y), -1).float()
+        target = y.reshape(len(y), -1).double()
         baseline = float(((target - target.mean(0)) ** 2).mean())
-        ok = loss <= 10 * max(baseline, 1e-12)
+        mean, std = float(target.mean()), float(target.std()) if target.numel() > 1 else 0.0
+        # the loss at init is compared with predicting the mean, but that comparison scales
+        # with the targets: huge targets pass it. Their scale is judged on its own.
+        unscaled = baseline > TARGET_VARIANCE_LIMIT or (std > 0 and abs(mean) > 10 * std)
+        ok = loss <= 10 * max(baseline, 1e-12) and not unscaled
+        fixes = []
+        if unscaled:
+            fixes.append("standardise the regression targets with training-split statistics "
+                         "(zero mean, unit variance) and undo it on the predictions")
+        if loss > 10 * max(baseline, 1e-12):
+            fixes.append("initialise the last layer's bias to the target mean")
         return CheckResult("loss_at_init", "pass" if ok else "warn",
-                           f"MSE at init {_fmt(loss)}; predicting the mean gives {_fmt(baseline)}",
-                           {"loss": loss, "expected": baseline, "rule": "loss <= 10 x mean-predictor MSE"},
-                           [] if ok else ["scale the targets (zero mean, unit variance)",
-                                          "initialise the last layer's bias to the target mean"])
+                           f"MSE at init {_fmt(loss)}; predicting the mean gives {_fmt(baseline)}"
+                           + (f"; targets are not scaled (variance {_fmt(baseline)}, mean "
+                              f"{_fmt(mean)})" if unscaled else ""),
+                           {"loss": loss, "expected": baseline, "target_mean": mean,
+                            "target_std": std, "rule": "loss <= 10 x mean-predictor MSE; target "
+                            f"variance <= {TARGET_VARIANCE_LIMIT:g} and |mean| <= 10 std"}, fixes)
     c = task.classes or out.shape[1]
     expected = math.log(c)
     ratio = loss / expected if expected > 0 else math.nan
@@ -230,16 +248,38 @@ def dead_units(model, x) -> CheckResult:
 
 
 def output_loss(model, task, x) -> CheckResult:
+    """Probabilities where the loss expects logits, whatever op made them (a softmax or a
+    sigmoid layer, or functional code in forward): judged on the output values."""
     with torch.no_grad():
         out = model(x)
-    if task.name != "regression" and out.dim() >= 2 and out.shape[1] >= 2:
-        s = out.sum(1)
-        if bool((out.min() >= 0) & (out.max() <= 1)) and float((s - 1).abs().max()) < 1e-3:
-            return CheckResult("output_loss", "fail", "the output rows are probabilities (sum to 1) "
-                               "but cross entropy expects logits", {"row_sum_max_error": float((s - 1).abs().max())},
-                               ["remove the final softmax: cross entropy applies log-softmax itself"])
+    if task.name != "regression" and task.loss_name in ("ce", "dice") and out.dim() >= 2 and out.shape[1] >= 2:
+        rows, unit = output_ranges(out if out.dim() == 2 else out.transpose(1, -1).reshape(-1, out.shape[1]))
+        if rows or unit:
+            what = "rows are probabilities (sum to 1)" if rows else "every output lies in [0, 1]"
+            return CheckResult("output_loss", "fail", f"the output {what} but cross entropy "
+                               "expects logits", {"output_min": float(out.min()),
+                                                  "output_max": float(out.max()),
+                                                  "rows_sum_to_one": rows},
+                               ["remove the final softmax/sigmoid: cross entropy applies "
+                                "log-softmax itself"])
     return CheckResult("output_loss", "pass", f"output {tuple(out.shape[1:])} fits the {task.name} "
                        f"loss ({task.loss_name})", {"output_shape": list(out.shape[1:])})
+
+
+def nonlinearity(model, x) -> CheckResult:
+    """The whole network must not be an affine map of its input (see structure.affine_test)."""
+    result = affine_test(model, (x,))
+    if result is None:
+        return CheckResult("nonlinearity", "pass", "the affine test cannot tell (the output does "
+                           "not depend on the input, or the input is not a float batch)", {})
+    if result["affine"]:
+        return CheckResult("nonlinearity", "fail", "the network is an affine map of its input: "
+                           "f((a+b)/2) = (f(a)+f(b))/2 and f(3a-2b) = 3f(a)-2f(b) on real examples",
+                           result, ["add activations (ReLU) between the layers: linear layers, "
+                                    "convolutions and poolings compose to one linear map"])
+    return CheckResult("nonlinearity", "pass", f"non-linear: midpoint error "
+                       f"{_fmt(result['midpoint_error'])}, extrapolation error "
+                       f"{_fmt(result['extrapolation_error'])} (affine would be < 1e-4)", result)
 
 
 def overfit_tiny_batch(model, task, x, y, *, steps: int = 200, lr: float = 1e-3,
@@ -324,6 +364,7 @@ def check(design, data, *, variables: dict | None = None, examples: int = 256,
     report.checks.append(initialisation(setup.model))
     report.checks.append(gradient_flow(fresh(), setup.task, xb, yb))
     report.checks.append(dead_units(fresh(), xb))
+    report.checks.append(nonlinearity(fresh(), xb))
     k = min(overfit_examples, len(xb))
     report.checks.append(overfit_tiny_batch(fresh(), setup.task, xb[:k], yb[:k], steps=overfit_steps))
     return report

@@ -469,6 +469,10 @@ def _retask(data: ArrayData, task: Task) -> ArrayData:
 
 
 def _check_labels(data: ArrayData, spec: DataSpec) -> ArrayData:
+    if data.x.is_floating_point() and not torch.isfinite(data.x).all():   # every task
+        row = int(torch.nonzero(~torch.isfinite(data.x.reshape(len(data.x), -1)).all(1))[0])
+        raise DataError(f"inputs contain NaN or infinity (first in sample {row})", source=data.source,
+                        fix="clean or impute the missing values before training")
     if data.y is None or data.task == "regression":
         if data.y is not None and not torch.isfinite(data.y).all():
             raise DataError("regression targets contain NaN or infinity", source=data.source)
