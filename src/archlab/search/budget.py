@@ -135,29 +135,35 @@ def parse_budgets(items: list[str] | None) -> list[Budget]:
 def _node_totals(cls, params, shapes: tuple) -> tuple[int, int, int, int]:
     from ..graph import block_formula
 
-    ops = block_formula(cls, "ops", params, shapes)
+    return _totals(block_formula(cls, "ops", params, shapes))
+
+
+def _totals(ops: list) -> tuple[int, int, int, int]:
+    """As archlab.analyze counts them: ops that do nothing at inference (dropout) do no
+    element-wise work."""
+    from ..analysis.analyze import INFERENCE_NOOPS
+
     return (sum(o.params for o in ops), sum(o.multiply_adds for o in ops),
-            sum(o.elementwise for o in ops), sum(o.memory_access for o in ops))
+            sum(o.elementwise for o in ops if o.kind not in INFERENCE_NOOPS),
+            sum(o.memory_access for o in ops))
 
 
 def analytic_figures(graph: Any) -> dict[str, float]:
     """params, multiply_adds, flops, elementwise and memory_access_bytes (float32) of a resolved
     graph, summed per distinct block (no per-op records are renamed or copied)."""
-    from ..analysis.analyze import INFERENCE_NOOPS
     from ..blocks import get_block
 
     p = m = e = a = 0
     for node in graph.nodes:
-        cls = get_block(node.block)
-        key = tuple(tuple(s) for s in node.input_shapes)
-        try:
-            np_, nm, ne, na = _node_totals(cls, node.params, key)
-        except TypeError:  # settings that cannot be hashed
-            ops = node.ops()
-            np_, nm = sum(o.params for o in ops), sum(o.multiply_adds for o in ops)
-            ne, na = sum(o.elementwise for o in ops), sum(o.memory_access for o in ops)
-        if node.block in INFERENCE_NOOPS:
-            ne = 0
+        cached = node.__dict__.get("_ops")  # the resolver may have listed them already
+        if cached is not None:
+            np_, nm, ne, na = _totals(cached)
+        else:
+            try:
+                key = tuple(tuple(s) for s in node.input_shapes)
+                np_, nm, ne, na = _node_totals(get_block(node.block), node.params, key)
+            except TypeError:  # settings that cannot be hashed
+                np_, nm, ne, na = _totals(node.ops())
         p, m, e, a = p + np_, m + nm, e + ne, a + na
     return {"params": p, "multiply_adds": m, "flops": 2 * m, "elementwise": e,
             "memory_access_bytes": 4 * a}

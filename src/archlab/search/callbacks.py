@@ -21,7 +21,8 @@ class PruningCallback(Callback):
         self.pruned = False
         self.pruned_at: int | None = None
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # after the module's own epoch-end hook has logged the epoch's metric (as EarlyStopping)
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(f"val/{self.metric}")

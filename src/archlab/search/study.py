@@ -119,6 +119,8 @@ def open_study(settings: SearchSettings, space: Space | None, *, create: bool = 
             url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+        if url.startswith("sqlite"):
+            _sqlite_pragmas(storage)
     except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
         raise SearchError(f"cannot open the study storage '{url}': {exc}".splitlines()[0],
                           fix="check the URL (postgresql://USER@HOST:PORT/DB) and that the server "
@@ -138,6 +140,21 @@ def open_study(settings: SearchSettings, space: Space | None, *, create: bool = 
     if not study.metric_names:
         study.set_metric_names([o.name for o in settings.objectives])
     return study
+
+
+def _sqlite_pragmas(storage: Any) -> None:
+    """Write-ahead log (readers do not block the writer: several workers on one machine) and
+    fewer fsyncs (a crash may lose the last transaction, never corrupt the file)."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # reconnect with the pragmas
 
 
 def study_fingerprint(settings: SearchSettings, space: Space) -> dict[str, str]:
@@ -276,6 +293,7 @@ class Searcher:
                                  cache_file=settings.folder / "figures_cache.json")
         self.study: optuna.Study | None = None
         self.trials_dir = settings.folder / "trials"
+        self._designs: dict[str, Any] = {}
 
     def run(self) -> optuna.Study:
         s = self.settings
@@ -333,7 +351,7 @@ class Searcher:
         invalid = None
         if not broken:
             try:
-                design = self.space.candidate_design(values)
+                design = self._design(values)
             except ArchlabError as exc:
                 invalid = str(exc)
         if broken or invalid:
@@ -353,6 +371,15 @@ class Searcher:
             return self._values(None, design, figures)
         run = self._train(trial, design, train)
         return self._values(run, design, figures, trial)
+
+    def _design(self, values: dict) -> Any:
+        """The candidate design, cached by its variables (samplers repeat points)."""
+        key = json.dumps(values, sort_keys=True, default=str)
+        if key not in self._designs:
+            if len(self._designs) > 4096:
+                self._designs.clear()
+            self._designs[key] = self.space.candidate_design(values)
+        return self._designs[key]
 
     def _constrain(self, trial: optuna.Trial, values: list[float]) -> None:
         """The constraint values the samplers read (<= 0: feasible): the relative excess over
