@@ -84,6 +84,9 @@ def register(subparsers) -> None:
     p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed (Lightning)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-health", action="store_true", help="do not record training health (health/)")
+    p.add_argument("--logger", choices=["tensorboard", "mlflow", "csv"],
+                   help="also log to a Lightning logger inside the run folder (tensorboard/, mlflow.db, "
+                        "csv_logs/): config and design figures as hyper-parameters, metrics per epoch")
     p.add_argument("--json", action="store_true", help="print summary.json instead of tables")
     p.set_defaults(run=run_train)
 
@@ -178,6 +181,23 @@ def _data_spec(args) -> dict | str:
     return spec if len(spec) > 1 else args.data
 
 
+def _logger_callbacks(args) -> list:
+    """``--logger``: the design's figures and variables go with the run's config as
+    hyper-parameters (two variants' runs can be told apart in TensorBoard or MLflow)."""
+    if not getattr(args, "logger", None):
+        return []
+    from ..design import load, parse_assignments
+    from .engine import LoggerCallback, require_logger
+
+    require_logger(args.logger)  # a missing package fails before any training
+    design = load(args.design, **parse_assignments(args.set))
+    hparams = {"design/name": design.name, "design/params": design.graph.param_count,
+               "design/multiply_adds": design.graph.multiply_adds,
+               "design/input": "x".join(map(str, design.input_shape))}
+    hparams.update({f"design/variables/{k}": v for k, v in design.variables.items()})
+    return [LoggerCallback(args.logger, hparams, name=design.name)]
+
+
 def run_train(args) -> int:
     from ..design import parse_assignments
     from .run import resume, train
@@ -188,7 +208,8 @@ def run_train(args) -> int:
         if not args.design:
             raise UsageError("archlab train needs a DESIGN (file, zoo name) or --resume RUN",
                              fix="e.g. archlab train mnist_cnn --data mnist5k")
-        run = train(args.design, _data_spec(args), variables=parse_assignments(args.set), **_options(args))
+        run = train(args.design, _data_spec(args), variables=parse_assignments(args.set),
+                    callbacks=_logger_callbacks(args), **_options(args))
     if args.json:
         print(json.dumps(run.summary, indent=2))
     else:

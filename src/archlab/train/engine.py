@@ -424,6 +424,94 @@ def default_callbacks(config: TrainConfig, run_dir: Path, task: Task, has_val: b
     return callbacks
 
 
+# --logger: Lightning's loggers, fed by one callback (the trainer itself keeps logger=False, so
+# metrics.csv stays the run's own log and a run without --logger pays nothing)
+LOGGERS = {"tensorboard": ("tensorboard", "TensorBoardLogger"), "mlflow": ("mlflow", "MLFlowLogger"),
+           "csv": (None, "CSVLogger")}
+
+
+def require_logger(kind: str) -> None:
+    """Raise, naming the ``archlab[loggers]`` extra, when the logger's package is missing."""
+    import importlib.util
+
+    from ..errors import UsageError
+
+    if kind not in LOGGERS:
+        raise UsageError(f"unknown logger '{kind}'", fix="use --logger tensorboard, mlflow or csv")
+    package, cls = LOGGERS[kind]
+    if package and importlib.util.find_spec(package) is None and \
+            not (kind == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None):
+        raise UsageError(f"--logger {kind} needs the '{package}' package, which is not installed",
+                         fix="pip install 'archlab[loggers]' (tensorboard and mlflow-skinny)")
+
+
+def make_logger(kind: str, run_dir: Path, name: str = "archlab"):
+    """A Lightning logger writing inside the run folder: ``tensorboard/``, ``mlflow.db`` (an
+    MLflow SQLite store) or ``csv_logs/``. A missing optional package raises an error naming the extra."""
+    require_logger(kind)
+    from lightning.pytorch import loggers
+
+    run_dir = Path(run_dir)
+    if kind == "tensorboard":
+        return loggers.TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    if kind == "mlflow":
+        # a SQLite store in the run folder (MLflow's file store is deprecated); `mlflow ui
+        # --backend-store-uri sqlite:///RUN/mlflow.db` shows it
+        return loggers.MLFlowLogger(experiment_name=name, run_name=run_dir.name,
+                                    tracking_uri=f"sqlite:///{(run_dir / 'mlflow.db').resolve()}")
+    return loggers.CSVLogger(save_dir=str(run_dir), name="csv_logs", version="")
+
+
+def _flat(prefix: str, value: Any, out: dict) -> dict:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}/{k}" if prefix else str(k), v, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = ",".join(map(str, value))
+    else:
+        out[prefix] = value
+    return out
+
+
+class LoggerCallback(Callback):
+    """Sends a run to a Lightning logger: the run's config and the design's figures as
+    hyper-parameters when training starts, each epoch's metrics (as in metrics.csv) when it ends.
+
+    ``kind``: 'tensorboard' | 'mlflow' | 'csv'. ``hparams``: extra hyper-parameters (the design's
+    figures and variables). The logger is made when the run folder is known (at setup)."""
+
+    def __init__(self, kind: str, hparams: dict | None = None, name: str = "archlab") -> None:
+        self.kind, self.hparams, self.name = kind, dict(hparams or {}), name
+        self.logger = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.logger is None and trainer.is_global_zero:
+            self.logger = make_logger(self.kind, Path(trainer.default_root_dir), self.name)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.logger is None:
+            return
+        params = _flat("config", getattr(pl_module, "config").model_dump(mode="json"), {})
+        params.update(_flat("", self.hparams, {}))
+        self.logger.log_hyperparams({k: ("" if v is None else v) for k, v in params.items()})
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.logger is None:
+            return
+        metrics: dict[str, float] = {}
+        for prefix, values in (("train", pl_module.epoch_train_metrics()), ("val", pl_module.val_metrics)):
+            for k, v in values.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    metrics[f"{prefix}/{k}"] = v
+        if trainer.optimizers:
+            metrics["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.logger.log_metrics(metrics, step=trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.logger is not None:
+            self.logger.finalize("success")
+
+
 def _health_monitor(config: TrainConfig, run_dir: Path) -> Callback | None:
     """The diagnostics health monitor, writing ``<run>/health/``, when that capability is
     installed; nodes frozen on purpose are not reported as frozen layers."""
