@@ -64,12 +64,30 @@ class SampleWriter:
         grid = self.grid(module)
         if grid is not None:
             save_grid(grid, self.folder / f"epoch_{epoch:03d}.png", rows=8)
+        health: dict = {"epoch": epoch}
+        if self.setup.task in ("gan", "vae"):
+            health["sample_spread"] = self.spread(grid)
+            module.val_metrics["sample_spread"] = health["sample_spread"]
         if self.judge is not None and self.setup.task in ("gan", "vae"):
             report = self.evaluate(module, self.setup.config.judge_samples, seed=self.setup.config.seed + epoch)
             self.reports.append({"epoch": epoch, **report})
             for key in ("classifier_fid", "precision", "recall", "confident_share", "classes_covered",
                         "min_class_share", "feature_spread"):
                 module.val_metrics[key] = float(report[key])
+            health.update(classes_covered=report["classes_covered"], class_histogram=report["class_histogram"],
+                          feature_spread=report["feature_spread"])
+        if self.setup.config.health:
+            folder = self.folder.parent / "health"
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "samples.jsonl", "a" if epoch else "w") as fh:
+                fh.write(json.dumps(health) + "\n")
+
+    def spread(self, grid: torch.Tensor) -> float:
+        """Mean per-pixel standard deviation across generated samples over the same for real
+        images (both in [0, 1]): near 0 when every sample is the same image."""
+        ds = self.setup.datamodule.split("val" if len(self.setup.splits.val) else "train")
+        real = to_unit(ds.x[:len(grid)], self.setup.value_range)
+        return float(grid.std(0).mean() / real.std(0).mean().clamp_min(1e-12))
 
     def evaluate(self, module, n: int, seed: int) -> dict:
         samples = module.sample(n, torch.Generator().manual_seed(int(seed) + 31))
@@ -197,6 +215,12 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     _write_run_files(run_dir, setup, _data_spec(data))
     if setup.discriminator_design is not None:
         atomic_write_text(run_dir / "discriminator.yaml", setup.discriminator_design.to_yaml())
+    if setup.task == "vae":
+        import math
+
+        (run_dir / "health").mkdir(exist_ok=True)
+        atomic_write_text(run_dir / "health" / "generative_context.json",
+                          json.dumps({"latent_units": math.prod(setup.module.latent_shape)}))
     writer = SampleWriter(setup, run_dir, judge or None)
     setup.module.epoch_hooks.append(writer)
     return fit_generative(setup, run_dir, writer, list(callbacks))
