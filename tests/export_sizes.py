@@ -6,7 +6,10 @@ SMALL: dict[str, dict] = {
     "dcgan_generator": {"ngf": 8, "nz": 16},
     "deepwatermap": {"size": 32},
     "fir_iir_net": {"size": 16},
-    "inception_v3": {"size": 75, "classes": 10},
+    "inception_v3": {"classes": 10},  # its auxiliary head needs the 17x17 grid of 299x299
+    "convnext_tiny": {"size": 32, "classes": 10},
+    "efficientnet_b0": {"size": 32, "classes": 10},
+    "gpt2_small": {"vocab": 96, "length": 16, "width": 64, "heads": 4, "depth": 2},
     "mobilenet_v2": {"size": 32, "classes": 10, "width_mult": 0.5},
     "mobilenet_v3_large": {"size": 32, "classes": 10, "width_mult": 0.5},
     "mobilenet_v3_small": {"size": 32, "classes": 10, "width_mult": 0.5},

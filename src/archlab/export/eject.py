@@ -183,6 +183,10 @@ class Writer:
         for key, value in settings_of(m).items():
             if isinstance(value, torch.Size):
                 value = tuple(value)
+            if isinstance(value, torch.Tensor):
+                # not a parameter or buffer: a result the forward stores (a VAE's KL term), which
+                # the next forward writes again; eject's own check catches any other use
+                value = None
             if not _plain(value):
                 raise ExportError(f"{type(m).__name__}.{key} holds a {type(value).__name__}, "
                                   "which the generated code cannot write", path=path,
@@ -199,7 +203,9 @@ class Writer:
     def accessor(self, path: str) -> str:
         text, owner = "self", self.model
         for part in path.split("."):
-            child = owner._modules[part]
+            child = owner._modules.get(part)
+            if child is None:  # a parameter or buffer (a tied weight read by another node)
+                return f"{text}.{part}" if part.isidentifier() else f"getattr({text}, {part!r})"
             if _is_container(owner):
                 names = list(owner._modules)
                 text += f"[{part}]" if names == [str(i) for i in range(len(names))] else f"[{part!r}]"

@@ -323,7 +323,7 @@ def _monotone(pairs: list[tuple[str, str]], file_state: dict, design_state: dict
     f_pos = {_module_of(n)[0]: i for i, n in reversed(list(enumerate(file_state)))}
     d_pos = {_module_of(n)[0]: i for i, n in reversed(list(enumerate(design_state)))}
     ranks = [f_pos[f] for f, d in sorted(pairs, key=lambda p: d_pos[p[1]])]
-    return all(a < b for a, b in zip(ranks, ranks[1:]))
+    return all(a < b for a, b in zip(ranks, ranks[1:], strict=False))
 
 
 # --------------------------------------------------------------------------- loading --------
