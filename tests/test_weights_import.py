@@ -223,3 +223,23 @@ def test_init_from_foreign_file_then_freeze_the_backbone(tmp_path):
     assert torch.equal(trained["body.1.running_var"], ref.features[4].running_var)  # frozen norms too
     assert not torch.equal(trained["head.fc.weight"], ref.classifier.weight)      # retrained
     assert run.summary["transfer"]["frozen_tensors"] == 6
+
+
+def test_vision_transformer_with_torchvision_layout(tmp_path):
+    """A transformer-era network: patch conv, class token and positions kept in one container
+    (as torchvision's ViT), PyTorch's fused attention weights (in_proj_weight)."""
+    torch.manual_seed(0)
+    ref = reference.VisionTransformer(32, 8, 96, 2, 4, 384, 10, fused=True).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(std=0.1)
+    path = tmp_path / "vit.pth"
+    torch.save(ref.state_dict(), path)
+    model, report = import_weights("vit_b_16", path, size=32, patch=8, width=96, heads=4, depth=2,
+                                   classes=10)
+    assert report.complete and not report.unused
+    by = {m.design: m.file for m in report.matches}
+    assert by["class_token.value"] == "embeddings.class_token"
+    assert by["position.value"] == "embeddings.pos_embedding"
+    assert by["encoder.1.self_attention.in_proj_weight"] == "layers.1.self_attention.in_proj_weight"
+    _same_outputs(model, ref, (3, 32, 32))

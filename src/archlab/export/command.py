@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 
 FORMATS = {
     "onnx": ".onnx",
@@ -138,6 +139,7 @@ def run_export(args: argparse.Namespace) -> int:
     default = Path("export") / (stem if args.format == "python" else stem + FORMATS[args.format])
     out = Path(args.output) if args.output else default
     check = not args.no_check
+    warnings.filterwarnings("ignore")  # torch's exporters warn about their own internals
     start = time.perf_counter()
     if args.format == "onnx":
         from .onnx import export_onnx

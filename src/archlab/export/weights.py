@@ -13,7 +13,9 @@ left, and each tensor's report says which pass matched it:
    paired by module order among modules with the same tensor names and shapes. A group whose
    counts differ between file and design is *ambiguous* and never guessed;
 4. ``reshaped``: modules whose tensors differ only by singleton axes (a linear classifier
-   stored as a 1x1 conv), paired the same way.
+   stored as a 1x1 conv), paired the same way;
+5. ``order`` again for single tensors whose modules are grouped differently (a class token and
+   positional embedding kept in one container), by order among tensors of the same shape.
 
 Anything left is reported: file tensors not used, design tensors not filled, shape mismatches
 with both shapes. A load that would leave design tensors unfilled or that met an ambiguity is
@@ -286,6 +288,25 @@ def match_state(design_state: dict[str, Any], file_state: dict[str, Any], *,
                 if f in f_left:  # an optional counter only the file has
                     f_left.remove(f)
                     report.unused.append((f, fshape[f]))
+    # 5. single tensors whose modules are grouped differently (torchvision's ViT keeps class
+    # token and positions in one container, archlab has a node for each): by order among
+    # tensors of the same shape, with the same count and order rules
+    d_by_shape: dict[tuple, list[str]] = defaultdict(list)
+    f_by_shape: dict[tuple, list[str]] = defaultdict(list)
+    for d in d_left:
+        if _module_of(d)[1] not in OPTIONAL_SUFFIXES:
+            d_by_shape[dshape[d]].append(d)
+    for f in f_left:
+        if _module_of(f)[1] not in OPTIONAL_SUFFIXES:
+            f_by_shape[fshape[f]].append(f)
+    singles = [(f, d) for shape, ds in d_by_shape.items()
+               if len(f_by_shape.get(shape, [])) == len(ds) for f, d in zip(f_by_shape[shape], ds, strict=True)]
+    if singles and (not ordered or _monotone(singles, file_state, design_state, tensors=True)):
+        for f, d in singles:
+            report.matches.append(Match(d, f, "order", fshape[f], dshape[d]))
+            d_left.remove(d)
+            f_left.remove(f)
+
     # ambiguous groups found by the exact pass may have been settled by the reshape pass
     report.ambiguous = [a for a in report.ambiguous
                         if any(any(n.startswith(m + ".") for n in d_left) for m in a["design"])]
@@ -318,10 +339,13 @@ def match_state(design_state: dict[str, Any], file_state: dict[str, Any], *,
     return report
 
 
-def _monotone(pairs: list[tuple[str, str]], file_state: dict, design_state: dict) -> bool:
-    """True when pairs sorted by design order are also in file order (module order agrees)."""
-    f_pos = {_module_of(n)[0]: i for i, n in reversed(list(enumerate(file_state)))}
-    d_pos = {_module_of(n)[0]: i for i, n in reversed(list(enumerate(design_state)))}
+def _monotone(pairs: list[tuple[str, str]], file_state: dict, design_state: dict,
+              tensors: bool = False) -> bool:
+    """True when pairs sorted by design order are also in file order (module order agrees).
+    ``pairs`` are (file, design) module names, or tensor names with ``tensors``."""
+    key = (lambda n: n) if tensors else (lambda n: _module_of(n)[0])
+    f_pos = {key(n): i for i, n in reversed(list(enumerate(file_state)))}
+    d_pos = {key(n): i for i, n in reversed(list(enumerate(design_state)))}
     ranks = [f_pos[f] for f, d in sorted(pairs, key=lambda p: d_pos[p[1]])]
     return all(a < b for a, b in zip(ranks, ranks[1:], strict=False))
 
