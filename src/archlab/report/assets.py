@@ -92,7 +92,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th){
   th.addEventListener('click',function(){sortTable(th);});
 });
 // ---- diagram: collapsible stages ----------------------------------------------------------
-var W=200,H=36,HEADER=18,PAD=12;
+var W=200,H=36,HEADER=18,PAD=12,INSET=14,DROP=6;  // as report/diagram.py
 function Diagram(svg){
   var self=this; this.svg=svg;
   this.routeX=+svg.dataset.routeX; this.step=+svg.dataset.laneStep;
@@ -149,7 +149,8 @@ Diagram.prototype.layout=function(){
       d='M'+sx+','+sy+' C'+sx+','+m+' '+tx+','+m+' '+tx+','+ty;
     }else{
       var lx=self.routeX+(+e.dataset.slot)*self.step;
-      d='M'+(a.x+W)+','+(a.y+H/2)+' H'+lx+' V'+(b.y+H/2)+' H'+(b.x+W+6);
+      var sx=a.x+W-INSET, sy=a.y+H, tx=b.x+W-INSET, ty=b.y;
+      d='M'+sx+','+sy+' V'+(sy+DROP)+' H'+lx+' V'+(ty-DROP)+' H'+tx+' V'+ty;
     }
     e.setAttribute('d',d);
   });

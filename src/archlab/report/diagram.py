@@ -25,6 +25,7 @@ GAP_X, GAP_Y = 24, 22          # between lanes and between rows
 HEADER = 18                    # stage label band above a stage's first row
 PAD = 12                       # stage box padding around its nodes
 LANE_STEP = 10                 # distance between the side lanes of skip edges
+SKIP_INSET, SKIP_DROP = 14, 6  # a skip leaves/enters this far from a box's right edge, this far out
 MERGE_BLOCKS = {"concat", "sum", "add", "shortcut_add", "weighted", "multiply", "mul", "max"}
 
 
@@ -193,14 +194,18 @@ def _assign_slots(skips: list[DEdge], by_id: dict[str, DNode]) -> None:
 
 def edge_path(x1: float, y1: float, x2: float, y2: float, skip: bool, lane_x: float) -> str:
     """SVG path data: a curve from the bottom of the source box (x1, y1 = its top-left) to the
-    top of the target box, or for a skip a bracket through the side lane at ``lane_x``."""
+    top of the target box, or for a skip a bracket through the side lane at ``lane_x``
+    (the same geometry as ``report/assets.py``'s script)."""
     if not skip:
         sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2
         mid = (sy + ty) / 2
         return f"M{sx:.1f},{sy:.1f} C{sx:.1f},{mid:.1f} {tx:.1f},{mid:.1f} {tx:.1f},{ty:.1f}"
-    sx, sy = x1 + NODE_W, y1 + NODE_H / 2
-    tx, ty = x2 + NODE_W, y2 + NODE_H / 2
-    return f"M{sx:.1f},{sy:.1f} H{lane_x:.1f} V{ty:.1f} H{tx + 6:.1f}"
+    # leave from the bottom and enter from the top, running sideways only in the gaps between
+    # rows, so a skip never crosses a box of its own rows
+    sx, sy = x1 + NODE_W - SKIP_INSET, y1 + NODE_H
+    tx, ty = x2 + NODE_W - SKIP_INSET, y2
+    return (f"M{sx:.1f},{sy:.1f} V{sy + SKIP_DROP:.1f} H{lane_x:.1f} V{ty - SKIP_DROP:.1f} "
+            f"H{tx:.1f} V{ty:.1f}")
 
 
 def cost_colour(multiply_adds: int, largest: int) -> str:
