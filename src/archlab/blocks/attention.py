@@ -44,14 +44,16 @@ class MultiHeadSelfAttention(nn.Module):
         inner = inner or channels
         self.heads = heads
         self.head_width = inner // heads
-        self.causal = causal_length > 0
-        steps = torch.arange(causal_length)
-        mask = steps[None, :] > steps[:, None]   # True above the diagonal: the future
-        self.register_buffer("causal_mask", mask, persistent=False)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, channels))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * inner)) if bias else None
         self.out_proj = nn.Linear(inner, channels, bias=bias)
         self.attention_dropout = nn.Dropout(dropout)
+        self.causal = causal_length > 0
+        # True above the diagonal (the future), made on the CPU (a meta-device comparison
+        # imports torch._dynamo, seconds) and moved to where the weights are
+        steps = torch.arange(causal_length, device="cpu")
+        mask = (steps[None, :] > steps[:, None]).to(self.in_proj_weight.device)
+        self.register_buffer("causal_mask", mask, persistent=False)
         # the initialisation of nn.MultiheadAttention: Xavier-uniform in, zero biases
         nn.init.xavier_uniform_(self.in_proj_weight)
         if bias:

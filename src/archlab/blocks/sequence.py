@@ -19,7 +19,7 @@ and recurrent projections the same way (no cell state).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional  # noqa: UP035  TorchScript reads Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,54 +39,87 @@ GATES = {"lstm": 4, "gru": 3}
 CELL_ELEMENTWISE = {"lstm": 13, "gru": 10}
 
 
+_RECURRENT_NAMES = [f"{kind}{s}" for s in ("", "_reverse")
+                    for kind in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                                 "ln_ih_l0", "ln_hh_l0", "ln_cell_l0")]
+
+
 class RecurrentLayer(nn.Module):
     """(N, C, L) -> (N, D*H, L) with ``output='sequence'`` or (N, D*H) with ``output='last'``
-    (D = 2 when bidirectional). ``cell`` is 'lstm' or 'gru'."""
+    (D = 2 when bidirectional). ``cell`` is 'lstm' or 'gru'.
+
+    A weight or layer norm the layer does not have is a plain ``None`` attribute, so the
+    forward (written out for both directions) compiles with TorchScript."""
 
     def __init__(self, cell: str, input_size: int, hidden: int, bidirectional: bool = False,
                  layer_norm: bool = False, output: str = "sequence") -> None:
         super().__init__()
-        self.cell = cell
+        self.is_lstm = cell == "lstm"
         self.hidden = hidden
         self.layer_norm = layer_norm
-        self.output = output
-        self.suffixes = ["", "_reverse"] if bidirectional else [""]
+        self.last = output == "last"
+        self.bidirectional = bidirectional
         gates = GATES[cell] * hidden
         # nn.LSTM's initialisation: uniform in +-1/sqrt(H)
         bound = 1.0 / math.sqrt(hidden)
-        for s in self.suffixes:
+        made: set[str] = set()
+        for s in ["", "_reverse"] if bidirectional else [""]:
             self.register_parameter(f"weight_ih_l0{s}", _uniform((gates, input_size), bound))
             self.register_parameter(f"weight_hh_l0{s}", _uniform((gates, hidden), bound))
+            made |= {f"weight_ih_l0{s}", f"weight_hh_l0{s}"}
             if layer_norm:
                 self.add_module(f"ln_ih_l0{s}", nn.LayerNorm(gates))
                 self.add_module(f"ln_hh_l0{s}", nn.LayerNorm(gates))
+                made |= {f"ln_ih_l0{s}", f"ln_hh_l0{s}"}
                 if cell == "lstm":
                     self.add_module(f"ln_cell_l0{s}", nn.LayerNorm(hidden))
+                    made.add(f"ln_cell_l0{s}")
             else:
                 self.register_parameter(f"bias_ih_l0{s}", _uniform((gates,), bound))
                 self.register_parameter(f"bias_hh_l0{s}", _uniform((gates,), bound))
+                made |= {f"bias_ih_l0{s}", f"bias_hh_l0{s}"}
+        for name in _RECURRENT_NAMES:
+            if name not in made:
+                setattr(self, name, None)
 
-    def _direction(self, x: torch.Tensor, s: str) -> torch.Tensor:
+    def _norm(self, x: torch.Tensor, which: int, reverse: bool) -> torch.Tensor:
+        """Layer norm ``which`` (0 input projection, 1 recurrent projection, 2 cell)."""
+        if reverse:
+            if which == 0 and self.ln_ih_l0_reverse is not None:
+                return self.ln_ih_l0_reverse(x)
+            if which == 1 and self.ln_hh_l0_reverse is not None:
+                return self.ln_hh_l0_reverse(x)
+            if which == 2 and self.ln_cell_l0_reverse is not None:
+                return self.ln_cell_l0_reverse(x)
+        else:
+            if which == 0 and self.ln_ih_l0 is not None:
+                return self.ln_ih_l0(x)
+            if which == 1 and self.ln_hh_l0 is not None:
+                return self.ln_hh_l0(x)
+            if which == 2 and self.ln_cell_l0 is not None:
+                return self.ln_cell_l0(x)
+        return x
+
+    def _direction(self, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                   bias_ih: Optional[torch.Tensor], bias_hh: Optional[torch.Tensor],
+                   reverse: bool) -> torch.Tensor:
         """(N, L, C) -> (N, L, H) for one direction, steps in the order given."""
         n, length, _ = x.shape
-        bias_ih = None if self.layer_norm else getattr(self, f"bias_ih_l0{s}")
-        bias_hh = None if self.layer_norm else getattr(self, f"bias_hh_l0{s}")
-        w_hh = getattr(self, f"weight_hh_l0{s}")
         # all steps' input projections in one product: the parallel part of the work
-        projected = F.linear(x, getattr(self, f"weight_ih_l0{s}"), bias_ih)
+        projected = F.linear(x, w_ih, bias_ih)
         if self.layer_norm:
-            projected = getattr(self, f"ln_ih_l0{s}")(projected)
+            projected = self._norm(projected, 0, reverse)
         h = x.new_zeros(n, self.hidden)
         c = x.new_zeros(n, self.hidden)
         outputs = []
         for t in range(length):
             recurrent = F.linear(h, w_hh, bias_hh)
             if self.layer_norm:
-                recurrent = getattr(self, f"ln_hh_l0{s}")(recurrent)
-            if self.cell == "lstm":
+                recurrent = self._norm(recurrent, 1, reverse)
+            if self.is_lstm:
                 i, f, g, o = (projected[:, t] + recurrent).chunk(4, dim=1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                cell = getattr(self, f"ln_cell_l0{s}")(c) if self.layer_norm else c
+                cell = self._norm(c, 2, reverse) if self.layer_norm else c
                 h = torch.sigmoid(o) * torch.tanh(cell)
             else:
                 xr, xz, xn = projected[:, t].chunk(3, dim=1)
@@ -100,16 +133,18 @@ class RecurrentLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = x.transpose(1, 2)                              # (N, L, C)
-        forward = self._direction(steps, "")
-        if len(self.suffixes) == 1:
-            out = forward
-            last = forward[:, -1]
-        else:
-            backward = self._direction(steps.flip(1), "_reverse").flip(1)
+        forward = self._direction(steps, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0,
+                                  self.bias_hh_l0, False)
+        out = forward
+        last = forward[:, -1]
+        w_ih, w_hh = self.weight_ih_l0_reverse, self.weight_hh_l0_reverse
+        if w_ih is not None and w_hh is not None:
+            backward = self._direction(steps.flip(1), w_ih, w_hh, self.bias_ih_l0_reverse,
+                                       self.bias_hh_l0_reverse, True).flip(1)
             out = torch.cat([forward, backward], dim=2)
             # the backward direction ends at step 0 (nn.LSTM's h_n)
             last = torch.cat([forward[:, -1], backward[:, 0]], dim=1)
-        return out.transpose(1, 2) if self.output == "sequence" else last
+        return last if self.last else out.transpose(1, 2)
 
 
 def _uniform(shape: tuple[int, ...], bound: float) -> nn.Parameter:

@@ -68,7 +68,8 @@ class LearnedTensor(nn.Module):
                  std: float) -> None:
         super().__init__()
         self.value = nn.Parameter(torch.zeros(1, *shape))
-        if init == "normal":
+        # (a meta tensor holds no values: PyTorch's meta normal_ imports torch._dynamo, seconds)
+        if init == "normal" and not self.value.is_meta:
             nn.init.normal_(self.value, std=std)
         elif init == "ones":
             nn.init.ones_(self.value)
@@ -264,7 +265,8 @@ class TokenEmbedding(nn.Module):
     def __init__(self, vocab: int, out: int, std: float) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab, out))
-        nn.init.normal_(self.weight, std=std)
+        if not self.weight.is_meta:  # meta normal_ imports torch._dynamo (seconds)
+            nn.init.normal_(self.weight, std=std)
 
     def forward(self, ids: Tensor) -> Tensor:
         if ids.is_floating_point():
