@@ -120,14 +120,21 @@ def layout(design: Any, findings: dict[str, int] | None = None) -> Layout:
                            findings=findings.get(n.path, 0)))
     by_id = {n.id: n for n in nodes}
     # bands: runs of consecutive nodes of one top-level stage; a top-level node is its own band
+    # A top-level node only has to come after the last stage band, so a side branch (Inception's
+    # auxiliary head) sits beside the main path instead of below the end.
     stages: dict[str, DStage] = {}
-    band_start, band_key, top = 0, object(), 0
+    band_start, band_key, top, stage_end = 0, object(), 0, 0
     for n in nodes[1:]:
-        if n.stage is None or n.stage != band_key:
-            band_start = top + 1
-            band_key = n.stage if n.stage is not None else object()
-        floor = [by_id[i].rank + 1 for i in n.inputs if by_id[i].rank + 1 >= band_start]
-        n.rank = max([band_start] + floor)
+        if n.stage is None:
+            band_key = object()
+            n.rank = max([stage_end + 1] + [by_id[i].rank + 1 for i in n.inputs])
+        else:
+            if n.stage != band_key:
+                band_start = top + 1
+                band_key = n.stage
+            floor = [by_id[i].rank + 1 for i in n.inputs if by_id[i].rank + 1 >= band_start]
+            n.rank = max([band_start] + floor)
+            stage_end = max(stage_end, n.rank)
         top = max(top, n.rank)
         if n.stage is not None:
             st = stages.setdefault(n.stage, DStage(n.stage))
