@@ -14,7 +14,7 @@ import yaml
 
 import archlab
 from archlab.cli import main
-from archlab.compare import compare, parse_operand, pareto_front, split_operand
+from archlab.compare import compare, pareto_front, parse_operand, split_operand
 from archlab.compare.pareto import Point
 from archlab.errors import UsageError
 

@@ -123,10 +123,13 @@ def worst_examples(run: Any, count: int = 12) -> tuple[list[dict], str | None]:
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
         pred = int(probs[i].argmax())
-        name = (lambda c: classes[c] if c < len(classes) else str(c))
-        out.append({"index": int(idx[i]), "true": name(int(y[i])), "predicted": name(pred),
+        out.append({"index": int(idx[i]), "true": _name(classes, int(y[i])), "predicted": _name(classes, pred),
                     "probability": float(probs[i, pred]), "p_true": float(p_true[i]), "png": buf.getvalue()})
     return out, None
+
+
+def _name(classes: list[str], c: int) -> str:
+    return classes[c] if c < len(classes) else str(c)
 
 
 def examples_html(examples: list[dict]) -> str:

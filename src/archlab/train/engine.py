@@ -491,7 +491,7 @@ class LoggerCallback(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.logger is None:
             return
-        params = _flat("config", getattr(pl_module, "config").model_dump(mode="json"), {})
+        params = _flat("config", pl_module.config.model_dump(mode="json"), {})
         params.update(_flat("", self.hparams, {}))
         self.logger.log_hyperparams({k: ("" if v is None else v) for k, v in params.items()})
 
