@@ -1,14 +1,18 @@
-"""Does the builder add anything at run time? Forward+backward time of archlab-built ResNet-50 and
-MobileNetV2 against the same networks written by hand in plain PyTorch, interleaved in one run.
+"""Does the builder add anything at run time? Forward+backward time of archlab-built ResNet-50,
+MobileNetV2, ViT-B/16 and ConvNeXt-T against the same networks written by hand in plain PyTorch
+(archlab.analysis.reference: the same computation, the attention written out as archlab's is),
+interleaved in one run. ConvNeXt runs without stochastic depth (the hand-written one has none).
 
 Target: ratio built / hand-written <= 1.03. Prints medians, interquartile ranges and ratios.
 
     python benchmarks/builder_overhead.py [--batch 8] [--size 224] [--repeats 15] [--threads 2]
+        [--models resnet50,mobilenet_v2,vit_b_16,convnext_tiny] [--transformer-batch 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -16,7 +20,12 @@ import time
 import torch
 
 import archlab
-from archlab.analysis.reference import mobilenet_v2, resnet50  # written by hand, plain PyTorch
+from archlab.analysis.reference import (  # written by hand, plain PyTorch
+    convnext_tiny,
+    mobilenet_v2,
+    resnet50,
+    vit_b_16,
+)
 
 
 def step(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -38,21 +47,31 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default="resnet50,mobilenet_v2,vit_b_16,convnext_tiny")
+    ap.add_argument("--transformer-batch", type=int, default=2,
+                    help="batch of vit_b_16 and convnext_tiny (17.6 and 4.5 G multiply-adds each)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"batch {args.batch}, {args.size}x{args.size}, {args.repeats} interleaved repeats "
-          f"after {args.warmup} warm-up steps; forward + backward, train mode")
-    pairs = {
-        "resnet50": (archlab.build("resnet50", size=args.size), resnet50()),
-        "mobilenet_v2": (archlab.build("mobilenet_v2", size=args.size), mobilenet_v2()),
+          f"after {args.warmup} warm-up steps; forward + backward, train mode; load average "
+          f"{os.getloadavg()[0]:.2f} (1 min) at the start", flush=True)
+    factories = {
+        "resnet50": lambda: (archlab.build("resnet50", size=args.size), resnet50()),
+        "mobilenet_v2": lambda: (archlab.build("mobilenet_v2", size=args.size), mobilenet_v2()),
+        "vit_b_16": lambda: (archlab.build("vit_b_16"), vit_b_16()),
+        "convnext_tiny": lambda: (archlab.build("convnext_tiny", size=args.size, drop_path=0.0),
+                                  convnext_tiny()),
     }
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    print(f"{'network':<14}{'params built':>14}{'params hand':>14}{'built ms (IQR)':>22}"
+    print(f"{'network':<14}{'batch':>6}{'params built':>14}{'params hand':>14}{'built ms (IQR)':>22}"
           f"{'hand ms (IQR)':>22}{'ratio':>8}")
     ratios = {}
-    for name, (built, hand) in pairs.items():
+    for name in args.models.split(","):
+        built, hand = factories[name]()
+        batch = args.transformer_batch if name in ("vit_b_16", "convnext_tiny") else args.batch
+        size = 224 if name == "vit_b_16" else args.size
+        x = torch.randn(batch, 3, size, size)
         nb = sum(p.numel() for p in built.parameters())
         nh = sum(p.numel() for p in hand.parameters())
         built.train()
@@ -69,8 +88,9 @@ def main() -> None:
         qb, qh = quartiles(tb), quartiles(th)
         ratio = qb[1] / qh[1]
         ratios[name] = ratio
-        print(f"{name:<14}{nb:>14,}{nh:>14,}{qb[1] * 1e3:>10.1f} ({qb[0] * 1e3:.1f}-{qb[2] * 1e3:.1f})"
+        print(f"{name:<14}{batch:>6}{nb:>14,}{nh:>14,}{qb[1] * 1e3:>10.1f} ({qb[0] * 1e3:.1f}-{qb[2] * 1e3:.1f})"
               f"{qh[1] * 1e3:>10.1f} ({qh[0] * 1e3:.1f}-{qh[2] * 1e3:.1f}){ratio:>8.3f}")
+        print(f"  load average {os.getloadavg()[0]:.2f} (1 min) after {name}", flush=True)
     worst = max(ratios.values())
     print(f"worst ratio {worst:.3f} (target <= 1.03): {'met' if worst <= 1.03 else 'NOT met'}")
 
