@@ -243,3 +243,12 @@ def test_vision_transformer_with_torchvision_layout(tmp_path):
     assert by["position.value"] == "embeddings.pos_embedding"
     assert by["encoder.1.self_attention.in_proj_weight"] == "layers.1.self_attention.in_proj_weight"
     _same_outputs(model, ref, (3, 32, 32))
+
+
+def test_doctests():
+    import doctest
+
+    from archlab.export import weights
+
+    result = doctest.testmod(weights, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
