@@ -1,17 +1,24 @@
-"""Fault suite: does the health monitor find injected training faults, and what does it cost?
+"""Fault suite: does the health monitor find training faults it was not tuned on, name the
+right cause, stay quiet on healthy runs, and what does it cost?
 
-Runs every set-up of archlab.diagnose.faults (>= 12 faulty, >= 6 healthy; digits, mnist5k and
-synthetic data) over 3 seeds with the monitor at its default settings, then prints:
+Runs the set-ups of archlab.diagnose.fault_catalogue (>= 40 faults from the published
+taxonomies injected into >= 15 healthy twins; archlab train, Lightning callback and plain-loop
+paths; images, tabular regression, sequences, synthetic data) over 3 seeds with the monitor at
+its default settings. The development half (thresholds may be tuned on it) and the held-out
+half (never tuned on; the split was fixed once, before tuning, with random.Random(14)) are
+reported SEPARATELY:
 
-* the confusion table: injected problem (rows) x detector that fired (columns), counts over seeds;
-* precision and recall per detector (a firing is correct when the detector is one of the
-  set-up's expected detectors; 'plausible' consequences are neither hits nor false alarms);
+* hurt: each fault's validation score (accuracy; R^2 for regression) against its healthy twin,
+  mean over seeds (a fault that does not hurt is not a fault);
+* per fault: recall (runs where an expected detector fired), wrong-cause runs (a detector fired
+  that is neither expected nor a plausible consequence), detection delay in steps;
+* per detector: precision and recall over the half's runs;
 * false alarms on healthy runs;
-* detection delay in steps (first expected detection; faults are injected at step 0);
-* the monitor's overhead: epoch time with / without it on the same set-ups, interleaved
-  repeats, ratio of the minima (target <= 1.05 at the default sampling).
+* overhead (``--overhead``): epoch time with / without the monitor, interleaved in one process,
+  >= 7 pairs, on a CNN and on a deep narrow MLP, median and range; plus the monitor's own timing.
 
-    python benchmarks/fault_suite.py [--seeds 3] [--overhead-repeats 3] [--json out.json]
+    python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
+                                     [--overhead-only] [--pairs 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,162 +26,162 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 
 import torch
 
 from archlab.diagnose.detectors import DETECTORS
-from archlab.diagnose.faults import SETUPS, prepare, run_setup, setups
+from archlab.diagnose.fault_catalogue import SETUPS, half, setups
+from archlab.diagnose.faults import Setup, run_setup
 
-OVERHEAD_SETUPS = ["healthy_mlp_digits", "healthy_cnn_mnist", "healthy_residual_mnist",
-                   "healthy_gru_sequence"]
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs (shared machine)"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--overhead-repeats", type=int, default=5)
-    ap.add_argument("--only", nargs="*", help="set-up names (default: all)")
+    ap.add_argument("--half", choices=["dev", "held-out", "both"], default="both")
+    ap.add_argument("--only", nargs="*", help="set-up names (default: all of the half)")
+    ap.add_argument("--overhead", action="store_true", help="also measure the monitor's overhead")
+    ap.add_argument("--overhead-only", action="store_true")
+    ap.add_argument("--pairs", type=int, default=7, help="interleaved with/without pairs")
     ap.add_argument("--json", help="also write the raw results here")
-    ap.add_argument("--overhead-only", action="store_true", help="skip the detection runs")
-    ap.add_argument("--detection-only", action="store_true", help="skip the overhead runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
-
-    if args.overhead_only:
-        measure_overhead(args.overhead_repeats)
-        return
-    chosen = setups(args.only) if args.only else SETUPS
-    results = []
-    t0 = time.perf_counter()
-    for s in chosen:
-        for seed in range(args.seeds):
-            r = run_setup(s, seed)
-            results.append(r)
-            print(f"  {s.name:28s} seed {seed}: {r.steps:4d} steps {r.seconds:6.1f}s "
-                  f"fired {r.fired}", flush=True)
-    print(f"\nsuite: {len(results)} runs in {time.perf_counter() - t0:.0f}s "
-          f"(machine shared: times are noisy)\n")
-    report(chosen, results)
-    overhead = {} if args.detection_only else measure_overhead(args.overhead_repeats)
+    print(load())
+    out: dict = {}
+    if not args.overhead_only:
+        halves = ["dev", "held-out"] if args.half == "both" else [args.half]
+        for which in halves:
+            chosen = setups(args.only, which)
+            twins = {s.twin for s in chosen if s.twin} - {s.name for s in chosen}
+            extra = [s for s in SETUPS if s.name in twins]   # twins from the other half
+            t0 = time.perf_counter()
+            results = []
+            for s in chosen + extra:
+                for seed in range(args.seeds):
+                    r = run_setup(s, seed)
+                    results.append(r)
+                    print(f"  [{half(s):8s}] {s.name:26s} seed {seed}: {r.steps:4d} steps "
+                          f"{r.seconds:5.1f}s score {r.score:6.3f} fired {r.fired}", flush=True)
+            print(f"\n{which} half: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
+            out[which] = report(which, chosen, results)
+            out[which]["runs"] = [r.__dict__ for r in results]
+    if args.overhead or args.overhead_only:
+        out["overhead"] = measure_overhead(args.pairs)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"runs": [r.__dict__ for r in results], "overhead": overhead}, fh, indent=2,
-                      default=str)
+            json.dump(out, fh, indent=2, default=str)
 
 
-def report(chosen, results) -> None:
-    detectors = [d for d in DETECTORS if any(d in r.fired for r in results)]
-    short = {d: d[:10] for d in detectors}
-    print("confusion: injected problem (rows) x detector fired (columns), runs out of seeds")
-    print(f"{'set-up':28s} {'expected':34s} " + " ".join(f"{short[d]:>10s}" for d in detectors))
-    for s in chosen:
-        rs = [r for r in results if r.setup == s.name]
-        cells = []
-        for d in detectors:
-            n = sum(d in r.fired for r in rs)
-            mark = "*" if d in s.expected else "~" if d in s.plausible else ""
-            cells.append(f"{(str(n) + mark) if n else '.':>10s}")
-        exp = ",".join(s.expected) or "(healthy)"
-        print(f"{s.name:28s} {exp[:34]:34s} " + " ".join(cells))
-    print("  * expected detector, ~ plausible consequence, unmarked = false alarm\n")
+def _mean(xs):
+    xs = [x if math.isfinite(x) else -1.0 for x in xs]   # a diverged run scores below chance
+    return sum(xs) / len(xs) if xs else math.nan
 
-    print("per problem (set-up): recall = runs where an expected detector fired / runs; "
-          "precision = runs of this set-up among all runs flagged with its expected detectors")
-    print(f"{'problem':28s} {'runs':>5s} {'found':>6s} {'recall':>7s} {'precision':>10s} "
-          f"{'median delay':>13s}")
-    for s in chosen:
-        if s.healthy:
-            continue
-        rs = [r for r in results if r.setup == s.name]
+
+def report(which: str, chosen: list[Setup], results) -> dict:
+    by = {}
+    for r in results:
+        by.setdefault(r.setup, []).append(r)
+    faults = [s for s in chosen if not s.healthy]
+    healthy = [s for s in chosen if s.healthy]
+    print(f"=== {which} half: {len(faults)} faults, {len(healthy)} healthy set-ups ===")
+    print(f"{'fault':26s} {'path':9s} {'data':9s} {'twin':>6s} {'fault':>6s} {'hurt':>5s} "
+          f"{'recall':>6s} {'wrong':>5s} {'delay med/max':>13s}  expected -> fired")
+    rows = {}
+    for s in faults:
+        rs = by[s.name]
+        twin, mine = _mean([r.score for r in by.get(s.twin, [])]), _mean([r.score for r in rs])
+        hurt = twin - mine > 0.02 or s.expected == ("data_error",)
         found = [r for r in rs if r.detected]
-        flagged = [r for r in results if any(d in r.fired for d in s.expected)]
-        # a flag is wrong only when the run is healthy or the detector is unrelated to its fault
-        wrong = [r for r in flagged if r.setup != s.name and not any(
-            d in r.fired and (d in r.expected or d in r.plausible) for d in s.expected)]
-        prec = (len(flagged) - len(wrong)) / len(flagged) if flagged else float("nan")
+        wrong = [r for r in rs if r.false_alarms]
         delays = [r.delay for r in found]
-        med = f"{statistics.median(delays):.0f}" if delays else "-"
-        print(f"{s.name:28s} {len(rs):5d} {len(found):6d} {len(found) / len(rs):7.2f} "
-              f"{prec:10.2f} {med:>13s}")
-
-    print("\nper detector: precision = correct / (correct + false alarms), plausible firings "
-          "excluded; recall = runs where it fired / runs that list it as expected")
-    print(f"{'detector':24s} {'fired':>6s} {'correct':>8s} {'false':>6s} {'precision':>10s} "
-          f"{'expected':>9s} {'fired':>6s} {'recall':>7s}")
-    for d in DETECTORS:
-        fired = [r for r in results if d in r.fired]
+        d = f"{statistics.median(delays):.0f}/{max(delays)}" if delays else "-"
+        fired = sorted({d for r in rs for d in r.fired})
+        rows[s.name] = {"twin_score": twin, "score": mine, "hurts": hurt, "recall": len(found) / len(rs),
+                        "wrong_cause_runs": len(wrong), "delays": delays, "fired": fired,
+                        "false_alarms": sorted({d for r in rs for d in r.false_alarms})}
+        print(f"{s.name:26s} {s.path:9s} {s.data:9s} {twin:6.3f} {mine:6.3f} {'yes' if hurt else 'NO':>5s} "
+              f"{len(found) / len(rs):6.2f} {len(wrong):5d} {d:>13s}  {','.join(s.expected)} -> "
+              f"{','.join(fired) or '-'}" + (f"  WRONG: {rows[s.name]['false_alarms']}" if wrong else ""))
+    fault_runs = [r for s in faults for r in by[s.name]]
+    healthy_runs = [r for s in healthy for r in by[s.name]]
+    recall = sum(r.detected for r in fault_runs) / max(len(fault_runs), 1)
+    wrong = [r for r in fault_runs if r.false_alarms]
+    alarms = [r for r in healthy_runs if r.fired]
+    delays = [r.delay for r in fault_runs if r.delay is not None]
+    print(f"\n{which}: recall {recall:.3f} ({sum(r.detected for r in fault_runs)}/{len(fault_runs)} "
+          f"faulty runs); wrong-cause alarms on {len(wrong)}/{len(fault_runs)} faulty runs; "
+          f"false alarms on {len(alarms)}/{len(healthy_runs)} healthy runs "
+          + (str(sorted({(r.setup, d) for r in alarms for d in r.fired})) if alarms else ""))
+    if delays:
+        print(f"{which}: detection delay over detected runs: median {statistics.median(delays):.0f} "
+              f"steps, worst {max(delays)}")
+    print(f"\n{which}: per detector (precision = correct / (correct + wrong), plausible firings "
+          "excluded; recall = runs where it fired / runs that list it)")
+    print(f"{'detector':24s} {'fired':>6s} {'correct':>8s} {'wrong':>6s} {'precision':>9s} "
+          f"{'listed':>7s} {'hit':>4s} {'recall':>7s}")
+    per_det = {}
+    runs = fault_runs + healthy_runs
+    for d in list(DETECTORS) + ["data_error"]:
+        fired = [r for r in runs if d in r.fired]
         correct = [r for r in fired if d in r.expected]
-        false = [r for r in fired if d not in r.expected and d not in r.plausible]
-        judged = len(correct) + len(false)
-        targets = [r for r in results if d in r.expected]
-        hit = [r for r in targets if d in r.fired]
-        prec = f"{len(correct) / judged:.2f}" if judged else "-"
-        rec = f"{len(hit) / len(targets):.2f}" if targets else "-"
-        print(f"{d:24s} {len(fired):6d} {len(correct):8d} {len(false):6d} {prec:>10s} "
-              f"{len(targets):9d} {len(hit):6d} {rec:>7s}")
-    faulty = [r for r in results if not r.healthy]
-    healthy = [r for r in results if r.healthy]
-    print(f"\nfaulty runs detected: {sum(r.detected for r in faulty)}/{len(faulty)} "
-          f"(recall {sum(r.detected for r in faulty) / max(len(faulty), 1):.2f})")
-    alarms = [r for r in healthy if r.fired]
-    print(f"healthy runs with any alarm: {len(alarms)}/{len(healthy)} "
-          + (str({r.setup: r.fired for r in alarms}) if alarms else ""))
-    unrelated = [(r.setup, r.false_alarms) for r in faulty if r.false_alarms]
-    print(f"faulty runs with an unrelated alarm: {len(unrelated)}/{len(faulty)} {unrelated or ''}")
-    print("\ndetection delay (steps from step 0 to the first expected detection):")
-    for s in chosen:
-        if s.healthy:
+        bad = [r for r in fired if d not in r.expected and d not in r.plausible]
+        listed = [r for r in runs if d in r.expected]
+        hit = [r for r in listed if d in r.fired]
+        if not fired and not listed:
             continue
-        delays = [r.delay for r in results if r.setup == s.name and r.delay is not None]
-        if delays:
-            print(f"  {s.name:28s} median {statistics.median(delays):6.0f}  max {max(delays):5d}")
-        else:
-            print(f"  {s.name:28s} not detected")
+        judged = len(correct) + len(bad)
+        per_det[d] = {"fired": len(fired), "correct": len(correct), "wrong": len(bad),
+                      "listed": len(listed), "hit": len(hit)}
+        prec = f"{len(correct) / judged:.2f}" if judged else "-"
+        rec = f"{len(hit) / len(listed):.2f}" if listed else "-"
+        print(f"{d:24s} {len(fired):6d} {len(correct):8d} {len(bad):6d} {prec:>9s} "
+              f"{len(listed):7d} {len(hit):4d} {rec:>7s}")
+    print()
+    return {"recall": recall, "wrong_cause_runs": len(wrong), "faulty_runs": len(fault_runs),
+            "healthy_alarm_runs": len(alarms), "healthy_runs": len(healthy_runs),
+            "median_delay": statistics.median(delays) if delays else None,
+            "worst_delay": max(delays) if delays else None, "faults": rows, "detectors": per_det,
+            "load": load()}
 
 
-def measure_overhead(repeats: int, measured_steps: int = 400) -> dict:
-    """Epoch time with and without the monitor at its default settings. Each set-up trains one
-    warm-up epoch (imports, first samples) plus enough epochs for ``measured_steps`` steps; the
-    time of the epochs after the first is compared, with / without, over ``repeats`` runs of
-    each, interleaved. Interference from other processes only ever adds time, so the ratio of the
-    *minimum* totals is the steadiest estimate on a shared machine (timeit's rule); the median
-    ratio is printed beside it. CPU time is this process's (one torch thread)."""
-    print(f"\nmonitor overhead: time of epochs 2.. (>= {measured_steps} steps) with / without, "
-          f"{repeats} interleaved repeats (ratio of minima; median ratio in brackets):")
+def _deep_narrow() -> Setup:
+    from archlab.diagnose.fault_models import mlp
+
+    return Setup("overhead_deep_narrow_mlp", "16 ReLU layers of width 32 on digits", "lightning",
+                 "digits", lambda i, o, s: mlp(i, o, (32,) * 16), batch=32)
+
+
+def measure_overhead(pairs: int, epochs: int = 6) -> dict:
+    """Epoch times with and without the monitor (Lightning callback path, default settings),
+    ``pairs`` interleaved runs of ``epochs`` epochs each. Reported: the median and range over
+    pairs of (time with / time without) for all epochs, and for epochs 2.. (past the dense
+    start of the sampling schedule); and the monitor's own timing (its seconds / the rest)."""
+    cnn = setups(["h_l_mnist_cnn"])[0]
     out = {}
-    wall_ratios, cpu_ratios = [], []
-    for name in OVERHEAD_SETUPS:
-        s = setups([name])[0]
-        xtr = prepare(s.data, s.scaling, 0, s.train_limit, s.shuffle_labels)[0]
-        per_epoch = len(xtr) // s.batch if len(xtr) > s.batch else 1
-        epochs = 1 + math.ceil(measured_steps / per_epoch)
-        run_setup(s, 0, monitor=False, steps=5)   # warm caches (data, imports)
-        on_w, off_w, on_c, off_c, estimate = [], [], [], [], []
-        for i in range(repeats):
-            off = run_setup(s, i, monitor=False, epochs=epochs)
-            on = run_setup(s, i, monitor=True, epochs=epochs)
-            off_w.append(sum(off.epoch_seconds[1:]))
-            off_c.append(sum(off.epoch_cpu_seconds[1:]))
-            on_w.append(sum(on.epoch_seconds[1:]))
-            on_c.append(sum(on.epoch_cpu_seconds[1:]))
-            estimate.append(on.overhead)
-        w, c = min(on_w) / min(off_w), min(on_c) / min(off_c)
-        wm = statistics.median(a / b for a, b in zip(on_w, off_w, strict=True))
-        cm = statistics.median(a / b for a, b in zip(on_c, off_c, strict=True))
-        wall_ratios.append(w)
-        cpu_ratios.append(c)
-        out[name] = {"steps_per_epoch": per_epoch, "epochs": epochs, "wall_with": on_w,
-                     "wall_without": off_w, "cpu_with": on_c, "cpu_without": off_c,
-                     "wall_ratio": w, "cpu_ratio": c, "monitor_estimate": estimate}
-        print(f"  {name:28s} {per_epoch:4d} steps/epoch x {epochs - 1:2d}: cpu {min(off_c):6.2f}s "
-              f"-> {min(on_c):6.2f}s ratio {c:5.3f} [{cm:5.3f}]   wall ratio {w:5.3f} [{wm:5.3f}]"
-              f"   monitor's own estimate {statistics.median(estimate):5.3f}", flush=True)
-    print(f"  over set-ups: median cpu ratio {statistics.median(cpu_ratios):.3f}, wall "
-          f"{statistics.median(wall_ratios):.3f}, worst cpu {max(cpu_ratios):.3f} (target <= 1.05)")
-    out["median_cpu_ratio"] = statistics.median(cpu_ratios)
-    out["median_wall_ratio"] = statistics.median(wall_ratios)
+    print(f"monitor overhead: {pairs} interleaved pairs of {epochs}-epoch runs; {load()}")
+    for s in (cnn, _deep_narrow()):
+        run_setup(s, 0, monitor=False, epochs=1)   # warm caches (data, imports)
+        whole, later, own = [], [], []
+        for i in range(pairs):
+            a = run_setup(s, i, monitor=False, epochs=epochs)
+            b = run_setup(s, i, monitor=True, epochs=epochs)
+            whole.append(sum(b.epoch_seconds) / sum(a.epoch_seconds))
+            later.append(sum(b.epoch_seconds[1:]) / sum(a.epoch_seconds[1:]))
+            own.append(b.overhead)
+        steps = b.steps
+        out[s.name] = {"steps": steps, "epochs": epochs, "ratio_all_epochs": whole,
+                       "ratio_epochs_2_on": later, "monitor_own": own}
+        print(f"  {s.name:26s} {steps:5d} steps: ratio all epochs median {statistics.median(whole):.3f} "
+              f"[{min(whole):.3f}-{max(whole):.3f}], epochs 2.. {statistics.median(later):.3f} "
+              f"[{min(later):.3f}-{max(later):.3f}], monitor's own timing "
+              f"{statistics.median(own):.3f}; {load()}", flush=True)
     return out
 
 

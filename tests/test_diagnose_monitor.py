@@ -325,13 +325,14 @@ def test_sigmoid_before_cross_entropy_in_a_hand_written_module():
             return torch.sigmoid(self.fc(x))
 
     x, y = data()
-    rec = train(Net(), x, y, 3)
+    rec = train(Net(), x, y, 31)
     v = next(v for v in rec.events if v.detector == "probabilities_as_logits")
+    assert v.step == 30                # values in [0, 1] count once logits would have left it
     assert "every output lies in [0, 1]" in v.message and v.evidence["class_id_targets"]
     # the same outputs with a loss that expects probabilities (BCE) are fine
     rec = HealthRecorder(every=1)
     rec.set_reference(loss="bce")
-    rec = train(Net(), x, y, 3, recorder=rec)
+    rec = train(Net(), x, y, 31, recorder=rec)
     assert "probabilities_as_logits" not in [v.detector for v in rec.events]
     rec = train(nn.Sequential(nn.Linear(16, 4)), x, y, 2)
     assert "probabilities_as_logits" not in [v.detector for v in rec.events]

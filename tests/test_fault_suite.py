@@ -1,13 +1,24 @@
-"""The fault suite in its CI form: one seed, short runs. Every injected fault must be found by
-one of its expected detectors, and no healthy set-up may raise any alarm. The full suite (3 seeds,
-full length, overhead) is benchmarks/fault_suite.py."""
+"""The fault suite in its CI form: one seed, short runs, both halves.
+
+* every development fault must be found by one of its expected detectors, without an alarm
+  naming another cause;
+* no healthy set-up, of either half, may raise any alarm;
+* the held-out faults run too, and their reduced-form recall must stay above a floor (their
+  rules were never tuned on them: the full-length figures are in benchmarks/fault_suite.py).
+
+The catalogue's shape (>= 40 faults, >= 15 healthy twins, three user paths, four data kinds,
+a taxonomy source per fault) and the recorded development/held-out split are checked too."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from archlab.diagnose.faults import SETUPS, run_setup
+from archlab.diagnose.fault_catalogue import FAULTS, HEALTHY, HELD_OUT, SETUPS, half, split
+from archlab.diagnose.faults import DATA_KINDS, PATHS, run_setup
+
+HELD_OUT_RECALL_FLOOR = 0.75
+_held_out_found: dict[str, bool] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -18,23 +29,53 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def test_suite_covers_the_issue():
-    faults = [s for s in SETUPS if not s.healthy]
-    healthy = [s for s in SETUPS if s.healthy]
-    assert len(faults) >= 12 and len(healthy) >= 6
-    assert {s.data for s in SETUPS} >= {"digits", "mnist5k", "synthetic"}
+def test_catalogue_covers_the_issue():
+    assert len(FAULTS) >= 40 and len(HEALTHY) >= 15
+    assert {s.path for s in FAULTS} == set(PATHS) and {s.path for s in HEALTHY} == set(PATHS)
+    assert len({DATA_KINDS[s.data] for s in SETUPS}) >= 4
     assert len({s.name for s in SETUPS}) == len(SETUPS)
+    healthy = {s.name: s for s in HEALTHY}
+    for s in FAULTS:
+        twin = healthy[s.twin]   # every fault is injected into a healthy twin ...
+        assert (twin.path, twin.data) == (s.path, s.data), s.name
+        assert any(tag in s.source for tag in ("H20", "AT", "DD")), s.name   # ... from a taxonomy
 
 
-@pytest.mark.parametrize("setup", [s for s in SETUPS if not s.healthy], ids=lambda s: s.name)
-def test_injected_fault_is_found(setup):
-    r = run_setup(setup, seed=0, steps=setup.short_steps)
+def test_split_is_the_recorded_one():
+    """The halves were drawn once with random.Random(14); the rule still gives the record."""
+    for group in (FAULTS, HEALTHY):
+        dev, held = split([s.name for s in group])
+        assert set(held) == {s.name for s in group if s.name in HELD_OUT}
+        assert set(dev) == {s.name for s in group if half(s) == "dev"}
+    assert sum(half(s) == "held-out" for s in FAULTS) >= 20
+
+
+@pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "dev"], ids=lambda s: s.name)
+def test_development_fault_is_found(setup):
+    r = run_setup(setup, seed=0, steps=setup.ci_steps)
     assert r.detected, f"{setup.name}: expected one of {setup.expected}, fired {r.fired}"
-    assert not r.false_alarms, f"{setup.name}: unrelated alarms {r.false_alarms}"
+    assert not r.false_alarms, f"{setup.name}: wrong-cause alarms {r.false_alarms}: {r.messages}"
 
 
-@pytest.mark.parametrize("setup", [s for s in SETUPS if s.healthy], ids=lambda s: s.name)
+@pytest.mark.parametrize("setup", HEALTHY, ids=lambda s: f"{half(s)}-{s.name}")
 def test_healthy_setup_raises_no_alarm(setup):
-    r = run_setup(setup, seed=0, steps=setup.short_steps)
-    assert r.fired == {}, f"{setup.name}: false alarms {r.fired}"
-    assert r.steps == setup.short_steps
+    r = run_setup(setup, seed=0, steps=110)
+    assert r.fired == {}, f"{setup.name} ({half(setup)}): false alarms {r.messages}"
+
+
+@pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "held-out"], ids=lambda s: s.name)
+def test_held_out_fault_run(setup):
+    r = run_setup(setup, seed=0, steps=setup.ci_steps)
+    _held_out_found[setup.name] = r.detected and not r.false_alarms
+
+
+def test_held_out_recall_floor():
+    held = [s.name for s in FAULTS if half(s) == "held-out"]
+    missing = [n for n in held if n not in _held_out_found]
+    if missing:   # run alone (-k): run the held-out faults here
+        for s in FAULTS:
+            if s.name in missing:
+                r = run_setup(s, seed=0, steps=s.ci_steps)
+                _held_out_found[s.name] = r.detected and not r.false_alarms
+    recall = sum(_held_out_found[n] for n in held) / len(held)
+    assert recall >= HELD_OUT_RECALL_FLOOR, {n: f for n, f in _held_out_found.items() if not f}

@@ -539,9 +539,11 @@ class LrLow(Detector):
     name = "lr_too_low"
     rule = ("after min_steps steps the median update-to-weight ratio of the layers that learn is "
             "below min_update_ratio and the loss is less than min_drop below the know-nothing "
-            "reference, and neither binding gradient clipping nor a learning rate decayed to ~0 "
-            "explains the small updates (their detectors report those)")
-    thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3}
+            "reference, and no visible alternative explains the small updates: binding gradient "
+            "clipping, a learning rate decayed to ~0 (their detectors report those), a run that "
+            "diverged (a loss above `diverged` x the reference) or layers without gradient")
+    thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3,
+                  "diverged": 3.0}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
     severity = "warning"
@@ -554,6 +556,15 @@ class LrLow(Detector):
         if not (math.isfinite(med) and med < self.t["min_update_ratio"]):
             return None
         if clipping_binding(state) or lr_decayed(state):
+            return None
+        # small updates after a divergence, or from layers without gradient, are not a small
+        # learning rate: the run blew up (dead units) or the gradient does not arrive
+        ref = loss_reference(state)
+        losses = state.loss_array()
+        if ref is not None and ref.value > 0 and float(np.max(losses)) > self.t["diverged"] * ref.value:
+            return None
+        g = state.array("grad_norm", int(self.t["samples"]))
+        if g.size and np.any(np.nan_to_num(g, nan=1.0) == 0):
             return None
         lr = state.lr[-1] if state.lr else math.nan
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
@@ -569,11 +580,12 @@ class LrLow(Detector):
 class Overfitting(Detector):
     name = "overfitting"
     rule = ("the training loss is low (below train_low x the know-nothing reference) and kept "
-            "falling (by > train_fall) while the validation loss rose more than rise (relative) "
-            "and more than abs_rise x the first validation loss above its best epoch, and the "
+            "falling (in each of the last min_epochs epochs, by > train_fall overall) while the validation loss rose more than rise (relative) "
+            "and more than abs_rise x the know-nothing reference above its best epoch, and the "
             "train/validation gap grew in the last epochs")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
-    # 0.02, a 100 % rise of no consequence
+    # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
+    # level, not against a validation loss that depends on when the first epoch ended
     thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
                   "train_low": 0.5}
     fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
@@ -591,10 +603,13 @@ class Overfitting(Detector):
         ref = loss_reference(state)
         if ref is None or not train[-1] < self.t["train_low"] * ref.value:
             return None   # training loss not low: an unstable or stuck run, not overfitting
+        n = int(self.t["min_epochs"])
+        if np.any(np.diff(train[-n:]) > 0):
+            return None   # the training loss did not keep falling: unstable, not overfitting
         b = int(np.argmin(val))
         gap = val - train
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
-                and val[-1] - val[b] > self.t["abs_rise"] * abs(val[0])
+                and val[-1] - val[b] > self.t["abs_rise"] * ref.value
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
             return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
                                 f"epoch {v[b]['epoch']} while training loss {_fmt(train[b])} -> "
@@ -704,11 +719,12 @@ LOGIT_LOSSES = ("cross_entropy", "bce_with_logits", "nll")
 @register_detector
 class ProbabilitiesAsLogits(Detector):
     name = "probabilities_as_logits"
-    rule = ("the model's outputs are probabilities (rows in [0, 1] summing to 1, or every value "
-            "in [0, 1]: a softmax or sigmoid, in any module) on the last `samples` samples, while "
-            "the loss expects logits: cross entropy with class-id targets, or a declared "
-            "logit loss (cross_entropy, bce_with_logits, nll)")
-    thresholds = {"samples": 3}
+    rule = ("the model's outputs are probabilities on the last `samples` samples (rows in [0, 1] "
+            "summing to 1; or every value in [0, 1] after min_steps steps, when logits would have "
+            "left that range: a softmax or sigmoid, in any module), while the loss expects "
+            "logits: cross entropy with class-id targets, or a declared logit loss "
+            "(cross_entropy, bce_with_logits, nll)")
+    thresholds = {"samples": 3, "min_steps": 30}
     fixes = ["remove the final softmax/sigmoid: cross entropy (and BCEWithLogits) apply "
              "log-softmax (log-sigmoid) themselves",
              "or end with log_softmax and use NLL loss"]
@@ -726,7 +742,10 @@ class ProbabilitiesAsLogits(Detector):
             return self.verdict(state, "the model outputs probabilities (rows in [0, 1] summing "
                                 "to 1) but the loss expects logits",
                                 evidence={"output_rows_sum_to_one": True, "loss": loss})
-        if all(unit) and (class_ids or loss in LOGIT_LOSSES):
+        # a logit output leaves [0, 1] once the model grows confident; probabilities never do:
+        # so values in [0, 1] count only after min_steps (at initialisation small logits can
+        # all lie in [0, 1])
+        if all(unit) and state.step >= self.t["min_steps"] and (class_ids or loss in LOGIT_LOSSES):
             return self.verdict(state, "every output lies in [0, 1] (a sigmoid or softmax at the "
                                 "end) but the loss expects logits: "
                                 + ("cross entropy on class ids" if class_ids else str(loss)),

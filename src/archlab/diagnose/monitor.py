@@ -462,7 +462,7 @@ class HealthRecorder:
             x = _first_tensor(inputs)
             self._exec_order.append(label)
             if is_bn and mod.training and y is not None and y.dim() >= 2:
-                self._bn[label] = int(y.numel() // max(y.shape[1], 1))
+                self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
             if y is not None and y.is_floating_point() and y.numel() and label not in self._stats:
                 # a module called twice per step: keep its first call
                 yd = y.detach()

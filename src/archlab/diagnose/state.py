@@ -59,7 +59,7 @@ class HealthState:
     initial_lr: float = math.nan
     clip: dict = field(default_factory=dict)             # {'value', 'algorithm'} when known
     optimizer_params: dict[str, bool] = field(default_factory=dict)  # layer -> in the optimizer
-    norm_batch: list[dict[str, int]] = field(default_factory=list)  # BN layer -> values/channel
+    norm_batch: list[dict[str, int]] = field(default_factory=list)  # BN layer -> batch size
     nonfinite: dict | None = None        # where NaN/Inf first appeared
     validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
     every: list[int] = field(default_factory=list)          # sampling interval at each sample
@@ -83,8 +83,10 @@ class HealthState:
     def loss_array(self) -> np.ndarray:
         """All losses as an array; extended incrementally, as detectors read it every sample."""
         cached = getattr(self, "_loss_cache", None)
-        if cached is None or len(cached) > len(self.losses):
-            cached = np.zeros(0)
+        if cached is None or len(cached) > len(self.losses) or \
+                getattr(self, "_loss_cache_of", None) is not self.losses:
+            cached = np.zeros(0)   # a new list (not appended to): start again
+            self._loss_cache_of = self.losses
         if len(cached) < len(self.losses):
             cached = np.concatenate([cached, np.asarray(self.losses[len(cached):], dtype=np.float64)])
             self._loss_cache = cached

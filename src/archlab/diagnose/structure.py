@@ -31,7 +31,7 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
     arguments, fewer than 2 examples, an output that does not depend on the input, an error).
 
     Returns ``{"affine": bool, "midpoint_error", "extrapolation_error", "examples"}``; errors are
-    relative to the largest output magnitude."""
+    relative to the largest deviation of an output from its mean over the probe batch."""
     if not inputs or not isinstance(inputs[0], torch.Tensor) or len(inputs) > 1:
         return None
     x = inputs[0].detach()
@@ -54,13 +54,16 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
         return None
     out = out.double().reshape(4 * k, -1)
     fa, fb, fm, fe = out[:k], out[k:2 * k], out[2 * k:3 * k], out[3 * k:]
-    scale = float(out.abs().max())
-    if not torch.isfinite(out).all() or scale == 0:
+    if not torch.isfinite(out).all():
         return None
-    if float((fa - fb).abs().max()) <= 1e-6 * scale:
+    # errors relative to how much the output varies with the input, not to its size: a network
+    # with a large constant offset and a small input-dependent part (deep sigmoid stacks) must
+    # not look affine because its offset dwarfs its non-linearity
+    spread = float((out - out.mean(0, keepdim=True)).abs().max())
+    if spread <= 1e-6 * float(out.abs().max()) or spread == 0:
         return None   # the output does not depend on the input (dead or zero network)
-    mid = float((fm - 0.5 * (fa + fb)).abs().max()) / scale
-    ext = float((fe - (3 * fa - 2 * fb)).abs().max()) / scale
+    mid = float((fm - 0.5 * (fa + fb)).abs().max()) / spread
+    ext = float((fe - (3 * fa - 2 * fb)).abs().max()) / spread
     return {"affine": mid < tol and ext < tol, "midpoint_error": mid,
             "extrapolation_error": ext, "examples": 2 * k}
 

@@ -119,9 +119,9 @@ class Unshuffled(Detector):
 @register_detector
 class ClassImbalance(Detector):
     name = "class_imbalance"
-    rule = ("the labels seen on sampled steps are imbalanced: their entropy is below ratio x "
-            "ln(C) for the C outputs of the model, or a class the model can predict never occurs "
-            "(after min_labels labels)")
+    rule = ("the labels seen on sampled steps are imbalanced: after min_labels labels, their "
+            "entropy is below ratio x ln(C) for the C outputs of the model (unless the "
+            "unshuffled-data rule explains the counts)")
     thresholds = {"ratio": 0.7, "min_labels": 1000}
     fixes = ["rebalance: weight the loss by inverse class frequency or oversample rare classes",
              "report per-class metrics (balanced accuracy), not accuracy alone",
