@@ -131,7 +131,8 @@ def _fake_run(folder, *, summary=True, config=True, data="mnist5k", val=(0.5, 0.
     if config:
         (folder / "config.yaml").write_text(yaml.safe_dump({"epochs": len(val), "seed": seed}))
     (folder / "data.json").write_text(json.dumps({"task": "classification", "source": data,
-                                                  "classes": [str(i) for i in range(10)]}))
+                                                  "classes": [str(i) for i in range(10)],
+                                                  "sample_shape": [1, 28, 28]}))
     rows = "epoch,train_loss,val_loss,val_accuracy,lr,seconds\n" + "".join(
         f"{i},1.0,0.9,{v},0.001,2.0\n" for i, v in enumerate(val))
     (folder / "metrics.csv").write_text(rows)
@@ -148,10 +149,11 @@ def test_runs_time_to_reach_the_baseline(tmp_path):
     b = _fake_run(tmp_path / "b", val=(0.6, 0.85, 0.9))
     c = compare([str(a), str(b)], review=False)
     rows = {r["name"]: r for r in c.rows()}
-    assert rows["epochs_to_baseline"]["values"] == {str(a): 3, str(b): 2}
-    assert rows["seconds_to_baseline"]["values"][str(b)] == 4.0
-    assert rows["test_quality"]["values"][str(b)] == pytest.approx(0.89)
-    assert [p.label for p in c.pareto() if p.front] == [str(b)]  # same cost, better accuracy
+    assert rows["epochs_to_baseline"]["values"] == {"a": 3, "b": 2}  # runs are named by their folder
+    assert rows["seconds_to_baseline"]["values"]["b"] == 4.0
+    assert rows["test_quality"]["values"]["b"] == pytest.approx(0.89)
+    assert [p.label for p in c.pareto() if p.front] == ["b"]  # same cost, better accuracy
+    assert [o["spec"] for o in json.loads(c.to_json())["operands"]] == [str(a), str(b)]
 
 
 def test_runs_on_different_data_are_refused(tmp_path):
@@ -161,7 +163,8 @@ def test_runs_on_different_data_are_refused(tmp_path):
         compare([str(a), str(b)], review=False)
 
 
-def test_incomplete_and_old_run_folders_are_reported(tmp_path, capsys):
+def test_incomplete_and_old_run_folders_are_reported(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "220")  # notes on one line each
     good = _fake_run(tmp_path / "runs" / "good")
     _fake_run(tmp_path / "runs" / "unfinished", summary=False)
     old = _fake_run(tmp_path / "runs" / "old", config=False)

@@ -25,7 +25,7 @@ from ..errors import ArchlabError, UsageError
 class Operand:
     """One thing being compared.
 
-    label:      what the user wrote (the table's column name).
+    label:      the table's column name: what the user wrote, or a run folder's name.
     text:       the design or folder part of it (before ``?``).
     variables:  the design variables this operand sets (``--set`` merged with ``?...``).
     design:     the resolved Design (None when a run folder holds none).
@@ -36,6 +36,7 @@ class Operand:
     label: str
     text: str
     variables: dict[str, Any] = field(default_factory=dict)
+    given: str = ""               # the operand exactly as written (kept in the JSON as "spec")
     design: Any = None
     run: Any = None
     problems: list[str] = field(default_factory=list)
@@ -49,13 +50,13 @@ class Operand:
         if self.run is not None:
             try:
                 return self.run.data_info.get("task")
-            except (OSError, ValueError):
+            except (ArchlabError, OSError, ValueError):  # reported in problems
                 pass
         return self.design.task if self.design is not None else None
 
     def spec(self) -> str:
         """The operand as text that :func:`parse_operand` reads back (kept in JSON output)."""
-        return self.label
+        return self.given or self.label
 
 
 def split_operand(text: str) -> tuple[str, dict[str, Any]]:
@@ -101,13 +102,14 @@ def parse_operand(text: str, common: dict[str, Any] | None = None) -> Operand:
                          fix="give a folder written by `archlab train` (see `archlab runs`), a "
                              "design file or a zoo name")
     design = load(base, **variables)
-    return Operand(label=text, text=base, variables=variables, design=design)
+    return Operand(label=text, text=base, variables=variables, design=design, given=text)
 
 
 def _open_run(label: str, path: Path) -> Operand:
     from ..train.run import Run
 
-    op = Operand(label=label, text=str(path))
+    # a run is named by its folder (the table's column), the JSON keeps the path
+    op = Operand(label=path.resolve().name or label, text=str(path), given=label)
     missing = [f for f in ("config.yaml", "data.json", "metrics.csv", "summary.json", "design.yaml")
                if not (path / f).exists()]
     if missing:

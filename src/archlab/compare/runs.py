@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ArchlabError
+
+# a run file that cannot be read: missing, damaged, or from an older archlab (RunError)
+UNREADABLE = (ArchlabError, OSError, ValueError)
+
 # per task: the quality metric, and whether higher is better
 QUALITY = {"classification": ("accuracy", "max"), "segmentation": ("mean_iou", "max"),
            "regression": ("mse", "min")}
@@ -70,11 +75,11 @@ def run_figures(run: Any) -> RunFigures:
     info: dict = {}
     try:
         summary = run.summary
-    except (OSError, ValueError):
+    except UNREADABLE:
         pass
     try:
         info = run.data_info
-    except (OSError, ValueError):
+    except UNREADABLE:
         pass
     r.task = summary.get("task") or info.get("task")
     r.metric, r.mode = QUALITY.get(r.task or "", (None, "max"))
@@ -87,7 +92,7 @@ def run_figures(run: Any) -> RunFigures:
     r.confusion = test.get("confusion")
     try:
         rows = run.metrics
-    except (OSError, ValueError):
+    except UNREADABLE:
         rows = []
     r.epochs = len(rows)
     columns: list[str] = []
@@ -113,7 +118,7 @@ def run_figures(run: Any) -> RunFigures:
     r.health_recorded = health.is_dir() and any(health.iterdir())
     try:
         r.health = read_events(health)
-    except (OSError, ValueError):
+    except UNREADABLE:
         r.health = [{"detector": "unreadable", "step": 0, "message": "health/events.jsonl cannot be read"}]
     return r
 
@@ -152,7 +157,7 @@ def list_runs(folder: str | Path = "runs") -> list[dict[str, Any]]:
         summary: dict = {}
         try:
             summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
-        except (OSError, ValueError):
+        except UNREADABLE:
             row["problems"].append("summary.json cannot be read")
         if not summary:
             row["problems"].append("no summary.json: unfinished, or an older archlab")

@@ -23,7 +23,8 @@ h2{font-size:17px;margin:2px 0 10px}
 h3{font-size:15px;margin:8px 0}
 h4{font-size:13px;margin:4px 0 6px;color:#343a40}
 p.note{color:var(--muted);font-size:12.5px;margin:6px 0}
-.table-wrap{overflow:auto;max-height:560px;border:1px solid var(--line);border-radius:6px}
+.table-wrap{overflow:auto;border:1px solid var(--line);border-radius:6px}
+.table-wrap:has(table.nodes),.table-wrap:has(table.long){max-height:560px}
 table.data{border-collapse:collapse;width:100%;font-size:12.5px}
 table.data th{position:sticky;top:0;background:#e9ecef;text-align:left;padding:5px 8px;cursor:pointer;white-space:nowrap;user-select:none}
 table.data th.sorted-asc::after{content:" \\25B2";font-size:9px}

@@ -77,7 +77,7 @@ def add_comparison_sections(page: Page, c: Any, designs: bool = True) -> None:
                 s.note(f"variables: {var}")
             if d.changes:
                 s.table(["stage", "node", "change", "detail"],
-                        [[ch.stage, ch.path, ch.kind, ch.detail] for ch in d.changes])
+                        [[ch.stage, ch.path, ch.kind, ch.detail] for ch in d.changes], css="long")
 
     runs = [(e.label, e.run) for e in c.entries if e.run is not None]
     if runs:
