@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", help="augmentation, as archlab train (with --data)")
     p.add_argument("--out", default="runs", help="where the trained runs go (default runs/)")
     p.add_argument("--report", metavar="HTML", help="also write the comparison as one HTML report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars while training")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable (archlab.compare/1)")
     fmt.add_argument("--csv", action="store_true", help="one row per figure and operand")
@@ -59,7 +60,7 @@ def run_compare(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             options[name] = getattr(args, key)
     options["seed"] = args.seed
-    quiet = args.json or args.csv
+    quiet = args.json or args.csv or args.no_progress
     c = compare(args.operands, variables=parse_assignments(args.set), batch=args.batch,
                 latency=args.latency, review=not args.no_review, latency_rounds=args.rounds,
                 data=args.data, train_options=options, cost=args.cost, out=args.out,
