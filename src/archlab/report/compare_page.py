@@ -9,7 +9,7 @@ from typing import Any
 
 from .design import design_block_html
 from .page import Page, Raw, image_html
-from .run_page import curves_png
+from .run_page import confusion_png, curves_png
 
 
 def _change_cell(ratio: float | None, pct: float | None, better: str) -> Raw:
@@ -109,6 +109,11 @@ def add_comparison_sections(page: Page, c: Any, designs: bool = True) -> None:
                     for i, n in enumerate(names)]
             s.html("<h4>Per-class test metrics</h4>")
             s.table(["class"] + [lab for lab, _ in per_class], rows)
+        confusions = [(lab, r) for lab, r in runs if r.confusion][:6]
+        if confusions:
+            s.html("<h4>Confusion matrices (test split)</h4>")
+            s.grid([(lab, image_html(confusion_png(r.confusion, r.classes, lab), f"confusion matrix of {lab}"))
+                    for lab, r in confusions])
 
     if designs:
         s = page.section("Designs side by side")

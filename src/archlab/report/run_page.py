@@ -57,7 +57,10 @@ def curves_png(series: list[tuple[str, Any]], metric: str | None, title: str) ->
                          label=label)
     axes[0].set_title("loss (solid: train, dashed: validation)", fontsize=9)
     axes[1].set_title(f"validation {metric or 'metric'}", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
