@@ -13,7 +13,7 @@ import torch
 
 import archlab
 from archlab.build import build
-from archlab.export.eject import eject
+from archlab.export.eject import eject, load_ejected
 from archlab.export.source import example_input
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,3 +65,17 @@ def test_ejected_source_reads_as_hand_written(tmp_path):
     assert "def load(weights: str = 'r.safetensors'" in source
     assert source.count("class ") == len({line.split("(")[0] for line in source.splitlines()
                                            if line.startswith("class ")})
+
+
+def test_tied_weights_are_tied_again(tmp_path):
+    design = archlab.load({"name": "tied", "input": [8],
+                           "layers": [{"name": "a", "block": "linear", "out": 8},
+                                      {"name": "b", "block": "linear", "out": 8}]})
+    model = build(design).eval()
+    model.b.weight = model.a.weight  # one tensor under two names, as tied embeddings are
+    info = eject(model, design, tmp_path)
+    assert info["bit_identical"]
+    source = Path(info["file"]).read_text()
+    assert "self.b.weight = self.a.weight  # tied: one tensor" in source
+    ejected = load_ejected(info["file"])
+    assert ejected.b.weight is ejected.a.weight

@@ -283,6 +283,8 @@ class Writer:
             init_lines.append(f"self.{name} = {self.module(child, name, 0)}"
                               if name.isidentifier() and not keyword.iskeyword(name)
                               else f"self.add_module({name!r}, {self.module(child, name, 0)})")
+        for alias, first in _ties(self.model):  # one tensor under two names: tie them again
+            init_lines.append(f"{self.accessor(alias)} = {self.accessor(first)}  # tied: one tensor")
         init_body = "\n".join(line for line in init_lines if line)
         forward_body, params = self.forward()
         for cls, kinds in self.kinds_of.items():  # say which design blocks each class serves
@@ -365,12 +367,6 @@ def eject(model: fx.GraphModule, design, out: str | Path, *, check: bool = True)
     class_name = _camel(design.name)
     writer = Writer(model, design)
     text = writer.text(class_name, weights.name)
-    ties = _ties(model)
-    if ties:
-        lines = "".join(f"{INDENT * 2}{writer.accessor(a.rpartition('.')[0])}.{a.rpartition('.')[2]} = "
-                        f"{writer.accessor(b.rpartition('.')[0])}.{b.rpartition('.')[2]}  # tied: one tensor\n"
-                        for a, b in ties)
-        text = text.replace(f"\n\n{INDENT}def forward(", f"\n{lines}\n{INDENT}def forward(", 1)
     py.write_text(text, encoding="utf-8")
     save_file(eject_state(model), str(weights), metadata={"archlab_design": design.name})
     info = {"format": "python", "file": str(py), "weights": str(weights), "class": class_name,
