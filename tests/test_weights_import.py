@@ -252,3 +252,70 @@ def test_doctests():
 
     result = doctest.testmod(weights, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+class _TimmAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class _TimmBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = _TimmAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Module()
+        self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(x))))
+
+
+class _TimmViT(nn.Module):
+    """A ViT with timm's names: parameters of the network itself (cls_token, pos_embed) come
+    first in its state dict, the fused attention projection is `attn.qkv`."""
+
+    def __init__(self, size=32, patch=8, dim=96, depth=2, heads=4, classes=10) -> None:
+        super().__init__()
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, (size // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*[_TimmBlock(dim, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def test_vision_transformer_with_timm_names(tmp_path):
+    torch.manual_seed(0)
+    ref = _TimmViT().eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(std=0.1)
+    assert list(ref.state_dict())[:3] == ["cls_token", "pos_embed", "patch_embed.proj.weight"]
+    path = tmp_path / "vit_timm.pth"
+    torch.save(ref.state_dict(), path)
+    model, report = import_weights("vit_b_16", path, size=32, patch=8, width=96, heads=4, depth=2,
+                                   classes=10)
+    assert report.complete and not report.unused
+    by = {m.design: m.file for m in report.matches}
+    assert by["encoder.0.self_attention.in_proj_weight"] == "blocks.0.attn.qkv.weight"
+    assert by["encoder.1.mlp.3.weight"] == "blocks.1.mlp.fc2.weight"
+    assert by["class_token.value"] == "cls_token"
+    _same_outputs(model, ref, (3, 32, 32))
