@@ -14,8 +14,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import ArchlabError
+from . import __version__, limits
+from .errors import ArchlabError, explain, user_code_error
 from .plugins import load_plugin, split_plugins
 
 # Modules that contribute sub-commands, in the order `archlab --help` lists them.
@@ -123,18 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         plugins, argv = split_plugins(argv)
+        argv = limits.split_limits(argv)  # --limit NAME=N, anywhere (docs/limits.md)
     except ArchlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     parser = make_parser(_command_of(argv) or "")
+    limits.harden(parser)  # every option's range, checked while parsing (before any work)
     args = parser.parse_args(argv)
     try:
+        limits.check_options(args)
         for plugin in plugins:  # before the command: a plugin registers blocks that designs use
             load_plugin(plugin)
         return int(args.run(args) or 0)
     except ArchlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # the user's own code (model.py:factory) raised: their error
+        error = user_code_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -194,3 +194,20 @@ class user_code:
         if isinstance(exc, Exception) or isinstance(exc, SystemExit):
             raise user_code_error(exc, self.what, self.source) from None
         return False
+
+
+def explain(error: ArchlabError) -> str:
+    """``str(error)``, and when it was raised while handling an exception from the user's own
+    code (a forward pass archlab traced, a layer it built), that code's frames."""
+    seen, cause = set(), error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if not isinstance(cause, ArchlabError):
+            frames = _user_frames(cause)
+            if frames:
+                lines = "\n".join(f"  {file}:{no}, in {name}" + (f"\n    {code}" if code else "")
+                                  for file, no, name, code in frames)
+                return (f"{error}\nit came from {type(cause).__name__} in your code:\n{lines}\n"
+                        "fix the error in your file (the frames above are yours)")
+        cause = cause.__cause__ or cause.__context__
+    return str(error)

@@ -47,8 +47,12 @@ def load_module(spec: str) -> Any:
     module_spec = importlib.util.spec_from_file_location(f"_archlab_user_{path.stem}", path)
     user = importlib.util.module_from_spec(module_spec)
     sys.path.insert(0, str(path.parent.resolve()))
+    from ..errors import register_user_file, user_code
+
+    register_user_file(path)
     try:
-        module_spec.loader.exec_module(user)
+        with user_code(f"importing {path.name}", str(path)):
+            module_spec.loader.exec_module(user)
     finally:
         sys.path.pop(0)
     factory = getattr(user, attr, None)
@@ -58,7 +62,8 @@ def load_module(spec: str) -> Any:
                          fix=f"write {file}:NAME with one of them")
     import torch
 
-    model = factory() if not isinstance(factory, torch.nn.Module) else factory
+    with user_code(f"calling {attr}() from {path.name}", str(path)):
+        model = factory() if not isinstance(factory, torch.nn.Module) else factory
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"{spec} returned {type(model).__name__}, expected a torch.nn.Module",
                          fix="make the factory return the model")
@@ -82,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
                   device=args.device, memory=not args.no_memory, rounds=args.rounds,
                   threads=args.threads)
     input_shape = parse_input(args.input) if args.input else None
+    if args.plot:  # before the work: a plot path that cannot be written is a clear error
+        from ..limits import output_file
+
+        if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise UsageError(f"--plot writes .png, .svg or .pdf, received '{args.plot}'",
+                             source=args.plot, fix="e.g. --plot cost.png")
+        output_file(args.plot, "--plot")
     if _is_module_spec(args.design):
         if args.set:
             raise UsageError("--set applies to designs, not to a Python module",

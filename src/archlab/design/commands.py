@@ -150,9 +150,13 @@ def run_build(args: argparse.Namespace) -> int:
 
     from ..build import build, save
 
+    from ..limits import output_folder
+
     design = load_from_args(args)
+    output_folder(args.output, "-o/--output", create=False)  # before building: a clear error
     torch.manual_seed(args.seed)
     model = build(design)
+    output_folder(args.output, "-o/--output")
     folder = save(model, design, args.output)
     if args.json:
         print(json.dumps({"schema": "archlab.build/1", "folder": str(folder), "name": design.name,

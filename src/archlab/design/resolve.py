@@ -332,7 +332,8 @@ class Resolver:
                      index: int) -> str:
         if not isinstance(raw, dict):
             raise self.error(f"a node must be a mapping such as {{block: conv, out: 64}}, got "
-                             f"{raw!r}", parent, index, where)
+                             f"{raw!r}", parent, index, where,
+                             fix="write the node as a mapping, e.g. - {block: conv, out: 64}")
         name = raw.get("name")
         if name is not None:
             if not isinstance(name, str) or not NAME_RE.match(name):
@@ -798,7 +799,8 @@ class Resolver:
             return self.error(f"block '{block}' needs '{shown}'", raw, line_key, where,
                               fix=self.field_help(cls, loc[0] if loc else None))
         return self.error(f"'{shown}' of block '{block}': {message}, got {received!r}", raw,
-                          line_key, where, fix=self.field_help(cls, loc[0] if loc else None))
+                          line_key, where, fix=_value_fix(err, shown, self.field_help(
+                              cls, loc[0] if loc else None)))
 
     @staticmethod
     def field_help(cls, name: str | None) -> str | None:
@@ -827,6 +829,22 @@ def _leaf_types(annotation: Any) -> set:
     if float in out:
         out.add(int)
     return out
+
+
+def _value_fix(err: dict, name: str, help_text: str | None) -> str:
+    """What to write instead of a value pydantic refused, from the kind of its error."""
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if kind.startswith("int") or kind == "int_from_float":
+        fix = f"write a whole number, e.g. {name}: 64"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), None)
+        word = {"greater_than": "above", "greater_than_equal": "at least", "less_than": "below",
+                "less_than_equal": "at most"}[kind]
+        fix = f"write a value {word} {bound}"
+    else:
+        fix = "write a valid value"
+    return f"{fix} ({help_text})" if help_text else fix
 
 
 def _example(info: Any) -> Any:

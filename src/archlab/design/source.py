@@ -190,7 +190,8 @@ def parse_text(text: str, source: str = "<text>") -> Any:
         raise DesignError(f"invalid YAML: {problem}", source=source, line=line,
                           fix="check the indentation and the ':' after each key") from None
     except yaml.YAMLError as exc:
-        raise DesignError(f"invalid YAML: {exc}", source=source) from None
+        raise DesignError(f"invalid YAML: {exc}", source=source,
+                          fix="a design is plain UTF-8 YAML text; remove control characters") from None
     except RecursionError:  # a limit above what Python's stack allows
         raise limits.exceeded("yaml_depth", "too deep for Python's stack",
                               "the nesting depth of mappings and lists", source=source) from None

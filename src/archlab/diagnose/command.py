@@ -159,8 +159,13 @@ def run_gradcheck(args) -> int:
         raise UsageError(f"--kwargs must be a JSON object, received {type(kwargs).__name__}")
     shapes = [parse_shape(s) for s in args.input]
     factory = load_factory(args.factory)
-    report = gradcheck(factory, shapes, kwargs=kwargs, max_elements=args.max_elements,
-                       atol=args.atol, rtol=args.rtol, probes=not args.no_probes, name=args.factory)
+    from ..errors import user_code
+
+    # the layer is the user's code: what it raises (building or running it) is their error
+    with user_code(f"building and running {args.factory}", args.factory.rsplit(":", 1)[0]):
+        report = gradcheck(factory, shapes, kwargs=kwargs, max_elements=args.max_elements,
+                           atol=args.atol, rtol=args.rtol, probes=not args.no_probes,
+                           name=args.factory)
     if args.json:
         print(json.dumps(_jsonable(report.to_dict()), indent=2))
         return 0 if report.passed else 1
@@ -205,3 +210,47 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+def _check_health_files(run_dir: str) -> None:
+    """Read the health record once, so that a damaged file is an error naming it (before any
+    plot is drawn)."""
+    import csv
+    from pathlib import Path
+
+    from ..errors import ArchlabError
+    from .state import HealthState, read_events
+    from .summary import health_folder
+
+    folder = health_folder(run_dir)
+    steps = [("series.npz and loss.csv", lambda: HealthState.load(folder)),
+             ("events.jsonl", lambda: read_events(folder))]
+    monitor = Path(folder) / "monitor.json"
+    if monitor.exists():
+        steps.append(("monitor.json", lambda: _json_mapping(monitor)))
+    metrics = Path(folder).parent / "metrics.csv"
+    if metrics.exists():
+        steps.append(("metrics.csv", lambda: list(csv.DictReader(
+            metrics.read_text(encoding="utf-8").splitlines()))))
+    for name, read in steps:
+        try:
+            read()
+        except ArchlabError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{name} in the health record is damaged ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                             source=str(folder),
+                             fix="train the run again to record its health; the weights and "
+                                 "metrics of the run are not affected") from None
+
+
+def _json_mapping(path) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping, found {type(data).__name__}")
+    return data
+
+
+    from ..limits import output_folder
+    if args.out:
+        output_folder(args.out, "--out", create=False)
+    _check_health_files(args.run_dir)

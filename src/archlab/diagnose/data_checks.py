@@ -57,6 +57,11 @@ def check_data(data, *, split=(0.7, 0.2, 0.1), seed: int = 0, stratify: bool = T
     from ..train.prepare import make_splits
 
     d = load_unchecked(data)
+    if len(d.x) == 0:
+        from ..train.data import DataError
+
+        raise DataError("the data set is empty", source=d.source,
+                          fix="give a file with samples in it")
     report = CheckReport("-", d.source, d.task)
     x = d.x.reshape(len(d.x), -1).double()
     y = d.y

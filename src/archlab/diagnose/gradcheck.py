@@ -120,7 +120,11 @@ def load_factory(spec: str):
     spec_ = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec_)
     sys.modules[mod_name] = module
-    spec_.loader.exec_module(module)
+    from ..errors import register_user_file, user_code
+
+    register_user_file(path)
+    with user_code(f"importing {path.name}", str(path)):
+        spec_.loader.exec_module(module)
     if not hasattr(module, name):
         choices = [n for n, v in vars(module).items() if not n.startswith("_") and (
             (inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == mod_name)

@@ -34,6 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
     project = None
     if args.config:
+        from ..limits import check_regular_file
+
+        check_regular_file(args.config, "--config file (pyproject.toml)")
+        try:
+            Path(args.config).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"--config '{args.config}' is not UTF-8 text (TOML)",
+                             source=args.config,
+                             fix="give a pyproject.toml with a [tool.archlab.review] table") from None
         project = load_pyproject(args.config)
     elif not args.no_project_config:
         start = args.target.rpartition(":")[0] if ".py:" in args.target else args.target

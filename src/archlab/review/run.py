@@ -65,18 +65,24 @@ def load_factory(spec: str) -> nn.Module:
     if not attr or not file.endswith(".py"):
         raise UsageError(f"expected FILE.py:FACTORY, got '{spec}'", fix="e.g. model.py:make_model")
     if not path.is_file():
-        raise UsageError(f"no such Python file '{file}'", path=spec)
+        raise UsageError(f"no such Python file '{file}'", path=spec,
+                         fix="check the path: write path/to/model.py:factory")
     name = f"_archlab_user_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
-    module_spec.loader.exec_module(module)
+    from ..errors import register_user_file, user_code
+
+    register_user_file(path)
+    with user_code(f"importing {path.name}", str(path)):
+        module_spec.loader.exec_module(module)
     factory = getattr(module, attr, None)
     if factory is None:
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise UsageError(f"'{file}' has no '{attr}'", source=file,
                          fix=f"callables in it: {', '.join(names) or 'none'}")
-    model = factory() if not isinstance(factory, nn.Module) else factory
+    with user_code(f"calling {attr}() from {path.name}", str(path)):
+        model = factory() if not isinstance(factory, nn.Module) else factory
     if not isinstance(model, nn.Module):
         raise UsageError(f"'{spec}' returned {type(model).__name__}, expected a torch.nn.Module",
                          source=file)

@@ -91,12 +91,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 def read_checkpoint(path: Path, map_location=None) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError("checkpoint not found", source=str(path))
+    from ..limits import check_regular_file
+
+    check_regular_file(path, "checkpoint", limit=None)
     try:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or a truncated file
-        raise CheckpointError(f"unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
-                              source=str(path),
-                              fix="archlab reads tensors and plain values only; retrain or use model.safetensors") from None
+        # PyTorch's own message advises turning weights_only off: never quote that advice
+        import pickle
+        import re
+
+        found = re.search(r"Unsupported (?:global: GLOBAL [\w.]+|operand \S+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and found:
+            what = (f"the checkpoint holds pickled Python objects ({found.group(0).strip()}), "
+                    "which archlab refuses to load: unpickling them could run code")
+        else:
+            what = (f"unreadable checkpoint ({type(exc).__name__}): the file is damaged, "
+                    "truncated or not a PyTorch checkpoint")
+        raise CheckpointError(what, source=str(path),
+                              fix="archlab reads tensors and plain values only; use the run's "
+                                  "model.safetensors, or train the run again") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"the checkpoint holds a {type(ckpt).__name__}, expected a mapping "
+                              "of tensors", source=str(path),
+                              fix="give a checkpoint written by archlab or Lightning")
+    return ckpt
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -134,8 +153,18 @@ def read_weights(source: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         if not path.exists():
-            raise CheckpointError("weights file not found", source=str(path))
-        return load_file(str(path))
+            raise CheckpointError("weights file not found", source=str(path),
+                                  fix="train the run again, or give another weights file")
+        from ..limits import check_regular_file
+
+        check_regular_file(path, "weights file", limit=None)
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors' errors: a damaged, truncated or empty file
+            raise CheckpointError(f"unreadable weights file ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]}): damaged, truncated or not safetensors",
+                                  source=str(path),
+                                  fix="train the run again, or restore the file from a copy") from None
     ckpt = read_checkpoint(path)
     state = ckpt.get("state_dict", ckpt)
     # DesignModule keeps the network as `self.model`: drop that prefix to get the network's names

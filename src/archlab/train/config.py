@@ -116,8 +116,10 @@ def make_config(options: dict) -> TrainConfig:
         if err["type"] == "extra_forbidden":
             best = closest(field, TrainConfig.model_fields)
             raise UsageError(f"unknown training option '{field}'",
+                             path=f"--{field.split('.')[0].replace('_', '-')}",
                              fix=f"did you mean '{best}'?" if best else
                              "valid options: " + ", ".join(TrainConfig.model_fields)) from None
         raise UsageError(f"training option '{field}': {err['msg']}; received {err.get('input')!r}",
+                         path=f"--{field.split('.')[0].replace('_', '-')}",
                          fix=TrainConfig.model_fields[field.split('.')[0]].description
                          if field.split('.')[0] in TrainConfig.model_fields else None) from None

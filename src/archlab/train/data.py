@@ -137,6 +137,10 @@ def load_data(data: str | dict | DataSpec) -> ArrayData:
             raise DataError(unknown_name("data set", spec.source, LOADERS) if not _looks_like_path(
                 spec.source) else msg, source=spec.source if _looks_like_path(spec.source) else None,
                 fix=f"give a built-in name ({builtin}) or an existing file or folder")
+        if not path.is_dir():
+            from ..limits import check_regular_file
+
+            check_regular_file(path, "data file", limit=None)  # a FIFO would never end
         out = _load_path(path, spec)
     if spec.task and spec.task != out.task:
         out = _retask(out, spec.task)
@@ -265,15 +269,18 @@ def read_image(path: Path, mode: str | None = None) -> np.ndarray:
     """One image as (C, H, W) float32 in 0..255; ``mode`` 'L' or 'RGB' converts."""
     from PIL import Image, UnidentifiedImageError
 
+    from ..limits import check_regular_file, image_guard
+
+    check_regular_file(path, "image", limit=None)
     try:
-        with Image.open(path) as img:
+        with image_guard(path), Image.open(path) as img:
             img.load()
             if mode:
                 img = img.convert(mode)
             elif img.mode not in ("L", "RGB"):
                 img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
             arr = np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"unreadable image ({type(exc).__name__}: {exc})", source=str(path),
                         fix="remove or replace the file; PNG, JPEG and BMP are read") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -349,8 +356,8 @@ def _npz(path: Path, spec: DataSpec) -> ArrayData:
     try:
         with np.load(path, allow_pickle=False) as f:  # no pickle: a data file never runs code
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"unreadable .npz ({exc})", source=str(path),
+    except Exception as exc:  # zipfile, EOF, pickled objects refused, damaged members
+        raise DataError(f"unreadable .npz ({_reason(exc)})", source=str(path),
                         fix="save arrays with numpy.savez(path, x=inputs, y=targets)") from None
     for key in (spec.x_key, spec.y_key):
         if key not in arrays:
@@ -369,17 +376,36 @@ def _npy(path: Path, spec: DataSpec) -> ArrayData:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
+        from ..limits import check_regular_file
+
+        check_regular_file(path, ".npy file", limit=None)
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"unreadable .npy ({exc})", source=str(path)) from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"unreadable .npy ({_reason(exc)})", source=str(path),
+                        fix="save the array with numpy.save (numbers only, no Python objects)") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """numpy's reason, without its advice to load pickled data (a data file never runs code)."""
+    text = str(exc) or type(exc).__name__
+    if "allow_pickle" in text or "pickle" in text:
+        return "it holds pickled Python objects, which archlab never loads"
+    return f"{type(exc).__name__}: {text[:160]}"
 
 
 def _from_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec, source: str) -> ArrayData:
     if x.dtype.kind not in "biuf":
-        raise DataError(f"inputs have dtype {x.dtype}, expected numbers", source=source)
+        raise DataError(f"inputs have dtype {x.dtype}, expected numbers", source=source,
+                        fix="store the inputs as a numeric array")
+    if x.ndim < 1 or y.ndim < 1:
+        raise DataError(f"inputs and targets need one row per sample; got shapes {x.shape} and "
+                        f"{y.shape}", source=source, fix="save x as (N, ...) and y as (N,)")
+    from ..limits import check
+
+    check("tensor_elements", int(x.size), "the number of elements of the inputs", source=source)
     if len(x) != len(y):
         raise DataError(f"mismatched counts: {len(x)} inputs but {len(y)} targets", source=source,
-                        fix="inputs and targets need one row per sample, in the same order")
+                        fix="give one target per input, in the same order")
     task = spec.task or ("classification" if y.dtype.kind in "iub" and y.ndim == 1 else
                          "segmentation" if y.dtype.kind in "iub" and y.ndim == 3 else "regression")
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -387,6 +413,21 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec, source: str) -> A
         yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
         return ArrayData(xt, yt.unsqueeze(1) if yt.ndim == 1 else yt, task, (), source)
     yt = _integer_labels(y, source)
+    if yt.ndim != 1:
+        raise DataError(f"classification labels must be one class index per sample, shape (N,); "
+                        f"got shape {tuple(y.shape)}", source=source,
+                        fix="save y as a 1-D array of class indices, or use --task regression "
+                            "for several targets per sample")
+    if len(yt) and int(yt.min()) < 0:
+        bad = int(yt.min())
+        raise DataError(f"label out of range: sample {int(torch.nonzero(yt == bad)[0])} has label "
+                        f"{bad}, expected 0 or more", source=source,
+                        fix="labels must be class indices 0..classes-1")
+    if len(yt):
+        from ..limits import check
+
+        check("classes", int(yt.max()) + 1, "the number of classes (the largest label + 1)",
+              source=source)
     k = spec.classes or (int(yt.max()) + 1 if len(yt) else 0)
     return ArrayData(xt, yt, task, tuple(str(i) for i in range(k)), source)
 
@@ -397,7 +438,8 @@ def _integer_labels(y: np.ndarray, source: str) -> torch.Tensor:
             raise DataError("classification labels must be whole numbers, got fractional values",
                             source=source, fix="use task: regression for continuous targets")
     elif y.dtype.kind not in "iub":
-        raise DataError(f"labels have dtype {y.dtype}, expected integers", source=source)
+        raise DataError(f"labels have dtype {y.dtype}, expected integers", source=source,
+                        fix="store the labels as integer class indices")
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
 
@@ -406,9 +448,14 @@ def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"unreadable CSV ({exc})", source=str(path)) from None
+        raise DataError(f"unreadable CSV ({exc})", source=str(path),
+                        fix="save the table as UTF-8 text with a header row") from None
+    except csv.Error as exc:
+        raise DataError(f"unreadable CSV ({exc})", source=str(path),
+                        fix="save the table as plain comma-separated text with a header row") from None
     if len(rows) < 2:
-        raise DataError("CSV needs a header row and at least one data row", source=str(path))
+        raise DataError("CSV needs a header row and at least one data row", source=str(path),
+                        fix="add one row per sample under the header")
     header = [h.strip() for h in rows[0]]
     label = spec.label if spec.label is not None else header[-1]
     if label not in header:
@@ -421,7 +468,8 @@ def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
             continue
         if len(row) != len(header):
             raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
-                            source=f"{path}:{line_no}")
+                            source=f"{path}:{line_no}",
+                            fix="give every row one value per header column")
         values = []
         for j, cell in enumerate(row):
             if j == li:
@@ -441,7 +489,8 @@ def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
         task = "regression" if numeric and any(not float(v).is_integer() for v in labels) else "classification"
     if task == "regression":
         if not numeric:
-            raise DataError(f"regression label column '{label}' holds non-numbers", source=str(path))
+            raise DataError(f"regression label column '{label}' holds non-numbers", source=str(path),
+                            fix="use numbers as regression targets, or --task classification")
         return _from_arrays(x, np.asarray(labels, dtype=np.float32), spec.model_copy(update={"task": task}),
                             str(path))
     names = sorted(set(labels), key=lambda v: (float(v), v) if numeric else (0.0, v))
@@ -469,16 +518,21 @@ def _retask(data: ArrayData, task: Task) -> ArrayData:
 
 
 def _check_labels(data: ArrayData, spec: DataSpec) -> ArrayData:
-    if data.x.is_floating_point() and not torch.isfinite(data.x).all():   # every task
+    if data.x.is_floating_point() and data.x.numel() and not torch.isfinite(data.x).all():
         row = int(torch.nonzero(~torch.isfinite(data.x.reshape(len(data.x), -1)).all(1))[0])
         raise DataError(f"inputs contain NaN or infinity (first in sample {row})", source=data.source,
                         fix="clean or impute the missing values before training")
     if data.y is None or data.task == "regression":
         if data.y is not None and not torch.isfinite(data.y).all():
-            raise DataError("regression targets contain NaN or infinity", source=data.source)
+            raise DataError("regression targets contain NaN or infinity", source=data.source,
+                            fix="remove or fill the samples with missing targets")
+        if len(data) == 0:
+            raise DataError("the data set is empty", source=data.source,
+                            fix="give a file with samples in it")
         return data
     if len(data) == 0:
-        raise DataError("the data set is empty", source=data.source)
+        raise DataError("the data set is empty", source=data.source,
+                        fix="give a file with samples in it")
     lo, hi = int(data.y.min()), int(data.y.max())
     k = spec.classes or data.n_classes
     if lo < 0 or hi >= k:
@@ -513,7 +567,11 @@ def load_named_inputs(paths: list[str], x_key: str = "x", *, label: str | None =
     for text in paths:
         path = Path(text).expanduser()
         if not path.exists():
-            raise DataError("input file not found", source=text)
+            raise DataError("input file not found", source=text, fix="check the path")
+        if not path.is_dir():
+            from ..limits import check_regular_file
+
+            check_regular_file(path, "input file", limit=None)
         if path.is_dir():
             files = _image_files(path)
             if not files:
@@ -524,11 +582,18 @@ def load_named_inputs(paths: list[str], x_key: str = "x", *, label: str | None =
             parts.append(torch.from_numpy(np.asarray(_read_npy(path), dtype=np.float32)))
             names += [f"{text}[{i}]" for i in range(len(parts[-1]))]
         elif path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                if x_key not in f.files:
-                    raise DataError(f"no array '{x_key}' in the file; it holds {', '.join(f.files)}",
-                                    source=text)
-                parts.append(torch.from_numpy(np.asarray(f[x_key], dtype=np.float32)))
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    if x_key not in f.files:
+                        raise DataError(f"no array '{x_key}' in the file; it holds "
+                                        f"{', '.join(f.files)}", source=text,
+                                        fix=f"save the inputs under the key '{x_key}'")
+                    parts.append(torch.from_numpy(np.asarray(f[x_key], dtype=np.float32)))
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(f"unreadable .npz ({_reason(exc)})", source=text,
+                                fix="save arrays with numpy.savez(path, x=inputs)") from None
             names += [f"{text}[{i}]" for i in range(len(parts[-1]))]
         elif path.suffix.lower() == ".csv":
             x, lines = _csv_inputs(path, label, features)
@@ -552,9 +617,14 @@ def _csv_inputs(path: Path, label: str | None, features: int | None) -> tuple[to
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"unreadable CSV ({exc})", source=str(path)) from None
+        raise DataError(f"unreadable CSV ({exc})", source=str(path),
+                        fix="save the table as UTF-8 text with a header row") from None
+    except csv.Error as exc:
+        raise DataError(f"unreadable CSV ({exc})", source=str(path),
+                        fix="save the table as plain comma-separated text with a header row") from None
     if len(rows) < 2:
-        raise DataError("CSV needs a header row and at least one data row", source=str(path))
+        raise DataError("CSV needs a header row and at least one data row", source=str(path),
+                        fix="add one row per sample under the header")
     header = [h.strip() for h in rows[0]]
     keep = list(range(len(header)))
     if features is not None and len(header) == features + 1:  # the training table, labels included
@@ -573,7 +643,8 @@ def _csv_inputs(path: Path, label: str | None, features: int | None) -> tuple[to
             continue
         if len(row) != len(header):
             raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
-                            source=f"{path}:{line_no}")
+                            source=f"{path}:{line_no}",
+                            fix="give every row one value per header column")
         try:
             values.append([float(row[j]) for j in keep])
         except ValueError:

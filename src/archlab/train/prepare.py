@@ -80,6 +80,12 @@ def make_splits(data: ArrayData, fractions: tuple[float, float, float], seed: in
     if len(train) == 0:
         raise DataError(f"the training split is empty ({n} samples, fractions {fractions})",
                         source=data.source, fix="use more data or a larger training fraction")
+    for name, part, fraction in (("validation", val, fractions[1]), ("test", test, fractions[2])):
+        if fraction > 0 and len(part) == 0:  # metrics of an empty split would be silently NaN
+            raise DataError(f"the {name} split is empty: {n} samples are too few for the "
+                            f"fractions {tuple(fractions)}", source=data.source,
+                            fix="use more data (at least one sample in each split), or give "
+                                "that split 0 with --split")
     return Splits(train, val, test)
 
 
@@ -144,8 +150,15 @@ class Scaling:
 
     @classmethod
     def load(cls, path: Path) -> Scaling:
-        d = json.loads(Path(path).read_text())
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a mapping, found {type(d).__name__}")
         target = d.get("target") or {}
+        stds = list(d.get("std", [])) + ([target["std"]] if target.get("std") is not None else [])
+        if any(not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in stds):
+            raise DataError("scaling.json holds a standard deviation that is 0, negative or not a "
+                            "number: scaling would divide by it", source=str(path),
+                            fix="restore the file from a copy of the run, or train the run again")
         return cls(tuple(d["mean"]), tuple(d["std"]), d.get("axis", "channel"),
                    target.get("mean"), target.get("std"))
 
@@ -174,7 +187,15 @@ def fit_scaling(x_train: torch.Tensor, enabled: bool = True) -> Scaling:
     else:             # (N, C, ...): one statistic per channel, over samples and positions
         dims = [0] + list(range(2, x.dim()))
         mean, std, axis = x.mean(dims), x.std(dims, unbiased=False), "channel"
-    # A constant channel/feature would divide by zero; leave it centred but unscaled.
+    # A constant channel/feature would divide by zero; leave it centred but unscaled, and say so.
+    constant = int((std < 1e-8).sum())
+    if constant:
+        import warnings
+
+        what = "features" if axis == "feature" else "channels"
+        warnings.warn(f"{constant} of {std.numel()} input {what} are constant over the training "
+                      f"split (std 0): they are centred but not scaled, and carry no information",
+                      stacklevel=2)
     std = torch.where(std < 1e-8, torch.ones_like(std), std)
     return Scaling(tuple(mean.tolist()), tuple(std.tolist()), axis)
 

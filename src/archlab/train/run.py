@@ -68,24 +68,69 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         p = Path(path)
+        if not p.exists():
+            raise RunError("no such run folder", source=str(p),
+                           fix="check the path; runs are written under runs/ by `archlab train`")
+        if not p.is_dir():
+            raise RunError("not a run folder (a file, not a folder)", source=str(p),
+                           fix="give a folder written by `archlab train`, e.g. runs/NAME")
         if not (p / "config.yaml").exists():
             raise RunError("not a run folder (no config.yaml)", source=str(p),
                            fix="give a folder written by `archlab train`, e.g. runs/NAME")
         return cls(p)
 
+    def _read(self, name: str, reader, *, missing: Any = RunError):
+        """One file of the run read by ``reader(path)``; a missing, damaged or hand-edited file
+        is a :class:`RunError` naming the file (never a traceback)."""
+        f = self.path / name
+        if not f.exists():
+            if missing is not RunError:
+                return missing
+            raise RunError(f"the run folder has no {name} (deleted?)", source=str(self.path),
+                           fix="restore the file from a copy of the run, or train the run again")
+        try:
+            from ..limits import check_regular_file
+
+            check_regular_file(f, f"run file {name}", limit=None)
+            return reader(f)
+        except ArchlabError as exc:
+            raise exc.located(source=str(f))
+        except Exception as exc:  # damaged: not UTF-8, not JSON/YAML, truncated zip, wrong fields
+            raise RunError(f"{name} is damaged or not what archlab wrote "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                           source=str(f),
+                           fix="restore the file from a copy of the run, or train the run again") from None
+
     # ---- files ------------------------------------------------------------------------------
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig(**yaml.safe_load((self.path / "config.yaml").read_text()))
+        def read(f: Path) -> TrainConfig:
+            values = yaml.safe_load(f.read_text(encoding="utf-8"))
+            if not isinstance(values, dict):
+                raise ValueError(f"expected a mapping of settings, found {type(values).__name__}")
+            return TrainConfig(**values)
+
+        return self._read("config.yaml", read)
 
     @property
     def data_info(self) -> dict:
-        return json.loads((self.path / "data.json").read_text())
+        def read(f: Path) -> dict:
+            info = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(info, dict) or not {"task", "classes", "sample_shape"} <= set(info):
+                raise ValueError("expected a mapping with task, classes and sample_shape")
+            return info
+
+        return self._read("data.json", read)
 
     @property
     def summary(self) -> dict:
-        f = self.path / "summary.json"
-        return json.loads(f.read_text()) if f.exists() else {}
+        def read(f: Path) -> dict:
+            summary = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(summary, dict):
+                raise ValueError(f"expected a mapping, found {type(summary).__name__}")
+            return summary
+
+        return self._read("summary.json", read, missing={})
 
     @property
     def test_metrics(self) -> dict:
@@ -95,19 +140,19 @@ class Run:
     def metrics(self) -> list[dict]:
         import csv
 
-        f = self.path / METRICS_FILE
-        if not f.exists():
-            return []
-        with open(f, newline="") as fh:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        def read(f: Path) -> list[dict]:
+            with open(f, newline="", encoding="utf-8") as fh:
+                return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+        return self._read(METRICS_FILE, read, missing=[])
 
     @property
     def splits(self) -> Splits:
-        return Splits.load(self.path / "splits.npz")
+        return self._read("splits.npz", Splits.load)
 
     @property
     def scaling(self) -> Scaling:
-        return Scaling.load(self.path / "scaling.json")
+        return self._read("scaling.json", Scaling.load)
 
     @property
     def health_dir(self) -> Path:
@@ -115,7 +160,12 @@ class Run:
 
     def design(self):
         f = self.path / "design.yaml"
-        if not f.exists() or not f.read_text().strip():
+        if not f.exists():
+            raise RunError("the run folder has no design.yaml (deleted?): the network cannot be "
+                           "rebuilt without it", source=str(self.path),
+                           fix="restore design.yaml from a copy of the run, or pass the design: "
+                               "run.model(design=...)")
+        if not self._read("design.yaml", lambda p: p.read_text(encoding="utf-8")).strip():
             raise RunError("this run was trained from a Python nn.Module and has no design.yaml",
                            source=str(self.path), fix="rebuild the module yourself and pass it to model(module=...)")
         return load_design(f)
