@@ -2,9 +2,11 @@
 
 * every development fault must be found by one of its expected detectors, without an alarm
   naming another cause;
-* no healthy set-up, of either half, may raise any alarm;
-* the held-out faults run too, and their reduced-form recall must stay above a floor (their
-  rules were never tuned on them: the full-length figures are in benchmarks/fault_suite.py).
+* no healthy set-up, of either half, may raise any alarm (110 steps: past the loss rules'
+  100-step wait).
+
+The held-out faults are judged by benchmarks/fault_suite.py only (3 seeds, full length,
+reported apart from the development half), so that no test tunes a rule to them.
 
 The catalogue's shape (>= 40 faults, >= 15 healthy twins, three user paths, four data kinds,
 a taxonomy source per fault) and the recorded development/held-out split are checked too."""
@@ -16,9 +18,6 @@ import torch
 
 from archlab.diagnose.fault_catalogue import FAULTS, HEALTHY, HELD_OUT, SETUPS, half, split
 from archlab.diagnose.faults import DATA_KINDS, PATHS, run_setup
-
-HELD_OUT_RECALL_FLOOR = 0.75
-_held_out_found: dict[str, bool] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -61,21 +60,3 @@ def test_development_fault_is_found(setup):
 def test_healthy_setup_raises_no_alarm(setup):
     r = run_setup(setup, seed=0, steps=110)
     assert r.fired == {}, f"{setup.name} ({half(setup)}): false alarms {r.messages}"
-
-
-@pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "held-out"], ids=lambda s: s.name)
-def test_held_out_fault_run(setup):
-    r = run_setup(setup, seed=0, steps=setup.ci_steps)
-    _held_out_found[setup.name] = r.detected and not r.false_alarms
-
-
-def test_held_out_recall_floor():
-    held = [s.name for s in FAULTS if half(s) == "held-out"]
-    missing = [n for n in held if n not in _held_out_found]
-    if missing:   # run alone (-k): run the held-out faults here
-        for s in FAULTS:
-            if s.name in missing:
-                r = run_setup(s, seed=0, steps=s.ci_steps)
-                _held_out_found[s.name] = r.detected and not r.false_alarms
-    recall = sum(_held_out_found[n] for n in held) / len(held)
-    assert recall >= HELD_OUT_RECALL_FLOOR, {n: f for n, f in _held_out_found.items() if not f}

@@ -580,14 +580,16 @@ class LrLow(Detector):
 class Overfitting(Detector):
     name = "overfitting"
     rule = ("the training loss is low (below train_low x the know-nothing reference) and kept "
-            "falling (in each of the last min_epochs epochs, by > train_fall overall) while the validation loss rose more than rise (relative) "
+            "falling (in each of the last min_epochs epochs, by > train_fall overall) while the "
+            "validation loss rose in each of the last two epochs, by more than rise (relative) "
             "and more than abs_rise x the know-nothing reference above its best epoch, and the "
-            "train/validation gap grew in the last epochs")
+            "train/validation gap grew in the last epochs, with a stable optimiser (median "
+            "update/weight ratio below max_update_ratio)")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
     # level, not against a validation loss that depends on when the first epoch ended
     thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
-                  "train_low": 0.5}
+                  "train_low": 0.5, "max_update_ratio": 0.1}   # 100x the healthy ~1e-3
     fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
              "collect more data or augment it", "use a smaller model"]
     severity = "warning"
@@ -606,6 +608,11 @@ class Overfitting(Detector):
         n = int(self.t["min_epochs"])
         if np.any(np.diff(train[-n:]) > 0):
             return None   # the training loss did not keep falling: unstable, not overfitting
+        med, _ = _update_ratio(state, 3)
+        if math.isfinite(med) and med > self.t["max_update_ratio"]:
+            return None   # updates far above ~1e-3: an unstable optimiser, not overfitting
+        if np.any(np.diff(val[-3:]) <= 0):
+            return None   # a validation loss that also falls between epochs is noise, not a trend
         b = int(np.argmin(val))
         gap = val - train
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
