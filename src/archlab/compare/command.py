@@ -138,19 +138,21 @@ def run_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"runs in {args.folder}", title_justify="left")
+    t = Table(title=f"runs in {args.folder} (give FOLDER/RUN to compare or report)", title_justify="left")
     for col in ("run", "design", "data", "seed", "epochs", "best val", "test", "date", "commit"):
         t.add_column(col, justify="right" if col in ("seed", "epochs", "best val", "test") else "left",
                      overflow="fold")
     for r in rows:
         def f(v):
             return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-        t.add_row(r["run"], f(r["design"]), f(r["data"]), f(r["seed"]), f(r["epochs"]),
+        t.add_row(r["name"], f(r["design"]), f(r["data"]), f(r["seed"]), f(r["epochs"]),
                   f(r["best"]) + (f" {r['metric']}" if r["metric"] and r["best"] is not None else ""),
                   f(r["test"]), f(r["date"]), f(r["commit"]))
         for problem in r["problems"]:
             t.add_row(f"[yellow]  {problem}", "", "", "", "", "", "", "", "")
-    Console(width=max(120, Console().width)).print(t)
+    from .. import tables
+
+    tables.print_table(t)
     if not rows:
         print(f"no run folders in {args.folder}")
     return 0

@@ -155,12 +155,14 @@ def list_runs(folder: str | Path = "runs") -> list[dict[str, Any]]:
                                "seed": None, "metric": None, "best": None, "test": None,
                                "epochs": None, "date": None, "commit": None, "problems": []}
         summary: dict = {}
-        try:
-            summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
-        except UNREADABLE:
-            row["problems"].append("summary.json cannot be read")
-        if not summary:
+        if not (p / "summary.json").exists():
             row["problems"].append("no summary.json: unfinished, or an older archlab")
+        else:
+            try:
+                summary = json.loads((p / "summary.json").read_text())
+                summary = summary if isinstance(summary, dict) else {}
+            except UNREADABLE:
+                row["problems"].append("summary.json cannot be read (damaged)")
         from ..train.run import Run
 
         try:
