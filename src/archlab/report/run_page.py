@@ -185,16 +185,25 @@ def health_timeline_png(health: Path, events: list[dict], title: str) -> bytes |
     return png_of(fig)
 
 
-def grad_heatmap_png(health: Path, label: str) -> tuple[bytes | None, str | None]:
-    """The diagnostics' own per-layer gradient heatmap (the same plot as ``archlab diagnose``)."""
+def health_plots(health: Path, label: str) -> tuple[list[tuple[bytes, str, str]], str | None]:
+    """The diagnostics' own plots (the same as ``archlab diagnose``): the per-layer gradient
+    heatmap and the dead/saturated units, as (png, alt, caption); or a note why there are none."""
     try:
         from ..diagnose.state import HealthState
-        from ..diagnose.summary import plot_grad_heatmap
+        from ..diagnose.summary import plot_dead_units, plot_grad_heatmap
 
         state = HealthState.load(health)
+        out = []
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_grad_heatmap(state, Path(tmp) / "grad.png", label)
-            return (path.read_bytes() if path else None), (None if path else "no gradient samples recorded")
+            if path:
+                out.append((path.read_bytes(), "gradient heatmap",
+                            "log10 gradient norm per layer over the sampled steps"))
+            path = plot_dead_units(state, Path(tmp) / "dead.png", label)
+            if path:
+                out.append((path.read_bytes(), "dead units", "never-active ReLU units and saturated "
+                            "sigmoid/tanh outputs per layer over the sampled steps"))
+        return out, (None if out else "no per-layer samples recorded")
     except FileNotFoundError:
         return None, "no health record in this run (trained with --no-health?)"
     except Exception as exc:  # noqa: BLE001 - an older or foreign health record is a note
@@ -253,10 +262,10 @@ def add_run_sections(page: Page, run: Any, figures: Any, label: str, examples: b
         if png:
             sec.image(png, "health events timeline", "training loss per step; vertical lines: health "
                       "events at the step they were raised")
-        png, note = grad_heatmap_png(health, label)
-        if png:
-            sec.image(png, "gradient heatmap", "log10 gradient norm per layer over the sampled steps")
-        elif note:
+        plots, note = health_plots(health, label)
+        for png, alt, caption in plots:
+            sec.image(png, alt, caption)
+        if note:
             sec.note(note)
     else:
         sec.note("no health record in this run (trained with --no-health, or an older archlab)")
