@@ -161,3 +161,14 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     assert code == 2 and "empty: the folder is neither a run (config.yaml) nor a built model" in err
     code, _, err = _cli(capsys, "weights", "import", "resnet18", "missing.pth")
     assert code == 2 and "missing.pth: weights file not found" in err
+
+
+def test_onnx_names_the_node_whose_op_has_no_onnx_function(tmp_path):
+    # the FIR-IIR filter's scan uses cumprod, which torch's exporter lowers to prims.prod: no
+    # ONNX function exists for it (torch.export and TorchScript keep it)
+    design = archlab.load({"name": "filter", "input": [2, 8, 8],
+                           "layers": [{"name": "filter", "block": "fir_iir", "out": 2}]})
+    with pytest.raises(ExportError, match=r"^filter: torch's ONNX exporter has no ONNX function for "
+                                          r"prims.prod, which this node's computation uses; export "
+                                          r"as --format exported-program"):
+        export_onnx(build(design).eval(), design, tmp_path / "f.onnx")

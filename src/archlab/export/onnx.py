@@ -33,7 +33,6 @@ def export_onnx(model, design, path: str | Path, *, check: bool = True) -> dict:
     """Write ``path`` (.onnx) and, with ``check``, verify it; returns what the check measured."""
     import torch
 
-    from .script import first_failing_node
     from .source import example_input
 
     path = Path(path)
@@ -47,15 +46,39 @@ def export_onnx(model, design, path: str | Path, *, check: bool = True) -> dict:
                                         verbose=False)
             program.save(str(path))
     except Exception as exc:
-        node = first_failing_node(model, design, lambda m, inp: torch.export.export(m, inp))
-        raise ExportError(f"torch's ONNX exporter failed ({_first_line(exc)})", path=node,
-                          fix="the node's module uses an operation torch.export cannot trace "
-                              "(data-dependent control flow or Python state); export it as "
-                              "--format torchscript or python instead") from None
+        raise _onnx_failure(exc, model, design) from None
     info = {"format": "onnx", "file": str(path), "opset": OPSET}
     if check:
         info.update(check_onnx(model, design, path))
     return info
+
+
+def _onnx_failure(exc: Exception, model, design) -> ExportError:
+    """Which node failed, and why: an op with no ONNX function, or a module torch.export
+    cannot trace. Each block kind is tried alone once (only when the whole model failed)."""
+    import re
+
+    import torch
+
+    from .script import first_failing_node
+
+    text = str(exc)
+    missing = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+
+    def convert(module, inputs):
+        with _quiet():
+            torch.onnx.export(module, inputs, dynamo=True, opset_version=OPSET, verbose=False)
+
+    node = first_failing_node(model, design, convert, once_per_kind=True)
+    if missing:
+        return ExportError(f"torch's ONNX exporter has no ONNX function for {missing.group(1)}, "
+                           "which this node's computation uses", path=node,
+                           fix="export as --format exported-program, torchscript or python "
+                               "(they keep every PyTorch op), or change the node's block")
+    return ExportError(f"torch's ONNX exporter failed ({_first_line(exc)})", path=node,
+                       fix="the node's module uses an operation torch.export cannot trace "
+                           "(data-dependent control flow or Python state); export it as "
+                           "--format torchscript or python instead")
 
 
 def check_onnx(model, design, path: Path) -> dict:

@@ -11,22 +11,26 @@ from pathlib import Path
 from .onnx import ExportError, _first_line
 
 
-def first_failing_node(model, design, convert) -> str | None:
-    """The path of the first design node whose module alone fails ``convert(module, inputs)``."""
+def first_failing_node(model, design, convert, once_per_kind: bool = False) -> str | None:
+    """The path of the first design node whose module alone fails ``convert(module, inputs)``
+    (``once_per_kind``: try only the first node of each block kind, for slow conversions)."""
     import torch
 
     from ..graph import INPUT
     from .source import example_input
 
     values = {INPUT: example_input(design, batch=2)}
+    tried: set[str] = set()
     with torch.no_grad():
         for node in design.graph.nodes:
             module = model.get_submodule(node.path)
             args = tuple(values[p] for p in node.inputs)
-            try:
-                convert(module, args)
-            except Exception:
-                return node.path
+            if not (once_per_kind and node.block in tried):
+                tried.add(node.block)
+                try:
+                    convert(module, args)
+                except Exception:
+                    return node.path
             values[node.path] = module(*args)
     return None
 
