@@ -14,7 +14,6 @@ design is resolved; the built modules return views (no copy, no work), as ``x[:,
 
 from __future__ import annotations
 
-
 import torch
 from pydantic import Field, PositiveInt, field_validator
 from torch import Tensor, nn

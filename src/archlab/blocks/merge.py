@@ -13,8 +13,6 @@ names, so a message reads "... from 'a' and ... from 'b'".
 
 from __future__ import annotations
 
-from typing import List, Optional  # noqa: UP035  TorchScript reads these annotations
-
 import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
@@ -25,7 +23,6 @@ from .base import Block, BlockParams, register_block
 from .basic import plan_module, plan_ops
 from .layers import ActSpec, NormSpec, Order
 from .plan import Plan
-
 
 MAX_INPUTS = 8  # the merge modules take x0..x7: a fixed signature TorchScript can compile
 
@@ -40,9 +37,9 @@ def _need_two(name: str, inputs: list[Shape]) -> None:
                              "that with the rest")
 
 
-def gather(x0: Tensor, x1: Tensor, x2: Optional[Tensor], x3: Optional[Tensor],
-           x4: Optional[Tensor], x5: Optional[Tensor], x6: Optional[Tensor],
-           x7: Optional[Tensor]) -> List[Tensor]:
+def gather(x0: Tensor, x1: Tensor, x2: Tensor | None, x3: Tensor | None,
+           x4: Tensor | None, x5: Tensor | None, x6: Tensor | None,
+           x7: Tensor | None) -> list[Tensor]:
     """The inputs given, in order (the merge modules' forward takes up to eight)."""
     out = [x0, x1]
     if x2 is not None:
@@ -96,10 +93,10 @@ class Concatenate(nn.Module):
         self.project = project
         self.dim = axis + 1
 
-    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
-                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
-                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
-                x7: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, x2: Tensor | None = None,
+                x3: Tensor | None = None, x4: Tensor | None = None,
+                x5: Tensor | None = None, x6: Tensor | None = None,
+                x7: Tensor | None = None) -> Tensor:
         out = torch.cat(gather(x0, x1, x2, x3, x4, x5, x6, x7), self.dim)
         if self.project is not None:
             out = self.project(out)
@@ -218,10 +215,10 @@ class NoParams(BlockParams):
 class Sum(nn.Module):
     """(N, *S) for each input -> (N, *S): their element-wise sum."""
 
-    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
-                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
-                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
-                x7: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, x2: Tensor | None = None,
+                x3: Tensor | None = None, x4: Tensor | None = None,
+                x5: Tensor | None = None, x6: Tensor | None = None,
+                x7: Tensor | None = None) -> Tensor:
         out = x0 + x1
         if x2 is not None:
             for x in gather(x0, x1, x2, x3, x4, x5, x6, x7)[2:]:
@@ -282,10 +279,10 @@ class WeightedSum(nn.Module):
         self.weight = nn.Parameter(torch.ones(n_inputs))
         self.eps = eps
 
-    def forward(self, x0: Tensor, x1: Tensor, x2: Optional[Tensor] = None,
-                x3: Optional[Tensor] = None, x4: Optional[Tensor] = None,
-                x5: Optional[Tensor] = None, x6: Optional[Tensor] = None,
-                x7: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, x2: Tensor | None = None,
+                x3: Tensor | None = None, x4: Tensor | None = None,
+                x5: Tensor | None = None, x6: Tensor | None = None,
+                x7: Tensor | None = None) -> Tensor:
         inputs = gather(x0, x1, x2, x3, x4, x5, x6, x7)
         w = torch.relu(self.weight)
         w = w / (w.sum() + self.eps)

@@ -19,7 +19,7 @@ and recurrent projections the same way (no cell state).
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional  # noqa: UP035  TorchScript reads Optional
+from typing import Literal  # noqa: UP035  TorchScript reads Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ class RecurrentLayer(nn.Module):
         return x
 
     def _direction(self, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                   bias_ih: Optional[torch.Tensor], bias_hh: Optional[torch.Tensor],
+                   bias_ih: torch.Tensor | None, bias_hh: torch.Tensor | None,
                    reverse: bool) -> torch.Tensor:
         """(N, L, C) -> (N, L, H) for one direction, steps in the order given."""
         n, length, _ = x.shape
