@@ -157,7 +157,7 @@ def discriminator_overfit(d, real, g, z, steps: int):
         opt.zero_grad()
         lossv.backward()
         opt.step()
-        loss = float(lossv)
+        loss = lossv.item()
         separated = float(real_s.min()) > float(fake_s.max())
         if separated and loss < 0.1:
             return _result("discriminator_overfit", "pass",
@@ -178,7 +178,7 @@ def overfit_reconstruction(model, x, target, loss_fn, steps: int):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        last = float(loss)
+        last = loss.item()
         if step == 1:
             first = last
         elif last < 0.5 * first:

@@ -63,6 +63,9 @@ def final_activation_kind(model: nn.Module) -> tuple[str, str]:
             node = node[0]
         if not isinstance(node, torch.fx.Node):
             return ("", "none")
+        # shape-only steps after the activation (flatten, reshape) do not change what it made
+        while _shape_only(model, node) and node.args and isinstance(node.args[0], torch.fx.Node):
+            node = node.args[0]
         if node.op != "call_module":
             name = getattr(node.target, "__name__", str(node.target)).lower()
             return (node.name, name if name in ACTIVATION_NAMES else "none")
@@ -79,6 +82,18 @@ def final_activation_kind(model: nn.Module) -> tuple[str, str]:
         path = f"{path}.{name}" if path else name
 
 
+SHAPE_ONLY = {"Flatten", "Unflatten", "Reshaping", "Reshape", "Identity", "View", "Squeeze"}
+SHAPE_FUNCTIONS = {"flatten", "reshape", "view", "squeeze", "unsqueeze", "contiguous"}
+
+
+def _shape_only(model: nn.Module, node) -> bool:
+    if node.op == "call_module":
+        return type(model.get_submodule(node.target)).__name__ in SHAPE_ONLY
+    if node.op in ("call_function", "call_method"):
+        return getattr(node.target, "__name__", str(node.target)) in SHAPE_FUNCTIONS
+    return False
+
+
 ACTIVATION_CLASSES = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu", nn.ReLU6: "relu6",
                       nn.LeakyReLU: "leaky_relu", nn.Softmax: "softmax", nn.LogSoftmax: "log_softmax",
                       nn.Hardtanh: "hardtanh", nn.Hardsigmoid: "hardsigmoid", nn.GELU: "gelu",
@@ -93,7 +108,7 @@ def _node(piece: Piece, path: str) -> str:
 
 
 def _shape(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return str(tuple(int(s) for s in shape))
 
 
 def output_range(piece: Piece, task: str) -> tuple[float, float]:

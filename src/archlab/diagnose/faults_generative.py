@@ -1,0 +1,152 @@
+"""Generative fault set-ups: faulty and healthy GAN / VAE / autoencoder runs for the fault suite.
+
+Each set-up is an ``archlab train`` call on a fixed subset of mnist5k (1,200 images, batch 32)
+with the generative health detectors of :mod:`archlab.diagnose.generative` at their default
+thresholds. A fault is *found* when one of its expected detectors fires, or, for faults the
+pair checks exist to stop, when training refuses to start with a :class:`PairError`; a healthy
+set-up passes when nothing fires. The thresholds were set from the losses' own scales before any
+of these runs (see the detectors' module); ``held_out`` marks set-ups kept apart from any later
+adjustment, reported separately by benchmarks/fault_suite.py.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PAIR_CHECK = "pair_check"
+GAN = {"design": "dcgan_mnist_generator", "task": "gan", "discriminator": "dcgan_mnist_discriminator"}
+# a deeper generator (three 2x upsamplings from 7x7 would overshoot 28: one extra stride-1 layer)
+DEEP_G = {
+    "archlab": 1, "name": "deep_generator", "input": [64],
+    "variables": {"norm": "batch"},
+    "defaults": {"norm": "$norm", "act": "relu", "order": "norm_act"},
+    "layers": [
+        {"name": "latent", "block": "reshape", "shape": [64, 1, 1]},
+        {"name": "up1", "block": "conv_transpose", "out": 128, "kernel": 7, "stride": 1, "padding": 0},
+        {"name": "mid1", "block": "conv", "out": 128},
+        {"name": "up2", "block": "conv_transpose", "out": 64, "kernel": 4, "stride": 2},
+        {"name": "mid2", "block": "conv", "out": 64},
+        {"name": "mid3", "block": "conv", "out": 64},
+        {"name": "image", "block": "conv_transpose", "out": 1, "kernel": 4, "stride": 2, "norm": "none",
+         "act": "tanh", "bias": True},
+    ],
+}
+
+
+@dataclass
+class GenerativeSetup:
+    name: str
+    problem: str
+    options: dict[str, Any]
+    expected: tuple[str, ...] = ()        # detectors (or 'pair_check') that should fire; () = healthy
+    held_out: bool = False
+    variables: dict = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.expected
+
+
+def _relu_generator() -> str:
+    from ..zoo import path
+
+    text = path("dcgan_mnist_generator").read_text()
+    return text.replace("name: dcgan_mnist_generator", "name: relu_generator").replace(
+        "act: tanh", "act: relu")
+
+
+def _sigmoid_discriminator() -> str:
+    from ..zoo import path
+
+    text = path("dcgan_mnist_discriminator").read_text()
+    return text.replace("name: dcgan_mnist_discriminator", "name: sigmoid_discriminator").replace(
+        "norm: none, act: none}", "norm: none, act: sigmoid}")
+
+
+def setups() -> list[GenerativeSetup]:
+    """The generative set-ups (healthy and faulty), in a fixed order."""
+    s = [
+        # healthy: DCGAN defaults, hinge, vae, denoising autoencoder
+        GenerativeSetup("healthy_dcgan", "none (DCGAN defaults)", {**GAN, "epochs": 8}),
+        GenerativeSetup("healthy_vae", "none", {"design": "vae_mnist", "task": "vae", "epochs": 6}),
+        GenerativeSetup("healthy_dae", "none (mask=0.5)", {"design": "autoencoder_mnist", "task": "autoencoder",
+                                                           "corrupt": "mask=0.5", "epochs": 4}),
+        GenerativeSetup("healthy_hinge", "none (hinge loss)", {**GAN, "gan_loss": "hinge", "epochs": 8},
+                        held_out=True),
+        # faults the pair checks stop before training
+        GenerativeSetup("relu_generator_output", "generator ends with ReLU (samples cannot be negative)",
+                        {**GAN, "design": _relu_generator()}, (PAIR_CHECK,)),
+        GenerativeSetup("sigmoid_discriminator", "sigmoid before a logits loss",
+                        {**GAN, "discriminator": _sigmoid_discriminator()}, (PAIR_CHECK,)),
+        GenerativeSetup("wgan_gp_batchnorm_critic", "batch norm in a WGAN-GP critic",
+                        {**GAN, "gan_loss": "wgan-gp"}, (PAIR_CHECK,), held_out=True),
+        # training-time faults
+        GenerativeSetup("d_lr_10x", "discriminator lr 10x the generator's",
+                        {**GAN, "d_lr": 2e-3, "d_steps": 1, "epochs": 8}, ("d_overpowering", "mode_collapse")),
+        GenerativeSetup("d_steps_5_lr_5x", "5 discriminator steps per generator step at 5x lr",
+                        {**GAN, "d_lr": 1e-3, "d_steps": 5, "epochs": 8}, ("d_overpowering", "mode_collapse"),
+                        held_out=True),
+        GenerativeSetup("deep_generator_no_norm", "no normalisation in a deep generator",
+                        {**GAN, "design": DEEP_G, "epochs": 8}, ("mode_collapse", "d_overpowering"),
+                        variables={"norm": "none"}),
+        GenerativeSetup("lr_huge", "learning rate 100x DCGAN's, beta1 0.9",
+                        {**GAN, "lr": 2e-2, "betas": (0.9, 0.999), "epochs": 6},
+                        ("gan_oscillation", "d_overpowering", "mode_collapse", "gan_nonfinite")),
+        GenerativeSetup("kl_weight_0", "vae KL weight 0", {"design": "vae_mnist", "task": "vae", "kl_weight": 0.0,
+                                                            "epochs": 6}, ("prior_ignored", "mode_collapse")),
+        GenerativeSetup("kl_weight_100", "vae KL weight 100", {"design": "vae_mnist", "task": "vae",
+                                                                "kl_weight": 100.0, "epochs": 6},
+                        ("kl_collapse", "mode_collapse")),
+    ]
+    return s
+
+
+_DATA = None
+
+
+def data(samples: int = 1200):
+    """The fixed subset of mnist5k every set-up trains on (its first ``samples`` images)."""
+    global _DATA
+    if _DATA is None or len(_DATA) != samples:
+        from ..train.data import ArrayData, load_data
+
+        d = load_data("mnist5k")
+        _DATA = ArrayData(d.x[:samples], d.y[:samples], d.task, d.classes, "mnist5k")
+    return _DATA
+
+
+@dataclass
+class Outcome:
+    setup: str
+    seed: int
+    fired: list[str]
+    found: bool          # faulty: an expected detector fired; healthy: nothing fired
+    seconds: float
+    message: str = ""
+
+
+def run_setup(setup: GenerativeSetup, seed: int = 0, *, out: str | None = None, epochs: int | None = None,
+              samples: int = 1200) -> Outcome:
+    """Train one set-up with the health detectors on and say what fired."""
+    import archlab
+
+    from ..train.generative import PairError
+
+    opts = dict(setup.options)
+    design = opts.pop("design")
+    if epochs is not None:
+        opts["epochs"] = epochs
+    opts = {"batch": 32, "split": (0.8, 0.1, 0.1), "judge": False, "progress": False, "seed": seed, **opts}
+    t0 = time.perf_counter()
+    try:
+        run = archlab.train(design, data(samples), variables=setup.variables or None,
+                            out=out or tempfile.mkdtemp(prefix="archlab-genfault-"), **opts)
+    except PairError as err:
+        fired = [PAIR_CHECK]
+        return Outcome(setup.name, seed, fired, PAIR_CHECK in setup.expected, time.perf_counter() - t0, err.message)
+    fired = sorted({e["detector"] for e in (run.summary.get("health") or {}).get("events", [])})
+    found = (not fired) if setup.healthy else bool(set(fired) & set(setup.expected))
+    return Outcome(setup.name, seed, fired, found, time.perf_counter() - t0)
