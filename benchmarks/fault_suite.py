@@ -15,7 +15,9 @@ reported SEPARATELY:
 * per detector: precision and recall over the half's runs;
 * false alarms on healthy runs;
 * overhead (``--overhead``): epoch time with / without the monitor, interleaved in one process,
-  >= 7 pairs, on a CNN and on a deep narrow MLP, median and range; plus the monitor's own timing.
+  >= 7 pairs of ~1000-step runs, on a CNN and on a deep narrow MLP (16 layers of width 32),
+  median and range, over all epochs and over those past the dense start of the schedule; plus
+  the monitor's own timing.
 
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
@@ -158,30 +160,37 @@ def _deep_narrow() -> Setup:
                  "digits", lambda i, o, s: mlp(i, o, (32,) * 16), batch=32)
 
 
-def measure_overhead(pairs: int, epochs: int = 6) -> dict:
+def measure_overhead(pairs: int, steps: int = 1000, steady_from: int = 512) -> dict:
     """Epoch times with and without the monitor (Lightning callback path, default settings),
-    ``pairs`` interleaved runs of ``epochs`` epochs each. Reported: the median and range over
-    pairs of (time with / time without) for all epochs, and for epochs 2.. (past the dense
-    start of the sampling schedule); and the monitor's own timing (its seconds / the rest)."""
+    ``pairs`` interleaved runs of whole epochs totalling about ``steps`` steps. Reported: the
+    median and range over pairs of (time with / time without) over all epochs, and over the
+    epochs that start at step ``steady_from`` or later (the schedule samples every 64th step
+    there; before, densely: every step for the first 16); and the monitor's own timing (its
+    measured seconds / the rest of the step time, whole run)."""
     cnn = setups(["h_l_mnist_cnn"])[0]
     out = {}
-    print(f"monitor overhead: {pairs} interleaved pairs of {epochs}-epoch runs; {load()}")
+    print(f"monitor overhead: {pairs} interleaved pairs of ~{steps}-step runs; {load()}")
     for s in (cnn, _deep_narrow()):
-        run_setup(s, 0, monitor=False, epochs=1)   # warm caches (data, imports)
+        first = run_setup(s, 0, monitor=False, epochs=1)   # warm caches; steps per epoch
+        per_epoch = first.steps
+        epochs = max(2, round(steps / per_epoch))
+        steady = math.ceil(steady_from / per_epoch)
         whole, later, own = [], [], []
         for i in range(pairs):
             a = run_setup(s, i, monitor=False, epochs=epochs)
             b = run_setup(s, i, monitor=True, epochs=epochs)
             whole.append(sum(b.epoch_seconds) / sum(a.epoch_seconds))
-            later.append(sum(b.epoch_seconds[1:]) / sum(a.epoch_seconds[1:]))
+            later.append(sum(b.epoch_seconds[steady:]) / sum(a.epoch_seconds[steady:]))
             own.append(b.overhead)
-        steps = b.steps
-        out[s.name] = {"steps": steps, "epochs": epochs, "ratio_all_epochs": whole,
-                       "ratio_epochs_2_on": later, "monitor_own": own}
-        print(f"  {s.name:26s} {steps:5d} steps: ratio all epochs median {statistics.median(whole):.3f} "
-              f"[{min(whole):.3f}-{max(whole):.3f}], epochs 2.. {statistics.median(later):.3f} "
-              f"[{min(later):.3f}-{max(later):.3f}], monitor's own timing "
-              f"{statistics.median(own):.3f}; {load()}", flush=True)
+        out[s.name] = {"steps": b.steps, "epochs": epochs, "steady_from_epoch": steady,
+                       "ratio_all_epochs": whole, "ratio_steady": later, "monitor_own": own,
+                       "seconds_without": sum(a.epoch_seconds)}
+        print(f"  {s.name:26s} {b.steps:5d} steps ({epochs} epochs of {per_epoch}): with/without "
+              f"all epochs median {statistics.median(whole):.3f} [{min(whole):.3f}-{max(whole):.3f}]; "
+              f"epochs {steady + 1}.. (step >= {steady * per_epoch}) median "
+              f"{statistics.median(later):.3f} [{min(later):.3f}-{max(later):.3f}]; monitor's own "
+              f"timing {statistics.median(own):.3f} [{min(own):.3f}-{max(own):.3f}]; {load()}",
+              flush=True)
     return out
 
 

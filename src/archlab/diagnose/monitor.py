@@ -16,8 +16,9 @@ doubles each time the step count doubles, up to ``max_every``: with the defaults
 On a sampled step forward hooks are installed for that step only (and removed after it),
 gradient norms are read before the optimizer step, and the parameters are copied so the
 update-to-weight ratio comes from the change the optimizer actually made (Karpathy's ~1e-3
-rule of thumb). The overhead is kept low by making each sample cheap: statistics stay on the
-device as tensors, gradient and weight norms use PyTorch's fused ``_foreach_norm``, and one
+rule of thumb). The overhead is kept low by making each sample cheap: activation statistics
+read the first 16 examples of the batch (a dead unit must stay inactive on all of them, over
+the last ``dead_window`` samples), statistics stay on the device as tensors, gradient and weight norms use PyTorch's fused ``_foreach_norm``, and one
 device-to-host copy per sample brings everything back. Every step costs one read of the loss
 (a device sync on accelerators) so that NaN/Inf is caught at the step it appears.
 
@@ -60,6 +61,7 @@ WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
+ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampled batch
 
 
 def sample_interval(step: int, dense: int = 8, max_every: int = 64) -> int:
@@ -464,8 +466,11 @@ class HealthRecorder:
             if is_bn and mod.training and y is not None and y.dim() >= 2:
                 self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
             if y is not None and y.is_floating_point() and y.numel() and label not in self._stats:
-                # a module called twice per step: keep its first call
+                # a module called twice per step: keep its first call. Statistics of the first
+                # ACT_EXAMPLES examples only: a sample costs a fraction of a step on wide batches
                 yd = y.detach()
+                if yd.dim() >= 2 and yd.shape[0] > ACT_EXAMPLES:
+                    yd = yd[:ACT_EXAMPLES]
                 std, mean = torch.std_mean(yd.float()) if yd.numel() > 1 else (yd.new_zeros(()), yd.mean())
                 stats: list = [None, mean, std]
                 if kind in ("relu", "relu6"):
@@ -482,7 +487,7 @@ class HealthRecorder:
                         and x.is_floating_point() and x.numel() > 1 and not is_norm:
                     # the network input as the first layer with weights sees it (after
                     # reshapes); a network that starts with a norm layer scales it itself
-                    s, m = torch.std_mean(x.detach().float())
+                    s, m = torch.std_mean(x.detach()[:ACT_EXAMPLES].float())
                     self._input = [m.reshape(()), s.reshape(())]
                 elif has_params and self._input is None and is_norm:
                     self._input = []
