@@ -527,7 +527,7 @@ class Resolver:
         the input (``out: $(in_channels // 2)``): in_channels = the first axis of the first
         input, in_features = its last axis, in_length = its second axis (positions of (C, L),
         or 1 for a vector). A design variable of the same name wins."""
-        if not any(isinstance(v, str) and "in_" in v for v in raw.values()):
+        if not _mentions(raw.values(), "in_"):
             return env
         shape = self.shapes[inputs[0]]
         sizes = {"in_channels": shape[0], "in_features": shape[-1],
@@ -854,6 +854,18 @@ def _example(info: Any) -> Any:
 
 def _settings(params: dict) -> str:
     return ", ".join(f"{k}: {v!r}" for k, v in params.items())[:200]
+
+
+def _mentions(values: Any, text: str) -> bool:
+    """Whether any string in ``values`` (nested mappings and lists too) contains ``text``."""
+    for v in values:
+        if isinstance(v, str) and text in v:
+            return True
+        if isinstance(v, dict) and _mentions(v.values(), text):
+            return True
+        if isinstance(v, list) and _mentions(v, text):
+            return True
+    return False
 
 
 def _kind(value: Any) -> str:
