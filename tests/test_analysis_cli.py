@@ -82,7 +82,7 @@ def test_plot_is_written(tmp_path, capsys):
     assert main(["analyze", "mnist_cnn", "--batch", "2", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["analyze", "mnist_cnn", "--no-memory", "--plot", str(tmp_path / "cost.txt")]) == 2
-    assert "expected a .png, .svg or .pdf file" in capsys.readouterr().err
+    assert "--plot writes .png, .svg or .pdf, received" in capsys.readouterr().err
 
 
 def test_latency_is_measured_with_its_environment():

@@ -269,14 +269,20 @@ SKIP = {
 }
 
 
+_VIEWS: dict[Any, bool] = {}
+
+
 def is_view(func: Any, name: str) -> bool:
     """A call that only makes a view (as_strided, split, unsafe_split, ...): no data moves, no
     work. Views of a tensor alias its storage; the schema marks most of them."""
-    if name in SKIP or getattr(func, "is_view", False):
-        return True
-    schema = getattr(func, "_schema", None)
-    return bool(schema is not None and schema.returns and all(
-        r.alias_info is not None and not r.alias_info.is_write for r in schema.returns))
+    known = _VIEWS.get(func)
+    if known is None:
+        schema = getattr(func, "_schema", None)
+        known = _VIEWS[func] = bool(
+            name in SKIP or getattr(func, "is_view", False)
+            or schema is not None and schema.returns and all(
+                r.alias_info is not None and not r.alias_info.is_write for r in schema.returns))
+    return known
 
 # Pure data movement of weights (repeat/copy of a parameter) is bookkeeping, not work.
 MOVE_KINDS = {"copy", "repeat", "pad", "index_select", "index", "gather", "take", "cat", "flip", "roll"}

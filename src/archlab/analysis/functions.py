@@ -51,7 +51,24 @@ class Functions(TorchFunctionMode):
             return self.batch_norm(args, kwargs)
         if func is F.instance_norm:
             return self.instance_norm(args, kwargs)
+        if func is F.multi_head_attention_forward:
+            return self.multi_head_attention(args, kwargs)
         return func(*args, **kwargs)
+
+    def multi_head_attention(self, args: tuple, kwargs: dict) -> Any:
+        """nn.MultiheadAttention's functional form calls scaled dot-product attention from inside
+        a torch function, where this mode is popped and cannot see it: for the duration of the
+        call only, its module-level name points at this tracer's attention (restored after)."""
+        original = F.scaled_dot_product_attention
+
+        def traced(*a: Any, **k: Any) -> torch.Tensor:
+            return self.attention(a, k)
+
+        F.scaled_dot_product_attention = traced
+        try:
+            return F.multi_head_attention_forward(*args, **kwargs)
+        finally:
+            F.scaled_dot_product_attention = original
 
     def attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
         call = attention.bind(args, kwargs)

@@ -130,8 +130,50 @@ def align_devices(flat: list, args: tuple, kwargs: dict) -> tuple[tuple, dict, b
     return _to_meta(args), {k: _to_meta(v) for k, v in kwargs.items()}, True
 
 
+_IN_PLACE: dict[Any, bool] = {}
+_ALSO_IN_PLACE = {"aten.copy_.default", "aten.fill_.Scalar", "aten.fill_.Tensor", "aten.zero_.default",
+                  "aten.masked_fill_.Scalar", "aten.masked_fill_.Tensor"}
+
+
+def in_place_pointwise(func: Any) -> bool:
+    """An element-wise op that writes its first argument and returns it (``relu_``, ``add_``,
+    ``copy_``): on meta tensors its result is that argument, unchanged in shape, strides and
+    dtype, so PyTorch's Python reference kernel (milliseconds a call) need not run."""
+    known = _IN_PLACE.get(func)
+    if known is None:
+        schema = getattr(func, "_schema", None)
+        known = bool(
+            schema is not None and schema.arguments and schema.returns and len(schema.returns) == 1
+            and schema.arguments[0].alias_info is not None and schema.arguments[0].alias_info.is_write
+            and schema.returns[0].alias_info is not None
+            and set(schema.returns[0].alias_info.before_set) == set(schema.arguments[0].alias_info.before_set)
+            and not any(a.kwarg_only and a.name == "out" for a in schema.arguments)
+            and (torch.Tag.pointwise in getattr(func, "tags", ()) or str(func) in _ALSO_IN_PLACE))
+        _IN_PLACE[func] = known
+    return known
+
+
+def _in_place_result(args: tuple, kwargs: dict) -> Any:
+    """``args[0]`` when every tensor argument is meta and broadcasts to it, else None."""
+    target = args[0]
+    if not isinstance(target, torch.Tensor) or target.device.type != "meta":
+        return None
+    for value in (*args[1:], *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            if value.device.type != "meta" and value.dim() > 0:
+                return None
+            if value.dim() > target.dim() or any(
+                    o not in (1, t) for o, t in zip(reversed(value.shape), reversed(target.shape), strict=False)):
+                return None
+    return target
+
+
 def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
     """``func(*args, **kwargs)``, from a shape rule or the memo where that is exact."""
+    if in_place_pointwise(func):
+        result = _in_place_result(args, kwargs)
+        if result is not None:
+            return result
     rule = SHAPE_RULES.get(func)
     if rule is not None and not kwargs and all(
             not isinstance(a, torch.Tensor) or a.device.type == "meta" for a in args):

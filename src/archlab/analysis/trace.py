@@ -38,6 +38,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UsageError
 from ..ops import Op, Shape, attention_op, linear_op
+from . import conv_scratch
 from .aten import MOVE_KINDS, RULES, SKIP, Call, elementwise, is_view, op_name
 from .functions import Functions
 from .meta_kernels import align_devices, run_meta
@@ -118,6 +119,21 @@ class _Tracer:
         self.param_sizes: dict[int, int] = {}     # parameter storage -> elements, until attributed
         self.last_linear: tuple[int, int] | None = None  # (index in ops, output key)
         self.last_path = ""                        # module of the latest aten call
+        self.device = "cpu"                        # the real device modelled ('cpu', 'cuda')
+
+    def backward_scratch(self, args: tuple, ins: list[torch.Tensor]) -> int:
+        """Scratch of a CPU convolution backward: reordered copies of the incoming gradient and
+        of the saved input, or, where oneDNN falls back to im2col, what it measures
+        (:mod:`archlab.analysis.conv_scratch`)."""
+        grad, x, w = ins[:3]
+        rule = grad.untyped_storage().nbytes() + x.untyped_storage().nbytes()
+        if self.device != "cpu" or len(args) < 11 or args[7]:
+            return rule
+        stride, padding, dilation, groups, mask = args[4], args[5], args[6], args[9], args[10]
+        if not conv_scratch.falls_back(tuple(x.shape), tuple(w.shape), tuple(dilation)):
+            return rule
+        return conv_scratch.measured_backward_scratch(tuple(x.shape), tuple(w.shape), stride, padding,
+                                                      dilation, groups, mask)
 
     def note(self, text: str) -> None:
         if text not in self.trace.notes:
@@ -170,8 +186,8 @@ class _Tracer:
         self.trace.n_events += 1
         path, module = self.path()
         self.last_path = path
-        ins = [t for t in flat if isinstance(t, torch.Tensor)]
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        ins = flat
+        outs = _tensors(out, [])
         storages = self.trace.storages
         in_keys = [storage_key(t) for t in ins]
         for key in in_keys:
@@ -184,9 +200,8 @@ class _Tracer:
         packet = getattr(func, "_overloadpacket", None)
         if packet is torch.ops.aten.convolution and outs:
             self.trace.cpu_workspace[index] = outs[0].untyped_storage().nbytes()
-        elif packet is torch.ops.aten.convolution_backward and len(ins) >= 2:
-            # reordered copies of the incoming gradient and of the saved input
-            self.trace.cpu_workspace[index] = sum(t.untyped_storage().nbytes() for t in ins[:2])
+        elif packet is torch.ops.aten.convolution_backward and len(ins) >= 3:
+            self.trace.cpu_workspace[index] = self.backward_scratch(args, ins)
         for t in outs:
             key = storage_key(t)
             s = storages.get(key)
@@ -268,6 +283,20 @@ class _Tracer:
         self.last_linear = None
 
 
+def _tensors(value: Any, into: list) -> list:
+    """The tensors in an aten call's arguments or results (tensors, lists and tuples of them):
+    a plain loop, several times faster than pytree on the trace's hot path."""
+    if isinstance(value, torch.Tensor):
+        into.append(value)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            if isinstance(v, torch.Tensor):
+                into.append(v)
+            elif isinstance(v, list | tuple):
+                _tensors(v, into)
+    return into
+
+
 class _Dispatch(TorchDispatchMode):
     def __init__(self, tracer: _Tracer) -> None:
         super().__init__()
@@ -281,10 +310,12 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat = tree_flatten((args, kwargs))[0]
+        flat = _tensors(args, [])
+        if kwargs:
+            _tensors(tuple(kwargs.values()), flat)
         args, kwargs, moved = align_devices(flat, args, kwargs)
         if moved:
-            flat = tree_flatten((args, kwargs))[0]
+            flat = _tensors((args, tuple(kwargs.values())), [])
         out = run_meta(func, args, kwargs)
         self.tracer.on_call(func, args, kwargs, out, flat)
         return out
@@ -367,6 +398,7 @@ def trace_module(
     """
     shapes = input_shape if input_shape and isinstance(input_shape[0], tuple | list) else (input_shape,)
     tracer = _Tracer(module, batch, counting)
+    tracer.device = "cuda" if device.startswith("cuda") else "cpu"
     state = _meta_state(module, tracer)
     inputs = []
     for shape in shapes:
@@ -384,7 +416,7 @@ def trace_module(
         stack.enter_context(_mode(module, training=backward))
         stack.enter_context(torch.enable_grad() if backward else torch.no_grad())
         stack.enter_context(_module_hooks(tracer))
-        stack.enter_context(Functions(tracer, "cuda" if device.startswith("cuda") else "cpu"))
+        stack.enter_context(Functions(tracer, tracer.device))
         stack.enter_context(_Dispatch(tracer))
         if backward:
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
