@@ -57,7 +57,7 @@ def plot_pareto(points: list[Point], cost_label: str, quality_label: str, title:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.91)  # tight_layout costs more
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
