@@ -30,7 +30,8 @@ class PruningCallback(Callback):
             return
         epoch = int(trainer.current_epoch)
         self.trial.report(float(value), epoch)
-        if self.trial.should_prune():
+        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs - 1
+        if not last and self.trial.should_prune():  # the last epoch is paid for: keep its result
             self.pruned, self.pruned_at = True, epoch
             trainer.should_stop = True
 

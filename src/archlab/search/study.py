@@ -100,9 +100,20 @@ class SearchSettings:
 
     def storage_url(self) -> str:
         if self.storage:
-            return self.storage
+            return with_driver(self.storage)
         self.folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.folder / 'study.db').resolve()}"
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` names SQLAlchemy 2.1's default driver, psycopg 3; archlab's
+    ``postgres`` extra installs psycopg2: use whichever is installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def worker_id() -> str:
@@ -114,17 +125,7 @@ def open_study(settings: SearchSettings, space: Space | None, *, create: bool = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = settings.storage_url()
-    try:
-        storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
-        if url.startswith("sqlite"):
-            _sqlite_pragmas(storage)
-    except Exception as exc:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
-        raise SearchError(f"cannot open the study storage '{url}': {exc}".splitlines()[0],
-                          fix="check the URL (postgresql://USER@HOST:PORT/DB) and that the server "
-                              "accepts connections") from None
+    storage = _storage(url)
     directions = [o.direction for o in settings.objectives]
     if not create:
         try:
@@ -140,6 +141,33 @@ def open_study(settings: SearchSettings, space: Space | None, *, create: bool = 
     if not study.metric_names:
         study.set_metric_names([o.name for o in settings.objectives])
     return study
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats. Workers that start at the same moment may race to
+    create the tables (PostgreSQL then reports a duplicate key): the loser tries again."""
+    import random
+
+    for attempt in range(6):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3),
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+            if url.startswith("sqlite"):
+                _sqlite_pragmas(storage)
+            return storage
+        except Exception as exc:  # SQLAlchemy/driver errors: a bad URL, a server that is down
+            text = str(exc)
+            if attempt < 5 and ("duplicate key" in text or "already exists" in text
+                                or "UniqueViolation" in text or "locked" in text):
+                time.sleep(0.5 + random.random() * 2)
+                continue
+            raise SearchError(f"cannot open the study storage '{url}': {text.splitlines()[0]}",
+                              fix="check the URL (postgresql://USER@HOST:PORT/DB) and that the "
+                                  "server accepts connections") from None
+    raise AssertionError("unreachable")
 
 
 def _sqlite_pragmas(storage: Any) -> None:
