@@ -42,30 +42,33 @@ def _targets_of(batch):
 LOSS_NAMES = {"ce": "cross_entropy", "mse": "mse", "bce": "bce", "dice": "dice", "l1": "l1"}
 
 
+def _training_targets(trainer):
+    """All training targets as the model is trained on them (scaled), when the training data
+    loader's dataset exposes them (archlab's in-memory batches ``.y``, ``TensorDataset``)."""
+    loader = getattr(trainer, "train_dataloader", None)
+    dataset = getattr(loader, "dataset", None)
+    y = getattr(dataset, "y", None)
+    if y is None and isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) > 1:
+        y = dataset.tensors[1]
+    return y if isinstance(y, torch.Tensor) else None
+
+
 def _reference_of(trainer, pl_module) -> dict:
-    """The know-nothing loss from an archlab run (a DesignModule with ``task`` and an
-    ArrayDataModule with ``data`` and ``splits``): the training split's label entropy for
-    cross entropy, its target variance for MSE. Empty for any other Lightning project (the
-    recorder then estimates it from the batches it samples)."""
+    """The know-nothing loss of an archlab run (a DesignModule with ``task``): the training
+    split's label entropy for cross entropy, its target variance (as trained on) for MSE. Only
+    the loss kind, or nothing, for any other Lightning project: the recorder then estimates
+    the reference from the targets of the batches it samples."""
     task = getattr(pl_module, "task", None)
-    dm = getattr(trainer, "datamodule", None)
-    data, splits = getattr(dm, "data", None), getattr(dm, "splits", None)
     loss = LOSS_NAMES.get(getattr(task, "loss_name", ""), None)
     out = {"loss": loss} if loss else {}
-    if data is None or splits is None or getattr(data, "y", None) is None:
-        return out
-    try:
-        y = data.y[torch.as_tensor(splits.train, dtype=torch.int64)]
-    except (TypeError, IndexError, AttributeError):
+    y = _training_targets(trainer)
+    if y is None:
         return out
     if loss == "cross_entropy" and not y.is_floating_point() and y.numel():
         from .baselines import entropy
 
         out["label_entropy"] = entropy(torch.bincount(y.reshape(-1).long()).tolist())
     elif loss == "mse" and y.is_floating_point() and y.numel() > 1:
-        scaling = getattr(dm, "scaling", None)
-        if hasattr(scaling, "apply_target"):   # the targets as the model is trained on them
-            y = scaling.apply_target(y)
         out["target_variance"] = float(y.double().var(unbiased=False))
     return out
 
@@ -125,7 +128,8 @@ class HealthMonitor(pl.Callback):
         self.recorder.attach(pl_module, clip=float(clip) if clip else None,
                              clip_algorithm=str(getattr(trainer, "gradient_clip_algorithm", None)
                                                 or "norm"))
-        self.recorder.set_reference(**(self.reference or _reference_of(trainer, pl_module)))
+        if self.reference:
+            self.recorder.set_reference(**self.reference)
         self.recorder.on_event = self._on_event
         self._finished = False
         if self.folder is None:
@@ -139,6 +143,8 @@ class HealthMonitor(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.optimizers:   # configured after setup(): known from here on
             self.recorder.set_optimizer(trainer.optimizers[0])
+        if not self.reference:   # the training data loader is attached from here on
+            self.recorder.set_reference(**_reference_of(trainer, pl_module))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch = (batch, batch_idx)
