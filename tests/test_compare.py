@@ -208,3 +208,12 @@ def test_counts_do_not_need_tensors():
     finally:
         torch.nn.Module.__init__ = original
     assert built == []
+
+
+def test_review_is_automatic_for_a_few_designs_only():
+    many = ["mnist_cnn"] + [f"mnist_cnn?width={w}" for w in (4, 6, 8, 10, 12, 14)]
+    c = compare(many)
+    assert not any(r["name"].startswith("findings_") for r in c.rows())
+    assert any("review was skipped for 7 designs" in n and "--review" in n for n in c.notes)
+    c = compare(many[:2] + ["mnist_cnn?width=4"], review=None)
+    assert {"findings_error", "findings_warning"} <= {r["name"] for r in c.rows()}

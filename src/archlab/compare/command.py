@@ -24,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "this batch (a meta-device trace per operand)")
     p.add_argument("--latency", action="store_true", help="also measure forward latency (slow)")
     p.add_argument("--rounds", type=int, default=15, help="latency rounds (default 15)")
-    p.add_argument("--no-review", action="store_true", help="skip the design review")
+    review = p.add_mutually_exclusive_group()
+    review.add_argument("--review", dest="review", action="store_const", const=True, default=None,
+                        help="count review findings for every design (default: up to 6 designs)")
+    review.add_argument("--no-review", dest="review", action="store_const", const=False,
+                        help="skip the design review")
     p.add_argument("--cost", default="multiply_adds",
                    help="cost axis of the Pareto plot: multiply_adds | params | latency_ms | "
                         "peak_training_bytes | memory_access_bytes")
@@ -62,7 +66,7 @@ def run_compare(args: argparse.Namespace) -> int:
     options["seed"] = args.seed
     quiet = args.json or args.csv or args.no_progress
     c = compare(args.operands, variables=parse_assignments(args.set), batch=args.batch,
-                latency=args.latency, review=not args.no_review, latency_rounds=args.rounds,
+                latency=args.latency, review=args.review, latency_rounds=args.rounds,
                 data=args.data, train_options=options, cost=args.cost, out=args.out,
                 progress=not quiet)
     if args.report:
