@@ -120,10 +120,19 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; returns the exit status. Runs in a copy of the caller's context, so
+    that ``--limit`` applies to this command only (an in-process caller keeps its limits)."""
+    import contextvars
+
+    return contextvars.copy_context().run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         plugins, argv = split_plugins(argv)
         argv = limits.split_limits(argv)  # --limit NAME=N, anywhere (docs/limits.md)
+        limits.check_user_files(argv)  # FILE.py:NAME given: an ordinary file (a FIFO would hang)
     except ArchlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -138,12 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     except ArchlabError as exc:
         print(f"error: {explain(exc)}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # the user's own code (model.py:factory) raised: their error
-        error = user_code_error(exc)
-        if error is None:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -152,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # the user's own code (model.py:factory) raised: their error
+        error = user_code_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 def entry() -> None:  # console script

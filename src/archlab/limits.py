@@ -33,7 +33,7 @@ class Limits:
     """bytes of a design file or YAML text (data files have their own limits below)."""
     yaml_depth: int = 64
     """nesting depth of mappings and lists in a design (also bounds recursion)."""
-    yaml_nodes: int = 200_000
+    yaml_nodes: int = 100_000
     """values in a design after YAML aliases are expanded (a 'billion laughs' stops here)."""
     yaml_aliases: int = 1_000
     """uses of YAML aliases (``*name``) in a design."""
@@ -45,7 +45,7 @@ class Limits:
     """nesting depth of one expression (operators inside operators)."""
     integer_digits: int = 18
     """decimal digits of an integer computed by an expression (10**18 and more is refused)."""
-    nodes: int = 20_000
+    nodes: int = 10_000
     """nodes of a resolved design (repeated stages count each repetition)."""
     tensor_elements: int = 2**31
     """elements of one tensor: a node's output for one example, one node's parameters, one data
@@ -439,6 +439,15 @@ def check_options(args) -> None:
             raise UsageError(f"--devices {devices} on the CPU would start {count} training "
                              f"processes on a machine with {cores} cores", path="--devices",
                              fix=f"use --devices {min(2, cores)} (or fewer), or leave it out")
+
+
+def check_user_files(argv: list[str]) -> None:
+    """``FILE.py:NAME`` arguments whose file exists must be ordinary files (reading a FIFO as
+    Python source would never end)."""
+    for arg in argv:
+        file, sep, name = arg.rpartition(":")
+        if sep and name and file.endswith(".py") and Path(file).exists():
+            check_regular_file(file, "Python file", limit=None)
 
 
 def split_limits(argv: list[str]) -> list[str]:

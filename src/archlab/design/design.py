@@ -151,6 +151,12 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
             parsed = value
         if isinstance(parsed, (dict, list)) or parsed is None:
             parsed = value
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e20 (no dot) as text: it is a number
+            try:
+                parsed = float(parsed) if parsed.strip().lower() not in ("nan", "inf", "-inf",
+                                                                         "infinity") else parsed
+            except ValueError:
+                pass
         out[name] = parsed
     return out
 

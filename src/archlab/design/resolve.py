@@ -153,6 +153,11 @@ class Resolver:
         if not isinstance(layers, list) or not layers:
             raise self.error("'layers' must be a non-empty list of nodes", raw, "layers",
                              fix="write layers:\n  - {block: conv, out: 32}")
+        planned = _planned_nodes(layers, limits.active().nodes)
+        if planned > limits.active().nodes:  # before resolving any: tens of thousands of layers
+            raise limits.exceeded("nodes", planned, "the number of nodes the layers ask for "
+                                  "(at least)", source=self.source, line=self.line(raw, "layers"),
+                                  path="layers")
         top = Scope(prefix="", env=env, defaults=defaults, aliases={INPUT: INPUT})
         last = self.resolve_list(layers, top, INPUT, "layers")
         self.drop_path_schedule(raw, env)
@@ -732,7 +737,7 @@ class Resolver:
             raise self.error(f"block '{block}' cannot work with these settings "
                              f"({_settings(params)}) on input {[list(s) for s in in_shapes]}: {exc}",
                              raw, key, where, fix="check the settings against the block's "
-                             f"reference: `archlab show` lists it; docs/design-language.md") from None
+                             "reference: `archlab show` lists it; docs/design-language.md") from None
         except BlockError as exc:
             message = self.name_inputs(exc.message, inputs)
             fix = self.name_inputs(exc.fix, inputs) if exc.fix else None
@@ -808,6 +813,26 @@ class Resolver:
         if info is None or not info.description:
             return None
         return f"'{name}': {info.description}"
+
+
+def _planned_nodes(items: Any, limit: int) -> int:
+    """A lower bound of the nodes a layers list resolves to (written depths multiply, groups
+    add up), counted on the raw data and stopping once above ``limit``."""
+    if not isinstance(items, list):
+        return 0
+    total = 0
+    for item in items:
+        count = 1
+        if isinstance(item, dict):
+            if isinstance(item.get("layers"), list):
+                count = max(1, _planned_nodes(item["layers"], limit))
+            depth = item.get("depth")
+            if isinstance(depth, int) and not isinstance(depth, bool) and depth > 1:
+                count *= depth
+        total += count
+        if total > limit:
+            return total
+    return total
 
 
 def _leaf_types(annotation: Any) -> set:

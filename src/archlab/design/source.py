@@ -123,6 +123,42 @@ def _convert_container(node: yaml.Node, source: str, state: _Expansion, line: in
     return out_list
 
 
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """The number of values the composed YAML expands to once aliases are followed, counted on
+    the node graph (each shared node once, without expanding anything), and cycles: a 'billion
+    laughs' is refused before its first expansion."""
+    limit = limits.active().yaml_nodes
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = 1
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > limit:
+                raise limits.exceeded("yaml_nodes", size[key], "the number of values after "
+                                      "expanding YAML aliases", source=source,
+                                      line=node.start_mark.line + 1)
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise DesignError("a YAML anchor is used inside itself (a cyclic alias), which would "
+                              "never end", source=source, line=node.start_mark.line + 1,
+                              fix="write the value out, or use an alias only after its anchor's "
+                                  "value is complete")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
 def _scan(text: str, source: str) -> None:
     """Check the YAML event stream (PyYAML's parser is iterative, not recursive) against the
     limits before anything is composed: nesting depth, aliases, values and string sizes."""
@@ -198,6 +234,7 @@ def parse_text(text: str, source: str = "<text>") -> Any:
     if node is None:
         raise DesignError("the design is empty", source=source,
                           fix="start from a zoo design: `archlab show resnet18 --yaml`")
+    _check_expansion(node, source)
     try:
         return _convert(node, source)
     except RecursionError:

@@ -406,6 +406,11 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec, source: str) -> A
     if len(x) != len(y):
         raise DataError(f"mismatched counts: {len(x)} inputs but {len(y)} targets", source=source,
                         fix="give one target per input, in the same order")
+    if spec.task is None and y.dtype.kind in "iub" and y.ndim == 2:
+        raise DataError(f"integer targets of shape {tuple(y.shape)}: class labels are one index "
+                        "per sample (N,), masks are (N, H, W)", source=source,
+                        fix="save y as a 1-D array of class indices, or give --task regression "
+                            "for several numeric targets per sample")
     task = spec.task or ("classification" if y.dtype.kind in "iub" and y.ndim == 1 else
                          "segmentation" if y.dtype.kind in "iub" and y.ndim == 3 else "regression")
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -94,7 +94,7 @@ class Run:
             check_regular_file(f, f"run file {name}", limit=None)
             return reader(f)
         except ArchlabError as exc:
-            raise exc.located(source=str(f))
+            raise exc.located(source=str(f)) from None
         except Exception as exc:  # damaged: not UTF-8, not JSON/YAML, truncated zip, wrong fields
             raise RunError(f"{name} is damaged or not what archlab wrote "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
@@ -223,8 +223,12 @@ class Run:
             features = math.prod(info["sample_shape"])
             x, names = load_named_inputs(list(inputs), label=(info.get("spec") or {}).get("label"),
                                          features=features)
-        x = match_input(ArrayData(x.float(), None, info["task"], tuple(info["classes"]), "inputs"),
-                        tuple(info["sample_shape"])).x
+        try:
+            x = match_input(ArrayData(x.float(), None, info["task"], tuple(info["classes"]),
+                                      "inputs"), tuple(info["sample_shape"])).x
+        except ArchlabError as exc:  # name the files the inputs came from
+            where = ", ".join(map(str, inputs)) if not isinstance(inputs, torch.Tensor) else None
+            raise exc.located(source=where) from None
         x = self.scaling.apply(x)
         model = self.model()
         with torch.no_grad():
