@@ -42,8 +42,8 @@ def run_page(operand: Any, examples: bool = True) -> Page:
     for problem in operand.problems:
         page.section("Problems with this run folder", id="problems").note(problem)
     add_run_sections(page, run, figures, Path(run.path).name, examples=examples)
-    if d is not None:
-        add_design_sections(page, d, design_figures(d), d.variables)
+    if d is not None:  # the cost plot is in the design's own report; the bars and table show it here
+        add_design_sections(page, d, design_figures(d), d.variables, cost_plot=False)
     return page
 
 

@@ -126,5 +126,5 @@ def add_comparison_sections(page: Page, c: Any, designs: bool = True) -> None:
                 continue
             cells.append((e.label + (" (baseline)" if i == 0 else ""),
                           design_block_html(e.operand.design, e.figures, f"d{i}-",
-                                            e.operand.variables, cost_plot=False)))
+                                            e.operand.variables, cost_plot=False, compact=True)))
         s.grid(cells, "wide")

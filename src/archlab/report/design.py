@@ -102,10 +102,11 @@ def cost_plot_png(analysis: Any, variables: dict | None = None) -> bytes | None:
 
 
 def design_block_html(design: Any, figures: Any, prefix: str = "", variables: dict | None = None,
-                      collapsed: bool | None = None, cost_plot: bool = True) -> str:
+                      collapsed: bool | None = None, cost_plot: bool = True,
+                      compact: bool = False) -> str:
     """Everything about one design in one linked block (diagram, table, bars, findings)."""
     a, findings = figures.analysis, figures.findings
-    css = "design-block" if cost_plot else "design-block compact"
+    css = "design-block" if not compact else "design-block compact"
     parts = [f'<div class="{css}"><div class="two"><div>', "<h3>Architecture</h3>",
              diagram_html(design, findings, prefix, collapsed), "</div><div>",
              "<h3>Review findings</h3>", findings_html(design, findings),
@@ -155,7 +156,8 @@ def headline(design: Any, figures: Any) -> list[tuple[str, str]]:
     return items
 
 
-def add_design_sections(page: Page, design: Any, figures: Any, variables: dict | None = None) -> None:
+def add_design_sections(page: Page, design: Any, figures: Any, variables: dict | None = None,
+                        cost_plot: bool = True) -> None:
     """The design part of a report page: headline figures and the linked design block."""
     s = page.section("Design")
     s.cards(headline(design, figures))
@@ -163,4 +165,5 @@ def add_design_sections(page: Page, design: Any, figures: Any, variables: dict |
     s.note(f"{design.name} from {design.source}" + (f"; variables: {var}" if var else "") +
            ". Counts per sample; parameters as PyTorch counts them (BatchNorm running statistics "
            "are buffers); FLOPs = 2 x multiply-adds.")
-    page.section("Architecture and cost").html(design_block_html(design, figures, "d0-", variables))
+    page.section("Architecture and cost").html(design_block_html(design, figures, "d0-", variables,
+                                                                 cost_plot=cost_plot))
