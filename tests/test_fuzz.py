@@ -95,7 +95,7 @@ def _mutate(data, path, action, value):
     return data
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(name=st.sampled_from(sorted(DATA)), edits=st.lists(st.tuples(
     st.integers(min_value=0), st.sampled_from(["replace", "delete", "add"]), values),
     min_size=1, max_size=3))
@@ -107,7 +107,7 @@ def test_mutated_zoo_designs(name, edits) -> None:
     _guarded(lambda: archlab.load(data))
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(name=st.sampled_from(sorted(ZOO)), edits=st.lists(st.tuples(
     st.integers(min_value=0), st.sampled_from(["insert", "delete", "replace"]),
     st.sampled_from(list(":-[]{}&*!|>#'\"\t\n ,$%@`\\") + ["\x00", "\ufeff", "é", "  ", "\n  - "])),
@@ -127,7 +127,7 @@ def test_mutated_zoo_texts(name, edits) -> None:
     _guarded(lambda: archlab.load(text))
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(input_shape=st.one_of(values, st.lists(st.integers(min_value=-3, max_value=40),
                                               max_size=4)),
        layers=st.one_of(values, st.lists(values, max_size=5)),

@@ -291,6 +291,10 @@ class Resolver:
                 if key not in BLOCKDEF_KEYS:
                     raise self.error(unknown_name("block-definition key", str(key), BLOCKDEF_KEYS),
                                      body, key, where)
+            if not isinstance(body["layers"], list) or not body["layers"]:
+                raise self.error(f"'layers' of block '{name}' must be a non-empty list of nodes",
+                                 body, "layers", where,
+                                 fix="write layers:\n  - {block: conv, out: 32}")
         return defs
 
     def defaults(self, spec: Any, container: Any, key: str, env: dict,
