@@ -77,6 +77,11 @@ def test_report_tables_and_plots(tmp_path, space_file, capsys):
     report = tmp_path / "runs" / "r" / "report"
     assert (report / "history.png").stat().st_size > 1000
     assert (report / "results.json").exists()
+    import importlib.util
+
+    if importlib.util.find_spec("archlab.report") is not None:  # the one HTML renderer's page
+        html = (report / "report.html").read_text()
+        assert "Leaderboard" in html and "Optimisation history" in html and "data:image/png" in html
 
 
 def test_nsga2_pareto_front_of_accuracy_and_size(tmp_path, space_file):

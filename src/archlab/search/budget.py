@@ -143,9 +143,14 @@ def _totals(ops: list) -> tuple[int, int, int, int]:
     element-wise work."""
     from ..analysis.analyze import INFERENCE_NOOPS
 
-    return (sum(o.params for o in ops), sum(o.multiply_adds for o in ops),
-            sum(o.elementwise for o in ops if o.kind not in INFERENCE_NOOPS),
-            sum(o.memory_access for o in ops))
+    p = m = e = a = 0
+    for o in ops:  # one pass: this is the screening's inner loop
+        p += o.params
+        m += o.multiply_adds
+        if o.kind not in INFERENCE_NOOPS:
+            e += o.elementwise
+        a += o.memory_access
+    return p, m, e, a
 
 
 def analytic_figures(graph: Any) -> dict[str, float]:

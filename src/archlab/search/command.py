@@ -186,12 +186,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _report_page(results, folder: Path) -> None:
-    """The study as a page of the HTML report, when the report package offers a page API."""
-    try:
-        from ..report import search_page  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    search_page(results.to_dict(), folder / "report.html")
+    """The study as a page of the HTML report (archlab.report), when that package is present."""
+    from .results import search_page
+
+    page = search_page(results, folder)
+    if page is not None:
+        results.plots["html"] = str(page)
 
 
 def run_space_sample(args: argparse.Namespace) -> int:

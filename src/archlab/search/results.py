@@ -256,3 +256,41 @@ def render(results: SearchResults, top: int = 10) -> str:
 def _short(values: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in values.items())
+
+
+def search_page(results: SearchResults, folder: Path) -> Path | None:
+    """The study as a page of archlab's one HTML report renderer (archlab.report), when that
+    package is present: the same tables, the plots inlined. Returns the file written."""
+    try:
+        from ..report import Page, write_html
+    except ImportError:
+        return None
+    first = results.objectives[0]["name"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(results.counts.items()))
+    page = Page(f"search {results.name}", counts)
+    names = [o["name"] for o in results.objectives]
+    board = page.section("Leaderboard")
+    board.paragraph(f"Trained trials by {first}; every trial is a run folder.")
+    board.table(["trial", *names, "params", "multiply_adds", "variables", "run"],
+                [[r["number"], *[r["values"][n] for n in names], r["figures"].get("params"),
+                  r["figures"].get("multiply_adds"), _short({**r["variables"], **r["train_options"]}),
+                  r["run"]] for r in results.leaderboard])
+    if results.pareto:
+        front = page.section("Pareto front")
+        front.table(["trial", *names, "variables"],
+                    [[r["number"], *[r["values"][n] for n in names],
+                      _short({**r["variables"], **r["train_options"]})] for r in results.pareto])
+    if results.importances:
+        imp = page.section("Parameter importances")
+        imp.paragraph(f"fANOVA over the trained trials, for {first}.")
+        imp.table(["parameter", "importance"], [[k, v] for k, v in results.importances.items()])
+    hist = page.section("Optimisation history")
+    hist.table(["trial", "state", first, "note"],
+               [[r["number"], r["state"] if r["feasible"] or r["state"] != "complete" else "infeasible",
+                 r["values"].get(first) if r["feasible"] else None, r["reason"] or ""]
+                for r in results.trials])
+    for key, path in results.plots.items():
+        hist.image(Path(path).read_bytes(), alt=f"{key} plot", caption=key)
+    out = folder / "report.html"
+    write_html(page, out)
+    return out
