@@ -319,3 +319,17 @@ def test_vision_transformer_with_timm_names(tmp_path):
     assert by["encoder.1.mlp.3.weight"] == "blocks.1.mlp.fc2.weight"
     assert by["class_token.value"] == "cls_token"
     _same_outputs(model, ref, (3, 32, 32))
+
+
+def test_only_foreign_files_are_renamed_for_init_from(resnet_file, tmp_path):
+    from archlab.build import save
+    from archlab.export.weights import is_foreign
+
+    path, ref = resnet_file
+    design = archlab.load("resnet18", **SMALL_RESNET)
+    folder = save(build(design), design, tmp_path / "built")
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(plain))
+    assert is_foreign(path) and is_foreign(plain)
+    # archlab's own files name node paths: a removed node is never matched to a new one by shape
+    assert not is_foreign(folder) and not is_foreign(folder / "weights.safetensors")

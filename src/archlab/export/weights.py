@@ -411,6 +411,25 @@ def import_weights(design: Any, path: str | Path, *, partial: bool = False, **va
     return model, report
 
 
+def is_foreign(source: str | Path) -> bool:
+    """A weights file another library wrote (its names are matched to node paths), not a run
+    folder, checkpoint or archlab-written safetensors (their names are node paths already, and
+    a node removed from the design must not be matched to a new one by shape)."""
+    path = Path(source)
+    if path.is_dir() or path.suffix == ".ckpt":
+        return False
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:
+            return True
+        return "archlab_design" not in meta
+    return True
+
+
 def to_design_names(model, file_state: dict[str, Any], *, ordered: bool = True,
                     source: str = "") -> dict[str, Any]:
     """The file's tensors renamed to the model's names where they match (for ``--init-from``);
@@ -419,5 +438,5 @@ def to_design_names(model, file_state: dict[str, Any], *, ordered: bool = True,
     return {m.design: file_state[m.file].reshape(m.design_shape) for m in report.matches}
 
 
-__all__ = ["ImportReport", "Match", "WeightsImportError", "import_state", "import_weights",
+__all__ = ["ImportReport", "Match", "WeightsImportError", "import_state", "import_weights", "is_foreign",
            "match_state", "natural_key", "read_state_dict", "to_design_names"]

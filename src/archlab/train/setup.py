@@ -145,9 +145,9 @@ def prepare(design: Any, data: Any, config: TrainConfig | None = None, *,
     transfer = None
     if config.init_from:
         state = read_weights(config.init_from)
-        if not set(state) <= set(model.state_dict()):  # another library's names (torchvision, timm)
-            from ..export.weights import to_design_names
+        from ..export.weights import is_foreign, to_design_names
 
+        if is_foreign(config.init_from):  # another library's names (torchvision, timm)
             state = to_design_names(model, state, source=config.init_from,
                                     ordered=not str(config.init_from).endswith(".safetensors"))
         diff = load_matching(model, state, partial=True, node_paths=node_paths, source=config.init_from)
