@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--overhead-only", action="store_true")
     ap.add_argument("--pairs", type=int, default=7, help="interleaved with/without pairs")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--generative", action="store_true", help="also the generative set-ups (GAN/VAE)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(load())
@@ -76,6 +77,10 @@ def main() -> None:
             out[which]["runs"] = [r.__dict__ for r in results]
     if args.overhead or args.overhead_only:
         out["overhead"] = measure_overhead(args.pairs)
+    if args.generative:   # archlab.diagnose.faults_generative: GAN, VAE, autoencoder set-ups
+        from archlab.diagnose.faults_generative import run_suite
+
+        out["generative"] = run_suite(seeds=args.seeds)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2, default=str)
