@@ -150,3 +150,29 @@ def run_setup(setup: GenerativeSetup, seed: int = 0, *, out: str | None = None, 
     fired = sorted({e["detector"] for e in (run.summary.get("health") or {}).get("events", [])})
     found = (not fired) if setup.healthy else bool(set(fired) & set(setup.expected))
     return Outcome(setup.name, seed, fired, found, time.perf_counter() - t0)
+
+
+def run_suite(seeds: int = 1, names=None, log=print) -> dict:
+    """Run the generative set-ups over ``seeds`` seeds; print one line per run and the summary
+    (found faults, quiet healthy runs), development and held-out set-ups apart."""
+    import os
+
+    chosen = [s for s in setups() if names is None or s.name in names]
+    runs = []
+    for s in chosen:
+        for seed in range(seeds):
+            o = run_setup(s, seed)
+            runs.append((s, o))
+            log(f"  [{'held-out' if s.held_out else 'dev':8s}] {s.name:26s} seed {seed}: {o.seconds:6.1f}s "
+                f"fired {o.fired or '-'} -> {'ok' if o.found else 'MISSED' if not s.healthy else 'FALSE ALARM'} "
+                f"(load {os.getloadavg()[0]:.1f})")
+    out: dict = {}
+    for part, held in (("dev", False), ("held-out", True)):
+        faulty = [o for s, o in runs if s.held_out == held and not s.healthy]
+        healthy = [o for s, o in runs if s.held_out == held and s.healthy]
+        out[part] = {"faults_found": sum(o.found for o in faulty), "faults": len(faulty),
+                     "healthy_quiet": sum(o.found for o in healthy), "healthy": len(healthy)}
+        log(f"generative {part}: faults found {out[part]['faults_found']}/{len(faulty)}, healthy runs without "
+            f"an alarm {out[part]['healthy_quiet']}/{len(healthy)}")
+    out["runs"] = [o.__dict__ for _, o in runs]
+    return out
