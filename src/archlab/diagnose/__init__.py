@@ -4,7 +4,10 @@
   gradient norms, update-to-weight ratios, activation statistics, dead and saturated units and
   NaN/Inf, with registered :mod:`detectors <archlab.diagnose.detectors>`;
   :class:`HealthRecorder` is the same without Lightning (drive it from any loop).
-* :func:`check`: pre-training sanity checks (``archlab check``).
+* :func:`check`: pre-training sanity checks (``archlab check DESIGN``); :func:`check_data`:
+  validation of a data set (``archlab check --data``).
+* :mod:`~archlab.diagnose.baselines`: the references loss rules compare with (know-nothing
+  loss, running baseline), for detectors of other modules too.
 * :func:`diagnose`: a run's health summary and plots (``archlab diagnose``).
 * :func:`gradcheck`: a custom layer's backward against numeric gradients (``archlab gradcheck``).
 
@@ -23,12 +26,14 @@ from .state import HealthState, read_events
 _LAZY = {
     "HealthMonitor": "archlab.diagnose.callback:HealthMonitor",
     "check": "archlab.diagnose.checks:check",
+    "check_data": "archlab.diagnose.data_checks:check_data",
     "diagnose": "archlab.diagnose.summary:diagnose",
     "gradcheck": "archlab.diagnose.gradcheck:gradcheck",
 }
 
 __all__ = ["DETECTORS", "Detector", "HealthMonitor", "HealthRecorder", "HealthState", "Verdict",
-           "check", "diagnose", "gradcheck", "make_detectors", "read_events", "register_detector"]
+           "check", "check_data", "diagnose", "gradcheck", "make_detectors", "read_events",
+           "register_detector"]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import math
 
+from .. import tables
 from ..errors import UsageError
+from ..train.command import add_data_options, data_spec
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -33,12 +35,21 @@ STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 def register(subparsers) -> None:
     c = subparsers.add_parser(
         "check", help="sanity checks before training: loss at init, inputs, init, gradients, ...",
-        description="Run the pre-training sanity checks on a design and data: loss at "
+        description="Validate the data (NaN/Inf, duplicates within and across splits, class "
+                    "balance per split, constant features, outliers, an image grid per class) "
+                    "and, given a DESIGN, run the pre-training sanity checks: loss at "
                     "initialisation against -ln(1/C), input statistics per channel, weight "
-                    "initialisation, gradient flow, dead units, output/loss pairing, and "
-                    "overfitting a tiny batch.")
-    c.add_argument("design", help="design file, zoo name or YAML text")
-    c.add_argument("--data", default="mnist5k", help="built-in name, synthetic-*, or a path")
+                    "initialisation, gradient flow, dead units, output/loss pairing, "
+                    "non-linearity, and overfitting a tiny batch. Without DESIGN only the data "
+                    "is checked: archlab check --data mnist5k")
+    c.add_argument("design", nargs="?", help="design file, zoo name or YAML text (optional: "
+                   "without it only the data is checked)")
+    add_data_options(c)  # the same data options as `archlab train`
+    c.add_argument("--grid", metavar="PNG", help="image data: where to write the example grid "
+                   "(default without DESIGN: <data>-examples.png in the current folder; 'none': "
+                   "no file)")
+    c.add_argument("--split", default="0.7,0.2,0.1", help="train,val,test fractions the data "
+                   "checks split by (archlab train's default)")
     c.add_argument("--task", choices=["classification", "regression", "segmentation"])
     c.add_argument("--set", action="append", metavar="NAME=VALUE", help="design variable (repeatable)")
     c.add_argument("--no-scale", action="store_true", help="check the inputs as read, unscaled")
@@ -77,21 +88,97 @@ def register(subparsers) -> None:
     g.set_defaults(run=run_gradcheck)
 
 
+# ------------------------------------------------------------------- monitor options -----
+
+
+def add_monitor_arguments(parser) -> None:
+    """``archlab train``'s health-monitor options (standard library only: parsed cheaply)."""
+    g = parser.add_argument_group("health monitor (archlab.diagnose; see docs/diagnostics.md)")
+    g.add_argument("--health-every", type=int, metavar="K",
+                   help="sample every K-th step instead of the schedule (every step for the "
+                        "first 2 x dense steps, then doubling intervals)")
+    g.add_argument("--health-dense", type=int, metavar="N", help="schedule: N (default 8)")
+    g.add_argument("--health-max-every", type=int, metavar="K",
+                   help="schedule: longest interval between samples (default 64)")
+    g.add_argument("--health-detectors", metavar="NAMES",
+                   help="comma-separated detectors to run (default: all; the list is in "
+                        "docs/diagnostics.md)")
+    g.add_argument("--health-threshold", action="append", metavar="DETECTOR.NAME=VALUE",
+                   help="override a detector threshold (repeatable), e.g. dying_relu.dead_fraction=0.8")
+
+
+def monitor_options(args) -> dict:
+    """HealthMonitor keyword arguments from :func:`add_monitor_arguments`' options ({} when
+    none is given)."""
+    opts: dict = {}
+    if getattr(args, "health_every", None):
+        opts["every"] = args.health_every
+    if getattr(args, "health_dense", None):
+        opts["dense"] = args.health_dense
+    if getattr(args, "health_max_every", None):
+        opts["max_every"] = args.health_max_every
+    if getattr(args, "health_detectors", None):
+        opts["detectors"] = [n.strip() for n in args.health_detectors.split(",") if n.strip()]
+    for item in getattr(args, "health_threshold", None) or []:
+        key, sep, value = item.partition("=")
+        detector, dot, name = key.partition(".")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not dot or not detector or not name or number is None:
+            raise UsageError(f"--health-threshold takes DETECTOR.NAME=VALUE; received '{item}'",
+                             fix="e.g. --health-threshold dying_relu.dead_fraction=0.8")
+        opts.setdefault("thresholds", {}).setdefault(detector, {})[name] = number
+    return opts
+
+
+def health_callbacks(args, expected_frozen=()) -> list:
+    """A configured HealthMonitor for ``archlab train`` when monitor options were given (the
+    run's default monitor is then switched off), else []. Names are checked here, before
+    training starts."""
+    opts = monitor_options(args)
+    if not opts:
+        return []
+    from .callback import HealthMonitor
+
+    return [HealthMonitor(expected_frozen=tuple(expected_frozen), **opts)]
+
+
 # ------------------------------------------------------------------------------- check -----
 
 
 def run_check(args) -> int:
     from ..design import parse_assignments
-    from .checks import check
+    from .checks import CheckReport, check
+    from .data_checks import check_data
 
     options = {}
     if args.task:
         options["task"] = args.task
     if args.no_scale:
         options["scale"] = False
-    report = check(args.design, args.data, variables=parse_assignments(args.set),
-                   examples=args.examples, overfit_examples=args.overfit_examples,
-                   overfit_steps=args.overfit_steps, seed=args.seed, **options)
+    try:
+        split = tuple(float(v) for v in args.split.split(","))
+    except ValueError:
+        split = ()
+    if len(split) != 3:
+        raise UsageError(f"--split needs three fractions train,val,test; received '{args.split}'",
+                         fix="e.g. --split 0.8,0.1,0.1")
+    # the example grid: asked for, or by default when the data alone is checked
+    grid = None if (args.grid or "").lower() == "none" else (
+        args.grid or (None if args.design else f"{_stem(args.data)}-examples.png"))
+    spec = data_spec(args)
+    if args.task:
+        spec = {**(spec if isinstance(spec, dict) else {"source": spec}), "task": args.task}
+    data_report = check_data(spec, split=split, seed=args.seed, grid=grid)
+    if args.design:
+        report = check(args.design, data_spec(args), variables=parse_assignments(args.set),
+                       examples=args.examples, overfit_examples=args.overfit_examples,
+                       overfit_steps=args.overfit_steps, seed=args.seed, **options)
+        report.checks = data_report.checks + report.checks
+    else:
+        report = CheckReport("-", data_report.data, data_report.task, data_report.checks)
     if args.json:
         print(json.dumps(_jsonable(report.to_dict()), indent=2))
     else:
@@ -99,13 +186,14 @@ def run_check(args) -> int:
         from rich.table import Table
 
         console = Console()
-        t = Table(title=f"check: {report.design} on {report.data} ({report.task})", title_justify="left")
+        what = f"{report.design} on {report.data}" if report.design != "-" else f"data {report.data}"
+        t = Table(title=f"check: {what} ({report.task})", title_justify="left")
         t.add_column("check")
         t.add_column("status")
         t.add_column("measured against expected")
         for r in report.checks:
             t.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.message)
-        console.print(t)
+        tables.print_table(t, console)
         for r in report.checks:
             if r.status != "pass" and r.fixes:
                 console.print(f"[bold]{r.name}[/] fixes: " + "; ".join(r.fixes))
@@ -113,12 +201,62 @@ def run_check(args) -> int:
     return 0 if report.passed else 1
 
 
+def _stem(data: str) -> str:
+    from pathlib import Path
+
+    return Path(str(data)).stem or "data"
+
+
 # ---------------------------------------------------------------------------- diagnose -----
 
 
+def _check_health_files(run_dir: str) -> None:
+    """Read the health record once, so that a damaged file is an error naming it (before any
+    plot is drawn)."""
+    import csv
+    from pathlib import Path
+
+    from ..errors import ArchlabError
+    from .state import HealthState, read_events
+    from .summary import health_folder
+
+    folder = health_folder(run_dir)
+    steps = [("series.npz and loss.csv", lambda: HealthState.load(folder)),
+             ("events.jsonl", lambda: read_events(folder))]
+    monitor = Path(folder) / "monitor.json"
+    if monitor.exists():
+        steps.append(("monitor.json", lambda: _json_mapping(monitor)))
+    metrics = Path(folder).parent / "metrics.csv"
+    if metrics.exists():
+        steps.append(("metrics.csv", lambda: list(csv.DictReader(
+            metrics.read_text(encoding="utf-8").splitlines()))))
+    for name, read in steps:
+        try:
+            read()
+        except ArchlabError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{name} in the health record is damaged ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                             source=str(folder),
+                             fix="train the run again to record its health; the weights and "
+                                 "metrics of the run are not affected") from None
+
+
+def _json_mapping(path) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping, found {type(data).__name__}")
+    return data
+
+
 def run_diagnose(args) -> int:
+    from ..limits import output_folder
     from .summary import diagnose
 
+    if args.out:
+        output_folder(args.out, "--out", create=False)
+    _check_health_files(args.run_dir)
     d = diagnose(args.run_dir, plots=not args.no_plots, out=args.out)
     if args.json:
         print(json.dumps(_jsonable(d.to_dict()), indent=2))
@@ -138,7 +276,7 @@ def run_diagnose(args) -> int:
         for e in d.events:
             t.add_row(str(e["step"]), e["detector"], ", ".join(e["layers"][:4]) or "-",
                       e["message"], "; ".join(e["fixes"][:3]))
-        console.print(t)
+        tables.print_table(t, console)
     for p in d.plots:
         console.print(f"plot: {p}")
     return 0 if d.healthy else 1
@@ -182,7 +320,7 @@ def run_gradcheck(args) -> int:
         t.add_row(r.name, "x".join(map(str, r.shape)), f"{r.checked}/{r.elements}",
                   f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
                   "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
-    console.print(t)
+    tables.print_table(t, console)
     tg = report.torch_gradcheck
     verdict = {True: "[green]passed[/]", False: "[bold red]failed[/]", None: ""}[tg.get("passed")]
     console.print(f"torch.autograd.gradcheck: {verdict} {tg.get('message') or ''}")
@@ -210,47 +348,3 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-def _check_health_files(run_dir: str) -> None:
-    """Read the health record once, so that a damaged file is an error naming it (before any
-    plot is drawn)."""
-    import csv
-    from pathlib import Path
-
-    from ..errors import ArchlabError
-    from .state import HealthState, read_events
-    from .summary import health_folder
-
-    folder = health_folder(run_dir)
-    steps = [("series.npz and loss.csv", lambda: HealthState.load(folder)),
-             ("events.jsonl", lambda: read_events(folder))]
-    monitor = Path(folder) / "monitor.json"
-    if monitor.exists():
-        steps.append(("monitor.json", lambda: _json_mapping(monitor)))
-    metrics = Path(folder).parent / "metrics.csv"
-    if metrics.exists():
-        steps.append(("metrics.csv", lambda: list(csv.DictReader(
-            metrics.read_text(encoding="utf-8").splitlines()))))
-    for name, read in steps:
-        try:
-            read()
-        except ArchlabError:
-            raise
-        except Exception as exc:
-            raise UsageError(f"{name} in the health record is damaged ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''})",
-                             source=str(folder),
-                             fix="train the run again to record its health; the weights and "
-                                 "metrics of the run are not affected") from None
-
-
-def _json_mapping(path) -> dict:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a mapping, found {type(data).__name__}")
-    return data
-
-
-    from ..limits import output_folder
-    if args.out:
-        output_folder(args.out, "--out", create=False)
-    _check_health_files(args.run_dir)
