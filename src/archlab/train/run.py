@@ -377,6 +377,11 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
         raise RunError("no checkpoints/last.ckpt to resume from", source=str(run.path),
                        fix="the run stopped before its first epoch ended; start it again with archlab train")
     config = run.config
+    from .generative import GENERATIVE_TASKS
+
+    if config.task in GENERATIVE_TASKS:
+        raise RunError(f"resuming a {config.task} run is not supported yet", source=str(run.path),
+                       fix="start a new run with archlab train and more --epochs")
     if epochs:
         config = config.model_copy(update={"epochs": epochs})
     spec = run.data_info["spec"]
