@@ -529,19 +529,15 @@ class Resolver:
                          fixed_width=fixed)
 
     # ---- widths relative to the input, references to other nodes, drop-path schedule ------
-    INPUT_VARIABLES = ("in_channels", "in_features", "in_length")
-
     def input_env(self, env: dict, raw: dict, inputs: list[str]) -> dict:
         """The scope's variables plus the node's input sizes, for settings written relative to
         the input (``out: $(in_channels // 2)``): in_channels = the first axis of the first
-        input, in_features = its last axis, in_length = its second axis (positions of (C, L),
-        or 1 for a vector). A design variable of the same name wins."""
+        input (channels of (C, H, W) and (C, L)), in_features = its last axis (the features of
+        tokens (L, D) and vectors). A design variable of the same name wins."""
         if not _mentions(raw.values(), "in_"):
             return env
         shape = self.shapes[inputs[0]]
-        sizes = {"in_channels": shape[0], "in_features": shape[-1],
-                 "in_length": shape[1] if len(shape) > 1 else 1}
-        return {**sizes, **env}
+        return {"in_channels": shape[0], "in_features": shape[-1], **env}
 
     def references(self, cls, params: dict, raw: dict, scope: Scope, inputs: list[str],
                    where: str) -> list[str]:
