@@ -3,8 +3,6 @@ checked against archlab's own analysis), borrowed designs, vectors, impossible b
 
 from __future__ import annotations
 
-import pytest
-
 import archlab
 from archlab import cli
 

@@ -139,8 +139,8 @@ def run_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     settings = _settings(args, space, args.name or space.name, args.out, args.sampler,
                          args.pruner, args.objective)
-    from .study import Searcher
     from .results import collect, render
+    from .study import Searcher
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     searcher = Searcher(settings, space, log=log)

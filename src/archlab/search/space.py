@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchlabError, closest
 from ..design.expr import FUNCTIONS, ExprError, evaluate
 from ..design.source import LocDict, LocList, parse_text, read_file
+from ..errors import ArchlabError, closest
 
 KINDS = ("choice", "int", "float", "log")
 OPTION_KEYS = {"step", "log", "when", "each"}
@@ -431,7 +431,7 @@ def _constraints(items: Any, section: dict, seen: dict, declared: dict, fixed: d
             if not isinstance(names, list) or len(names) < 2:
                 raise err(f"'{kind}' takes a list of two or more variables", items, i, path)
             op = "<=" if kind == "non_decreasing" else ">="
-            texts = [f"{a} {op} {b}" for a, b in zip(names, names[1:])]
+            texts = [f"{a} {op} {b}" for a, b in zip(names[:-1], names[1:], strict=True)]
         elif isinstance(item, str):
             texts = [item.strip().lstrip("$").strip("(){}") if item.strip().startswith("$") else item]
         else:
