@@ -31,7 +31,7 @@ from ..blocks.layers import make_divisible
 from ..errors import ArchlabError, BlockError, DesignError, closest, unknown_name
 from ..graph import INPUT, Graph, Node, block_formula
 from .expr import ExprError, free_variables, substitute
-from .source import LocDict, LocList
+from .source import LocDict, LocList, line_of
 
 TOP_KEYS = {
     "archlab": "format version of the design language (1)",
@@ -153,11 +153,11 @@ class Resolver:
         if not isinstance(layers, list) or not layers:
             raise self.error("'layers' must be a non-empty list of nodes", raw, "layers",
                              fix="write layers:\n  - {block: conv, out: 32}")
-        planned = _planned_nodes(layers, limits.active().nodes)
+        planned, at = _planned_nodes(layers, limits.active().nodes)
         if planned > limits.active().nodes:  # before resolving any: tens of thousands of layers
             raise limits.exceeded("nodes", planned, "the number of nodes the layers ask for "
-                                  "(at least)", source=self.source, line=self.line(raw, "layers"),
-                                  path="layers")
+                                  "(at least)", source=self.source, line=line_of(layers, at),
+                                  path=f"layers[{at}]")
         top = Scope(prefix="", env=env, defaults=defaults, aliases={INPUT: INPUT})
         last = self.resolve_list(layers, top, INPUT, "layers")
         self.drop_path_schedule(raw, env)
@@ -815,24 +815,25 @@ class Resolver:
         return f"'{name}': {info.description}"
 
 
-def _planned_nodes(items: Any, limit: int) -> int:
+def _planned_nodes(items: Any, limit: int) -> tuple[int, int]:
     """A lower bound of the nodes a layers list resolves to (written depths multiply, groups
-    add up), counted on the raw data and stopping once above ``limit``."""
+    add up), counted on the raw data and stopping once above ``limit``; with the index of the
+    item where the count went over (or the last item)."""
     if not isinstance(items, list):
-        return 0
+        return 0, 0
     total = 0
-    for item in items:
+    for i, item in enumerate(items):
         count = 1
         if isinstance(item, dict):
             if isinstance(item.get("layers"), list):
-                count = max(1, _planned_nodes(item["layers"], limit))
+                count = max(1, _planned_nodes(item["layers"], limit)[0])
             depth = item.get("depth")
             if isinstance(depth, int) and not isinstance(depth, bool) and depth > 1:
                 count *= depth
         total += count
         if total > limit:
-            return total
-    return total
+            return total, i
+    return total, max(len(items) - 1, 0)
 
 
 def _leaf_types(annotation: Any) -> set:
