@@ -89,3 +89,20 @@ def test_cli_check_json(capsys):
     assert stats["status"] == "fail"
     assert stats["evidence"]["as_read"]["max"] == [16.0]     # digits are 0..16 as read
     assert set(out) == {"design", "data", "task", "passed", "checks"}
+
+
+def test_loss_at_init_warns_on_unscaled_regression_targets(tmp_path):
+    """The rule 'MSE <= 10 x the mean predictor's' scales with the targets; their scale is
+    judged on its own (archlab train standardises them unless --no-scale-targets)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype("float32")
+    np.savez(tmp_path / "t.npz", x=x, y=(1e4 * (x[:, :1] + 3)).astype("float32"))
+    data = {"source": str(tmp_path / "t.npz"), "task": "regression"}
+    model = lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))  # noqa: E731
+    scaled = by_name(check(model(), data, overfit_steps=5))["loss_at_init"]
+    assert scaled.status == "pass"
+    raw = by_name(check(model(), data, overfit_steps=5, scale_targets=False))["loss_at_init"]
+    assert raw.status == "warn" and "targets are not scaled" in raw.message
+    assert raw.fixes[0].startswith("standardise the regression targets")

@@ -355,6 +355,8 @@ def check(design, data, *, variables: dict | None = None, examples: int = 256,
     raw = setup.data.x[idx]
     fed = setup.scaling.apply(raw)
     y = setup.data.y[idx]
+    if hasattr(setup.scaling, "apply_target"):   # regression targets as training sees them
+        y = setup.scaling.apply_target(y)
     pick = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
     xb, yb = fed[pick[:examples]], y[pick[:examples]]
     fresh = lambda: copy.deepcopy(setup.model).train()  # noqa: E731  each check gets its own copy
