@@ -50,7 +50,11 @@ def register(subparsers) -> None:
                    "no file)")
     c.add_argument("--split", default="0.7,0.2,0.1", help="train,val,test fractions the data "
                    "checks split by (archlab train's default)")
-    c.add_argument("--task", choices=["classification", "regression", "segmentation"])
+    c.add_argument("--task", choices=["classification", "regression", "segmentation", "gan", "vae",
+                                      "autoencoder", "image-to-image"])
+    c.add_argument("--discriminator", metavar="DESIGN", help="gan, image-to-image: check the pair")
+    c.add_argument("--d-set", action="append", metavar="NAME=VALUE", help="discriminator design variable")
+    c.add_argument("--gan-loss", choices=["ns", "hinge", "wgan-gp"], help="gan loss the pair is checked for")
     c.add_argument("--set", action="append", metavar="NAME=VALUE", help="design variable (repeatable)")
     c.add_argument("--no-scale", action="store_true", help="check the inputs as read, unscaled")
     c.add_argument("--examples", type=int, default=256, help="batch used by the checks (default 256)")
@@ -156,6 +160,11 @@ def run_check(args) -> int:
     options = {}
     if args.task:
         options["task"] = args.task
+    if getattr(args, "discriminator", None):
+        options["discriminator"] = args.discriminator
+        options["d_variables"] = parse_assignments(args.d_set)
+    if getattr(args, "gan_loss", None):
+        options["gan_loss"] = args.gan_loss
     if args.no_scale:
         options["scale"] = False
     try:
@@ -170,7 +179,8 @@ def run_check(args) -> int:
         args.grid or (None if args.design else f"{_stem(args.data)}-examples.png"))
     spec = data_spec(args)
     if args.task:
-        spec = {**(spec if isinstance(spec, dict) else {"source": spec}), "task": args.task}
+        if args.task in ("classification", "regression", "segmentation"):  # generative: images as they are
+            spec = {**(spec if isinstance(spec, dict) else {"source": spec}), "task": args.task}
     data_report = check_data(spec, split=split, seed=args.seed, grid=grid)
     if args.design:
         report = check(args.design, data_spec(args), variables=parse_assignments(args.set),
