@@ -72,8 +72,8 @@ def gan(budget: float, out: str, judge: Judge) -> None:
           f"{t.get('classifier_fid', float('nan')):.2f}, precision {t.get('precision', float('nan')):.2f}, "
           f"recall {t.get('recall', float('nan')):.2f}, confident {t.get('confident_share', float('nan')):.3f}, "
           f"classes {t.get('classes_covered')}, min class share {t.get('min_class_share', float('nan')):.3f}")
-    print(f"target (>= 90% confident, every class >= 5%): "
-          f"{'reached at epoch %d after %.0f s' % reached if reached else 'not reached'}; "
+    verdict = f"reached at epoch {reached[0]} after {reached[1]:.0f} s" if reached else "not reached"
+    print(f"target (>= 90% confident, every class >= 5%): {verdict}; "
           f"total wall {wall:.0f} s (judge evaluation included); {load()}")
     print(f"run folder: {run.path}", flush=True)
     data = archlab.train.load_data("mnist5k")

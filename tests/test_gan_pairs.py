@@ -118,3 +118,13 @@ def test_check_reports_a_pair_error_as_a_failed_check(small):
     assert not report.passed
     [c] = report.checks
     assert c.name == "pair" and "must be the discriminator's input" in c.message
+
+
+def test_cli_train_pair_error_exits_2_with_the_fix(capsys, tmp_path):
+    from archlab.cli import main
+
+    rc = main(["train", "dcgan_mnist_generator", "--discriminator", "dcgan_discriminator", "--d-set", "channels=1",
+               "--task", "gan", "--no-judge", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "takes (1, 64, 64)" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import archlab
+from archlab.errors import UsageError
 from archlab.judge import class_coverage, frechet_distance, precision_recall
 from archlab.train.data import ArrayData, load_data
 from archlab.train.generative import Corruption
@@ -20,7 +21,6 @@ from archlab.train.generative.losses import (
     gradient_penalty,
     reconstruction_loss,
 )
-from archlab.errors import UsageError
 
 FAST = dict(epochs=1, batch=32, progress=False, judge=False, split=(0.6, 0.2, 0.2))
 
