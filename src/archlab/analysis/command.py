@@ -124,7 +124,6 @@ def _human(n: float) -> str:
 
 
 def render(a: Analysis, depth: str = "block") -> None:
-    from rich.console import Console
     from rich.table import Table
 
     console = tables.console()
@@ -152,6 +151,11 @@ def render(a: Analysis, depth: str = "block") -> None:
                   f"statistics are buffers)")
     console.print(f"multiply-adds: {_human(t['multiply_adds'])} per sample = {_human(t['flops'])} FLOPs "
                   "(1 multiply-add = 2 FLOPs); element-wise ops counted separately; inference form")
+    if t.get("weights_only_multiply_adds") or t.get("weights_only_elementwise"):
+        console.print(f"weights-only work (on parameters and constants alone, done once per batch, "
+                      f"not in the per-sample figures): {_human(t['weights_only_multiply_adds'])} "
+                      f"multiply-adds, {_human(t['weights_only_elementwise'])} element-wise; "
+                      "PyTorch's FLOP counter at batch 1 includes it")
     if a.memory:
         m = a.memory
         console.print(f"memory at batch {m.batch}, {m.optimizer}: peak training "
@@ -160,10 +164,15 @@ def render(a: Analysis, depth: str = "block") -> None:
         parts = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}"
                           for k, v in m.peak_training_breakdown.items())
         console.print(f"  at the training peak: {parts}", style="dim")
+        if m.attention_backends:
+            console.print("  attention memory as the kernel the device runs: " + ", ".join(
+                f"{k} x{v}" for k, v in m.attention_backends.items()), style="dim")
         if m.budget_bytes is not None:
             side = f"{m.largest_input}x{m.largest_input}" if m.largest_input else "n/a"
             console.print(f"budget {format_bytes(m.budget_bytes)}: largest batch {m.largest_batch}, "
                           f"largest square input {side} at batch {m.batch}")
+    for note in a.notes:
+        console.print(f"note: {note}")
     if a.latency:
         lat = a.latency
         text = (f"latency on {lat.device} ({lat.environment.get('threads')} threads, batch {lat.batch}): "
