@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench lint clean
+.PHONY: demo test venv bench bench-outside lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/builder_overhead.py
+
+# the analysis on torchvision and timm models, in its own environment (.venv-outside, several GB,
+# made on first use with torch 2.14.1 + torchvision 0.29.1 + timm + fvcore); niced, long
+bench-outside:
+	$(PYTHON) benchmarks/outside_models.py --resume
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
