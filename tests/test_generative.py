@@ -213,3 +213,33 @@ def test_class_coverage_counts_confident_samples_and_modes():
     assert cov["confident_share"] == pytest.approx(0.6)
     assert cov["class_histogram"] == [0.6, 0.0, 0.4, 0.0]
     assert cov["classes_covered"] == 2 and cov["min_class_share"] == 0.0
+
+
+# ------------------------------------------------------------------------------- judge ---------
+
+
+def test_judge_trains_once_caches_and_judges_a_gan(tmp_path):
+    from archlab.judge import Judge
+
+    judge = Judge.for_data("digits", epochs=2, cache=tmp_path / "cache")
+    again = Judge.for_data("digits", epochs=2, cache=tmp_path / "cache")
+    assert again.run == judge.run and 0.5 < judge.accuracy <= 1.0      # cached, accuracy recorded
+    assert judge.name == "classifier-FID on digits"
+    digits = load_data("digits")
+    real_a, real_b = digits.x[:400], digits.x[400:800]
+    noise = torch.rand(400, 1, 8, 8) * 16
+    same, other = judge.report(real_a, real_b), judge.report(noise, real_b)
+    assert same["classifier_fid"] < other["classifier_fid"]
+    assert same["precision"] > other["precision"]
+    assert same["classes_covered"] > other["classes_covered"]
+
+    run = archlab.train("dcgan_mnist_generator", "digits", task="gan", variables={"size": 8, "ngf": 4},
+                        discriminator="dcgan_mnist_discriminator", d_variables={"size": 8, "ndf": 4},
+                        judge_model=judge, judge_samples=64, out=str(tmp_path / "runs"),
+                        **{**FAST, "judge": True, "split": (0.2, 0.1, 0.7)})
+    test = run.test_metrics
+    for key in ("classifier_fid", "precision", "recall", "confident_share", "classes_covered"):
+        assert key in test and f"val_{key}" in run.metrics[0]
+    report = json.loads((run.path / "judge.json").read_text())
+    assert report["final"]["judge"] == "classifier-FID on digits" and len(report["epochs"]) == 1
+    assert run.summary["judge"]["judge_accuracy"] == judge.accuracy

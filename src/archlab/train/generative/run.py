@@ -198,14 +198,16 @@ def generative_callbacks(setup: GenerativeSetup, run_dir: Path, has_val: bool) -
 
 
 def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[Callback] = (),
-                     variables: dict | None = None, judge=None, **options: Any):
+                     variables: dict | None = None, judge_model=None, **options: Any):
     """Train a generative task (``task='gan' | 'vae' | 'autoencoder' | 'image-to-image'``) and
-    return the :class:`~archlab.train.run.Run`. ``judge``: a :class:`archlab.judge.Judge` to use
-    instead of the cached one of the data set (gan, vae; ``judge=False`` in options skips it)."""
+    return the :class:`~archlab.train.run.Run`. ``judge_model``: a :class:`archlab.judge.Judge`
+    to use instead of the cached one of the data set (gan, vae; the option ``judge=False`` skips
+    judging)."""
     from ..run import _data_spec, _run_name, _write_run_files, claim_run_dir
 
     config = make_config(with_task_defaults(options)).resolved_seed()
     setup = prepare_generative(design, data, config, variables=variables)
+    judge = judge_model if config.judge else None
     if judge is None and config.judge and config.task in ("gan", "vae") and setup.data.y is not None:
         from ...judge import Judge
 
@@ -221,7 +223,7 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
         (run_dir / "health").mkdir(exist_ok=True)
         atomic_write_text(run_dir / "health" / "generative_context.json",
                           json.dumps({"latent_units": math.prod(setup.module.latent_shape)}))
-    writer = SampleWriter(setup, run_dir, judge or None)
+    writer = SampleWriter(setup, run_dir, judge)
     setup.module.epoch_hooks.append(writer)
     return fit_generative(setup, run_dir, writer, list(callbacks))
 
