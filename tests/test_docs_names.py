@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# a dotted name; not a JSON schema id such as archlab.show/1
-NAME = re.compile(r"\barchlab(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![A-Za-z0-9_/])")
+# a dotted name; not a JSON schema id such as archlab.show/1 or archlab.weights-import/1
+NAME = re.compile(r"\barchlab(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?![A-Za-z0-9_/-])")
 # configuration keys written like names, not Python objects ([tool.archlab.review] tables)
 NOT_PYTHON = ("archlab.review.thresholds", "archlab.review.disable", "archlab.review.suppress")
 
