@@ -126,13 +126,13 @@ def _options(args) -> dict:
         parts = [p for p in args.split.split(",") if p]
         if len(parts) != 3:
             raise UsageError(f"--split needs three fractions train,val,test; received '{args.split}'",
+                             fix="e.g. --split 0.8,0.1,0.1")
+        opts["split"] = tuple(_float(v, "--split") for v in parts)
         if not all(0 <= v <= 1 for v in opts["split"]) or abs(sum(opts["split"]) - 1) > 1e-6 \
                 or opts["split"][0] <= 0:
             raise UsageError(f"--split fractions must each be 0..1, sum to 1, with a training "
                              f"part above 0; received '{args.split}'", path="--split",
                              fix="e.g. --split 0.8,0.1,0.1")
-                             fix="e.g. --split 0.8,0.1,0.1")
-        opts["split"] = tuple(_float(v, "--split") for v in parts)
     if args.augment:
         opts["augment"] = args.augment
     if args.freeze:
@@ -214,6 +214,10 @@ def run_train(args) -> int:
         if not args.design:
             raise UsageError("archlab train needs a DESIGN (file, zoo name) or --resume RUN",
                              fix="e.g. archlab train mnist_cnn --data mnist5k")
+        if args.out:  # before any work: a folder for runs that cannot be made is a clear error
+            from ..limits import output_folder
+
+            output_folder(args.out, "--out")
         run = train(args.design, _data_spec(args), variables=parse_assignments(args.set),
                     callbacks=_logger_callbacks(args), **_options(args))
     if args.json:
@@ -245,15 +249,6 @@ def print_summary(run) -> None:
         for r in shown:
             t.add_row(*(_fmt(r.get(c, "")) for c in columns))
         console.print(t)
-        if args.out:  # before any work: a folder for runs that cannot be made is a clear error
-            from ..limits import output_folder
-
-            output_folder(args.out, "--out", create=False)
-        options = _options(args)
-        health = _health_callbacks(args, options.get("freeze", ()))
-        if health:   # monitor options given: this monitor replaces the default one
-            options["health"] = False
-        loggers = _logger_callbacks(args)
     s = run.summary
     test = s.get("test") or {}
     t = Table(title="test split, best epoch", title_justify="left")
@@ -310,6 +305,10 @@ def run_predict(args) -> int:
     from .run import Run
 
     run = Run.open(args.run_dir)
+    if args.save:  # before predicting: a path that cannot be written is a clear error
+        from ..limits import output_file
+
+        output_file(args.save, "--save")
     result = run.predict(args.inputs)
     if args.save:
         np.save(Path(args.save), result["outputs"].numpy())
@@ -345,7 +344,3 @@ def run_predict(args) -> int:
     Console().print(t)
     return 0
 
-    if args.save:  # before predicting: a path that cannot be written is a clear error
-        from ..limits import output_file
-
-        output_file(args.save, "--save")
