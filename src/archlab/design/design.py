@@ -145,6 +145,9 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
             raise UsageError(f"--set takes name=value, got '{item}'", fix="e.g. --set width=48")
         name, _, value = item.partition("=")
         name = name.strip()
+        if not name:
+            raise UsageError(f"--set takes name=value, got '{item}' (no name)", path="--set",
+                             fix="e.g. --set width=48")
         try:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:

@@ -497,7 +497,8 @@ class Resolver:
             kind = spec["kind"]
         else:
             raise self.error(f"'merge' must be one of {', '.join(MERGES)} or a mapping with "
-                             f"'kind', got {spec!r}", raw, "merge", where)
+                             f"'kind', got {spec!r}", raw, "merge", where,
+                             fix="write merge: concat, or merge: {kind: weighted, ...}")
         if kind not in MERGES:
             raise self.error(unknown_name("merge", str(kind), MERGES), raw, "merge", where + ".merge")
         if "block" not in raw and "layers" not in raw:  # a plain merge node: other keys are its params

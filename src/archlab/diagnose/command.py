@@ -231,7 +231,14 @@ def _check_health_files(run_dir: str) -> None:
     from .summary import health_folder
 
     folder = health_folder(run_dir)
-    steps = [("series.npz and loss.csv", lambda: HealthState.load(folder)),
+
+    def losses() -> None:
+        rows = list(csv.DictReader((Path(folder) / "loss.csv").read_text(
+            encoding="utf-8").splitlines()))
+        if not rows or "loss" not in rows[0]:
+            raise ValueError("no rows with a 'loss' column")
+
+    steps = [("loss.csv", losses), ("series.npz and loss.csv", lambda: HealthState.load(folder)),
              ("events.jsonl", lambda: read_events(folder))]
     monitor = Path(folder) / "monitor.json"
     if monitor.exists():
@@ -265,7 +272,7 @@ def run_diagnose(args) -> int:
     from .summary import diagnose
 
     if args.out:
-        output_folder(args.out, "--out", create=False)
+        output_folder(args.out, "--out")
     _check_health_files(args.run_dir)
     d = diagnose(args.run_dir, plots=not args.no_plots, out=args.out)
     if args.json:
@@ -304,16 +311,20 @@ def run_gradcheck(args) -> int:
         raise UsageError(f"--kwargs must be a JSON object, received '{args.kwargs}' ({exc.msg})",
                          fix="e.g. --kwargs '{\"channels\": 8}'") from None
     if not isinstance(kwargs, dict):
-        raise UsageError(f"--kwargs must be a JSON object, received {type(kwargs).__name__}")
+        raise UsageError(f"--kwargs must be a JSON object, received {type(kwargs).__name__}",
+                         path="--kwargs", fix="e.g. --kwargs '{\"channels\": 8}'")
     shapes = [parse_shape(s) for s in args.input]
     factory = load_factory(args.factory)
-    from ..errors import user_code
+    from ..errors import ArchlabError, user_code
 
     # the layer is the user's code: what it raises (building or running it) is their error
-    with user_code(f"building and running {args.factory}", args.factory.rsplit(":", 1)[0]):
-        report = gradcheck(factory, shapes, kwargs=kwargs, max_elements=args.max_elements,
-                           atol=args.atol, rtol=args.rtol, probes=not args.no_probes,
-                           name=args.factory)
+    try:
+        with user_code(f"building and running {args.factory}", args.factory.rsplit(":", 1)[0]):
+            report = gradcheck(factory, shapes, kwargs=kwargs, max_elements=args.max_elements,
+                               atol=args.atol, rtol=args.rtol, probes=not args.no_probes,
+                               name=args.factory)
+    except ArchlabError as exc:  # about the user's layer: name their file
+        raise exc.located(source=args.factory.rsplit(":", 1)[0]) from None
     if args.json:
         print(json.dumps(_jsonable(report.to_dict()), indent=2))
         return 0 if report.passed else 1

@@ -155,7 +155,8 @@ def _build(factory, kwargs: dict | None) -> nn.Module:
                          fix="pass its arguments as JSON: --kwargs '{\"channels\": 8}'") from None
     if not isinstance(layer, nn.Module):
         raise UsageError(f"expected the factory to return a torch.nn.Module, received "
-                         f"{type(layer).__name__}")
+                         f"{type(layer).__name__}",
+                         fix="make the factory return the layer (an nn.Module instance)")
     return layer
 
 

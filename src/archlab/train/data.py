@@ -137,10 +137,6 @@ def load_data(data: str | dict | DataSpec) -> ArrayData:
             raise DataError(unknown_name("data set", spec.source, LOADERS) if not _looks_like_path(
                 spec.source) else msg, source=spec.source if _looks_like_path(spec.source) else None,
                 fix=f"give a built-in name ({builtin}) or an existing file or folder")
-        if not path.is_dir():
-            from ..limits import check_regular_file
-
-            check_regular_file(path, "data file", limit=None)  # a FIFO would never end
         out = _load_path(path, spec)
     if spec.task and spec.task != out.task:
         out = _retask(out, spec.task)
@@ -250,6 +246,10 @@ def _synthetic_sequence(spec: DataSpec) -> ArrayData:
 
 
 def _load_path(path: Path, spec: DataSpec) -> ArrayData:
+    if not path.is_dir():
+        from ..limits import check_regular_file
+
+        check_regular_file(path, "data file", limit=None)  # a FIFO would never end
     if path.is_dir():
         if spec.masks:
             return _segmentation_folders(path, Path(spec.masks).expanduser(), spec)
@@ -580,7 +580,8 @@ def load_named_inputs(paths: list[str], x_key: str = "x", *, label: str | None =
         if path.is_dir():
             files = _image_files(path)
             if not files:
-                raise DataError("folder holds no images", source=text)
+                raise DataError("folder holds no images", source=text,
+                                fix="give image files (.png, .jpg, .bmp), or a folder holding them")
             parts.append(torch.from_numpy(_stack_images(files)))
             names += [str(f) for f in files]
         elif path.suffix.lower() == ".npy":

@@ -154,6 +154,12 @@ class Scaling:
         if not isinstance(d, dict):
             raise ValueError(f"expected a mapping, found {type(d).__name__}")
         target = d.get("target") or {}
+        if not isinstance(d.get("mean"), list) or not isinstance(d.get("std"), list) or \
+                len(d["mean"]) != len(d["std"]) or not all(
+                    isinstance(v, (int, float)) and math.isfinite(v) for v in d["mean"]):
+            raise DataError("scaling.json needs 'mean' and 'std': lists of numbers of one length",
+                            source=str(path),
+                            fix="restore the file from a copy of the run, or train the run again")
         stds = list(d.get("std", [])) + ([target["std"]] if target.get("std") is not None else [])
         if any(not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in stds):
             raise DataError("scaling.json holds a standard deviation that is 0, negative or not a "

@@ -229,6 +229,11 @@ class Run:
         except ArchlabError as exc:  # name the files the inputs came from
             where = ", ".join(map(str, inputs)) if not isinstance(inputs, torch.Tensor) else None
             raise exc.located(source=where) from None
+        if x.numel() and not torch.isfinite(x).all():  # as in training: every task, every input
+            row = int(torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1))[0])
+            raise RunError(f"inputs contain NaN or infinity (first in {names[row]})",
+                           source=names[row].rsplit("[", 1)[0],
+                           fix="clean or impute the missing values before predicting")
         x = self.scaling.apply(x)
         model = self.model()
         with torch.no_grad():

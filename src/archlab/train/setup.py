@@ -42,8 +42,8 @@ def match_input(data: ArrayData, input_shape: tuple[int, ...], design_source: st
     if shape == (1, *data.sample_shape):
         return ArrayData(data.x.unsqueeze(1), data.y, data.task, data.classes, data.source)
     raise DataError(
-        f"the design expects input {shape} (C, H, W without batch), the data's samples are "
-        f"{data.sample_shape}", source=design_source,
+        f"the design expects input {shape} (C, H, W without batch), the data's samples "
+        f"({data.source}) are {data.sample_shape}", source=design_source,
         fix=f"set the design's input to {list(data.sample_shape)} or choose data shaped {shape}")
 
 
@@ -140,6 +140,8 @@ def prepare(design: Any, data: Any, config: TrainConfig | None = None, *,
             node = nodes.get(err.path or "", design_obj.graph.nodes[-1])
             err.source = err.line = None  # the node knows its file and line better
             err.located(source=node.source, line=node.line, path=node.path)
+        err.message += f" (data: {arrays.source}, task {task.name})"
+        err.args = (err.format(),)
         raise
 
     transfer = None
