@@ -213,3 +213,25 @@ def test_batch_norm_shape_rules_equal_pytorch_meta_kernels(shape, channels_last,
     bwd = aten.native_batch_norm_backward.default
     args = (x, x, w, rm, rv, saved[1], saved[2], training, 1e-5, mask)
     assert spec(_SHAPE_RULES[bwd](*args)) == spec(bwd(*args))
+
+
+@pytest.mark.parametrize("case", [((2, 8, 5, 5), [2, 3], True), ((2, 8, 5, 5), [-1, -2], False),
+                                  ((3, 4), [1], False), ((3, 4), None, False), ((2, 3, 4), [0], True)])
+def test_mean_shape_rule_equals_pytorch_meta_kernel(case):
+    from archlab.analysis.meta_kernels import SHAPE_RULES
+
+    shape, dim, keepdim = case
+    x = torch.empty(shape, device="meta")
+    mean = torch.ops.aten.mean.dim
+    ours, theirs = SHAPE_RULES[mean](x, dim, keepdim), mean(x, dim, keepdim)
+    assert (tuple(ours.shape), ours.stride(), ours.dtype) == (tuple(theirs.shape), theirs.stride(), theirs.dtype)
+
+
+@pytest.mark.parametrize("shapes", [((2, 8), (8, 5), (5,)), ((1, 3), (3, 4), (1, 4)), ((7, 2), (2, 9), (7, 9))])
+def test_addmm_shape_rule_equals_pytorch_meta_kernel(shapes):
+    from archlab.analysis.meta_kernels import SHAPE_RULES
+
+    a, b, bias = (torch.empty(s, device="meta") for s in shapes)
+    addmm = torch.ops.aten.addmm.default
+    ours, theirs = SHAPE_RULES[addmm](bias, a, b), addmm(bias, a, b)
+    assert (tuple(ours.shape), ours.stride(), ours.dtype) == (tuple(theirs.shape), theirs.stride(), theirs.dtype)

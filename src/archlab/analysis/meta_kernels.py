@@ -99,9 +99,31 @@ def _batch_norm_backward_meta(grad, x, weight, running_mean, running_var, save_m
     return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), *grads)
 
 
+def _mean_meta(x, dim=None, keepdim=False, dtype=None):
+    """Output metadata of aten.mean.dim on a contiguous input (global average pooling lowers to
+    it; PyTorch's meta kernel is a Python reference whose first call imports torch._dynamo):
+    the reduced shape, contiguous. Other layouts take PyTorch's kernel."""
+    if not x.is_contiguous() or (dtype is None and not x.dtype.is_floating_point):
+        return None
+    dims = range(x.dim()) if not dim else [d % max(1, x.dim()) for d in dim]
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape)] if keepdim else \
+        [n for i, n in enumerate(x.shape) if i not in dims]
+    return torch.empty(shape, dtype=dtype or x.dtype, device="meta")
+
+
+def _addmm_meta(bias, a, b, *, beta=1, alpha=1):
+    """Output metadata of aten.addmm (nn.Linear on 2-D inputs; PyTorch's meta kernel is a Python
+    decomposition): (rows of a, columns of b), contiguous."""
+    if a.dim() != 2 or b.dim() != 2 or a.dtype != b.dtype or a.shape[1] != b.shape[0]:
+        return None
+    return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
+
+
 SHAPE_RULES = {
+    torch.ops.aten.addmm.default: _addmm_meta,
     torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_meta,
+    torch.ops.aten.mean.dim: _mean_meta,
 }
 
 
@@ -175,9 +197,11 @@ def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
         if result is not None:
             return result
     rule = SHAPE_RULES.get(func)
-    if rule is not None and not kwargs and all(
+    if rule is not None and all(
             not isinstance(a, torch.Tensor) or a.device.type == "meta" for a in args):
-        return rule(*args)
+        out = rule(*args, **kwargs)
+        if out is not None:
+            return out
     if not fresh_outputs(func):
         return func(*args, **kwargs)
     try:
