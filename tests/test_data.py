@@ -140,7 +140,8 @@ def test_input_shape_mismatch_is_explained():
     with pytest.raises(DataError) as err:
         match_input(d, (3, 32, 32), "net.yaml")
     assert str(err.value) == ("net.yaml: the design expects input (3, 32, 32) (C, H, W without batch), "
-                              "the data's samples are (1, 8, 8); set the design's input to [1, 8, 8] "
+                              "the data's samples (synthetic-classification) are (1, 8, 8); set the "
+                              "design's input to [1, 8, 8] "
                               "or choose data shaped (3, 32, 32)")
     grey = load_data({"source": "synthetic-regression", "samples": 4, "shape": (8, 8)})
     assert match_input(grey, (1, 8, 8)).sample_shape == (1, 8, 8)  # channel axis added
