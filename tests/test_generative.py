@@ -162,7 +162,7 @@ def test_gradient_penalty_of_a_linear_critic():
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))
     gp = gradient_penalty(lin, torch.randn(8, 4), torch.randn(8, 4))
-    assert float(gp) == pytest.approx(16.0, rel=1e-5)
+    assert gp.item() == pytest.approx(16.0, rel=1e-5)
 
 
 def test_reconstruction_losses_sum_per_sample():
