@@ -24,30 +24,37 @@ SPACE = textwrap.dedent("""\
     """)
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def _study(out: Path):
-    url = f"sqlite:///{out / 'k' / 'study.db'}"
-    try:
-        return optuna.load_study(study_name="k", storage=url)
-    except (KeyError, Exception):  # not created yet
+    db = out / "k" / "study.db"
+    if not db.exists():
+        return None
+    url = f"sqlite:///{db}"
+    try:  # one storage object per file: polling must not rebuild it each time
+        storage = _STORAGES.get(url) or _STORAGES.setdefault(url, optuna.storages.RDBStorage(url))
+        return optuna.load_study(study_name="k", storage=storage)
+    except Exception:  # the study is not created yet
         return None
 
 
 def _start(tmp_path: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "archlab", "search", str(tmp_path / "space.yaml"), "--data",
-           "digits", "--trials", "3", "--epochs", "10", "--name", "k", "--out", str(out),
+           "digits", "--trials", "3", "--epochs", "20", "--name", "k", "--out", str(out),
            "--pruner", "none"]
     return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for_training(proc: subprocess.Popen, out: Path, *, after_complete: int,
-                       timeout: float = 240) -> int:
+                       timeout: float = 400) -> int:
     """The number of a trial this process is training (its run folder exists), once at least
     ``after_complete`` trials have completed."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, proc.stdout.read()  # it ended before we saw a trial train
         study = _study(out)
         if study is not None:
             trials = study.get_trials(deepcopy=False)
@@ -59,7 +66,11 @@ def _wait_for_training(proc: subprocess.Popen, out: Path, *, after_complete: int
                         and (Path(run) / "config.yaml").exists() and done >= after_complete):
                     return t.number
         time.sleep(0.1)
-    raise AssertionError("no trial started training in time")
+    proc.kill()
+    study = _study(out)
+    states = [(t.number, t.state.name, t.user_attrs.get("worker")) for t in study.trials] if study else []
+    raise AssertionError(f"no trial started training in time; trials {states}; log:\n"
+                         f"{proc.communicate()[0]}")
 
 
 def test_a_killed_search_resumes_and_loses_only_the_trials_in_flight(tmp_path):
