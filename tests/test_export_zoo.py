@@ -1,6 +1,6 @@
 """Every zoo design leaves archlab as one standalone PyTorch file with bit-identical outputs (the
-built model is the oracle). That every zoo design scripts with torch.jit.script is held by
-test_zoo_modern.py; test_export.py saves, reloads and compares scripted models."""
+built model is the oracle), and scripts with torch.jit.script to a module computing the same
+outputs (`export --format torchscript`; test_export.py also saves and reloads scripted models)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,7 @@ def test_zoo_design_ejects_bit_identical(name, tmp_path):
     assert modules <= ALLOWED_IMPORTS, modules
     for node in design.graph.nodes[:5]:  # every node at its design path, shapes in a comment
         assert f"# {node.path}: {node.block}," in source
+
+    scripted = torch.jit.script(model)
+    for a, b in zip(want, _outputs(scripted, x), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
