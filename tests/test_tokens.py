@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import archlab
+from archlab import build  # the function (importing archlab.build first would shadow it)
 from archlab.blocks import BLOCKS
-from archlab.build import build
 from archlab.errors import BlockError, DesignError
 
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import archlab
+from archlab import build  # the function (importing archlab.build first would shadow it)
 from archlab.analysis.reference import ConvNeXt, VisionTransformer
 from archlab.blocks import BLOCKS
-from archlab.build import build
 from archlab.zoo import PUBLISHED, PUBLISHED_GMACS
 
 MODERN = {"vit_b_16": 86_567_656, "convnext_tiny": 28_589_128, "efficientnet_b0": 5_288_548,
