@@ -37,6 +37,13 @@ SAMPLES_DIR = "samples"
 HISTORY_FILE = "generative.jsonl"
 
 
+def spaced(total: int, n: int) -> torch.Tensor:
+    """n indices spread evenly over range(total) (all of them when total <= n)."""
+    if total <= n:
+        return torch.arange(total)
+    return torch.linspace(0, total - 1, n).round().long()
+
+
 class SampleWriter:
     """Epoch hook: the sample grid of the epoch and, with a judge, its report in val_metrics."""
 
@@ -86,7 +93,7 @@ class SampleWriter:
         """Mean per-pixel standard deviation across generated samples over the same for real
         images (both in [0, 1]): near 0 when every sample is the same image."""
         ds = self.setup.datamodule.split("val" if len(self.setup.splits.val) else "train")
-        real = to_unit(ds.x[:len(grid)], self.setup.value_range)
+        real = to_unit(ds.x[spaced(len(ds), len(grid))], self.setup.value_range)
         return float(grid.std(0).mean() / real.std(0).mean().clamp_min(1e-12))
 
     def evaluate(self, module, n: int, seed: int) -> dict:
@@ -117,7 +124,8 @@ class SampleWriter:
 
     def _test_batch(self, n: int):
         ds = self.setup.datamodule.split("test" if len(self.setup.splits.test) else "val")
-        x, y = ds.x[:n], ds.y[:n]
+        idx = spaced(len(ds), n)   # spread over the split (a data set sorted by class shows all)
+        x, y = ds.x[idx], ds.y[idx]
         return (x, y) if self.setup.task == "image-to-image" else (x, x)
 
     # ---- the final pictures ------------------------------------------------------------------
