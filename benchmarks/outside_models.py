@@ -268,7 +268,10 @@ def model_list(only: list[str] | None) -> list[str]:
     # the measured-memory models and the ones named in issue 16 first: a sweep cut short by
     # its time still covers them
     first = MEMORY + [f"timm:{n}" for n in ISSUE] + ["tv:inception_v3"]
-    return list(dict.fromkeys(first + everything))
+    tv = [s for s in everything if not s.startswith("timm:")]
+    timm = [s for s in everything if s.startswith("timm:")]
+    mixed = [s for pair in zip(tv, timm[:len(tv)], strict=False) for s in pair] + tv[len(timm):] + timm[len(tv):]
+    return list(dict.fromkeys(first + mixed))  # both families alike, should the sweep be cut short
 
 
 def finished(spec: str, out: Path) -> bool:
@@ -313,14 +316,18 @@ def tables(out: Path, specs: list[str], started: str) -> str:
         path = out / (spec.replace(":", "__") + ".json")
         r = json.loads(path.read_text()) if path.exists() else {"model": spec}
         log = path.with_suffix(".log")
+        if not path.exists() and not log.exists():
+            continue  # not reached: the sweep was cut short
         if "params" not in r and "failure" not in r:
             tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
             r["failure"] = "did not finish (time limit or crash) " + " ".join(tail)[:200]
         rows.append(r)
     ok = [r for r in rows if "params" in r]
     counted = [r for r in ok if "flop_counter_macs" in r]
-    lines = [f"# Outside models: {len(rows)} models ({sum(s.startswith('tv') for s in specs)} "
-             f"torchvision, {sum(s.startswith('timm') for s in specs)} timm)", "",
+    reached = [r["model"] for r in rows]
+    lines = [f"# Outside models: {len(rows)} of {len(specs)} models reached "
+             f"({sum(s.startswith('tv') for s in reached)} torchvision, "
+             f"{sum(s.startswith('timm') for s in reached)} timm)", "",
              f"started with {started}; tables written with {load_average()}", ""]
     exact_params = sum(r["params"] == r["numel"] for r in ok)
     within = [r for r in counted if abs(_rel(r["macs"], r["flop_counter_macs"])) <= 1e-3]
