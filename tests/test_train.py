@@ -236,7 +236,7 @@ def test_checkpoint_writes_are_atomic_and_loads_refuse_code(tmp_path, monkeypatc
     assert torch.equal(io.load_checkpoint(path)["w"], torch.ones(2))  # the old one is intact
     assert [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]  # no temporary left behind
     torch.save({"obj": _Crash("x")}, path)  # a pickled object: could run code when loaded
-    with pytest.raises(CheckpointError, match="c.ckpt: unreadable checkpoint"):
+    with pytest.raises(CheckpointError, match="c.ckpt: the checkpoint holds pickled Python objects"):
         read_checkpoint(path)
 
 

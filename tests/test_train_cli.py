@@ -77,8 +77,9 @@ def test_train_prints_tables(tmp_path, capsys):
      "error: no/such/folder: no data set or file named 'no/such/folder'"),
     (["train", "mnist_cnn", "--data", "digits", "--epochs", "1"],
      "error: zoo:mnist_cnn: the design expects input (1, 28, 28) (C, H, W without batch), the data's "
-     "samples are (1, 8, 8); set the design's input to [1, 8, 8] or choose data shaped (1, 28, 28)"),
-    (["evaluate", "not-a-run"], "error: not-a-run: not a run folder (no config.yaml)"),
+     "samples (digits) are (1, 8, 8); set the design's input to [1, 8, 8] or choose data shaped "
+     "(1, 28, 28)"),
+    (["evaluate", "not-a-run"], "error: not-a-run: no such run folder"),
     (["train"], "error: archlab train needs a DESIGN (file, zoo name) or --resume RUN"),
 ])
 def test_errors_exit_2_without_traceback(argv, message, tmp_path, capsys):

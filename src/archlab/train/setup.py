@@ -140,8 +140,9 @@ def prepare(design: Any, data: Any, config: TrainConfig | None = None, *,
             node = nodes.get(err.path or "", design_obj.graph.nodes[-1])
             err.source = err.line = None  # the node knows its file and line better
             err.located(source=node.source, line=node.line, path=node.path)
-        err.message += f" (data: {arrays.source}, task {task.name})"
-        err.args = (err.format(),)
+        if "shape" in err.message:  # a design/data mismatch: say which data
+            err.message += f" (data: {arrays.source}, task {task.name})"
+            err.args = (err.format(),)
         raise
 
     transfer = None
