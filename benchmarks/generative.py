@@ -78,7 +78,8 @@ def gan(budget: float, out: str, judge: Judge) -> None:
     print(f"run folder: {run.path}", flush=True)
     data = archlab.train.load_data("mnist5k")
     splits = run.splits
-    real_train = data.x[torch.as_tensor(splits.train[:1000])]
+    # 1000 training images spread over the split (mnist5k is sorted by class)
+    real_train = data.x[torch.as_tensor(splits.train)[torch.linspace(0, len(splits.train) - 1, 1000).long()]]
     real_test = data.x[torch.as_tensor(splits.test)]
     floor = frechet_distance(judge.features(real_train)[0].double().numpy(),
                              judge.features(real_test)[0].double().numpy())
