@@ -412,3 +412,22 @@ def test_lightning_survives_nan_and_names_the_layer(tmp_path):
     assert nf["cause"] == "forward" and nf["loss"] == "nan"
     events = read_events(tmp_path / "health")
     assert [e["detector"] for e in events if e["step"] == 3] == ["nan_inf"]
+
+
+def test_loss_rules_compare_with_the_know_nothing_level_and_show_a_drop_as_negative():
+    """Not the first loss: dropout may inflate it; the reference is -ln(1/C) (or the label
+    entropy); a loss 2 % below that level is reported as '-2.x%'."""
+    from archlab.diagnose.baselines import loss_reference
+    from archlab.diagnose.detectors import LossFlat
+
+    st = HealthState(param_layers=["a"])
+    st.reference = {"classes": 10}
+    st.losses = [6.0] * 5 + [0.98 * math.log(10)] * 115     # inflated first losses
+    ref = loss_reference(st)
+    assert ref.kind == "chance" and ref.value == pytest.approx(math.log(10))
+    v = LossFlat().check(st)
+    assert v is not None and "-2.0% from the know-nothing level 2.3" in v.message
+    st.reference = {"label_entropy": 1.0}                    # imbalanced labels: lower level
+    assert "+125.7% from the know-nothing level 1" in LossFlat().check(st).message
+    st.losses = [0.5] * 120
+    assert LossFlat().check(st) is None                       # 50 % below the level: learning
