@@ -179,3 +179,13 @@ def test_views_are_not_work():
     a = analyze(Views(), (8, 8), memory=False)
     assert [op.kind for op in a.ops] == ["sum", "sum", "add", "sum", "add", "sum", "add"]
     assert a.totals["elementwise"] == 4 * 32 + 3  # the sums read 32 elements each; three adds
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU PyTorch's own choice is asked")
+def test_cuda_attention_backend_is_a_stated_model_without_a_gpu():
+    fp32 = analyze(Attention(), (64, 32), batch=2, device="cuda").memory
+    assert fp32.attention_backends == {"efficient (cuda, modelled (no GPU here))": 1}
+    half = analyze(Attention().half(), (64, 32), batch=2, device="cuda", dtype=torch.float16).memory
+    assert half.attention_backends == {"flash (cuda, modelled (no GPU here))": 1}
+    # flash saves no more than q, k, v, the output and a log-sum-exp per row
+    assert half.saved_activation_bytes < fp32.saved_activation_bytes
