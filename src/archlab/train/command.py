@@ -17,6 +17,7 @@ import math
 import sys
 from pathlib import Path
 
+from .. import tables
 from ..errors import UsageError
 
 
@@ -27,13 +28,7 @@ def register(subparsers) -> None:
                     "training-split scaling, seeded). Writes runs/NAME with the design, config, "
                     "splits, scaling, metrics.csv, checkpoints, model.safetensors and summary.json.")
     p.add_argument("design", nargs="?", help="design file, zoo name or YAML text (omit with --resume)")
-    p.add_argument("--data", default="mnist5k",
-                   help="digits | mnist5k | synthetic-classification|regression|segmentation|sequence | "
-                        "an image folder | .npz | .npy | .csv (default: mnist5k)")
-    p.add_argument("--label", help="CSV: label column; .npy inputs: the labels .npy")
-    p.add_argument("--keys", help=".npz: input and target keys, 'x,y'")
-    p.add_argument("--masks", help="segmentation: folder of masks named like the images")
-    p.add_argument("--classes", type=int, help="number of classes when the labels do not show all")
+    add_data_options(p)
     p.add_argument("--task", choices=["classification", "regression", "segmentation", "gan", "vae",
                                       "autoencoder", "image-to-image"])
     p.add_argument("--loss", choices=["ce", "dice", "mse", "bce", "l1"])
@@ -51,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--split", help="train,val,test fractions (default 0.7,0.2,0.1)")
     p.add_argument("--no-stratify", action="store_true", help="plain random splits")
     p.add_argument("--no-scale", action="store_true", help="do not standardise inputs")
+    p.add_argument("--no-scale-targets", action="store_true",
+                   help="regression: train on the targets as they are (default: standardised)")
     p.add_argument("--augment", help="image augmentation: hflip,vflip,shift=2")
     p.add_argument("--workers", type=int, help="data-loader processes (default 0: data is in memory)")
     p.add_argument("--seed", help="an integer, or 'random' (recorded in the run)")
@@ -84,6 +81,7 @@ def register(subparsers) -> None:
     p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed (Lightning)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-health", action="store_true", help="do not record training health (health/)")
+    _add_monitor_arguments(p)
     p.add_argument("--logger", choices=["tensorboard", "mlflow", "csv"],
                    help="also log to a Lightning logger inside the run folder (tensorboard/, mlflow.db, "
                         "csv_logs/): config and design figures as hyper-parameters, metrics per epoch")
@@ -141,6 +139,8 @@ def _options(args) -> dict:
         opts["stratify"] = False
     if args.no_scale:
         opts["scale"] = False
+    if args.no_scale_targets:
+        opts["scale_targets"] = False
     if args.deterministic:
         opts["deterministic"] = True
     if args.no_progress or args.json:
@@ -171,6 +171,23 @@ def _float(text: str, flag: str) -> float:
         raise UsageError(f"{flag} takes numbers; received '{text}'") from None
 
 
+def add_data_options(p) -> None:
+    """The data options of every command that reads a data set (train, check): one definition,
+    so each command takes the data the same way."""
+    p.add_argument("--data", default="mnist5k",
+                   help="digits | mnist5k | synthetic-classification|regression|segmentation|sequence | "
+                        "an image folder | .npz | .npy | .csv (default: mnist5k)")
+    p.add_argument("--label", help="CSV: label column; .npy inputs: the labels .npy")
+    p.add_argument("--keys", help=".npz: input and target keys, 'x,y'")
+    p.add_argument("--masks", help="segmentation: folder of masks named like the images")
+    p.add_argument("--classes", type=int, help="number of classes when the labels do not show all")
+
+
+def data_spec(args) -> dict | str:
+    """The data set named by :func:`add_data_options`' flags."""
+    return _data_spec(args)
+
+
 def _data_spec(args) -> dict | str:
     spec: dict = {"source": args.data}
     if args.label:
@@ -185,6 +202,20 @@ def _data_spec(args) -> dict | str:
             raise UsageError(f"--keys needs two names 'x,y'; received '{args.keys}'")
         spec["x_key"], spec["y_key"] = keys
     return spec if len(spec) > 1 else args.data
+
+
+def _add_monitor_arguments(p) -> None:
+    from ..diagnose.command import add_monitor_arguments   # standard library only
+
+    add_monitor_arguments(p)
+
+
+def _health_callbacks(args, freeze) -> list:
+    if getattr(args, "no_health", False):
+        return []
+    from ..diagnose.command import health_callbacks
+
+    return health_callbacks(args, freeze)
 
 
 def _logger_callbacks(args) -> list:
@@ -218,13 +249,28 @@ def run_train(args) -> int:
             from ..limits import output_folder
 
             output_folder(args.out, "--out")
+        options = _options(args)
+        health = _health_callbacks(args, options.get("freeze", ()))
+        if health:   # monitor options given: this monitor replaces the default one
+            options["health"] = False
+        loggers = _logger_callbacks(args)
         run = train(args.design, _data_spec(args), variables=parse_assignments(args.set),
-                    callbacks=_logger_callbacks(args), **_options(args))
+                    callbacks=health + loggers, **options)
+    if not is_global_zero():
+        return 0  # a DDP worker: rank 0 reports the run (and wrote its files)
     if args.json:
         print(json.dumps(run.summary, indent=2))
     else:
         print_summary(run)
     return 0
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank 0 (Lightning's DDP launcher sets the ranks of the others)."""
+    import os
+
+    ranks = (os.environ.get(k, "0") or "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    return all(r.strip() == "0" for r in ranks)
 
 
 def _fmt(v) -> str:
@@ -243,12 +289,12 @@ def print_summary(run) -> None:
     if rows:
         t = Table(title=f"training: {run.path}", title_justify="left")
         columns = [c for c in rows[0] if c != "lr"] + ["lr"]
-        for c in columns:
-            t.add_column(c, justify="right")
+        for c in columns:  # 'val accuracy' wraps at its space on a narrow terminal
+            t.add_column(c.replace("_", " "), justify="right")
         shown = rows if len(rows) <= 12 else rows[:3] + rows[-9:]
         for r in shown:
             t.add_row(*(_fmt(r.get(c, "")) for c in columns))
-        console.print(t)
+        tables.print_table(t, console)
     s = run.summary
     test = s.get("test") or {}
     t = Table(title="test split, best epoch", title_justify="left")
@@ -262,7 +308,7 @@ def print_summary(run) -> None:
     t.add_row("training seconds", _fmt(float(s.get("train_seconds", 0.0))))
     t.add_row("parameters", f"{s.get('params', 0):,}")
     t.add_row("seed", str(s.get("seed")))
-    console.print(t)
+    tables.print_table(t, console)
     per_class = test.get("per_class_accuracy") or test.get("per_class_iou")
     if per_class:
         names = run.data_info.get("classes") or [str(i) for i in range(len(per_class))]
@@ -292,7 +338,7 @@ def run_evaluate(args) -> int:
     for k, v in metrics.items():
         if isinstance(v, float):
             t.add_row(k, _fmt(v))
-    Console().print(t)
+    tables.print_table(t)
     return 0
 
 
@@ -341,6 +387,6 @@ def run_predict(args) -> int:
         for p in preds[:50]:
             text = str(p["output"]) if result["task"] == "regression" else f"mask {np.shape(p['output'])}"
             t.add_row(str(p["input"]), text)
-    Console().print(t)
+    tables.print_table(t)
     return 0
 
