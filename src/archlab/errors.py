@@ -148,7 +148,20 @@ def _user_frames(exc: BaseException) -> list[tuple[str, int | None, str, str]]:
     if isinstance(exc, SyntaxError) and exc.filename and \
             os.path.realpath(exc.filename) in USER_FILES:
         frames.append((exc.filename, exc.lineno, "<module>", (exc.text or "").strip()))
-    return frames
+    # a runaway recursion repeats one frame a thousand times: show it three times, then count
+    out: list = []
+    for frame in frames:
+        if len(out) >= 3 and all(f == frame for f in out[-3:]):
+            if isinstance(out[-1], int):
+                out[-1] += 1
+            else:
+                out.append(1)
+        elif out and isinstance(out[-1], int) and out[-2] == frame:
+            out[-1] += 1
+        else:
+            out.append(frame)
+    return [f if not isinstance(f, int) else ("", None, f"[the frame above repeated {f} more "
+                                               "times]", "") for f in out]
 
 
 def user_code_error(exc: BaseException, what: str | None = None,
@@ -161,19 +174,20 @@ def user_code_error(exc: BaseException, what: str | None = None,
     if not frames and what is None:
         return None
     line = None
-    if frames:
-        source, line = frames[-1][0], frames[-1][1]
+    real = [f for f in frames if f[0]]
+    if real:
+        source, line = real[-1][0], real[-1][1]
     kind = type(exc).__name__
     text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
     doing = f" while {what}" if what else ""
     message = f"your code raised {kind}{doing}: {text}"
     if frames:
         message += "\n" + "\n".join(
-            f"  {file}:{no}, in {name}" + (f"\n    {code}" if code else "")
+            (f"  {file}:{no}, in {name}" if file else f"  {name}") + (f"\n    {code}" if code else "")
             for file, no, name, code in frames) + "\n"
     return UserCodeError(message, source=source, line=line,
-                         fix="fix the error in your file (the frames above are yours), then run "
-                             "the command again")
+                         fix="fix: the frames above are in your file; correct it and run the "
+                             "command again")
 
 
 class user_code:
@@ -199,15 +213,23 @@ class user_code:
 def explain(error: ArchlabError) -> str:
     """``str(error)``, and when it was raised while handling an exception from the user's own
     code (a forward pass archlab traced, a layer it built), that code's frames."""
-    seen, cause = set(), error.__cause__ or error.__context__
+    def cause_of(exc: BaseException) -> BaseException | None:
+        # the context too when it was hidden with `from None`: archlab hides tracebacks, but the
+        # user's frames in it are what they need
+        return exc.__cause__ or exc.__context__
+
+    if isinstance(error, UserCodeError):  # already the user's frames
+        return str(error)
+    seen, cause = set(), cause_of(error)
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         if not isinstance(cause, ArchlabError):
             frames = _user_frames(cause)
             if frames:
-                lines = "\n".join(f"  {file}:{no}, in {name}" + (f"\n    {code}" if code else "")
+                lines = "\n".join((f"  {file}:{no}, in {name}" if file else f"  {name}")
+                                  + (f"\n    {code}" if code else "")
                                   for file, no, name, code in frames)
                 return (f"{error}\nit came from {type(cause).__name__} in your code:\n{lines}\n"
                         "fix the error in your file (the frames above are yours)")
-        cause = cause.__cause__ or cause.__context__
+        cause = cause_of(cause)
     return str(error)
