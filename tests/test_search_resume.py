@@ -42,7 +42,7 @@ def _study(out: Path):
 def _start(tmp_path: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "archlab", "search", str(tmp_path / "space.yaml"), "--data",
-           "digits", "--trials", "3", "--epochs", "20", "--name", "k", "--out", str(out),
+           "digits", "--trials", "3", "--epochs", "8", "--name", "k", "--out", str(out),
            "--pruner", "none"]
     return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
