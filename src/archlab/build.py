@@ -9,13 +9,12 @@ interpreted at run time, so a built design runs as fast as the same network writ
 
 from __future__ import annotations
 
-import sys
-import types
-
 import json
 import os
 import re
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 

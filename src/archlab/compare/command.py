@@ -139,7 +139,6 @@ def run_runs(args: argparse.Namespace) -> int:
         print(json.dumps({"schema": "archlab.runs/1", "folder": args.folder, "runs": rows}, indent=2,
                          default=str))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"runs in {args.folder} (give FOLDER/RUN to compare or report)", title_justify="left")

@@ -74,7 +74,6 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{design.name}  (input {tuple(design.input_shape)})", title_justify="left")
@@ -149,7 +148,6 @@ def run_build(args: argparse.Namespace) -> int:
     import torch
 
     from ..build import build, save
-
     from ..limits import output_folder
 
     design = load_from_args(args)
@@ -181,7 +179,6 @@ def run_zoo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"schema": "archlab.zoo/1", "designs": rows}, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="archlab zoo", title_justify="left")

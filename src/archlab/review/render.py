@@ -127,7 +127,6 @@ def to_sarif(result: ReviewResult, source: str | None = None) -> dict[str, Any]:
 
 def print_report(result: ReviewResult, console=None) -> None:
     """Findings grouped by node path, in network order."""
-    from rich.console import Console
     from rich.table import Table
 
     console = console or tables.console()
@@ -165,7 +164,6 @@ def print_report(result: ReviewResult, console=None) -> None:
 
 
 def print_rules(console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     console = console or tables.console()

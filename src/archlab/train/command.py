@@ -205,7 +205,7 @@ def _data_spec(args) -> dict | str:
 
 
 def _add_monitor_arguments(p) -> None:
-    from ..diagnose.command import add_monitor_arguments   # standard library only
+    from ..diagnose.command import add_monitor_arguments  # standard library only
 
     add_monitor_arguments(p)
 
@@ -328,7 +328,6 @@ def run_evaluate(args) -> int:
         print(json.dumps({"run": str(run.path), "split": None if args.data else args.split,
                           "data": args.data or run.data_info["source"], "metrics": metrics}, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"{run.path}: {'all of ' + args.data if args.data else args.split + ' split'}",
@@ -371,7 +370,6 @@ def run_predict(args) -> int:
         json.dump({"run": str(run.path), "task": result["task"], "predictions": preds}, sys.stdout, indent=2)
         print()
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"predictions of {run.path}", title_justify="left")

@@ -19,7 +19,6 @@ probabilities and learns slowly; :func:`check_output` rejects it with the fix.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from dataclasses import dataclass
 
