@@ -18,6 +18,7 @@ The vocabulary (docs/design-language.md is the full reference):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -837,8 +838,21 @@ def _planned_nodes(items: Any, limit: int) -> tuple[int, int]:
     return total, max(len(items) - 1, 0)
 
 
-def _leaf_types(annotation: Any) -> set:
-    """The plain types an annotation admits: ``int | list[int] | Literal['same']`` -> {int, str}."""
+def _leaf_types(annotation: Any) -> frozenset:
+    """The plain types an annotation admits: ``int | list[int] | Literal['same']`` -> {int, str}.
+    Memoised per annotation: every leaf of every design asks it of each of its fields."""
+    try:
+        return _leaf_types_cached(annotation)
+    except TypeError:  # an unhashable annotation
+        return _leaf_types_of(annotation)
+
+
+@functools.lru_cache(maxsize=1024)
+def _leaf_types_cached(annotation: Any) -> frozenset:
+    return _leaf_types_of(annotation)
+
+
+def _leaf_types_of(annotation: Any) -> frozenset:
     import typing
 
     out: set = set()
@@ -855,7 +869,7 @@ def _leaf_types(annotation: Any) -> set:
             out |= {bool, int, float, str}
     if float in out:
         out.add(int)
-    return out
+    return frozenset(out)
 
 
 def _value_fix(err: dict, name: str, help_text: str | None) -> str:
