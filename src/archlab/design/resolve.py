@@ -352,6 +352,10 @@ class Resolver:
             if name in RESERVED:
                 raise self.error(f"'{name}' is a reserved name", raw, "name", where,
                                  fix="choose another name")
+            if name in _module_attributes():
+                raise self.error(f"node name '{name}' is taken by an attribute of the built module "
+                                 f"(torch.fx.GraphModule.{name}): the node would replace it",
+                                 raw, "name", where, fix=f"rename the node, e.g. '{name}_net' or '{name}1'")
             if name in scope.names:
                 raise self.error(f"duplicate node name '{name}' (first used for "
                                  f"'{scope.names[name]}')", raw, "name", where,
@@ -836,6 +840,15 @@ def _planned_nodes(items: Any, limit: int) -> tuple[int, int]:
         if total > limit:
             return total, i
     return total, max(len(items) - 1, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _module_attributes() -> frozenset:
+    """Names a node may not take: a node becomes an attribute of the built GraphModule (or of a
+    container module), so 'code', 'forward', 'training' or 'to' would shadow the module's own."""
+    from torch import fx, nn
+
+    return frozenset(dir(fx.GraphModule)) | frozenset(vars(nn.Module()))  # + 'training', ...
 
 
 def _leaf_types(annotation: Any) -> frozenset:
