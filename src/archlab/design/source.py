@@ -8,6 +8,8 @@ A Python dict given directly has no lines; errors then name ``<dict>`` and the n
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +212,17 @@ def _construct_scalar(node: yaml.Node, source: str) -> Any:
 
 
 def parse_text(text: str, source: str = "<text>") -> Any:
-    """Parse YAML text into LocDict/LocList/scalars. Raises DesignError with the line."""
+    """Parse YAML text into LocDict/LocList/scalars. Raises DesignError with the line.
+
+    The same text under the same limits is parsed once (a search loads one design file for
+    thousands of variants); each call gets its own copy of the tree."""
+    return copy.deepcopy(_parse_text_once(text, source, limits.active()))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_text_once(text: str, source: str, active_limits: limits.Limits) -> Any:
+    # the limits are part of the key: a text accepted under raised limits is checked again
+    # under the default ones
     if not text.strip():
         raise DesignError("the design is empty", source=source,
                           fix="start from a zoo design: `archlab show resnet18 --yaml`")
