@@ -189,3 +189,24 @@ def test_cuda_attention_backend_is_a_stated_model_without_a_gpu():
     assert half.attention_backends == {"flash (cuda, modelled (no GPU here))": 1}
     # flash saves no more than q, k, v, the output and a log-sum-exp per row
     assert half.saved_activation_bytes < fp32.saved_activation_bytes
+
+
+class BiasedAttention(Attention):
+    """MaxViT/CoAtNet-like: a learned relative-position bias passed as the attention mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, self.heads, 64, 64))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias).transpose(1, 2).reshape(b, n, c)
+
+
+def test_a_learned_attention_mask_keeps_the_cpu_off_flash_attention():
+    torch.manual_seed(0)
+    net = BiasedAttention()
+    m = analyze(net, (64, 32), batch=2).memory  # flash cannot give the mask a gradient
+    assert m.attention_backends == {"math (cpu, PyTorch's own choice)": 1}
+    assert m.saved_activation_bytes == _real_saved_bytes(net, torch.randn(2, 64, 32))

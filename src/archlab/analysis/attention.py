@@ -48,7 +48,9 @@ def _stand_in(t: torch.Tensor | None, device: str) -> torch.Tensor | None:
     shape = list(t.shape)
     if len(shape) == 4 and shape[0] > 1:
         shape[0] = 1
-    return torch.empty_strided(shape, t.stride(), dtype=t.dtype, device=device)
+    stand = torch.empty_strided(shape, t.stride(), dtype=t.dtype, device=device)
+    # the choice checks gradients too (a learned mask keeps a CPU run off flash attention)
+    return stand.requires_grad_(t.requires_grad and torch.is_grad_enabled() and t.is_floating_point())
 
 
 def choose(call: dict[str, Any], device: str) -> tuple[str, str]:
