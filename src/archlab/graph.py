@@ -72,13 +72,17 @@ class Node:
             cached = self.__dict__["_ops"] = [op.under(self.path) for op in raw]
         return list(cached)
 
+    def _formula_ops(self) -> list[Op]:
+        # the memoised records with block-relative paths: totals need no renamed copies
+        return block_formula(self.block_class, "ops", self.params, self.input_shapes)
+
     @property
     def param_count(self) -> int:
-        return sum(op.params for op in self.ops())
+        return sum(op.params for op in self._formula_ops())
 
     @property
     def multiply_adds(self) -> int:
-        return sum(op.multiply_adds for op in self.ops())
+        return sum(op.multiply_adds for op in self._formula_ops())
 
     def settings(self) -> dict[str, Any]:
         """The node's settings as plain data (for --json and the resolved design)."""
