@@ -111,10 +111,10 @@ def test_width_relative_to_the_input_halves_a_densenet_transition():
     d = design("  - {block: conv, out: 24}\n"
                "  - {name: transition, block: conv, out: $(in_channels // 2), kernel: 1}\n"
                "  - {name: flat, block: flatten}\n"
-               "  - {name: half, block: linear, out: $(in_features // 2)}\n",
+               "  - {name: halved, block: linear, out: $(in_features // 2)}\n",
                head="input: [3, 8, 8]\n")
     assert d.graph.node("transition").output_shape == (12, 8, 8)
-    assert d.graph.node("half").output_shape == (12 * 64 // 2,)
+    assert d.graph.node("halved").output_shape == (12 * 64 // 2,)
 
 
 # ------------------------------------------------------------------------ divisibility -------
