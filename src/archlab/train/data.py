@@ -448,7 +448,8 @@ def _integer_labels(y: np.ndarray, source: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
 
-def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file, the header first; at least one data row."""
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
@@ -461,6 +462,11 @@ def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
     if len(rows) < 2:
         raise DataError("CSV needs a header row and at least one data row", source=str(path),
                         fix="add one row per sample under the header")
+    return rows
+
+
+def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
+    rows = _csv_rows(path)
     header = [h.strip() for h in rows[0]]
     label = spec.label if spec.label is not None else header[-1]
     if label not in header:
@@ -619,18 +625,7 @@ def load_named_inputs(paths: list[str], x_key: str = "x", *, label: str | None =
 
 
 def _csv_inputs(path: Path, label: str | None, features: int | None) -> tuple[torch.Tensor, list[int]]:
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"unreadable CSV ({exc})", source=str(path),
-                        fix="save the table as UTF-8 text with a header row") from None
-    except csv.Error as exc:
-        raise DataError(f"unreadable CSV ({exc})", source=str(path),
-                        fix="save the table as plain comma-separated text with a header row") from None
-    if len(rows) < 2:
-        raise DataError("CSV needs a header row and at least one data row", source=str(path),
-                        fix="add one row per sample under the header")
+    rows = _csv_rows(path)
     header = [h.strip() for h in rows[0]]
     keep = list(range(len(header)))
     if features is not None and len(header) == features + 1:  # the training table, labels included
