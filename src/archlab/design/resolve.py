@@ -732,11 +732,18 @@ class Resolver:
 
     def shape(self, cls, block: str, params: dict, in_shapes: list, inputs: list[str], raw: Any,
               key: Any, where: str, validated: bool = False):
-        self.check_values(cls, block, params, raw, key, where)
-        try:
-            p = cls.Params.model_validate(params)
-        except ValidationError as exc:
-            raise self.validation_error(exc, cls, block, raw, key, where) from None
+        memo_key = _settings_key(cls, params)
+        p = _VALIDATED.get(memo_key) if memo_key is not None else None
+        if p is None:
+            self.check_values(cls, block, params, raw, key, where)
+            try:
+                p = cls.Params.model_validate(params)
+            except ValidationError as exc:
+                raise self.validation_error(exc, cls, block, raw, key, where) from None
+            if memo_key is not None:
+                if len(_VALIDATED) >= _VALIDATED_MAX:
+                    _VALIDATED.clear()
+                _VALIDATED[memo_key] = p
         try:
             out = block_formula(cls, "output_shape", p, in_shapes)
         except (IndexError, ValueError, TypeError, ArithmeticError) as exc:
@@ -840,6 +847,32 @@ def _planned_nodes(items: Any, limit: int) -> tuple[int, int]:
         if total > limit:
             return total, i
     return total, max(len(items) - 1, 0)
+
+
+# Settings that passed the value checks and pydantic, by block class and settings: a search
+# resolves the same block settings in thousands of variants. Params models are frozen, so one
+# validated instance can be shared.
+_VALIDATED: dict = {}
+_VALIDATED_MAX = 16384
+
+
+def _settings_key(cls, params: Any) -> Any:
+    """A hashable key of the raw settings that keeps each value's type (True and 1 hash alike
+    but must not share a check), or None when a value cannot be keyed."""
+    def freeze(v):
+        if isinstance(v, dict):
+            return ("d", tuple(sorted((str(k), freeze(x)) for k, x in v.items())))
+        if isinstance(v, (list, tuple)):
+            return ("l", tuple(freeze(x) for x in v))
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return (type(v).__name__, v)
+        raise TypeError
+    try:
+        key = (cls, freeze(params))
+        hash(key)
+        return key
+    except TypeError:
+        return None
 
 
 @functools.lru_cache(maxsize=1)
