@@ -68,6 +68,22 @@ class GenerativeModule(L.LightningModule):
         self.rng.manual_seed(self.config.seed + 1)
         self._reset("test")
 
+    # Evaluation for modules that score a batch with ``self._eval(name, batch)`` (the
+    # reconstruction and image-to-image modules); the GAN module overrides these steps.
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_metrics = self._means("val")
+        self.log("val/loss", self.val_metrics.get("loss", float("nan")), prog_bar=True)
+        self.run_epoch_hooks()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._means("test")
+
     def run_epoch_hooks(self) -> None:
         if self.trainer is not None and self.trainer.sanity_checking:
             return

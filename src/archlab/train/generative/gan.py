@@ -125,6 +125,3 @@ class GANModule(GenerativeModule):
         x = batch[0]
         scores = self.discriminator(x)
         self._add("test", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
-
-    def on_test_epoch_end(self) -> None:
-        self.test_metrics = self._means("test")

@@ -82,16 +82,3 @@ class ImageToImageModule(GenerativeModule):
                   input_mse=float((source[:, :target.shape[1]] - target).pow(2).mean())
                   if source.shape == target.shape else float("nan"))
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_metrics = self._means("val")
-        self.log("val/loss", self.val_metrics.get("loss", float("nan")), prog_bar=True)
-        self.run_epoch_hooks()
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self.test_metrics = self._means("test")

@@ -106,20 +106,6 @@ class ReconstructionModule(GenerativeModule):
         super().on_test_epoch_start()
         self._eval_rng.manual_seed(int(self.config.seed) + 7)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_metrics = self._means("val")
-        self.log("val/loss", self.val_metrics.get("loss", float("nan")), prog_bar=True)
-        self.run_epoch_hooks()
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self.test_metrics = self._means("test")
-
     def configure_optimizers(self):
         return optimizer_for(self.model, self.config, self.config.lr, self.steps_per_epoch)
 
