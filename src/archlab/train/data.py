@@ -465,6 +465,19 @@ def _csv_rows(path: Path) -> list[list[str]]:
     return rows
 
 
+def _data_rows(rows: list[list[str]], path: Path):
+    """(line number, row) of each non-empty data row, each as wide as the header."""
+    width = len(rows[0])
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != width:
+            raise DataError(f"row has {len(row)} fields, the header has {width}",
+                            source=f"{path}:{line_no}",
+                            fix="give every row one value per header column")
+        yield line_no, row
+
+
 def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
     rows = _csv_rows(path)
     header = [h.strip() for h in rows[0]]
@@ -474,13 +487,7 @@ def _csv_table(path: Path, spec: DataSpec) -> ArrayData:
                         fix="name the label column with --label COLUMN")
     li = header.index(label)
     features, labels = [], []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
-                            source=f"{path}:{line_no}",
-                            fix="give every row one value per header column")
+    for line_no, row in _data_rows(rows, path):
         values = []
         for j, cell in enumerate(row):
             if j == li:
@@ -639,13 +646,7 @@ def _csv_inputs(path: Path, label: str | None, features: int | None) -> tuple[to
         raise DataError(f"the CSV has {len(header)} columns, the model takes {features} inputs",
                         source=str(path), fix=f"give {features} feature columns (and optionally the label)")
     values, lines = [], []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"row has {len(row)} fields, the header has {len(header)}",
-                            source=f"{path}:{line_no}",
-                            fix="give every row one value per header column")
+    for line_no, row in _data_rows(rows, path):
         try:
             values.append([float(row[j]) for j in keep])
         except ValueError:
