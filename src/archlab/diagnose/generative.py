@@ -288,15 +288,17 @@ class PriorIgnored(GenerativeDetector):
                             layers=["variational"])
 
 
-def make_generative_detectors(thresholds: dict | None = None) -> list[GenerativeDetector]:
+def make_generative_detectors(thresholds: dict | None = None, names=None) -> list[GenerativeDetector]:
     thresholds = thresholds or {}
-    return [cls(**thresholds.get(name, {})) for name, cls in GENERATIVE_DETECTORS.items()]
+    return [cls(**thresholds.get(name, {})) for name, cls in GENERATIVE_DETECTORS.items()
+            if names is None or name in names]
 
 
-def assess(record: GenerativeRecord, thresholds: dict | None = None) -> list[Verdict]:
-    """Every generative detector that applies to the record's task; the verdicts found."""
+def assess(record: GenerativeRecord, thresholds: dict | None = None, names=None) -> list[Verdict]:
+    """Every generative detector that applies to the record's task (``names``: only these);
+    the verdicts found."""
     out = []
-    for det in make_generative_detectors(thresholds):
+    for det in make_generative_detectors(thresholds, names):
         if record.task in det.tasks:
             v = det.check(record)
             if v is not None:
@@ -304,25 +306,116 @@ def assess(record: GenerativeRecord, thresholds: dict | None = None) -> list[Ver
     return out
 
 
-def assess_run(run: str | Path, thresholds: dict | None = None) -> dict:
-    """Assess a generative run folder; write ``health/events.jsonl`` and a loss-only
-    ``series.npz`` so ``archlab diagnose`` reads the run like any other."""
+# the per-network layer monitors' folders (archlab.train.generative.health), in report order
+NETWORKS = ("generator", "discriminator", "vae", "autoencoder")
+
+
+def network_folders(folder: Path) -> list[tuple[str, Path]]:
+    return [(n, folder / n) for n in NETWORKS if (folder / n / "series.npz").exists()]
+
+
+def _batches(sub: Path) -> list[int]:
+    path = sub / "batches.json"
+    return [int(b) for b in json.loads(path.read_text())] if path.exists() else []
+
+
+def network_events(folder: Path) -> list[dict]:
+    """The layer monitors' verdicts, each named by its network: ``network``, the message
+    prefixed ('generator: ...'), layers as 'generator/up1.0', and ``step`` the run's batch
+    (``network_step``: the network's own optimizer step)."""
+    from .state import read_events
+
+    out = []
+    for name, sub in network_folders(folder):
+        batches = _batches(sub)
+        for e in read_events(sub):
+            step = int(e.get("step", 0))
+            out.append({**e, "network": name, "network_step": step,
+                        "step": batches[step] if 0 <= step < len(batches) else step,
+                        "message": f"{name}: {e.get('message', '')}",
+                        "layers": [f"{name}/{layer}" for layer in e.get("layers", [])]})
+    return out
+
+
+def merged_state(folder: Path, losses: list[float]):
+    """One HealthState for ``archlab diagnose``'s plots: the run's per-step loss and every
+    network's per-layer series side by side (layers 'generator/...', 'discriminator/...'),
+    on the union of the batches any network sampled (nan where a network was not sampled)."""
+    from .state import ACT_SERIES, PARAM_SERIES, HealthState
+
+    state = HealthState()
+    state.losses = list(losses)
+    parts = []
+    for name, sub in network_folders(folder):
+        part = HealthState.load(sub)
+        batches = _batches(sub)
+        at = [batches[s] if 0 <= s < len(batches) else s for s in part.sample_steps]
+        parts.append((name, part, at))
+    union = sorted({b for _, _, at in parts for b in at})
+    state.sample_steps = union
+    state.every = [1] * len(union)
+    rows = {series: [[] for _ in union] for series in PARAM_SERIES + ACT_SERIES}
+    index = {b: i for i, b in enumerate(union)}
+    for name, part, at in parts:
+        state.param_layers += [f"{name}/{p}" for p in part.param_layers]
+        state.act_layers += [f"{name}/{a}" for a in part.act_layers]
+        state.act_kinds.update({f"{name}/{a}": k for a, k in part.act_kinds.items()})
+        state.frozen.update({f"{name}/{p}": f for p, f in part.frozen.items()})
+        for series in PARAM_SERIES + ACT_SERIES:
+            width = len(part.param_layers) if series in PARAM_SERIES else len(part.act_layers)
+            values = part.series[series]
+            got = {index[b]: (values[j] if j < len(values) else []) for j, b in enumerate(at)}
+            for i in range(len(union)):
+                row = list(got.get(i, []))
+                rows[series][i] += row + [math.nan] * (width - len(row))
+        if part.nonfinite is not None and state.nonfinite is None:
+            state.nonfinite = {**part.nonfinite, "network": name}
+    state.series = rows
+    return state
+
+
+def _write_monitor(folder: Path, networks: list[str]) -> None:
+    """health/monitor.json: each network monitor's own, and the overhead of all of them over
+    the training time they shared (their steps overlap: one batch steps both nets)."""
+    own = {}
+    for n in networks:
+        path = folder / n / "monitor.json"
+        own[n] = json.loads(path.read_text()) if path.exists() else {}
+    if not own:
+        return
     from .state import HealthState
 
+    spent = [HealthState.load(folder / n) for n in networks]
+    monitor = sum(s.monitor_seconds for s in spent)
+    base = max(s.train_seconds for s in spent) - monitor
+    (folder / "monitor.json").write_text(json.dumps({
+        "networks": own, "measured_overhead": monitor / base if base > 0 else None}, indent=2))
+
+
+def assess_run(run: str | Path, thresholds: dict | None = None, detectors=None) -> dict:
+    """Assess a generative run folder: the generative detectors (``detectors``: only these
+    names) over its record, plus the verdicts of the per-network layer monitors
+    (``health/<network>/``). Writes ``health/events.jsonl`` and ``series.npz`` (the per-step
+    loss and every network's layers) so ``archlab diagnose`` reads the run like any other."""
     run = Path(run)
     record = GenerativeRecord.load(run)
-    verdicts = assess(record, thresholds)
+    verdicts = [v.to_dict() for v in assess(record, thresholds, detectors)]
     folder = run / "health"
     folder.mkdir(parents=True, exist_ok=True)
+    events = sorted(verdicts + network_events(folder), key=lambda e: e["step"])
     with open(folder / "events.jsonl", "w") as fh:
-        for v in verdicts:
-            fh.write(json.dumps(v.to_dict()) + "\n")
-    state = HealthState()
+        for e in events:
+            fh.write(json.dumps(e) + "\n")
     key = "g_loss" if record.task == "gan" else "loss"
-    state.losses = [(_num(r[key]) if key in r else math.nan) for r in record.steps]
-    bad = next((v for v in verdicts if v.detector == "gan_nonfinite"), None)
+    state = merged_state(folder, [(_num(r[key]) if key in r else math.nan) for r in record.steps])
+    bad = next((v for v in verdicts if v["detector"] == "gan_nonfinite"), None)
     if bad is not None:
-        state.nonfinite = {"step": bad.evidence.get("step"), "quantities": bad.evidence.get("quantities")}
+        state.nonfinite = {"step": bad["evidence"].get("step"), "quantities": bad["evidence"].get("quantities"),
+                           **({"layer_monitor": state.nonfinite} if state.nonfinite else {})}
     state.save(folder)
-    return {"healthy": not verdicts, "events": [v.to_dict() for v in verdicts],
-            "detectors": [n for n, c in GENERATIVE_DETECTORS.items() if record.task in c.tasks]}
+    networks = [n for n, _ in network_folders(folder)]
+    _write_monitor(folder, networks)
+    return {"healthy": not events, "events": events,
+            "detectors": [n for n, c in GENERATIVE_DETECTORS.items() if record.task in c.tasks
+                          and (detectors is None or n in detectors)],
+            "networks": networks}

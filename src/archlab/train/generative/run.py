@@ -187,7 +187,10 @@ class HistoryWriter(Callback):
             self.written += len(rows)
 
 
-def generative_callbacks(setup: GenerativeSetup, run_dir: Path, has_val: bool) -> list[Callback]:
+def generative_callbacks(setup: GenerativeSetup, run_dir: Path, has_val: bool,
+                         monitor: dict | None = None) -> list[Callback]:
+    """metrics.csv, checkpoints, the per-step record and the per-network layer monitor
+    (:mod:`.health`, with ``monitor``: the recorder options), the progress bar."""
     c = setup.config
     ckpt = Path(run_dir) / CHECKPOINT_DIR
     callbacks: list[Callback] = [EpochMetricsCSV(Path(run_dir) / METRICS_FILE)]
@@ -199,7 +202,10 @@ def generative_callbacks(setup: GenerativeSetup, run_dir: Path, has_val: bool) -
                                      save_on_train_epoch_end=True, every_n_epochs=c.save_every,
                                      auto_insert_metric_name=False, enable_version_counter=False))
     if c.health:
+        from .health import health_callback, split_options
+
         callbacks.append(HistoryWriter(Path(run_dir) / "health"))
+        callbacks.append(health_callback(setup, Path(run_dir) / "health", split_options(monitor)[0]))
     if c.progress:
         callbacks.append(_progress_bar())
     return callbacks
@@ -213,6 +219,9 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     judging)."""
     from ..run import _data_spec, _run_name, _write_run_files, claim_run_dir
 
+    callbacks, monitor = _monitor_options(list(callbacks))
+    if monitor is not None:   # archlab train's --health-* options: they configure this run's monitor
+        options = {**options, "health": True}
     config = make_config(with_task_defaults(options)).resolved_seed()
     setup = prepare_generative(design, data, config, variables=variables)
     judge = judge_model if config.judge else None
@@ -233,15 +242,31 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
                           json.dumps({"latent_units": math.prod(setup.module.latent_shape)}))
     writer = SampleWriter(setup, run_dir, judge)
     setup.module.epoch_hooks.append(writer)
-    return fit_generative(setup, run_dir, writer, list(callbacks))
+    return fit_generative(setup, run_dir, writer, list(callbacks), monitor)
 
 
-def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, extra: list[Callback]):
+def _monitor_options(callbacks: list[Callback]) -> tuple[list[Callback], dict | None]:
+    """A :class:`~archlab.diagnose.callback.HealthMonitor` among the callbacks (archlab train
+    passes one for its --health-* options) assumes automatic optimisation; its options go to the
+    per-network monitor instead (:mod:`.health`), and it leaves the list."""
+    try:
+        from ...diagnose.callback import HealthMonitor
+    except ImportError:
+        return callbacks, None
+    found = [c for c in callbacks if isinstance(c, HealthMonitor)]
+    if not found:
+        return callbacks, None
+    opts = {k: v for k, v in found[-1].options.items() if k != "expected_frozen" or v}
+    return [c for c in callbacks if not isinstance(c, HealthMonitor)], opts
+
+
+def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, extra: list[Callback],
+                   monitor: dict | None = None):
     from ..run import Run
 
     dm = setup.datamodule
     has_val = len(setup.splits.val) > 0
-    callbacks = generative_callbacks(setup, run_dir, has_val) + extra
+    callbacks = generative_callbacks(setup, run_dir, has_val, monitor) + extra
     trainer = make_trainer(setup.config.model_copy(update={"clip": None}), run_dir, callbacks)
     started = time.perf_counter()
     trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
@@ -266,7 +291,7 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     if setup.discriminator is not None:
         save_weights(setup.discriminator, run_dir / "discriminator.safetensors",
                      {"archlab_design": setup.discriminator_design.to_yaml(), "format": "archlab-weights-1"})
-    health = _health(setup, run_dir)
+    health = _health(setup, run_dir, monitor)
     rows = getattr(callbacks[0], "rows", [])
     summary = {
         "run": str(run_dir), "design": setup.design.name,
@@ -292,12 +317,16 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     return Run(run_dir, setup.model)
 
 
-def _health(setup: GenerativeSetup, run_dir: Path) -> dict | None:
-    """Run the generative detectors over the recorded history (health/events.jsonl)."""
+def _health(setup: GenerativeSetup, run_dir: Path, monitor: dict | None = None) -> dict | None:
+    """Run the generative detectors over the recorded history and merge the per-network
+    monitors' verdicts (health/events.jsonl)."""
     if not setup.config.health:
         return None
     try:
         from ...diagnose.generative import assess_run
     except ImportError:
         return None
-    return assess_run(run_dir)
+    from .health import split_options
+
+    _, names, thresholds = split_options(monitor)
+    return assess_run(run_dir, thresholds, detectors=names)
