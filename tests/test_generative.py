@@ -243,3 +243,28 @@ def test_judge_trains_once_caches_and_judges_a_gan(tmp_path):
     report = json.loads((run.path / "judge.json").read_text())
     assert report["final"]["judge"] == "classifier-FID on digits" and len(report["epochs"]) == 1
     assert run.summary["judge"]["judge_accuracy"] == judge.accuracy
+
+
+def test_judge_cache_is_an_explicit_option_never_the_environment(monkeypatch, tmp_path, digits300, capsys):
+    from pathlib import Path
+
+    from archlab.cli import main
+    from archlab.judge import classifier
+
+    monkeypatch.setenv("ARCHLAB_CACHE", str(tmp_path / "from-env"))   # no longer read
+    assert classifier.cache_root() == Path.home() / ".cache" / "archlab" / "judges"
+    assert classifier.cache_root(tmp_path / "mine") == tmp_path / "mine"
+    seen: list = []
+
+    def for_data(cls, data, **kw):   # stands in for training the judge: records where it would live
+        seen.append(kw.get("cache"))
+        raise UsageError("judge reached")
+
+    monkeypatch.setattr(classifier.Judge, "for_data", classmethod(for_data))
+    with pytest.raises(UsageError, match="judge reached"):
+        archlab.train("vae_mnist", digits300, task="vae", judge_cache=str(tmp_path / "py"),
+                      out=str(tmp_path / "runs"), **{**FAST, "judge": True})
+    assert main(["train", "vae_mnist", "--task", "vae", "--data", "mnist5k", "--judge-cache",
+                 str(tmp_path / "cli"), "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert "judge reached" in capsys.readouterr().err
+    assert seen == [str(tmp_path / "py"), str(tmp_path / "cli")]

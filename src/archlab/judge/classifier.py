@@ -3,9 +3,10 @@
 Nothing pre-trained can be downloaded, so archlab trains its own feature network: a small CNN
 (three conv-BN-ReLU layers, a hidden layer of 128 units: the layout of the zoo's mnist_cnn) on
 the data set's own training split, with 2-pixel shifts. It is trained once per data set and
-image shape and cached as an ordinary run folder under ``$ARCHLAB_CACHE/judges/`` (default
-``~/.cache/archlab/judges/``), its test accuracy recorded in the run's summary and in every
-report. Features are the 128 hidden units (the input of the last linear layer).
+image shape and cached as an ordinary run folder in a cache folder given explicitly
+(``Judge.for_data(data, cache=DIR)``, ``archlab train --judge-cache DIR``, the ``judge_cache``
+option; default :data:`DEFAULT_CACHE`, ``~/.cache/archlab/judges/``), its test accuracy recorded
+in the run's summary and in every report. No environment variable chooses it. Features are the 128 hidden units (the input of the last linear layer).
 
 Its Frechet distance is reported as **classifier-FID on <data>**, never as FID: Inception-v3
 features (2048 values from a network trained on ImageNet) and these (128 values from a
@@ -16,7 +17,6 @@ compare generators judged by the same judge at the same sample sizes.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,12 @@ def judge_name(data: str) -> str:
     return f"classifier-FID on {data}"
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ARCHLAB_CACHE", Path.home() / ".cache" / "archlab")) / "judges"
+DEFAULT_CACHE = Path("~/.cache/archlab/judges")
+
+
+def cache_root(cache: str | Path | None = None) -> Path:
+    """The judges' cache folder: ``cache`` when given, else ``~/.cache/archlab/judges/``."""
+    return Path(cache if cache is not None else DEFAULT_CACHE).expanduser()
 
 
 def judge_design(shape: tuple[int, ...], classes: int) -> dict:
@@ -66,9 +70,10 @@ class Judge:
     _features: list = field(default_factory=list)
 
     @classmethod
-    def for_data(cls, data, *, epochs: int = JUDGE_EPOCHS, seed: int = 0, cache: Path | None = None,
+    def for_data(cls, data, *, epochs: int = JUDGE_EPOCHS, seed: int = 0, cache: str | Path | None = None,
                  progress: bool = False) -> Judge:
-        """The cached judge of a data set (name, path or spec), trained first when missing."""
+        """The cached judge of a data set (name, path or spec), trained first when missing, in
+        the folder ``cache`` (default ``~/.cache/archlab/judges/``)."""
         from ..train.data import DataSpec, load_data
         from ..train.run import Run, train
 
@@ -77,7 +82,7 @@ class Judge:
         shape = arrays.sample_shape if len(arrays.sample_shape) == 3 else (1, *arrays.sample_shape)
         safe = "".join(ch if ch.isalnum() else "_" for ch in Path(spec.source).name)
         key = f"{safe}-{'x'.join(map(str, shape))}-e{epochs}-s{seed}-v{JUDGE_VERSION}"
-        root = Path(cache) if cache is not None else cache_root()
+        root = cache_root(cache)
         done = [f for f in sorted(root.glob(f"{key}*")) if f.name.removeprefix(key).lstrip("-").isdigit()
                 or f.name == key]
         done = [f for f in done if (f / "summary.json").exists() and (f / "model.safetensors").exists()]

@@ -216,7 +216,8 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     """Train a generative task (``task='gan' | 'vae' | 'autoencoder' | 'image-to-image'``) and
     return the :class:`~archlab.train.run.Run`. ``judge_model``: a :class:`archlab.judge.Judge`
     to use instead of the cached one of the data set (gan, vae; the option ``judge=False`` skips
-    judging)."""
+    judging; ``judge_cache=DIR`` is the folder of the cached judges, default
+    ``~/.cache/archlab/judges/``)."""
     from ..run import _data_spec, _run_name, _write_run_files, claim_run_dir
 
     callbacks, monitor = _monitor_options(list(callbacks))
@@ -228,7 +229,8 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     if judge is None and config.judge and config.task in ("gan", "vae") and setup.data.y is not None:
         from ...judge import Judge
 
-        judge = Judge.for_data(data if not hasattr(data, "x") else data.source, progress=config.progress)
+        judge = Judge.for_data(data if not hasattr(data, "x") else data.source, progress=config.progress,
+                               cache=config.judge_cache)
     run_dir = claim_run_dir(Path(config.out) / (config.name or _run_name(setup, data)),
                             numbered=config.name is None)
     _write_run_files(run_dir, setup, _data_spec(data))
