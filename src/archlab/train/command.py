@@ -71,6 +71,8 @@ def register(subparsers) -> None:
                    help="autoencoder/image-to-image inputs: mask=0.5 | noise=0.3 | blur=1.5 | erase=0.4")
     g.add_argument("--judge-samples", type=int, help="samples generated to judge a gan/vae (default 1000)")
     g.add_argument("--no-judge", action="store_true", help="do not judge samples with a data-set classifier")
+    g.add_argument("--judge-cache", metavar="DIR",
+                   help="folder of the cached judge classifiers (default ~/.cache/archlab/judges/)")
     p.add_argument("--out", help="folder for run folders (default runs/)")
     p.add_argument("--name", help="run folder name (default design-data-time-seed)")
     p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
@@ -112,7 +114,8 @@ def _options(args) -> dict:
     for key in ("task", "loss", "epochs", "batch", "lr", "optimizer", "momentum", "schedule", "l1", "l2",
                 "clip", "clip_by", "patience", "workers", "init_from", "accelerator", "strategy",
                 "precision", "num_nodes", "out", "name", "discriminator", "gan_loss", "d_lr", "d_steps",
-                "label_smoothing", "gp_weight", "adversarial", "kl_weight", "corrupt", "judge_samples"):
+                "label_smoothing", "gp_weight", "adversarial", "kl_weight", "corrupt", "judge_samples",
+                "judge_cache"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value

@@ -79,6 +79,8 @@ class TrainConfig(BaseModel):
                                 "blur=1.5, erase=0.4")
     judge: bool = Field(True, description="gan, vae: judge samples with a classifier trained on the data")
     judge_samples: int = Field(1000, gt=0, description="samples generated to judge a generator")
+    judge_cache: str | None = Field(None, description="gan, vae: folder of the cached judge classifiers; "
+                                    "None = ~/.cache/archlab/judges/")
     # output
     out: str = Field("runs", description="folder that holds run folders")
     name: str | None = Field(None, description="run folder name; None = design-data-time")
