@@ -92,6 +92,10 @@ class GenerativeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["archlab"] = dict(self.checkpoint_extra)
+        # what a resumed run needs beyond weights, optimisers and epoch (Lightning's own): how
+        # many per-step records precede it, and the GAN's batch count (its d_steps phase)
+        checkpoint["generative"] = {"history_rows": len(self.history),
+                                    "batches": int(getattr(self, "_batches", 0))}
 
     def record(self, **values: float) -> None:
         """One per-step health record (floats; NaN stays NaN)."""

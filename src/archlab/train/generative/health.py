@@ -163,6 +163,8 @@ class GenerativeHealth(Callback):
                 (self.folder / name / "events.jsonl").write_text("")
 
     def on_train_start(self, trainer, pl_module) -> None:
+        # a resumed run starts after the batches its per-step record already holds
+        self._batch = len(getattr(pl_module, "history", [])) - 1
         self._by_optimizer = {}
         for opt in trainer.optimizers:
             ids = {id(p) for g in opt.param_groups for p in g["params"]}

@@ -77,7 +77,8 @@ class SampleWriter:
             module.val_metrics["sample_spread"] = health["sample_spread"]
         if self.judge is not None and self.setup.task in ("gan", "vae"):
             report = self.evaluate(module, self.setup.config.judge_samples, seed=self.setup.config.seed + epoch)
-            self.reports.append({"epoch": epoch, **report})
+            self.reports = [r for r in self.reports if r["epoch"] < epoch] + [{"epoch": epoch, **report}]
+            atomic_write_text(self.folder.parent / "judge.json", json.dumps({"epochs": self.reports}, indent=2))
             for key in ("classifier_fid", "precision", "recall", "confident_share", "classes_covered",
                         "min_class_share", "feature_spread"):
                 module.val_metrics[key] = float(report[key])
@@ -106,10 +107,7 @@ class SampleWriter:
         vr = self.setup.value_range
         task = self.setup.task
         if task == "gan":
-            module.generator.eval()
-            out = module.generator(module.fixed_noise)
-            module.generator.train()
-            return to_unit(out, vr)
+            return to_unit(module.generate(module.fixed_noise), vr)   # the sampler (weight average)
         if task == "vae":
             return to_unit(module.sample(64, torch.Generator().manual_seed(int(self.setup.config.seed))), vr)
         source, target = self._test_batch(16)
@@ -167,6 +165,7 @@ class HistoryWriter(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
         self.written = 0
+        self.flush(pl_module)   # a resumed run's records before the checkpoint (resume_generative)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.flush(pl_module)
@@ -225,12 +224,7 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
         options = {**options, "health": True}
     config = make_config(with_task_defaults(options)).resolved_seed()
     setup = prepare_generative(design, data, config, variables=variables)
-    judge = judge_model if config.judge else None
-    if judge is None and config.judge and config.task in ("gan", "vae") and setup.data.y is not None:
-        from ...judge import Judge
-
-        judge = Judge.for_data(data if not hasattr(data, "x") else data.source, progress=config.progress,
-                               cache=config.judge_cache)
+    judge = _judge(setup, data, judge_model)
     run_dir = claim_run_dir(Path(config.out) / (config.name or _run_name(setup, data)),
                             numbered=config.name is None)
     _write_run_files(run_dir, setup, _data_spec(data))
@@ -245,6 +239,62 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     writer = SampleWriter(setup, run_dir, judge)
     setup.module.epoch_hooks.append(writer)
     return fit_generative(setup, run_dir, writer, list(callbacks), monitor)
+
+
+def _judge(setup: GenerativeSetup, data: Any, judge_model=None):
+    config = setup.config
+    judge = judge_model if config.judge else None
+    if judge is None and config.judge and config.task in ("gan", "vae") and setup.data.y is not None:
+        from ...judge import Judge
+
+        judge = Judge.for_data(data if not hasattr(data, "x") else data.source, progress=config.progress,
+                               cache=config.judge_cache)
+    return judge
+
+
+def resume_generative(run, *, callbacks: Sequence[Callback] = (), epochs: int | None = None):
+    """Continue a generative run (:class:`~archlab.train.run.Run`) from ``checkpoints/last.ckpt``:
+    both networks' weights and both optimisers' states, the epoch and Lightning's loop state
+    (Lightning's checkpoint), the per-step record and the GAN's batch count (the d_steps phase),
+    the judge's reports of the finished epochs. The fixed noise and the per-epoch random streams
+    are functions of (seed, epoch), so the resumed run draws what the uninterrupted one would.
+    The per-network layer monitor records the resumed part (as the classification monitor does),
+    its steps numbered as the run's batches."""
+    from ..checkpoint import read_checkpoint
+
+    ckpt = run.path / CHECKPOINT_DIR / "last.ckpt"
+    config = run.config
+    if epochs:
+        config = config.model_copy(update={"epochs": epochs})
+    d_file = run.path / "discriminator.yaml"
+    if config.discriminator and d_file.exists():   # the pair as trained, variables resolved
+        config = config.model_copy(update={"discriminator": str(d_file), "d_variables": {}})
+    data = run.data_info["spec"]
+    setup = prepare_generative(run.design(), data, config, splits=run.splits)
+    state = read_checkpoint(ckpt)
+    done = int(state.get("epoch", -1)) + 1            # epochs finished before the checkpoint
+    saved = state.get("generative") or {}
+    module = setup.module
+    history = run.path / "health" / HISTORY_FILE
+    rows = _read_jsonl(history)[:int(saved.get("history_rows", 0))]
+    module.history = rows
+    module._batches = int(saved.get("batches", len(rows)))
+    samples = run.path / "health" / "samples.jsonl"
+    if samples.exists():   # an epoch sampled after the checkpoint is sampled again
+        kept = [r for r in _read_jsonl(samples) if int(r.get("epoch", 0)) < done]
+        samples.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    writer = SampleWriter(setup, run.path, _judge(setup, data))
+    judged = run.path / "judge.json"
+    if judged.exists():
+        writer.reports = [r for r in json.loads(judged.read_text()).get("epochs", []) if r["epoch"] < done]
+    module.epoch_hooks.append(writer)
+    return fit_generative(setup, run.path, writer, list(callbacks), None, ckpt_path=str(ckpt))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _monitor_options(callbacks: list[Callback]) -> tuple[list[Callback], dict | None]:
@@ -263,7 +313,7 @@ def _monitor_options(callbacks: list[Callback]) -> tuple[list[Callback], dict | 
 
 
 def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, extra: list[Callback],
-                   monitor: dict | None = None):
+                   monitor: dict | None = None, ckpt_path: str | None = None):
     from ..run import Run
 
     dm = setup.datamodule
@@ -272,7 +322,7 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     trainer = make_trainer(setup.config.model_copy(update={"clip": None}), run_dir, callbacks)
     started = time.perf_counter()
     trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
-                val_dataloaders=dm.val_dataloader() if has_val else None)
+                val_dataloaders=dm.val_dataloader() if has_val else None, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - started
     best = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)
                  and c.monitor is not None and c.best_model_path), None)
