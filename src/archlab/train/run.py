@@ -384,9 +384,10 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
     config = run.config
     from .generative import GENERATIVE_TASKS
 
-    if config.task in GENERATIVE_TASKS:
-        raise RunError(f"resuming a {config.task} run is not supported yet", source=str(run.path),
-                       fix="start a new run with archlab train and more --epochs")
+    if config.task in GENERATIVE_TASKS:   # two optimisers, samples, judge: its own resume
+        from .generative.run import resume_generative
+
+        return resume_generative(run, callbacks=callbacks, epochs=epochs)
     if epochs:
         config = config.model_copy(update={"epochs": epochs})
     spec = run.data_info["spec"]
