@@ -6,6 +6,16 @@ defaults follow DCGAN (Radford et al. 2016): Adam, lr 2e-4, beta1 0.5; ``d_lr`` 
 discriminator its own rate (TTUR, Heusel et al. 2017: e.g. lr 1e-4, d_lr 4e-4); one-sided label
 smoothing (Salimans et al. 2016) lowers the real targets of the non-saturating loss to 1 - s.
 
+Samples come from an exponential moving average of the generator's weights (``g_ema``, default
+0.999; Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training"; Karras et
+al. 2018 use 0.999): after each generator step every parameter and batch-norm statistic of the
+average moves towards the live generator's, ``avg <- d avg + (1 - d) live``, with the warm-up
+``d = min(g_ema, (1 + t) / (10 + t))`` after t updates (the ``num_updates`` rule of TensorFlow's
+ExponentialMovingAverage), so early averages are not dominated by the random initial weights.
+The average is :class:`torch.optim.swa_utils.AveragedModel`; it is what :meth:`sample` and the
+sample grids draw from, and at the end of training the generator takes its weights (so
+``model.safetensors`` holds them). ``g_ema: 0`` turns it off.
+
 Every step records the health scalars the generative detectors read: both losses, the mean
 D(x) and D(G(z)) (probabilities for the ns loss, raw scores otherwise), the gradient norms of
 both nets, and whether any of them was NaN/Inf.
@@ -17,6 +27,7 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from .base import GenerativeModule, grad_norm, optimizer_for
 from .losses import discriminator_loss, generator_loss, gradient_penalty, probability_of_real
@@ -37,6 +48,9 @@ class GANModule(GenerativeModule):
         self.register_buffer("fixed_noise", torch.randn((grid, latent), generator=g), persistent=False)
         self._batches = 0
         self.nonfinite = False
+        decay = float(getattr(config, "g_ema", 0.0) or 0.0)
+        self.generator_ema = (AveragedModel(generator, avg_fn=ema_update(decay), use_buffers=True)
+                              if decay > 0 else None)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
@@ -44,15 +58,31 @@ class GANModule(GenerativeModule):
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn((n, self.latent), generator=self.rng).to(self.device)
 
+    @property
+    def sampler(self) -> nn.Module:
+        """The network samples come from: the weight average when ``g_ema`` > 0, else the generator."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n samples in the generator's value range, eval mode, reproducible with ``generator``."""
-        was = self.generator.training
-        self.generator.eval()
         z = torch.randn((n, self.latent), generator=generator or self.rng).to(self.device)
-        out = torch.cat([self.generator(z[i:i + 256]) for i in range(0, n, 256)])
-        self.generator.train(was)
+        return self.generate(z)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """The sampler's images for latent vectors z (eval mode, batches of 256)."""
+        net = self.sampler
+        was = net.training
+        net.eval()
+        out = torch.cat([net(z[i:i + 256]) for i in range(0, len(z), 256)])
+        net.train(was)
         return out
+
+    def on_train_end(self) -> None:
+        """The generator takes the averaged weights: what is saved and tested is what was judged."""
+        if self.generator_ema is not None:
+            self.generator.load_state_dict(self.generator_ema.module.state_dict())
 
     def configure_optimizers(self):
         c = self.config
@@ -93,6 +123,8 @@ class GANModule(GenerativeModule):
             self.manual_backward(g_loss)
             record["g_grad"] = grad_norm(self.generator)
             opt_g.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
             record["g_loss"] = g_loss.item()
             record["d_fake_after"] = float(probability_of_real(c.gan_loss, g_scores.detach()).mean())
         self._batches += 1
@@ -125,3 +157,14 @@ class GANModule(GenerativeModule):
         x = batch[0]
         scores = self.discriminator(x)
         self._add("test", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
+
+
+def ema_update(decay: float):
+    """``avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: the average after the update
+    number ``n`` + 1 is ``d avg + (1 - d) live`` with ``d = min(decay, (1 + n) / (10 + n))``."""
+    def update(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        if not averaged.is_floating_point():   # batch norm's num_batches_tracked: a count
+            return current
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+    return update
