@@ -318,7 +318,8 @@ def test_softmax_output_is_reported():
 
 
 def test_sigmoid_before_cross_entropy_in_a_hand_written_module():
-    """Rows do not sum to 1, the sigmoid is functional code in forward: still probabilities."""
+    """Rows do not sum to 1, the sigmoid is functional code in forward: the op that made the
+    output (its autograd node) says it is a probability, from the first samples on."""
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -330,8 +331,8 @@ def test_sigmoid_before_cross_entropy_in_a_hand_written_module():
     x, y = data()
     rec = train(Net(), x, y, 31)
     v = next(v for v in rec.events if v.detector == "probabilities_as_logits")
-    assert v.step == 30                # values in [0, 1] count once logits would have left it
-    assert "every output lies in [0, 1]" in v.message and v.evidence["class_id_targets"]
+    assert v.step == 2 and v.evidence["output_op"] == "SigmoidBackward"   # 3 samples
+    assert "made by a sigmoid" in v.message and v.evidence["class_id_targets"]
     # the same outputs with a loss that expects probabilities (BCE) are fine
     rec = HealthRecorder(every=1)
     rec.set_reference(loss="bce")
@@ -339,6 +340,123 @@ def test_sigmoid_before_cross_entropy_in_a_hand_written_module():
     assert "probabilities_as_logits" not in [v.detector for v in rec.events]
     rec = train(nn.Sequential(nn.Linear(16, 4)), x, y, 2)
     assert "probabilities_as_logits" not in [v.detector for v in rec.events]
+
+
+class _Squash(nn.Module):
+    """A linear layer, then ``1 / (1 + exp(-z))`` written out (no sigmoid op to recognise), or
+    nothing; ``shrink`` scales the weights down so that raw logits also lie inside [0, 1]."""
+
+    def __init__(self, squash: bool, shrink: float = 1.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+        self.squash = squash
+        with torch.no_grad():
+            self.fc.weight.mul_(shrink)
+            self.fc.bias.fill_(0.5)
+
+    def forward(self, x):
+        z = self.fc(x)
+        return 1 / (1 + torch.exp(-z)) if self.squash else z
+
+
+def test_probabilities_are_judged_by_the_op_not_by_values_in_unit_range():
+    """Small logits inside [0, 1] are not probabilities: scaling the input moves them out of
+    [0, 1] (structure.bounded_probe); a written-out sigmoid stays inside, pressed against 0/1."""
+    from archlab.diagnose.structure import bounded_probe
+
+    torch.manual_seed(0)
+    x, y = data()
+    tiny = _Squash(False, shrink=0.01)          # logits 0.5 +- a little: all inside [0, 1]
+    with torch.no_grad():
+        assert 0 <= float(tiny(x).min()) and float(tiny(x).max()) <= 1
+    assert bounded_probe(tiny, (x,))["bounded"] is False
+    rec = train(tiny, x, y, 40, lr=1e-4)
+    assert all(rec.state.output_in_unit_range)  # the old value-range rule would have fired
+    assert "probabilities_as_logits" not in [v.detector for v in rec.events]
+    written = _Squash(True)
+    assert bounded_probe(written, (x,))["bounded"] is True
+    rec = train(written, x, y, 40)
+    v = next(v for v in rec.events if v.detector == "probabilities_as_logits")
+    assert v.step == 30 and v.evidence["probe"]["bounded"] and "scaled up" in v.message
+
+
+def test_zero_initialised_layers_are_named_and_do_not_inflate_the_update_ratio():
+    """|dw|/|w| is huge as |w| -> 0 whatever the learning rate: layers below a tenth of the
+    default-initialisation norm are left out of the ratio, and symmetric units are the cause."""
+    from archlab.diagnose.detectors import _update_ratio
+    from archlab.diagnose.structure import identical_units, init_scale
+
+    lin = nn.Linear(64, 32)
+    # the oracle: PyTorch's default init of a (32, 64) weight has norm ~ sqrt(32 / 3)
+    assert init_scale(list(lin.parameters())) == pytest.approx(float(lin.weight.norm()), rel=0.15)
+    assert not identical_units(list(lin.parameters()))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    for p in model.parameters():
+        nn.init.zeros_(p)
+    x, y = data()
+    rec = train(model, x, y, 12, adam=True, lr=1e-3)
+    names = {v.detector: v for v in rec.events}
+    assert "lr_too_high" not in names
+    med, per = _update_ratio(rec.state, 2)
+    assert "4" not in per                       # the head's |w| is ~1e-3 of its init scale
+    v = names["symmetric_init"]
+    assert v.step == 10 and set(v.layers) == {"0", "2"}
+    # a zero-initialised head on a random body (a common choice) is not symmetric for long
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    nn.init.zeros_(model[2].weight)
+    nn.init.zeros_(model[2].bias)
+    rec = train(model, x, y, 12, adam=True, lr=1e-3)
+    assert rec.state.symmetry["initial"] == ["2"] and rec.state.symmetry["still"] == []
+    assert "symmetric_init" not in [v.detector for v in rec.events]
+
+
+def test_symptoms_are_attributed_to_the_causes_that_explain_them():
+    """Causes explain symptoms: a symptom raised beside a cause that can produce it carries
+    the cause (explained_by); alone it stands as "cause unknown"; a cause that cannot produce
+    it (a frozen layer cannot make the loss swing) does not claim it."""
+    from archlab.diagnose.detectors import Verdict, attribute
+
+    flat = Verdict("loss_not_decreasing", 104, "", kind="symptom")
+    swing = Verdict("oscillating_loss", 90, "", kind="symptom")
+    frozen = Verdict("frozen_layers", 0, "")
+    explains = {d: cls.explains for d, cls in DETECTORS.items()}
+    attribute([flat, swing], explains)
+    assert flat.explained_by == [] and swing.explained_by == []
+    attribute([frozen, flat, swing], explains)
+    assert flat.explained_by == ["frozen_layers"] and swing.explained_by == []
+    high = Verdict("lr_too_high", 3, "")
+    attribute([frozen, flat, swing, high], explains)
+    assert flat.explained_by == ["frozen_layers", "lr_too_high"]
+    assert swing.explained_by == ["lr_too_high"]
+    assert {d for d, c in DETECTORS.items() if c.kind == "symptom"} == {"loss_not_decreasing",
+                                                                          "oscillating_loss"}
+    assert flat.to_dict()["kind"] == "symptom"
+
+
+def test_oscillation_is_judged_against_the_loss_own_noise_and_level():
+    """Constructed curves with a known answer: swings of a LOW loss (far below the know-nothing
+    level) count; noise, isolated spikes, a converged plateau and a falling loss do not."""
+    from archlab.diagnose.detectors import Oscillating
+
+    rng = np.random.default_rng(1)
+    t = np.arange(160)
+
+    def fires(curve, classes=10):
+        st = HealthState(param_layers=["a"], losses=[float(v) for v in curve])
+        st.reference = {"classes": classes}     # know-nothing level ln 10 = 2.3
+        return Oscillating().check(st) is not None
+
+    square = 0.3 * (1 + 0.4 * np.sign(np.sin(2 * np.pi * t / 20 + 0.1)))   # 0.18 <-> 0.42
+    assert fires(square + rng.normal(0, 0.02, t.size))   # rises of 0.24 << 0.3 x 2.3
+    assert fires(1.0 + 0.4 * np.sin(2 * np.pi * t / 20) + rng.normal(0, 0.05, t.size))
+    assert not fires(2.3 * np.exp(-t / 50) + 0.1 + rng.normal(0, 0.1, t.size))
+    assert not fires(0.01 + np.abs(rng.normal(0, 0.003, t.size)))            # converged
+    assert not fires(1.0 + rng.normal(0, 0.05, t.size) + (rng.random(t.size) < 0.05) * 5)
+    false = sum(fires(1 + rng.normal(0, 0.2, t.size)) + fires(1 + 0.1 * rng.standard_t(2, t.size))
+                for _ in range(100))
+    assert false == 0                           # white and heavy-tailed noise on a plateau
 
 
 def test_loss_curve_detectors_on_known_curves():

@@ -45,12 +45,33 @@ class Verdict:
     thresholds: dict = field(default_factory=dict)
     fixes: list[str] = field(default_factory=list)
     severity: str = "error"   # 'error': training is broken; 'warning': training is impaired
+    kind: str = "cause"       # 'cause' names why; 'symptom' only what (see SYMPTOMS)
+    explained_by: list[str] = field(default_factory=list)   # symptoms: the causes found
 
     def to_dict(self) -> dict:
         return {"detector": self.detector, "step": self.step, "severity": self.severity,
+                "kind": self.kind, "explained_by": list(self.explained_by),
                 "message": self.message, "layers": list(self.layers),
                 "evidence": _plain(self.evidence), "thresholds": dict(self.thresholds),
                 "fixes": list(self.fixes)}
+
+
+# The verdict hierarchy: a SYMPTOM detector reads the loss curve only and says what is wrong
+# (the loss does not fall, it swings), never why; a CAUSE detector names why. A symptom raised
+# while a cause that can produce it (``Detector.explains``) has been found is attributed to that
+# cause (``Verdict.explained_by``): the summary names the cause with the symptom as its
+# evidence. A symptom with no such cause stands alone: "found, cause unknown".
+SYMPTOMS = ("loss_not_decreasing", "oscillating_loss")
+SLOW = ("loss_not_decreasing",)   # causes that slow or stop learning but cannot make it swing
+
+
+def attribute(events: list[Verdict], explains: dict[str, tuple[str, ...]]) -> None:
+    """Set ``explained_by`` of every symptom verdict in ``events``: the cause verdicts among
+    ``events`` whose detector ``explains`` (detector name -> symptoms) that symptom."""
+    causes = [v.detector for v in events if v.kind == "cause"]
+    for v in events:
+        if v.kind == "symptom":
+            v.explained_by = [c for c in causes if v.detector in explains.get(c, ())]
 
 
 def _plain(value):
@@ -81,6 +102,8 @@ class Detector:
     thresholds: dict[str, float] = {}
     fixes: list[str] = []
     severity = "error"
+    kind = "cause"                          # or "symptom" (see SYMPTOMS)
+    explains: tuple[str, ...] = SYMPTOMS    # a cause: the symptoms it can produce
 
     def __init__(self, **overrides: float) -> None:
         unknown = set(overrides) - set(self.thresholds)
@@ -97,7 +120,7 @@ class Detector:
                 fixes=None) -> Verdict:
         return Verdict(self.name, max(state.step, 0), message, list(layers), evidence or {},
                        dict(self.t), list(fixes if fixes is not None else self.fixes),
-                       self.severity)
+                       self.severity, self.kind)
 
 
 def make_detectors(names=None, thresholds: dict | None = None) -> list[Detector]:
@@ -214,6 +237,21 @@ def scale_problems(state: HealthState) -> dict:
 
 
 TARGET_VARIANCE_LIMIT = 100.0   # regression targets with std > 10 are not standardised
+BN_MIN_BATCH = 8                # batch norm over fewer examples: its statistics are noise
+
+
+def small_batch_norm(state: HealthState, samples: int = 3, min_batch: float = BN_MIN_BATCH) -> dict:
+    """{batch-norm layer: median batch size} for the layers that normalised over fewer than
+    ``min_batch`` examples on each of the last ``samples`` samples (empty when none)."""
+    rows = state.norm_batch[-samples:]
+    if len(rows) < samples or not all(rows):
+        return {}
+    bad = {}
+    for layer in sorted(set().union(*[r.keys() for r in rows])):
+        sizes = [r[layer] for r in rows if layer in r]
+        if sizes and float(np.median(sizes)) < min_batch:
+            bad[layer] = float(np.median(sizes))
+    return bad
 
 
 @register_detector
@@ -223,7 +261,8 @@ class Exploding(Detector):
             "> loss_factor x both the know-nothing reference and the running baseline of the "
             "preceding steps), or the total gradient norm grows by growth_factor over its early "
             "median, or exceeds grad_norm_limit while the inputs and targets are scaled (large "
-            "inputs or targets make large gradients by themselves: their detectors report them)")
+            "inputs or targets make large gradients by themselves, and so does batch norm over "
+            "fewer than 8 examples: their detectors report them)")
     thresholds = {"loss_factor": 10.0, "grad_norm_limit": 1e3, "growth_factor": 1e3}
     fixes = ["clip gradients (gradient_clip_val=1.0; Pascanu et al. 2013)", "lower the learning rate",
              "add normalisation (batch norm for CNNs, layer norm for RNNs)",
@@ -268,6 +307,9 @@ class Exploding(Detector):
         latest = float(total[-1])
         top = self._top_layers(state, g[-1])
         alternatives = scale_problems(state)
+        small = small_batch_norm(state)
+        if small:   # normalising over a handful of examples makes large gradients by itself
+            alternatives["batchnorm_small_batch"] = small
         early = float(np.median(total[:3]))
         if total.size > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
             return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
@@ -291,6 +333,7 @@ class Exploding(Detector):
 @register_detector
 class Vanishing(Detector):
     name = "vanishing_gradients"
+    explains = SLOW
     rule = ("a layer gets no gradient at all (norm exactly 0) while it should learn, or the "
             "earliest layers' relative gradient |g|/|w| is below ratio x the largest layer's "
             "(medians over the last `samples` samples)")
@@ -341,6 +384,7 @@ class Vanishing(Detector):
 @register_detector
 class DyingRelu(Detector):
     name = "dying_relu"
+    explains = SLOW
     rule = ("in a ReLU layer more than dead_fraction of the units were never active (output > 0) "
             "on any example of the sampled batches of the window")
     thresholds = {"dead_fraction": 0.5}
@@ -367,6 +411,7 @@ class DyingRelu(Detector):
 @register_detector
 class Saturated(Detector):
     name = "saturated_activations"
+    explains = SLOW
     rule = ("in a sigmoid/tanh layer more than `fraction` of the outputs lie in the flat tails "
             "(sigmoid < 0.01 or > 0.99, |tanh| > 0.99), mean over the last `samples` samples")
     thresholds = {"fraction": 0.5, "samples": 3}
@@ -391,6 +436,8 @@ class Saturated(Detector):
 @register_detector
 class LossFlat(Detector):
     name = "loss_not_decreasing"
+    kind = "symptom"
+    explains = ()
     rule = ("after min_steps steps, the recent loss (mean of the last tenth of the run) is less "
             "than min_drop below the know-nothing reference: the label entropy of the training "
             "split (-ln(1/C) for C balanced classes) for cross entropy, the target variance for "
@@ -418,10 +465,17 @@ class LossFlat(Detector):
 @register_detector
 class Oscillating(Detector):
     name = "oscillating_loss"
-    rule = ("over the last `chunks` chunks of `chunk` steps the chunk-mean loss rose at least "
-            "`rises` times, each by more than rise x the previous chunk and rise x the "
-            "know-nothing reference, without net progress")
-    thresholds = {"chunk": 10, "chunks": 8, "rises": 2, "rise": 0.3}
+    kind = "symptom"
+    explains = ()
+    rule = ("over the last `chunks` chunks of `chunk` steps, the chunk MEDIAN of the loss rose at "
+            "least `rises` times, each rise larger than z x its standard error under batch noise "
+            "alone (the noise of one step estimated from the loss's own step-to-step differences: "
+            "1.4826 MAD / sqrt(2)) and larger than `rise` x the running baseline (the window's "
+            "median loss), without net progress (the median of the window's second half not `progress` "
+            "below that of its first half). "
+            "Medians ignore isolated spikes; the loss's own level and noise, not the know-nothing "
+            "reference, set the scale, so swings of a low loss count too")
+    thresholds = {"chunk": 10, "chunks": 8, "rises": 2, "z": 3.0, "rise": 0.1, "progress": 0.2}
     fixes = ["lower the learning rate", "clip gradients", "use a learning-rate schedule with "
              "warm-up", "use a larger batch"]
     severity = "warning"
@@ -429,30 +483,60 @@ class Oscillating(Detector):
     def check(self, state):
         losses = state.loss_array()
         c, k = int(self.t["chunk"]), int(self.t["chunks"])
-        if len(losses) < c * k or not np.all(np.isfinite(losses)):
+        if len(losses) < c * k or not np.all(np.isfinite(losses[-c * k:])):
             return None
-        recent = losses[-c * k:].reshape(k, c).mean(axis=1)
-        ref = loss_reference(state)
-        scale = abs(ref.value) if ref is not None else abs(float(np.median(losses)))
-        jumps = [float(b - a) for a, b in zip(recent[:-1], recent[1:], strict=False)
-                 if b - a > self.t["rise"] * abs(a) and b - a > self.t["rise"] * scale]
-        if len(jumps) < self.t["rises"] or recent[-1] < 0.8 * recent[0]:
-            return None
-        return self.verdict(state, f"loss oscillates: {len(jumps)} rises of up to "
-                            f"{_fmt(max(jumps))} in the last {c * k} steps",
-                            evidence={"chunk_means": recent.tolist(), "rises": jumps})
+        window = losses[-c * k:]
+        ev = oscillation(window, c, self.t["z"], self.t["rise"])
+        half = len(window) // 2
+        first, last = float(np.median(window[:half])), float(np.median(window[half:]))
+        if len(ev["rises"]) < self.t["rises"] or last < (1 - self.t["progress"]) * first:
+            return None   # too few rises, or the loss still falls (halves: a swing's phase cancels)
+        return self.verdict(state, f"loss oscillates: {len(ev['rises'])} rises of up to "
+                            f"{_fmt(max(ev['rises']))} (each > {_fmt(ev['needed'])}: {self.t['z']:g} "
+                            f"standard errors of batch noise and {self.t['rise']:.0%} of the running "
+                            f"baseline {_fmt(ev['baseline'])}) in the last {c * k} steps, without "
+                            "net progress", evidence=ev)
+
+
+def oscillation(window: np.ndarray, chunk: int, z: float, rise: float) -> dict:
+    """The rises of the chunk medians of ``window`` that exceed both ``z`` standard errors of
+    white batch noise and ``rise`` x the window's median: {'chunk_medians', 'rises', 'needed',
+    'baseline', 'step_noise'}. The noise of one step comes from the differences of consecutive
+    losses (robust: 1.4826 x their median absolute deviation / sqrt(2)); a chunk median of
+    ``chunk`` steps has about 1.2533 x that / sqrt(chunk) as its standard error."""
+    k = len(window) // chunk
+    med = np.median(window[-k * chunk:].reshape(k, chunk), axis=1)
+    d = np.diff(window)
+    step_noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    se = 1.2533 * step_noise / math.sqrt(chunk)
+    baseline = float(np.median(window))
+    needed = max(z * math.sqrt(2) * se, rise * abs(baseline))
+    rises = [float(b - a) for a, b in zip(med[:-1], med[1:], strict=False) if b - a > needed]
+    return {"chunk_medians": med.tolist(), "rises": rises, "needed": needed, "baseline": baseline,
+            "step_noise": step_noise}
+
+
+WEIGHT_FLOOR = 0.1   # x the default-initialisation norm: below it, |dw|/|w| means nothing
 
 
 def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
     """Median update/weight ratio over the layers that learn: a layer without a gradient, frozen,
     outside the optimizer, or whose parameters never changed in the window does not move
-    whatever the learning rate, says nothing about it, and must not drag the median to 0."""
+    whatever the learning rate, says nothing about it, and must not drag the median to 0.
+    A layer whose weights are near zero is left out too: |dw|/|w| is huge as |w| -> 0 whatever
+    the learning rate (a zero-initialised or collapsed layer). Near zero means a weight norm
+    below WEIGHT_FLOOR x the norm a default initialisation of its shapes would give
+    (:func:`~archlab.diagnose.structure.init_scale`): an order of magnitude below the scale
+    any initialiser starts from."""
     u = _median_rows(state.array("update_ratio", samples))
     g = _median_rows(state.array("grad_norm", samples))
+    w = _median_rows(state.array("weight_norm", samples))
     ua = state.array("update_ratio", samples)
     per = {}
     for i, p in enumerate(state.param_layers):
         if math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
+            continue
+        if w[i] < WEIGHT_FLOOR * state.init_scale.get(p, math.nan):
             continue
         if state.optimizer_params and not state.optimizer_params.get(p, True):
             continue
@@ -537,6 +621,7 @@ class LrHigh(Detector):
 @register_detector
 class LrLow(Detector):
     name = "lr_too_low"
+    explains = SLOW
     rule = ("after min_steps steps the median update-to-weight ratio of the layers that learn is "
             "below min_update_ratio and the loss is less than min_drop below the know-nothing "
             "reference, and no visible alternative explains the small updates: binding gradient "
@@ -579,6 +664,7 @@ class LrLow(Detector):
 @register_detector
 class Overfitting(Detector):
     name = "overfitting"
+    explains = ()   # a low training loss: neither symptom can hold
     rule = ("the training loss is low (below train_low x the know-nothing reference) and kept "
             "falling (in each of the last min_epochs epochs, by > train_fall overall) while the "
             "validation loss rose in each of the last two epochs, by more than rise (relative) "
@@ -651,6 +737,7 @@ class Unscaled(Detector):
 @register_detector
 class Frozen(Detector):
     name = "frozen_layers"
+    explains = SLOW
     rule = ("a layer with parameters never changes: requires_grad is off, it is not in the "
             "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
             "gradient but no update while other layers do move; when no layer moves, the "
@@ -703,6 +790,7 @@ class Frozen(Detector):
 @register_detector
 class Linear(Detector):
     name = "missing_nonlinearity"
+    explains = SLOW
     rule = ("the whole network is an affine map of its input: f((a+b)/2) = (f(a)+f(b))/2 and "
             "f(3a-2b) = 3f(a)-2f(b) to rounding on real examples, in evaluation mode (whatever "
             "layers it uses: linear, convolution, pooling, normalisation, reshapes)")
@@ -721,16 +809,22 @@ class Linear(Detector):
 
 
 LOGIT_LOSSES = ("cross_entropy", "bce_with_logits", "nll")
+# the ops whose outputs are probabilities whatever their input (autograd node names, as read by
+# structure.output_op from the model's output)
+SQUASHING_OPS = ("SigmoidBackward", "SoftmaxBackward", "HardsigmoidBackward")
 
 
 @register_detector
 class ProbabilitiesAsLogits(Detector):
     name = "probabilities_as_logits"
-    rule = ("the model's outputs are probabilities on the last `samples` samples (rows in [0, 1] "
-            "summing to 1; or every value in [0, 1] after min_steps steps, when logits would have "
-            "left that range: a softmax or sigmoid, in any module), while the loss expects "
-            "logits: cross entropy with class-id targets, or a declared logit loss "
-            "(cross_entropy, bce_with_logits, nll)")
+    explains = SLOW
+    rule = ("the loss expects logits (cross entropy with class-id targets, or a declared logit "
+            "loss: cross_entropy, bce_with_logits, nll) but on the last `samples` samples the "
+            "model's outputs are probabilities, judged by what made them, in any module: the op "
+            "that produced the output is a sigmoid or softmax; or its rows lie in [0, 1] and sum "
+            "to 1; or, after min_steps, every value lies in [0, 1] AND stays there when the input "
+            "is scaled up 10x and 100x, pressed against 0 and 1 (structure.bounded_probe). Values "
+            "in [0, 1] alone are not evidence: small logits lie there by chance")
     thresholds = {"samples": 3, "min_steps": 30}
     fixes = ["remove the final softmax/sigmoid: cross entropy (and BCEWithLogits) apply "
              "log-softmax (log-sigmoid) themselves",
@@ -745,19 +839,29 @@ class ProbabilitiesAsLogits(Detector):
         if loss is not None and loss not in LOGIT_LOSSES:
             return None   # BCE, MSE, ...: probabilities are what the loss expects
         class_ids = state.targets.get("kind") == "classes" and state.output_width >= 2
-        if all(rows) and (class_ids or loss in LOGIT_LOSSES or not state.targets):
+        logit_loss = class_ids or loss in LOGIT_LOSSES
+        ops = state.output_op[-n:]
+        expects = "cross entropy on class ids" if class_ids else str(loss)
+        if logit_loss and len(ops) == n and all(o in SQUASHING_OPS for o in ops):
+            op = ops[-1].replace("Backward", "").lower()
+            return self.verdict(state, f"the model's output is made by a {op} (probabilities) but "
+                                f"the loss expects logits: {expects}",
+                                evidence={"output_op": ops[-1], "loss": loss,
+                                          "class_id_targets": class_ids},
+                                fixes=[f"remove the final {op}: the loss applies its own"]
+                                + self.fixes[1:])
+        if all(rows) and (logit_loss or not state.targets):
             return self.verdict(state, "the model outputs probabilities (rows in [0, 1] summing "
                                 "to 1) but the loss expects logits",
-                                evidence={"output_rows_sum_to_one": True, "loss": loss})
-        # a logit output leaves [0, 1] once the model grows confident; probabilities never do:
-        # so values in [0, 1] count only after min_steps (at initialisation small logits can
-        # all lie in [0, 1])
-        if all(unit) and state.step >= self.t["min_steps"] and (class_ids or loss in LOGIT_LOSSES):
-            return self.verdict(state, "every output lies in [0, 1] (a sigmoid or softmax at the "
-                                "end) but the loss expects logits: "
-                                + ("cross entropy on class ids" if class_ids else str(loss)),
+                                evidence={"output_rows_sum_to_one": True, "loss": loss,
+                                          "output_op": ops[-1] if ops else ""})
+        probe = state.bounded_output
+        if all(unit) and state.step >= self.t["min_steps"] and logit_loss and probe.get("bounded"):
+            return self.verdict(state, "every output lies in [0, 1] and stays there, saturated, "
+                                f"when the input is scaled up {probe['scales']} (a squashing op "
+                                f"at the end) but the loss expects logits: {expects}",
                                 evidence={"outputs_in_unit_range": True, "loss": loss,
-                                          "class_id_targets": class_ids},
+                                          "class_id_targets": class_ids, "probe": probe},
                                 fixes=["remove the final sigmoid/softmax: the loss applies its own"]
                                 + self.fixes[1:])
         return None

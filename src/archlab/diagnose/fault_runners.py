@@ -42,6 +42,8 @@ def _result(s: Setup, seed: int, events, steps: int, model, xva, yva, overhead: 
     for v in events:
         r.fired.setdefault(v.detector, v.step)
         r.messages.setdefault(v.detector, v.message)
+        if v.kind == "symptom":
+            r.symptoms[v.detector] = list(v.explained_by)
     return r
 
 
@@ -235,4 +237,6 @@ def run_archlab(s: Setup, seed: int, steps: int, monitor: bool, folder: Path, op
     for e in events:
         r.fired.setdefault(e["detector"], e["step"])
         r.messages.setdefault(e["detector"], e["message"])
+        if e.get("kind") == "symptom":
+            r.symptoms[e["detector"]] = list(e.get("explained_by", []))
     return r

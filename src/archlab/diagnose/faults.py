@@ -167,6 +167,7 @@ class Result:
     plausible: tuple[str, ...]
     fired: dict[str, int] = field(default_factory=dict)   # detector -> first step
     messages: dict[str, str] = field(default_factory=dict)
+    symptoms: dict[str, list[str]] = field(default_factory=dict)  # symptom -> causes explaining it
     steps: int = 0
     score: float = math.nan                               # validation accuracy / R^2
     seconds: float = 0.0
@@ -175,7 +176,18 @@ class Result:
 
     @property
     def detected(self) -> bool:
+        """An expected detector fired (a cause, or a symptom the set-up lists)."""
         return any(d in self.fired for d in self.expected)
+
+    @property
+    def cause_named(self) -> bool:
+        """An expected CAUSE fired: the monitor said why, not only what."""
+        return any(d in self.fired and d not in self.symptoms for d in self.expected)
+
+    @property
+    def cause_unknown(self) -> bool:
+        """Found only as a symptom that no fired cause explains: "found, cause unknown"."""
+        return not self.cause_named and any(not c for c in self.symptoms.values())
 
     @property
     def delay(self) -> int | None:
@@ -184,7 +196,24 @@ class Result:
 
     @property
     def false_alarms(self) -> list[str]:
-        return [d for d in self.fired if d not in self.expected and d not in self.plausible]
+        """Wrong-cause alarms: a cause that is neither expected nor plausible; or a symptom that
+        is neither, unless a fired expected or plausible cause explains it (then it is that
+        cause's evidence). A symptom explained by nothing counts when a cause was named beside
+        it (it stands beside the verdict as an alarm of its own); on a run where no cause fired
+        it is "found, cause unknown" (:attr:`cause_unknown`), not a wrong cause."""
+        if self.healthy:
+            return list(self.fired)   # on a healthy run every alarm is a false alarm
+        right = set(self.expected) | set(self.plausible)
+        causes = [d for d in self.fired if d not in self.symptoms]
+        wrong = []
+        for d in self.fired:
+            if d in right:
+                continue
+            if d in self.symptoms and (any(c in right for c in self.symptoms[d])
+                                       or not self.symptoms[d] and not causes):
+                continue
+            wrong.append(d)
+        return wrong
 
 
 def run_setup(setup: Setup, seed: int = 0, *, steps: int | None = None, monitor: bool = True,

@@ -45,9 +45,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .detectors import Detector, Verdict, make_detectors
+from .detectors import SQUASHING_OPS, Detector, Verdict, attribute, make_detectors
 from .state import HealthState
-from .structure import _first_tensor, affine_test, output_ranges
+from .structure import (
+    _first_tensor,
+    affine_test,
+    bounded_probe,
+    identical_units,
+    init_scale,
+    output_op,
+    output_ranges,
+)
 
 # Activation modules whose outputs we can interpret. 'dead' = a unit never outputs > 0;
 # 'saturation' = the output sits where the derivative is below ~0.02.
@@ -61,6 +69,9 @@ WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
+PROBE_TRIES = 6    # ... and the output-bound probe (structure.bounded_probe)
+PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init mean nothing)
+SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
 ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampled batch
 
 
@@ -134,6 +145,7 @@ class HealthRecorder:
         self._targets: torch.Tensor | None = None
         self._input: torch.Tensor | None = None
         self._affine_tries = 0
+        self._probe_tries = 0
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
         self._snapshot: list[torch.Tensor] | None = None
@@ -172,6 +184,11 @@ class HealthRecorder:
                 if kind:
                     st.act_kinds[label] = kind
             self._modules[label] = m
+        for label, params in self._params.items():
+            st.init_scale[label] = init_scale(params, isinstance(self._modules[label], NORM_TYPES))
+        same = [label for label, params in self._params.items()
+                if not st.frozen[label] and identical_units(params)]
+        st.symmetry = {"initial": same} if same else {}
         # the model's output: the last to finish of the root and its direct children
         self._outputs = [model] + [m for _, m in model.named_children()
                                    if not isinstance(m, nn.modules.loss._Loss)]
@@ -342,7 +359,18 @@ class HealthRecorder:
         if self._targets is not None:
             _observe_targets(st, self._targets.detach(), y)
         self._targets = None
+        st.output_op.append(output_op(y))
         call, self._last_call = self._last_call, None
+        if (call is not None and unit and st.step >= PROBE_FROM and self._probe_tries < PROBE_TRIES
+                and st.output_op[-1] not in SQUASHING_OPS and "bounded" not in st.bounded_output):
+            self._probe_tries += 1
+            probe = bounded_probe(*call)
+            if probe is not None:
+                st.bounded_output = probe | {"step": st.step}
+        sym = st.symmetry
+        if sym.get("initial") and "still" not in sym and st.step >= SYMMETRY_STEP:
+            sym["still"] = [p for p in sym["initial"] if identical_units(self._params[p])]
+            sym["step"] = st.step
         if call is not None and self._affine_tries < AFFINE_TRIES and not st.linear_chain:
             self._affine_tries += 1
             result = affine_test(*call)
@@ -383,6 +411,8 @@ class HealthRecorder:
         return self.run_detectors()
 
     def run_detectors(self) -> list[Verdict]:
+        """Run every detector not yet fired; a new verdict is attributed (symptoms to the causes
+        found so far, :func:`~archlab.diagnose.detectors.attribute`) before it is reported."""
         new = []
         for d in self.detectors:
             if d.name in self.fired:
@@ -392,7 +422,10 @@ class HealthRecorder:
                 self.fired.add(d.name)
                 self.events.append(v)
                 new.append(v)
-                if self.on_event:
+        if new:
+            attribute(self.events, {d.name: d.explains for d in self.detectors})
+            if self.on_event:
+                for v in new:
                     self.on_event(v)
         return new
 

@@ -59,6 +59,14 @@ class HealthState:
     initial_lr: float = math.nan
     clip: dict = field(default_factory=dict)             # {'value', 'algorithm'} when known
     optimizer_params: dict[str, bool] = field(default_factory=dict)  # layer -> in the optimizer
+    # layer -> norm of a default initialisation of its shapes (structure.init_scale): the scale
+    # below which an update-to-weight ratio means nothing (the weights are ~0)
+    init_scale: dict[str, float] = field(default_factory=dict)
+    # {'initial': layers whose units all started identical, 'still': those still identical at
+    # 'step'} (structure.identical_units); empty when no layer started so
+    symmetry: dict = field(default_factory=dict)
+    output_op: list[str] = field(default_factory=list)   # the op that made the output, per sample
+    bounded_output: dict = field(default_factory=dict)   # the output-bound probe's evidence
     norm_batch: list[dict[str, int]] = field(default_factory=list)  # BN layer -> batch size
     nonfinite: dict | None = None        # where NaN/Inf first appeared
     validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
@@ -126,6 +134,8 @@ class HealthState:
             "reference": self.reference, "targets": self.targets, "output_width": self.output_width,
             "lr": self.lr, "initial_lr": self.initial_lr, "clip": self.clip,
             "optimizer_params": self.optimizer_params, "norm_batch": self.norm_batch,
+            "init_scale": self.init_scale, "symmetry": self.symmetry, "output_op": self.output_op,
+            "bounded_output": self.bounded_output,
             "output_is_probability": self.output_is_probability,
             "output_in_unit_range": self.output_in_unit_range,
             "linear_chain": self.linear_chain, "affine": self.affine}), indent=2))
@@ -163,10 +173,12 @@ class HealthState:
         if path.exists():
             ctx = json.loads(path.read_text())
             for key in ("reference", "targets", "output_width", "clip", "optimizer_params",
+                        "symmetry", "output_op", "bounded_output",
                         "norm_batch", "output_is_probability", "output_in_unit_range",
                         "linear_chain", "affine"):
                 if key in ctx:
                     setattr(state, key, ctx[key])
+            state.init_scale = {k: float(v) for k, v in ctx.get("init_scale", {}).items()}
             state.lr = [float(v) for v in ctx.get("lr", [])]
             state.initial_lr = float(ctx.get("initial_lr", math.nan))
         return state

@@ -79,3 +79,77 @@ def output_ranges(y: torch.Tensor) -> tuple[bool, bool]:
     rows = (unit and yd.dim() == 2 and yd.shape[1] >= 2
             and float((yd.sum(1) - 1).abs().max()) < 1e-3)
     return rows, unit
+
+
+def init_scale(params: list[torch.Tensor], is_norm: bool = False) -> float:
+    """The norm PyTorch's default initialisation gives a layer's parameters, from their shapes
+    alone: a weight of shape (out, in, ...) drawn with std 1/sqrt(3 fan_in) (the default
+    kaiming_uniform(a=sqrt(5)) of linear and convolution layers) has norm sqrt(out / 3); the
+    scale of a normalisation layer (``is_norm``) starts at 1, norm sqrt(numel); biases count 0
+    (they may start at 0). nan when the layer has neither (no scale to compare with)."""
+    sq = sum(p.shape[0] / 3 for p in params if p.dim() >= 2)
+    if not sq and is_norm and params:
+        sq = float(params[0].numel())
+    return float(sq) ** 0.5 if sq else float("nan")
+
+
+def identical_units(params: list[torch.Tensor]) -> bool:
+    """Whether every unit of a layer starts the same: each weight of shape (out, ...) with
+    out >= 2 has identical rows and each bias identical entries (a zero or constant
+    initialisation). Such units compute the same output, receive the same gradient, and stay
+    identical: symmetry is never broken (Goodfellow et al., Deep Learning, 2016, sec. 8.4)."""
+    weights = [p for p in params if p.dim() >= 2]
+    if not weights or any(w.shape[0] < 2 for w in weights):
+        return False
+    with torch.no_grad():
+        for p in params:
+            d = p.detach()
+            flat = d.reshape(d.shape[0], -1) if d.dim() >= 2 else d.reshape(-1, 1)
+            if flat.shape[0] >= 2 and not torch.equal(flat, flat[:1].expand_as(flat)):
+                return False
+    return True
+
+
+def output_op(y: torch.Tensor | None) -> str:
+    """The op that produced ``y``: its autograd node's name without the version digits
+    ('SigmoidBackward', 'AddmmBackward'); '' without a graph (no_grad, a leaf)."""
+    fn = getattr(y, "grad_fn", None)
+    return type(fn).__name__.rstrip("0123456789") if fn is not None else ""
+
+
+def bounded_probe(module: nn.Module, inputs: tuple, scales=(10.0, 100.0), examples: int = 16,
+                  saturated: float = 0.5) -> dict | None:
+    """Does the output stay in [0, 1] because an op bounds it, or only by chance? The network is
+    run (evaluation mode, no gradients) on its input scaled by ``scales``: logits grow with the
+    input and leave [0, 1] (``{"bounded": False}``); the outputs of a sigmoid or softmax, however
+    written, stay inside and are pressed against the bounds (``{"bounded": True}`` when at least
+    ``saturated`` of them lie within 0.01 of 0 or 1 at the largest scale). None when the probe
+    cannot tell: non-float or unbatched input, other tensor arguments, an output that neither
+    leaves [0, 1] nor saturates (e.g. a network that normalises its input away), an error."""
+    if not inputs or len(inputs) > 1 or not isinstance(inputs[0], torch.Tensor):
+        return None
+    x = inputs[0].detach()[:examples]
+    if not x.is_floating_point() or x.dim() < 2 or not torch.isfinite(x).all():
+        return None
+    modes = {m: m.training for m in module.modules()}
+    outs = []
+    try:
+        module.eval()
+        with torch.no_grad():
+            for s in scales:
+                outs.append(_first_tensor(module(x * s)))
+    except Exception:   # best effort: never break training
+        return None
+    finally:
+        for m, was in modes.items():
+            m.training = was
+    if any(o is None or not o.is_floating_point() or not torch.isfinite(o).all() for o in outs):
+        return None
+    lo, hi = min(float(o.min()) for o in outs), max(float(o.max()) for o in outs)
+    if lo < 0 or hi > 1:
+        return {"bounded": False, "scales": list(scales), "range": [lo, hi]}
+    last = outs[-1].double()
+    pressed = float(((last < 0.01) | (last > 0.99)).double().mean())
+    if pressed >= saturated:
+        return {"bounded": True, "scales": list(scales), "range": [lo, hi], "saturated": pressed}
+    return None

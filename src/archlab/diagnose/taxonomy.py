@@ -3,6 +3,7 @@
 The list comes from the taxonomies of real faults, not from archlab's own suite:
 
 * Humbatova et al., "Taxonomy of real faults in deep learning systems" (ICSE 2020): under
+  *Model / weights initialisation*: zero or constant initialisation (units never differ); under
   *Training / training data quality and preprocessing*: data not shuffled, imbalanced classes,
   missing normalisation (here: of regression targets); under *Training / hyperparameters*: batch
   size too small (batch normalisation with tiny batches), learning rate schedule;
@@ -22,7 +23,17 @@ import math
 import numpy as np
 
 from .baselines import entropy, loss_reference
-from .detectors import TARGET_VARIANCE_LIMIT, Detector, _fmt, clipping_binding, lr_decayed, register_detector
+from .detectors import (
+    BN_MIN_BATCH,
+    SLOW,
+    TARGET_VARIANCE_LIMIT,
+    Detector,
+    _fmt,
+    clipping_binding,
+    lr_decayed,
+    register_detector,
+    small_batch_norm,
+)
 
 
 @register_detector
@@ -62,21 +73,12 @@ class BatchNormSmallBatch(Detector):
             "(median over the last `samples` samples): its batch statistics are noise and its "
             "running statistics, used at evaluation, do not match training (Ioffe 2017; Wu & "
             "He 2018)")
-    thresholds = {"min_batch": 8, "samples": 3}
+    thresholds = {"min_batch": BN_MIN_BATCH, "samples": 3}
     fixes = ["use a larger batch (>= 16)", "replace batch norm by group or layer norm, which do "
              "not depend on the batch", "or accumulate gradients and use batch renormalisation"]
 
     def check(self, state):
-        n = int(self.t["samples"])
-        rows = state.norm_batch[-n:]
-        if len(rows) < n or not all(rows):
-            return None
-        layers = sorted(set().union(*[r.keys() for r in rows]))
-        bad = {}
-        for layer in layers:
-            sizes = [r[layer] for r in rows if layer in r]
-            if sizes and np.median(sizes) < self.t["min_batch"]:
-                bad[layer] = float(np.median(sizes))
+        bad = small_batch_norm(state, int(self.t["samples"]), self.t["min_batch"])
         if not bad:
             return None
         return self.verdict(state, f"{len(bad)} batch-norm layers see batches of "
@@ -119,6 +121,7 @@ class Unshuffled(Detector):
 @register_detector
 class ClassImbalance(Detector):
     name = "class_imbalance"
+    explains = SLOW
     rule = ("the labels seen on sampled steps are imbalanced: after min_labels labels, their "
             "entropy is below ratio x ln(C) for the C outputs of the model (unless the "
             "unshuffled-data rule explains the counts)")
@@ -149,6 +152,7 @@ class ClassImbalance(Detector):
 @register_detector
 class ClippingTooTight(Detector):
     name = "clipping_too_tight"
+    explains = SLOW
     rule = ("gradient clipping scales (nearly) every update down (the total norm before clipping "
             "is > ratio x the threshold on most recent samples, or it is pinned at one value) and "
             "the loss, after min_steps, is less than min_drop below the know-nothing reference")
@@ -175,6 +179,7 @@ class ClippingTooTight(Detector):
 @register_detector
 class LrScheduleDecayed(Detector):
     name = "lr_schedule_decayed"
+    explains = SLOW
     rule = ("the optimizer's learning rate has been below ratio x its first value for at least "
             "min_steps steps and min_fraction of the run, while the loss is above "
             "still_high x the know-nothing reference: the schedule stopped training early")
@@ -197,3 +202,30 @@ class LrScheduleDecayed(Detector):
                             f"step {ev['below_since_step']}, with the loss still {_fmt(now)} "
                             f"(reference {_fmt(ref.value)})",
                             evidence={**ev, "recent_loss": now, "reference": ref.to_dict()})
+
+
+@register_detector
+class SymmetricInit(Detector):
+    name = "symmetric_init"
+    explains = SLOW
+    rule = ("weight layers whose units all started identical (every row of the weight equal, and "
+            "equal biases: a zero or constant initialisation) are still identical after 10 steps "
+            "of training: each unit receives the same gradient as its neighbours, so the layer "
+            "acts as one unit whatever its width (Goodfellow et al. 2016, sec. 8.4); a layer "
+            "zero-initialised on purpose (ReZero, a zero head) becomes different at once")
+    thresholds: dict[str, float] = {}
+    fixes = ["initialise the weights randomly (He/Kaiming for ReLU, Glorot/Xavier for tanh): "
+             "remove the nn.init.zeros_/constant_ calls, or keep PyTorch's default",
+             "if a layer must start at zero (a residual branch, a head), keep the other layers "
+             "random so that its units receive different gradients"]
+
+    def check(self, state):
+        still = state.symmetry.get("still")
+        if not still:
+            return None
+        n = sum(1 for p in state.param_layers if math.isfinite(state.init_scale.get(p, math.nan)))
+        return self.verdict(state, f"{len(still)} of {n} weight layers still have identical units "
+                            f"at step {state.symmetry['step']} (zero or constant initialisation): "
+                            + ", ".join(still[:5]), layers=still,
+                            evidence={"identical_at_start": state.symmetry["initial"],
+                                      "still_identical": still, "step": state.symmetry["step"]})
