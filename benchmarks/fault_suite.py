@@ -54,11 +54,25 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=7, help="interleaved with/without pairs")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--generative", action="store_true", help="also the generative set-ups (GAN/VAE)")
+    ap.add_argument("--fresh", action="store_true", help="only the fresh held-out suite "
+                    "(archlab.diagnose.fault_catalogue_fresh: written blind to the rules, judged once)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(load())
     out: dict = {}
-    if not args.overhead_only:
+    if args.fresh:
+        from archlab.diagnose import fault_catalogue_fresh as fresh
+
+        t0, results = time.perf_counter(), []
+        for s in fresh.SETUPS:
+            for seed in range(args.seeds):
+                results.append(r := fresh.run_fresh(s, seed))
+                print(f"  [fresh] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
+                      f"score {r.score:6.3f} fired {r.fired}", flush=True)
+        print(f"\nfresh suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
+        out["fresh"] = report("fresh", fresh.SETUPS, results)
+        out["fresh"]["runs"] = [r.__dict__ for r in results]
+    elif not args.overhead_only:
         halves = ["dev", "held-out"] if args.half == "both" else [args.half]
         for which in halves:
             chosen = setups(args.only, which)
