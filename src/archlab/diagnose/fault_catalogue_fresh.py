@@ -176,8 +176,9 @@ def conv_net(shape: tuple, n_out: int, norm: bool = False, end: str | None = Non
 
 
 class FeaturesHead(nn.Module):
-    """A conv feature extractor and a classifier head; ``freeze_features`` sets requires_grad
-    False on the extractor (meant for pretrained features, here random ones)."""
+    """conv_net split into features (both convs and the hidden linear layer) and its last linear
+    layer; ``freeze_features`` sets requires_grad False on the features (meant for pretrained
+    features, here random ones)."""
 
     def __init__(self, shape: tuple, n_out: int, freeze_features: bool = False) -> None:
         super().__init__()
@@ -326,7 +327,8 @@ FAULTS = [
     fault(L_CNN, "fl_cnn_init_std_1", "every weight drawn from nn.init.normal_ (std 1)",
           "H20 Model/weights initialisation; AT EG", ("exploding_gradients",),
           ("nan_inf", "lr_too_high") + DIVERGE_SIDE, model=lambda s, o: init_normal(conv_net(s, o), 1.0)),
-    fault(L_CNN, "fl_cnn_frozen_features", "conv features frozen (requires_grad False) while random",
+    fault(L_CNN, "fl_cnn_frozen_features", "the conv layers and the hidden linear layer frozen (requires_grad "
+          "False) while random: only the head learns",
           "DD unchanged weights; H20 Training/freezing", ("frozen_layers",), (),
           model=lambda s, o: FeaturesHead(s, o, freeze_features=True)),
     # --- lightning, diabetes regression
