@@ -329,7 +329,7 @@ FAULTS = [
           ("nan_inf", "lr_too_high") + DIVERGE_SIDE, model=lambda s, o: init_normal(conv_net(s, o), 1.0)),
     fault(L_CNN, "fl_cnn_frozen_features", "the conv layers and the hidden linear layer frozen (requires_grad "
           "False) while random: only the head learns",
-          "DD unchanged weights; H20 Training/freezing", ("frozen_layers",), (),
+          "DD unchanged weights; H20 Training/freezing", ("frozen_layers",), NO_SIGNAL,
           model=lambda s, o: FeaturesHead(s, o, freeze_features=True)),
     # --- lightning, diabetes regression
     fault(L_REG, "fl_diabetes_raw_targets", "targets left in raw units (disease score 25-346)",
@@ -352,7 +352,8 @@ FAULTS = [
     # --- lightning, digits conv-BN net
     fault(L_BN, "fl_digits_bn_batch_3", "conv-BN net trained with batches of 3",
           "H20 Hyperparameters/batch size", ("batchnorm_small_batch",),
-          ("oscillating_loss", "loss_not_decreasing"), train={"batch": 3}),
+          ("oscillating_loss", "loss_not_decreasing", "lr_too_high"),   # SGD noise ~ lr / batch
+          train={"batch": 3}),
     fault(L_BN, "fl_digits_exp_decay_per_step", "ExponentialLR(gamma=0.8) meant per epoch, "
           "stepped per batch", "H20 Hyperparameters/learning rate schedule; AT SC",
           ("lr_schedule_decayed",), ("loss_not_decreasing", "lr_too_low"),
@@ -419,8 +420,9 @@ FAULTS = [
           "(gradient clipping); AT SC", ("clipping_too_tight",), ("loss_not_decreasing", "lr_too_low"),
           train={"clip": 1e-3}),
     fault(A_REG, "fa_diabetes_no_scale_targets", "archlab train --no-scale-targets (raw scores)",
-          "H20 Preprocessing/missing normalisation (targets)", ("unscaled_targets",), NO_SIGNAL,
-          prep={"targets": "raw"}),
+          "H20 Preprocessing/missing normalisation (targets)", ("unscaled_targets",),
+          ("loss_not_decreasing", "exploding_gradients", "nan_inf", "oscillating_loss"),  # SGD
+          prep={"targets": "raw"}),                                   # on raw scores diverges
     fault(A_SPIRAL, "fa_spiral_identity_acts", "nn.Identity where the ReLUs were meant",
           "H20 Model/missing activation", ("missing_nonlinearity",), NO_SIGNAL,
           model=lambda s, o: dense((2, 64, 64, o), nn.Identity)),
