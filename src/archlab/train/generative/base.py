@@ -55,7 +55,9 @@ class GenerativeModule(L.LightningModule):
         return self.train_metrics
 
     def on_train_epoch_start(self) -> None:
-        seed = epoch_seed(self.config.seed, self.current_epoch)
+        # per rank under DDP: each process draws its own noise (the same noise on every rank would
+        # make the global batch's generated half the same samples repeated)
+        seed = epoch_seed(self.config.seed, self.current_epoch) + 1_000_003 * int(self.global_rank)
         torch.manual_seed(seed)
         self.rng.manual_seed(seed)
         self._reset("train")

@@ -68,6 +68,9 @@ class SampleWriter:
         return x.detach().cpu() * std + mean
 
     def __call__(self, module, epoch: int) -> None:
+        trainer = getattr(module, "_trainer", None)
+        if trainer is not None and not trainer.is_global_zero:
+            return   # DDP: rank 0 samples, judges and writes
         grid = self.grid(module)
         if grid is not None:
             save_grid(grid, self.folder / f"epoch_{epoch:03d}.png", rows=8)
@@ -162,6 +165,9 @@ class HistoryWriter(Callback):
         self.written = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self.writes = trainer.is_global_zero   # DDP: rank 0 writes its own replica's record
+        if not self.writes:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
         self.written = 0
@@ -177,6 +183,8 @@ class HistoryWriter(Callback):
         self.flush(pl_module)
 
     def flush(self, pl_module) -> None:
+        if not getattr(self, "writes", True):
+            return
         rows = pl_module.history[self.written:]
         if rows:
             with open(self.path, "a") as fh:
@@ -217,17 +225,28 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     to use instead of the cached one of the data set (gan, vae; the option ``judge=False`` skips
     judging; ``judge_cache=DIR`` is the folder of the cached judges, default
     ``~/.cache/archlab/judges/``)."""
-    from ..run import _data_spec, _run_name, _write_run_files, claim_run_dir
+    import os
+
+    from ..run import RUN_DIR_ENV, Run, _data_spec, _launched_run_dir, _run_name, _write_run_files, claim_run_dir
 
     callbacks, monitor = _monitor_options(list(callbacks))
     if monitor is not None:   # archlab train's --health-* options: they configure this run's monitor
         options = {**options, "health": True}
     config = make_config(with_task_defaults(options)).resolved_seed()
+    inherited = _launched_run_dir()
+    if inherited is not None:  # a DDP worker process: rank 0's run folder and seed
+        config = config.model_copy(update={"seed": Run.open(inherited).config.seed, "name": inherited.name,
+                                           "out": str(inherited.parent)})
     setup = prepare_generative(design, data, config, variables=variables)
     judge = _judge(setup, data, judge_model)
+    if inherited is not None:
+        writer = SampleWriter(setup, inherited, judge)
+        setup.module.epoch_hooks.append(writer)
+        return fit_generative(setup, inherited, writer, list(callbacks), monitor)
     run_dir = claim_run_dir(Path(config.out) / (config.name or _run_name(setup, data)),
                             numbered=config.name is None)
     _write_run_files(run_dir, setup, _data_spec(data))
+    os.environ[RUN_DIR_ENV] = str(run_dir)   # Lightning's DDP launcher starts the other ranks from here
     if setup.discriminator_design is not None:
         atomic_write_text(run_dir / "discriminator.yaml", setup.discriminator_design.to_yaml())
     if setup.task == "vae":
@@ -319,7 +338,8 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     dm = setup.datamodule
     has_val = len(setup.splits.val) > 0
     callbacks = generative_callbacks(setup, run_dir, has_val, monitor) + extra
-    trainer = make_trainer(setup.config.model_copy(update={"clip": None}), run_dir, callbacks)
+    trainer = make_trainer(setup.config.model_copy(update={"clip": None, "strategy": _strategy(setup.config)}),
+                           run_dir, callbacks)
     started = time.perf_counter()
     trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
                 val_dataloaders=dm.val_dataloader() if has_val else None, ckpt_path=ckpt_path)
@@ -332,6 +352,8 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     if len(setup.splits.test):
         trainer.test(setup.module, dataloaders=dm.test_dataloader(), verbose=False)
         test = dict(setup.module.test_metrics)
+    if not trainer.is_global_zero:   # a DDP worker: rank 0 judges and writes the run
+        return Run(run_dir, setup.model)
     writer.final(setup.module)
     judged = None
     if writer.judge is not None and setup.task in ("gan", "vae"):
@@ -367,6 +389,14 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
     summary["torch"] = torch.__version__
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float))
     return Run(run_dir, setup.model)
+
+
+def _strategy(config) -> str | None:
+    """DDP for generative modules: each optimizer step's backward leaves the other network's
+    parameters without gradient (the discriminator step detaches the samples), which plain DDP
+    refuses ("parameters that were not used in producing the loss"): DDP then has to look for
+    unused parameters on every backward."""
+    return "ddp_find_unused_parameters_true" if config.strategy == "ddp" else config.strategy
 
 
 def _health(setup: GenerativeSetup, run_dir: Path, monitor: dict | None = None) -> dict | None:
