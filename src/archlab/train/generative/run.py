@@ -227,7 +227,15 @@ def train_generative(design: Any, data: Any = "mnist5k", *, callbacks: Sequence[
     ``~/.cache/archlab/judges/``)."""
     import os
 
-    from ..run import RUN_DIR_ENV, Run, _data_spec, _launched_run_dir, _run_name, _write_run_files, claim_run_dir
+    from ..run import (
+        RUN_DIR_ENV,
+        Run,
+        _data_spec,
+        _launched_run_dir,
+        _run_name,
+        _write_run_files,
+        claim_run_dir,
+    )
 
     callbacks, monitor = _monitor_options(list(callbacks))
     if monitor is not None:   # archlab train's --health-* options: they configure this run's monitor
