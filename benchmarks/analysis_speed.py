@@ -27,7 +27,7 @@ import yaml
 
 import archlab
 from archlab.analysis import analyze, format_bytes
-from archlab.analysis.meta_kernels import META_OUTPUTS as meta_memo
+from archlab.analysis.meta_kernels import clear_memos
 from archlab.analysis.reference import mobilenet_v2, resnet18, resnet50
 
 
@@ -58,7 +58,7 @@ def full_analysis_vs_fvcore(repeats: int) -> None:
 
     def ours_cold():
         # the meta-kernel memo (analysis/trace.py) emptied: the first analysis of a network
-        meta_memo.clear()
+        clear_memos()
         return ours()
 
     ours(), fvcore()  # warm-up: imports and first-call costs of both

@@ -196,7 +196,7 @@ def worker(spec: str, out: Path, memory: bool) -> None:
                   numel=sum(p.numel() for p in model.parameters()))
     save()
     from archlab.analysis import analyze
-    from archlab.analysis.meta_kernels import META_OUTPUTS
+    from archlab.analysis.meta_kernels import clear_memos
 
     t = time.perf_counter()
     try:
@@ -219,7 +219,7 @@ def worker(spec: str, out: Path, memory: bool) -> None:
     x = torch.randn(1, *shape)
 
     def ours() -> None:
-        META_OUTPUTS.clear()  # the first analysis of this network's shapes
+        clear_memos()  # the first analysis of this network's shapes
         analyze(model, shape)
 
     def fvcore() -> None:

@@ -42,17 +42,23 @@ def fresh_outputs(func: Any) -> bool:
 
 
 def _meta_key(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        if value.device.type != "meta":
-            raise TypeError("not a meta tensor")
-        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
-    if isinstance(value, (list, tuple)):
-        return tuple(_meta_key(v) for v in value)
-    if isinstance(value, _SIMPLE):
-        if isinstance(value, torch.device) and value.type != "meta":
-            raise TypeError("a factory call on a real device")
-        return value
-    raise TypeError(f"uncacheable argument {type(value).__name__}")
+    """A hashable key of a call's arguments: each tensor by its metadata (shape, strides, dtype,
+    offset). A plain loop (this runs on every memoised call of a trace)."""
+    key = []
+    for v in value:
+        if isinstance(v, torch.Tensor):
+            if not v.is_meta:
+                raise TypeError("not a meta tensor")
+            key.append((v.shape, v.stride(), v.dtype, v.storage_offset()))
+        elif isinstance(v, (list, tuple)):
+            key.append(_meta_key(v))
+        elif isinstance(v, _SIMPLE):
+            if isinstance(v, torch.device) and v.type != "meta":
+                raise TypeError("a factory call on a real device")
+            key.append(v)
+        else:
+            raise TypeError(f"uncacheable argument {type(v).__name__}")
+    return tuple(key)
 
 
 def _out_spec(out: Any) -> Any:
@@ -155,6 +161,17 @@ def align_devices(flat: list, args: tuple, kwargs: dict) -> tuple[tuple, dict, b
 _IN_PLACE: dict[Any, bool] = {}
 _ALSO_IN_PLACE = {"aten.copy_.default", "aten.fill_.Scalar", "aten.fill_.Tensor", "aten.zero_.default",
                   "aten.masked_fill_.Scalar", "aten.masked_fill_.Tensor"}
+# element-wise ops that PyTorch does not tag ``pointwise`` (hardswish is MobileNetV3's
+# activation; its Python meta kernel costs about a millisecond a call)
+_UNTAGGED_POINTWISE = {"hardswish", "hardswish_backward", "hardsigmoid_backward",
+                       "leaky_relu_backward", "hardtanh_backward", "elu_backward",
+                       "softplus_backward", "mish_backward"}
+
+
+def _pointwise(func: Any) -> bool:
+    packet = getattr(func, "_overloadpacket", None)
+    name = getattr(packet, "__name__", "")
+    return torch.Tag.pointwise in getattr(func, "tags", ()) or name.rstrip("_") in _UNTAGGED_POINTWISE
 
 
 def in_place_pointwise(func: Any) -> bool:
@@ -170,7 +187,7 @@ def in_place_pointwise(func: Any) -> bool:
             and schema.returns[0].alias_info is not None
             and set(schema.returns[0].alias_info.before_set) == set(schema.arguments[0].alias_info.before_set)
             and not any(a.kwarg_only and a.name == "out" for a in schema.arguments)
-            and (torch.Tag.pointwise in getattr(func, "tags", ()) or str(func) in _ALSO_IN_PLACE))
+            and (_pointwise(func) or str(func) in _ALSO_IN_PLACE))
         _IN_PLACE[func] = known
     return known
 
@@ -178,16 +195,252 @@ def in_place_pointwise(func: Any) -> bool:
 def _in_place_result(args: tuple, kwargs: dict) -> Any:
     """``args[0]`` when every tensor argument is meta and broadcasts to it, else None."""
     target = args[0]
-    if not isinstance(target, torch.Tensor) or target.device.type != "meta":
+    if not isinstance(target, torch.Tensor) or not target.is_meta:
         return None
     for value in (*args[1:], *kwargs.values()):
         if isinstance(value, torch.Tensor):
-            if value.device.type != "meta" and value.dim() > 0:
+            if not value.is_meta and value.dim() > 0:
                 return None
             if value.dim() > target.dim() or any(
                     o not in (1, t) for o, t in zip(reversed(value.shape), reversed(target.shape), strict=False)):
                 return None
     return target
+
+
+# ---- checked shape rules -------------------------------------------------------------------
+# Many of PyTorch's meta kernels are Python (element-wise ops, cat, layer norm: 0.1-4 ms a call,
+# where an empty tensor costs a microsecond). A checked rule predicts the output metadata of a
+# call from its inputs' metadata and names the call's *signature*: what, besides sizes, decides
+# the output (op, dtypes, which inputs broadcast, flags). The first call of each signature runs
+# PyTorch's kernel and compares; the rule is used for that signature only if it agreed. So a rule
+# is never assumed, a wrong one costs only speed, and no result depends on what ran before.
+RULES_CHECKED: dict[tuple, bool] = {}
+_OUT_OF_PLACE: dict[Any, bool] = {}
+_NOT_RULED = {"dtype", "out", "memory_format", "layout", "device", "pin_memory"}
+
+
+def _out_of_place_pointwise(func: Any) -> bool:
+    known = _OUT_OF_PLACE.get(func)
+    if known is None:
+        schema = getattr(func, "_schema", None)
+        known = bool(schema is not None and len(schema.returns) == 1 and fresh_outputs(func)
+                     and str(schema.returns[0].type) == "Tensor" and _pointwise(func)
+                     and not any(a.name in _NOT_RULED for a in schema.arguments))
+        _OUT_OF_PLACE[func] = known
+    return known
+
+
+def _ambiguous(t: torch.Tensor) -> bool:
+    """A 4-D tensor both contiguous and channels-last contiguous (a 1x1 map, one channel): which
+    layout PyTorch gives its results depends on more than sizes."""
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _strict_layout(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The order of ``t``'s strides (rank of each axis, 0 = outermost) when ``t`` is dense with no
+    two axes of equal stride (a permuted contiguous tensor); None otherwise. Element-wise results
+    of such tensors keep their strides."""
+    stride = t.stride()
+    order = sorted(range(t.dim()), key=lambda i: -stride[i])
+    step = 1
+    for i in reversed(order):
+        if stride[i] != step:
+            return None
+        step *= t.shape[i]
+    if len(set(stride)) != len(stride):
+        return None
+    ranks = [0] * t.dim()
+    for rank, i in enumerate(order):
+        ranks[i] = rank
+    return tuple(ranks)
+
+
+def _like(t: torch.Tensor) -> Any:
+    """A meta tensor with ``t``'s sizes, strides and dtype, made without a kernel."""
+    return lambda: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+
+
+def _same_strided(tensors: list) -> tuple | None:
+    """(layout, full) when every tensor that is not 0-d has the same shape and strides, of a
+    strict layout (a permuted contiguous tensor, e.g. channels last): the result keeps them."""
+    full = None
+    for t in tensors:
+        if t.dim() == 0:
+            continue
+        if full is None:
+            full = t
+        elif t.shape != full.shape or t.stride() != full.stride():
+            return None
+    if full is None or _ambiguous(full):
+        return None
+    layout = _strict_layout(full)
+    return None if layout is None else (layout, full)
+
+
+def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
+    """Element-wise op on meta tensors of one dtype: every tensor argument contiguous, one of
+    them (the full-size one) of the result's shape, the others 0-d or broadcasting to it (the
+    result is contiguous); or all of one shape and strides in a strict layout (the result keeps
+    them)."""
+    dtype = full = None
+    tensors = []
+    parts: list[Any] = []
+    contiguous = True
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, torch.Tensor):
+            if not v.is_meta or (dtype is not None and v.dtype != dtype):
+                return None
+            contiguous = contiguous and v.is_contiguous()
+            dtype = v.dtype
+            tensors.append(v)
+            parts.append(len(tensors) - 1)
+            if full is None or v.dim() > full.dim() or v.dim() == full.dim() and v.numel() > full.numel():
+                full = v
+        elif isinstance(v, (bool, int, float, str)) or v is None:
+            parts.append(type(v))
+        else:
+            return None
+    if not contiguous:
+        found = _same_strided(tensors)
+        if found is None:
+            return None
+        layout, full = found
+        return (dtype, tuple(parts), layout, tuple(kwargs)), _like(full)
+    if full is None or full.dim() == 0 or _ambiguous(full):
+        return None
+    shape = full.shape
+    patterns = []
+    for t in tensors:
+        if t.shape == shape:
+            patterns.append(None)
+            continue
+        offset = len(shape) - t.dim()
+        if any(n != 1 and n != shape[offset + i] for i, n in enumerate(t.shape)):
+            return None
+        patterns.append(tuple(n == 1 for n in t.shape))
+    signature = (dtype, tuple(parts), tuple(patterns), tuple(kwargs))
+    return signature, lambda: torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _cat_rule(tensors: Any, dim: int = 0) -> tuple | None:
+    """cat of contiguous meta tensors of one dtype and rank: contiguous, sizes summed on dim."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    first = tensors[0]
+    if not isinstance(first, torch.Tensor) or first.dim() == 0:
+        return None
+    ndim, dtype = first.dim(), first.dtype
+    dim = dim % ndim
+    shape = list(first.shape)
+    total = 0
+    for t in tensors:
+        if (not isinstance(t, torch.Tensor) or not t.is_meta or t.dtype != dtype or t.dim() != ndim
+                or not t.is_contiguous() or t.numel() == 0 or _ambiguous(t)):
+            return None
+        for i in range(ndim):
+            if i != dim and t.shape[i] != shape[i]:
+                return None
+        total += t.shape[dim]
+    shape[dim] = total
+    return (dtype, ndim, dim, len(tensors)), lambda: torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _layer_norm_rule(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple | None:
+    """native_layer_norm on a contiguous or permuted-contiguous input: a contiguous output of its
+    shape, mean and 1/std with the normalised axes kept as 1."""
+    if not isinstance(x, torch.Tensor) or not x.is_meta or _ambiguous(x):
+        return None
+    layout = "contiguous" if x.is_contiguous() else _strict_layout(x)
+    if layout is None:
+        return None
+    if any(w is not None and (not isinstance(w, torch.Tensor) or not w.is_meta) for w in (weight, bias)):
+        return None
+    axis = x.dim() - len(normalized_shape)
+    stats = (*x.shape[:axis], *([1] * len(normalized_shape)))
+    signature = (x.dtype, x.dim(), len(normalized_shape), layout,
+                 None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+    strides = _contiguous(x.shape)  # PyTorch's kernel makes a permuted input contiguous first
+
+    def predict() -> tuple:
+        out = torch.empty_strided(x.shape, strides, dtype=x.dtype, device="meta")
+        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        return (out, torch.empty(stats, dtype=dtype, device="meta"),
+                torch.empty(stats, dtype=dtype, device="meta"))
+
+    return signature, predict
+
+
+def _layer_norm_backward_rule(grad: Any, x: Any, normalized_shape: Any, mean: Any, rstd: Any,
+                              weight: Any, bias: Any, mask: Any) -> tuple | None:
+    """native_layer_norm_backward: a contiguous input gradient (for a contiguous or permuted
+    input), gradients like the weight and the bias."""
+    layouts = []
+    for t in (grad, x):
+        if not isinstance(t, torch.Tensor) or not t.is_meta or _ambiguous(t):
+            return None
+        layouts.append("contiguous" if t.is_contiguous() else _strict_layout(t))
+    if grad.shape != x.shape or None in layouts:
+        return None
+    strides = _contiguous(x.shape)
+    for w in (weight, bias):
+        if w is not None and (not isinstance(w, torch.Tensor) or not w.is_meta or not w.is_contiguous()):
+            return None
+    mask = tuple(bool(m) for m in mask)
+    signature = (grad.dtype, x.dtype, x.dim(), len(normalized_shape), tuple(layouts),
+                 None if weight is None else weight.dtype, None if bias is None else bias.dtype, mask)
+
+    def like(t: Any, wanted: bool) -> Any:
+        return torch.empty(t.shape, dtype=t.dtype, device="meta") if wanted and t is not None else None
+
+    def predict() -> tuple:
+        dx = torch.empty_strided(x.shape, strides, dtype=x.dtype, device="meta") if mask[0] else None
+        return dx, like(weight, mask[1]), like(bias, mask[2])
+
+    return signature, predict
+
+
+def _contiguous(shape: Any) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+CHECKED_RULES = {
+    torch.ops.aten.cat.default: _cat_rule,
+    torch.ops.aten.native_layer_norm.default: _layer_norm_rule,
+    torch.ops.aten.native_layer_norm_backward.default: _layer_norm_backward_rule,
+}
+
+
+def _checked(func: Any, rule: Any, args: tuple, kwargs: dict) -> Any:
+    """The rule's prediction where it has agreed with PyTorch's kernel on this signature; the
+    kernel's own result (checked against the rule) on the signature's first call; None where the
+    rule does not apply or disagreed."""
+    try:
+        found = rule(*args, **kwargs)
+    except TypeError:  # an argument form the rule does not take
+        return None
+    if found is None:
+        return None
+    signature, predict = found
+    key = (func, signature)
+    verdict = RULES_CHECKED.get(key)
+    if verdict is None:
+        out = func(*args, **kwargs)
+        try:
+            RULES_CHECKED[key] = _out_spec(out) == _out_spec(predict())
+        except TypeError:
+            RULES_CHECKED[key] = False
+        return out
+    return predict() if verdict else None
+
+
+def clear_memos() -> None:
+    """Forget every per-network memo (benchmarks time a network's first analysis with this)."""
+    META_OUTPUTS.clear()
+    RULES_CHECKED.clear()
 
 
 def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
@@ -197,15 +450,21 @@ def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
         if result is not None:
             return result
     rule = SHAPE_RULES.get(func)
-    if rule is not None and all(
-            not isinstance(a, torch.Tensor) or a.device.type == "meta" for a in args):
+    if rule is not None and all(not isinstance(a, torch.Tensor) or a.is_meta for a in args):
         out = rule(*args, **kwargs)
+        if out is not None:
+            return out
+    checked = CHECKED_RULES.get(func)
+    if checked is None and _out_of_place_pointwise(func):
+        checked = _pointwise_rule
+    if checked is not None:
+        out = _checked(func, checked, args, kwargs)
         if out is not None:
             return out
     if not fresh_outputs(func):
         return func(*args, **kwargs)
     try:
-        key = (func, _meta_key(args), _meta_key(tuple(sorted(kwargs.items()))))
+        key = (func, _meta_key(args), _meta_key(sorted(kwargs.items())) if kwargs else ())
     except TypeError:
         return func(*args, **kwargs)
     spec = META_OUTPUTS.get(key)

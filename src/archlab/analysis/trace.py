@@ -45,6 +45,8 @@ from .meta_kernels import align_devices, run_meta
 
 # storage categories
 INPUT, PARAM, BUFFER, ACTIVATION, GRAD = "input", "param", "buffer", "activation", "grad"
+_CONVOLUTION = torch.ops.aten.convolution.default
+_CONVOLUTION_BACKWARD = torch.ops.aten.convolution_backward.default
 
 
 @dataclass
@@ -140,19 +142,28 @@ class _Tracer:
             self.trace.notes.append(text)
 
     # ---- module paths ----------------------------------------------------------------------
+    # the stack holds (own path or None, innermost named path, its module): the current path is
+    # its top, read on every aten call without a search
     def path(self) -> tuple[str, nn.Module | None]:
-        for mod, path in reversed(self.stack):
-            if path is not None:
-                return path, mod
+        if self.stack:
+            _, path, mod = self.stack[-1]
+            return path, mod
         return "", None
 
     def pre_hook(self, mod: nn.Module, args: Any) -> None:
-        self.stack.append((mod, self.paths.get(id(mod))))
+        own = self.paths.get(id(mod))
+        if own is not None:
+            self.stack.append((own, own, mod))
+        elif self.stack:
+            _, path, named = self.stack[-1]
+            self.stack.append((None, path, named))
+        else:
+            self.stack.append((None, "", None))
 
     def post_hook(self, mod: nn.Module, args: Any, output: Any) -> None:
         if not self.stack:
             return
-        _, path = self.stack.pop()
+        path = self.stack.pop()[0]
         if self.counting and path is not None and isinstance(output, torch.Tensor):
             self.trace.module_outputs.setdefault(path, self.shape(output))
             self.trace.module_types.setdefault(path, type(mod).__name__)
@@ -182,47 +193,69 @@ class _Tracer:
 
     # ---- one aten call ---------------------------------------------------------------------
     def on_call(self, func: Any, args: tuple, kwargs: dict, out: Any, flat: list) -> None:
+        """Bookkeeping of one aten call: the counting pass follows which storages come from the
+        network input (and which parameters a weight is made of) and records the op; the memory
+        pass follows each storage's allocation and last use. Each does only its own part: this
+        runs on every call of a trace."""
         index = self.trace.n_events
         self.trace.n_events += 1
-        path, module = self.path()
+        if self.stack:
+            _, path, module = self.stack[-1]
+        else:
+            path, module = "", None
         self.last_path = path
-        ins = flat
         outs = _tensors(out, [])
-        storages = self.trace.storages
-        in_keys = [storage_key(t) for t in ins]
+        if self.counting:
+            self._count_call(func, args, kwargs, outs, flat, path, module)
+        else:
+            self._memory_call(func, args, index, outs, flat, path)
+
+    def _count_call(self, func, args, kwargs, outs, ins, path, module) -> None:
+        in_keys = [t.untyped_storage()._cdata for t in ins]
+        data_keys = self.data_keys
+        from_data = False
         for key in in_keys:
-            s = storages.get(key)
+            if key in data_keys:
+                from_data = True
+                break
+        for t in outs:
+            key = t.untyped_storage()._cdata
+            self.keep.append(t)  # alive to the end: a storage key is never reused in a trace
+            if from_data:
+                data_keys.add(key)
+            else:  # a reparametrised weight: remember which parameters it is made of
+                origin = self.origin
+                sources = [origin[k] for k in in_keys if k in origin]
+                if sources:
+                    origin[key] = frozenset().union(*sources, origin.get(key, frozenset()))
+        if not self.phase_backward and not self.suppress and outs:
+            self.count(func, args, kwargs, outs[0], ins, in_keys, path, module, not from_data)
+
+    def _memory_call(self, func, args, index, outs, ins, path) -> None:
+        storages = self.trace.storages
+        forward = not self.phase_backward
+        for t in ins:
+            s = storages.get(t.untyped_storage()._cdata)
             if s is not None:
                 s.last_use = index
-                if not self.phase_backward:
+                if forward:
                     s.last_forward_use = index
-        from_data = any(k in self.data_keys for k in in_keys)
-        packet = getattr(func, "_overloadpacket", None)
-        if packet is torch.ops.aten.convolution and outs:
+        if func is _CONVOLUTION and outs:
             self.trace.cpu_workspace[index] = outs[0].untyped_storage().nbytes()
-        elif packet is torch.ops.aten.convolution_backward and len(ins) >= 3:
+        elif func is _CONVOLUTION_BACKWARD and len(ins) >= 3:
             self.trace.cpu_workspace[index] = self.backward_scratch(args, ins)
         for t in outs:
-            key = storage_key(t)
+            storage = t.untyped_storage()
+            key = storage._cdata
             s = storages.get(key)
             if s is None:
-                category = GRAD if self.phase_backward else ACTIVATION
-                s = Storage(t.untyped_storage().nbytes(), category, index, path, index,
-                            -1 if self.phase_backward else index)
-                storages[key] = s
+                storages[key] = Storage(storage.nbytes(), ACTIVATION if forward else GRAD, index,
+                                        path, index, index if forward else -1)
                 self.keep.append(t)
             else:
                 s.last_use = index
-                if not self.phase_backward:
+                if forward:
                     s.last_forward_use = index
-            if from_data:
-                self.data_keys.add(key)
-            else:  # a reparametrised weight: remember which parameters it is made of
-                sources = [self.origin[k] for k in in_keys if k in self.origin]
-                if sources:
-                    self.origin[key] = frozenset().union(*sources, self.origin.get(key, frozenset()))
-        if self.counting and not self.phase_backward and not self.suppress and outs:
-            self.count(func, args, kwargs, outs[0], ins, in_keys, path, module, not from_data)
 
     def count(self, func, args, kwargs, out, ins, in_keys, path, module, weights_only) -> None:
         name = op_name(func)
