@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..blocks.sequence import CELL_ELEMENTWISE
 from ..ops import (
     Op,
     Shape,
@@ -102,6 +103,21 @@ def _baddbmm(c: Call) -> Op:
     op = matmul_op(c.path, c.shape(c.args[1]), c.shape(c.args[2]), c.shape(c.out))
     return Op(op.kind, op.path, op.inputs, op.output, multiply_adds=op.multiply_adds,
               elementwise=numel(op.output))
+
+
+def lstm_layer(c: Call) -> Op:
+    """One layer and direction of an LSTM (oneDNN's fused layer on the CPU): per row (step x
+    sequence) the input product ``4H x I``, the recurrent product ``4H x H``, and the element-wise
+    work the design block counts: the two bias additions and 13 per hidden unit in the cell
+    (:data:`archlab.blocks.sequence.CELL_ELEMENTWISE`)."""
+    x, w_ih, w_hh, hidden, has_biases = c.args[0], c.args[1], c.args[2], int(c.args[10]), bool(c.args[12])
+    inp = c.shape(x)
+    rows = numel(inp) // max(1, inp[-1]) if inp else 1
+    gates = int(w_ih.shape[0])
+    multiply_adds = rows * gates * (int(w_ih.shape[1]) + int(w_hh.shape[1]))
+    elementwise = rows * (CELL_ELEMENTWISE["lstm"] * hidden + (2 * gates if has_biases else 0))
+    return Op("lstm", c.path, (inp,), c.shape(c.out), multiply_adds=multiply_adds,
+              elementwise=elementwise)
 
 
 def _weights(*tensors: Any) -> int:
@@ -249,6 +265,7 @@ RULES: dict[str, Callable[[Call], Op]] = {
     "_safe_softmax": lambda c: softmax_op(c.path, c.shape(c.out)),
     "_log_softmax": lambda c: softmax_op(c.path, c.shape(c.out), "log_softmax"),
     "native_dropout": _activation("dropout"),
+    "mkldnn_rnn_layer": lstm_layer,
     "log_sigmoid_forward": _activation("logsigmoid"),
 }
 for _name in ("relu", "leaky_relu", "silu", "gelu", "sigmoid", "tanh", "hardswish", "hardsigmoid",

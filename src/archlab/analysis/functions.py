@@ -4,6 +4,8 @@ aten ops.
 * Scaled dot-product attention: one ``attention`` record whichever kernel runs it, and the
   kernel the real device would choose runs it (:mod:`archlab.analysis.attention`), so autograd
   saves on meta what it saves for real.
+* ``nn.LSTM`` runs the aten ops a real CPU runs for it, one oneDNN layer kernel per layer and
+  direction, instead of PyTorch's step-by-step meta path (:mod:`archlab.analysis.recurrent`).
 * Batch and instance norm in training mode refuse one value per channel (batch 1 after a
   global pool: ``Expected more than 1 value per channel``). The memory trace runs at the
   analysed batch, 1 by default, so it calls the same aten op without that check: the memory is
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from . import attention
+from . import attention, recurrent
 
 _BATCH_NORM = inspect.signature(F.batch_norm)
 _INSTANCE_NORM = inspect.signature(F.instance_norm)
@@ -53,6 +55,8 @@ class Functions(TorchFunctionMode):
             return self.instance_norm(args, kwargs)
         if func is F.multi_head_attention_forward:
             return self.multi_head_attention(args, kwargs)
+        if func is torch.lstm and recurrent.takes_cpu_kernel(args, kwargs, self.device):
+            return recurrent.lstm(*args)
         return func(*args, **kwargs)
 
     def multi_head_attention(self, args: tuple, kwargs: dict) -> Any:

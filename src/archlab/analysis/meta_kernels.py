@@ -439,8 +439,11 @@ def _checked(func: Any, rule: Any, args: tuple, kwargs: dict) -> Any:
 
 def clear_memos() -> None:
     """Forget every per-network memo (benchmarks time a network's first analysis with this)."""
+    from . import recurrent
+
     META_OUTPUTS.clear()
     RULES_CHECKED.clear()
+    recurrent.clear()
 
 
 def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:

@@ -38,7 +38,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UsageError
 from ..ops import Op, Shape, attention_op, linear_op
-from . import conv_scratch
+from . import conv_scratch, recurrent
 from .aten import MOVE_KINDS, RULES, SKIP, Call, elementwise, is_view, op_name
 from .functions import Functions
 from .meta_kernels import align_devices, run_meta
@@ -350,6 +350,8 @@ class _Dispatch(TorchDispatchMode):
         if moved:
             flat = _tensors((args, tuple(kwargs.values())), [])
         out = run_meta(func, args, kwargs)
+        if func is recurrent.MKLDNN_RNN_LAYER:
+            out = recurrent.with_workspace(args, out)
         self.tracer.on_call(func, args, kwargs, out, flat)
         return out
 
