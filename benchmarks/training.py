@@ -1,29 +1,57 @@
-"""Training benchmarks, measured side by side in one run (issue 6).
+"""Training benchmarks, measured side by side in one run (issues 6 and 15).
 
 1. Overhead: epoch time of ``archlab.train`` (PyTorch Lightning underneath) against a minimal
-   hand-written PyTorch loop: same built model, same scaled data split, same batch size, same
-   optimiser, both with a validation pass each epoch. Target ratio <= 1.10. The two are
-   alternated (hand, archlab, hand, archlab) and the best epoch of each is compared, so a noisy
-   shared machine hurts both alike. Measured for mnist_cnn on mnist5k (the realistic case),
-   digits_mlp on digits (a tiny model: the worst case for fixed per-step costs), and mnist_cnn
-   again with the diagnostics health monitor on (the default of ``archlab train``).
+   hand-written PyTorch loop on the same built model, scaled split, batch size (64) and optimiser
+   (Adam 1e-3). Target: archlab / hand <= 1.10 for mnist_cnn on mnist5k with the health monitor
+   on (the default of ``archlab train``), <= 1.5 for digits_mlp on digits (a tiny model: the
+   worst case for fixed per-step costs). Each repeat runs, one after the other: the hand loop,
+   a bare Lightning loop (Lightning's own floor, see below), archlab with the monitor off and
+   archlab with it on, each for ``--overhead-epochs`` epochs of a fresh model. The ratio of a
+   repeat divides the mean epoch of each archlab run by that of the hand loop of the same repeat;
+   the figure is the median of the repeats' ratios with their range, and the machine's load
+   average is printed beside every repeat. Wall-clock and CPU seconds (this process, all
+   threads) are both shown: CPU seconds are less disturbed by other processes on a shared machine.
+
+   What one epoch includes:
+
+   * hand loop: a permutation; per batch: index the tensors, forward, cross entropy,
+     zero_grad, backward, Adam step; then validation: forward, argmax and a correct count per
+     batch (one ``.item()`` each);
+   * bare Lightning: the same model, batches sliced the same way, and the same manual
+     optimisation step as archlab's (zero_grad, ``manual_backward``, step) in a
+     ``lightning.Trainer`` with no callbacks, logger, checkpoints or progress bar; validation as
+     the hand loop's. What Lightning costs by itself;
+   * archlab: the data loader over in-memory tensors (one batched fetch per step), forward,
+     loss, the epoch's training loss and accuracy summed on the device, the step through
+     Lightning's hooks, validation with loss and the full confusion matrix (one more op per
+     batch than the hand loop's count), the epoch's metrics computed once, the ``metrics.csv``
+     row (atomic rewrite), ``best.ckpt`` (weights only, when the metric improved) and
+     ``last.ckpt`` (resumable full state), both written atomically; with the monitor, its
+     sampling of activations, gradients and weights.
+
+   Not in an epoch: the fixed cost of a fit, Lightning's start-up and teardown inside
+   ``trainer.fit`` (printed apart), then loading the best checkpoint, the test pass,
+   ``model.safetensors`` and ``summary.json`` (not measured here).
 2. Time to quality: the zoo's ``mnist_cnn`` trained by ``archlab.train`` with the recipe below
    reaches >= 98% test accuracy on mnist5k (mean of 3 seeds); next to it, a plain Adam loop
    (lr 1e-3, no schedule, no augmentation) on the same model, splits and scaling, and the time it
    needs to reach the same test accuracy.
 
-Usage: ``python benchmarks/training.py [--seeds 3] [--overhead-epochs 2] [--max-plain-epochs 20]``
-Prints figures and ratios; timings are wall-clock seconds on this machine.
+Usage: ``python benchmarks/training.py [--repeats 5] [--overhead-epochs 2] [--skip-quality]
+[--seeds 3] [--max-plain-epochs 20]``. Timings are seconds on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import statistics
 import tempfile
 import time
 import warnings
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
@@ -33,15 +61,22 @@ from archlab.train import Run, prepare
 
 DESIGN = "mnist_cnn"
 DATA = "mnist5k"
+BATCH = 64
 # The recipe for time to quality: one-cycle Adam and 2-pixel shifts (digits tolerate small
 # translations, not flips).
 RECIPE = {"epochs": 12, "batch": 32, "lr": 3e-3, "schedule": "onecycle", "augment": "shift=2"}
 TARGET = 0.98
+OVERHEAD_TARGETS = {DESIGN: 1.10, "digits_mlp": 1.5}
 
 
-def hand_loop_epochs(design: str, data: str, epochs: int, batch: int, seed: int) -> list[float]:
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def hand_loop_epochs(design: str, data: str, epochs: int, batch: int, seed: int) -> list[tuple[float, float]]:
     """A minimal hand-written loop: shuffle, slice, forward, loss, backward, step; then a
-    no-grad validation pass. Returns the seconds of each epoch."""
+    no-grad validation pass. Returns (wall, CPU) seconds of each epoch."""
     setup = prepare(design, data, batch=batch, seed=seed, progress=False)
     model = setup.model
     train = setup.datamodule.split("train")
@@ -49,7 +84,7 @@ def hand_loop_epochs(design: str, data: str, epochs: int, batch: int, seed: int)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
     for _ in range(epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.train()
         perm = torch.randperm(len(train.x))
         for i in range(0, len(perm), batch):
@@ -63,56 +98,140 @@ def hand_loop_epochs(design: str, data: str, epochs: int, batch: int, seed: int)
         with torch.no_grad():
             for i in range(0, len(val.x), batch):
                 correct += (model(val.x[i:i + batch]).argmax(1) == val.y[i:i + batch]).sum().item()
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
     return times
 
 
 class EpochWallClock(Callback):
-    """Epoch time as the hand loop sees it: from one epoch's start to the next one's, so the
-    metrics row, both checkpoint writes and every Lightning hook are inside it."""
+    """Epoch time as the hand loop sees it: from one epoch's start to the next one's, so
+    validation, the metrics row, both checkpoint writes and every Lightning hook are inside it.
+    Keeps (wall, CPU) seconds."""
 
     def __init__(self) -> None:
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, float]] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.marks.append(time.perf_counter())
+        self.marks.append((time.perf_counter(), time.process_time()))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.marks.append(time.perf_counter())
+        self.marks.append((time.perf_counter(), time.process_time()))
 
     @property
-    def epochs(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+    def epochs(self) -> list[tuple[float, float]]:
+        return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
 def archlab_epochs(design: str, data: str, epochs: int, batch: int, seed: int, out: str,
-                   health: bool) -> tuple[list[float], float]:
+                   health: bool) -> tuple[list[tuple[float, float]], float]:
     clock = EpochWallClock()
     run = archlab.train(design, data, epochs=epochs, batch=batch, seed=seed, progress=False, out=out,
                         health=health, callbacks=[clock])
     return clock.epochs, float(run.summary["fit_seconds"])
 
 
-def overhead(args, out: str, design: str, data: str, health: bool) -> None:
-    print(f"\n== overhead: {design} on {data}, batch 64, Adam 1e-3, {args.overhead_epochs} epochs per "
-          f"measurement, alternated x{args.repeats}, health monitor {'on' if health else 'off'}")
-    hand: list[float] = []
-    lit: list[float] = []
+class _SlicedBatches:
+    """Batches sliced from in-memory tensors as the hand loop slices them (shuffled or not)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch: int, shuffle: bool) -> None:
+        self.x, self.y, self.batch, self.shuffle = x, y, batch, shuffle
+
+    def __len__(self) -> int:
+        return (len(self.x) + self.batch - 1) // self.batch
+
+    def __iter__(self):
+        order = torch.randperm(len(self.x)) if self.shuffle else None
+        for i in range(0, len(self.x), self.batch):
+            if order is None:
+                yield self.x[i:i + self.batch], self.y[i:i + self.batch]
+            else:
+                idx = order[i:i + self.batch]
+                yield self.x[idx], self.y[idx]
+
+
+class _BareModule(L.LightningModule):
+    """The least a LightningModule needs for the hand loop's work, with archlab's step."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.automatic_optimization = False
+        self.correct = 0
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.correct += (self.model(x).argmax(1) == y).sum().item()
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+
+def lightning_floor_epochs(design: str, data: str, epochs: int, batch: int, seed: int,
+                           out: str) -> list[tuple[float, float]]:
+    """Lightning's own cost: the hand loop's work inside a bare ``lightning.Trainer``."""
+    setup = prepare(design, data, batch=batch, seed=seed, progress=False)
+    train = setup.datamodule.split("train")
+    val = setup.datamodule.split("val")
+    clock = EpochWallClock()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[clock],
+                        default_root_dir=out)
+    trainer.fit(_BareModule(setup.model), _SlicedBatches(train.x, train.y, batch, True),
+                _SlicedBatches(val.x, val.y, batch, False))
+    return clock.epochs
+
+
+def _mean(epochs: list[tuple[float, float]], which: int) -> float:
+    return statistics.mean(e[which] for e in epochs)
+
+
+def overhead(args, out: str, design: str, data: str) -> None:
+    loops = ("hand", "lightning", "archlab", "archlab+monitor")
+    print(f"\n== overhead: {design} on {data}, batch {BATCH}, Adam 1e-3, {args.overhead_epochs} epochs "
+          f"per run, {args.repeats} repeats, each repeat: {', '.join(loops)}  [{load()}]")
+    runs: dict[str, list[list[tuple[float, float]]]] = {k: [] for k in loops}
     fits: list[float] = []
     for r in range(args.repeats):
-        hand += hand_loop_epochs(design, data, args.overhead_epochs, 64, seed=r)
-        epochs, fit = archlab_epochs(design, data, args.overhead_epochs, 64, seed=r, out=out,
-                                     health=health)
-        lit += epochs
+        runs["hand"].append(hand_loop_epochs(design, data, args.overhead_epochs, BATCH, seed=r))
+        runs["lightning"].append(lightning_floor_epochs(design, data, args.overhead_epochs, BATCH,
+                                                        seed=r, out=out))
+        epochs, fit = archlab_epochs(design, data, args.overhead_epochs, BATCH, seed=r, out=out,
+                                     health=False)
+        runs["archlab"].append(epochs)
         fits.append(fit)
-    best_hand, best_lit = min(hand), min(lit)
-    print(f"hand-written loop  epoch s: best {best_hand:7.2f}  median {statistics.median(hand):7.2f}")
-    print(f"archlab.train      epoch s: best {best_lit:7.2f}  median {statistics.median(lit):7.2f}  "
-          f"(epochs include checkpoints and the metrics row; whole fit with Lightning start-up: "
-          f"{min(fits):.2f} s for {args.overhead_epochs} epochs)")
-    ratio = best_lit / best_hand
-    print(f"ratio archlab / hand (best epochs): {ratio:.3f}  target <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'}")
-    print(f"ratio archlab / hand (median epochs): {statistics.median(lit) / statistics.median(hand):.3f}")
+        epochs, _ = archlab_epochs(design, data, args.overhead_epochs, BATCH, seed=r, out=out,
+                                   health=True)
+        runs["archlab+monitor"].append(epochs)
+        wall = "  ".join(f"{k} {_mean(runs[k][-1], 0):.3f}" for k in loops)
+        ratios = " ".join(f"{_mean(runs[k][-1], 0) / _mean(runs['hand'][-1], 0):.3f}" for k in loops[1:])
+        print(f"repeat {r + 1}  [{load()}]  mean epoch s (wall): {wall}   ratios to hand: {ratios}")
+    print(f"fixed cost of an archlab trainer.fit outside its epochs (Lightning's start-up and "
+          f"teardown): {min(f - sum(e[0] for e in ep) for f, ep in zip(fits, runs['archlab'], strict=True)):.2f} s "
+          f"(fewest over the repeats)")
+    target = OVERHEAD_TARGETS.get(design)
+    for which, label in ((0, "wall"), (1, "CPU")):
+        for k in loops[1:]:
+            ratio = [_mean(a, which) / _mean(h, which) for a, h in zip(runs[k], runs["hand"], strict=True)]
+            med = statistics.median(ratio)
+            verdict = ""
+            if target and k == "archlab+monitor" and which == 0:
+                verdict = f"  target <= {target:.2f} with the monitor on: {'met' if med <= target else 'NOT met'}"
+            elif target and k == "archlab" and which == 0:
+                verdict = f"  (target {target:.2f} applies with the monitor on)"
+            print(f"{label:4s} {k:16s} / hand: median {med:.3f}  range {min(ratio):.3f}-{max(ratio):.3f}  "
+                  f"(mean epochs: hand {statistics.median(_mean(h, which) for h in runs['hand']):.3f} s, "
+                  f"{k} {statistics.median(_mean(a, which) for a in runs[k]):.3f} s){verdict}")
+    monitor = [_mean(m, 0) / _mean(a, 0) for m, a in zip(runs["archlab+monitor"], runs["archlab"], strict=True)]
+    print(f"the health monitor's share: archlab+monitor / archlab, wall: median {statistics.median(monitor):.3f} "
+          f"range {min(monitor):.3f}-{max(monitor):.3f}  [{load()}]")
 
 
 def plain_adam_time_to(accuracy: float, seed: int, max_epochs: int) -> tuple[float | None, int, float]:
@@ -177,19 +296,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--overhead-epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-plain-epochs", type=int, default=20)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # as archlab's runs do
+    print(f"torch {torch.__version__}, lightning {L.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} cores, {load()}")
     with tempfile.TemporaryDirectory() as out:
         if not args.skip_overhead:
             # the realistic case, then the worst case for fixed per-step costs (a tiny model)
-            overhead(args, out, DESIGN, DATA, health=False)
-            overhead(args, out, "digits_mlp", "digits", health=False)
-            overhead(args, out, DESIGN, DATA, health=True)
+            overhead(args, out, DESIGN, DATA)
+            overhead(args, out, "digits_mlp", "digits")
         if not args.skip_quality:
             time_to_quality(args, out)
 

@@ -188,9 +188,26 @@ class DesignModule(L.LightningModule):
         self._kl = kl if (kl is not None and has_variational) else None
         self._penalised = [p for p in model.parameters() if p.ndim > 1]
         self._frozen_norms = frozen_norm_modules(model)
+        # The optimiser step is taken in training_step (Lightning's manual optimisation): the same
+        # zero_grad, backward, step and schedule, with the same hooks (on_before_backward,
+        # on_after_backward, on_before_optimizer_step), but without the automatic loop's closure
+        # machinery, which cost about 0.35 ms a step (benchmarks/training.py). Gradient clipping
+        # keeps the automatic loop: the Trainer clips there and callbacks (the health monitor)
+        # read the threshold from ``trainer.gradient_clip_val``.
+        self.automatic_optimization = config.clip is not None
+        self._stepping = [False]  # a list: set every step, and nn.Module.__setattr__ is slow
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call, about 40 times a step; it is a
+        # plain string, so nn.Module's checks for parameters, buffers and submodules (~1.7 us
+        # each time) are skipped for it
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -210,12 +227,36 @@ class DesignModule(L.LightningModule):
         self._state["train"] = self.task.empty_train_state(self.device)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self._stepping[0]:
+            # called again from inside the backward hooks (the health monitor replays the batch's
+            # forward pass to find the first non-finite value): the loss only, no second step
+            return self._training_loss(batch, record=False)
+        total = self._training_loss(batch, record=True)
+        if self.automatic_optimization or self._trainer is None:
+            return total  # the automatic loop steps; outside a Trainer there is nothing to step
+        optimizer = self.optimizers()
+        self._stepping[0] = True
+        try:
+            optimizer.zero_grad()
+            self.manual_backward(total)
+            optimizer.step()
+        finally:
+            self._stepping[0] = False
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:  # per step, as the automatic loop does for interval "step"
+            scheduler.step()
+        return total.detach()
+
+    def _training_loss(self, batch, record: bool) -> torch.Tensor:
+        """The training loss of one batch (auxiliary heads, L1 and KL terms included); ``record``
+        adds the batch to this epoch's training metrics."""
         x, y = batch
         if self.config.augment.active:
             x = augment(x, self.config.augment, self._aug)
         out, aux = split_outputs(self.model(x))
         loss = self.task.loss(out, y)
-        self.task.update_train(self._state["train"], out, y, loss)
+        if record:
+            self.task.update_train(self._state["train"], out, y, loss)
         total = loss
         for extra in aux:  # auxiliary heads (Inception's): same target, smaller weight
             total = total + self.config.aux_weight * self.task.loss(extra, y)
@@ -248,7 +289,10 @@ class DesignModule(L.LightningModule):
     def _reduced(self, name: str) -> dict[str, torch.Tensor]:
         state = self._state[name]
         if self._trainer is not None and self._trainer.world_size > 1:
-            state = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in state.items()}
+            # counts kept as Python ints become tensors here, so every sum covers all devices
+            state = {k: self.trainer.strategy.reduce(
+                v if isinstance(v, torch.Tensor) else torch.tensor(v, device=self.device),
+                reduce_op="sum") for k, v in state.items()}
         return state
 
     def on_validation_epoch_start(self) -> None:
@@ -380,6 +424,21 @@ def _number(text: str):
     return text
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with its ``state_key`` formatted once. Lightning formats
+    the key of every callback on every hook call, ten times a step, and the settings it is made
+    of never change after construction. The key is ModelCheckpoint's own, so the callback state
+    in checkpoints written before or by a plain ``ModelCheckpoint`` is restored on resume."""
+
+    @property
+    def state_key(self) -> str:
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = ModelCheckpoint.state_key.fget(self).replace(type(self).__qualname__, "ModelCheckpoint", 1)
+            self.__dict__["_state_key"] = key
+        return key
+
+
 def monitor_of(task: Task, has_val: bool) -> tuple[str, str]:
     """The metric that early stopping and the best checkpoint follow, and its direction."""
     return (f"val/{task.monitor}", task.mode) if has_val else ("train/loss", "min")
@@ -403,12 +462,12 @@ def default_callbacks(config: TrainConfig, run_dir: Path, task: Task, has_val: b
         # carries the best-so-far state, and a resumed run picks the same best epoch.
         # 'best' serves testing and the exported weights only: no optimiser state, a third of
         # the bytes of an Adam checkpoint
-        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=monitor,
+        RunCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=monitor,
                         mode=mode, save_top_k=1, save_on_train_epoch_end=True, save_weights_only=True,
                         auto_insert_metric_name=False, enable_version_counter=False),
         # Lightning's save_last only writes when 'best' did: a separate callback writes the
         # resumable checkpoint every `save_every` epochs, improvement or not.
-        ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="last", monitor=None,
+        RunCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="last", monitor=None,
                         save_top_k=1, save_on_train_epoch_end=True, every_n_epochs=config.save_every,
                         auto_insert_metric_name=False, enable_version_counter=False),
     ]

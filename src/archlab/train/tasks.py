@@ -112,21 +112,24 @@ class Task:
 
     def empty_train_state(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Training-time sums: the loss and, for class tasks, the correct count only. Fewer
-        small ops per step than the full confusion matrix: training steps are the hot path."""
-        state = {"loss_sum": torch.zeros((), device=device), "count": torch.zeros((), device=device)}
+        small ops per step than the full confusion matrix: training steps are the hot path.
+        The counts are Python ints (known without a tensor op); a multi-device run turns them
+        into tensors before summing them over devices."""
+        state: dict = {"loss_sum": torch.zeros((), device=device), "count": 0}
         if self.name != "regression":
             state["correct"] = torch.zeros((), dtype=torch.int64, device=device)
-            state["total"] = torch.zeros((), dtype=torch.int64, device=device)
+            state["total"] = 0
         return state
 
-    @torch.no_grad()
-    def update_train(self, state: dict[str, torch.Tensor], out: torch.Tensor, y: torch.Tensor,
+    def update_train(self, state: dict, out: torch.Tensor, y: torch.Tensor,
                      loss: torch.Tensor) -> None:
+        # detached values only, so no autograd context is needed: two tensor ops a step for the
+        # loss and three for the correct count
         n = y.shape[0]
-        state["loss_sum"] += loss.detach() * n
+        state["loss_sum"].add_(loss.detach(), alpha=n)
         state["count"] += n
         if self.name != "regression":
-            state["correct"] += (out.argmax(1) == y).sum()
+            state["correct"] += (out.detach().argmax(1) == y).sum()
             state["total"] += y.numel()
 
     def compute_train(self, state: dict[str, torch.Tensor]) -> dict:
