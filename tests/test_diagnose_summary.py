@@ -92,3 +92,24 @@ def test_monitor_in_archlab_train_end_to_end(tmp_path):
     assert d.steps == 2 * math.ceil(len(run.splits.train) / 64)   # every step's loss recorded
     assert {p.rsplit("/", 1)[-1] for p in d.plots} == {"loss.png", "grad_norm_heatmap.png",
                                                        "dead_units.png"}
+
+
+def test_table_names_the_cause_with_its_symptoms_as_evidence(run_dir, capsys, monkeypatch):
+    """The verdict hierarchy in the report: a symptom explained by a cause is shown as that
+    cause's evidence; a symptom no cause explains is shown apart, as "cause unknown"."""
+    from archlab.diagnose.detectors import Verdict
+
+    events = [Verdict("frozen_layers", 0, "2 layers never change", ["0"]),
+              Verdict("loss_not_decreasing", 104, "loss 2.2 is -4% from 2.3", kind="symptom",
+                      explained_by=["frozen_layers"]),
+              Verdict("oscillating_loss", 120, "loss oscillates: 2 rises", kind="symptom")]
+    (run_dir / "health" / "events.jsonl").write_text(
+        "".join(json.dumps(v.to_dict()) + "\n" for v in events))
+    d = diagnose(run_dir, plots=False)
+    assert [e["detector"] for e in d.causes] == ["frozen_layers"]
+    assert d.to_dict()["unexplained_symptoms"] == ["oscillating_loss"]
+    monkeypatch.setenv("COLUMNS", "400")   # one line per row: the cells are read whole
+    assert main(["diagnose", str(run_dir), "--no-plots"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "1 causes found, 1 symptoms with the cause unknown" in text
+    assert "symptom: loss 2.2" in text and "(symptom, cause unknown)" in text

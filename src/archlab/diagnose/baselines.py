@@ -54,7 +54,22 @@ def entropy(counts) -> float:
 def loss_reference(state: HealthState, *, fallback: bool = True) -> LossReference | None:
     """The know-nothing loss: declared (``state.reference``), else estimated from the targets
     seen on sampled steps, else (``fallback``) the median of the first ``max(10, n/10)`` losses
-    (the old rule, marked as such). None when nothing is known yet."""
+    (the old rule, marked as such). None when nothing is known yet. Remembered until the
+    losses, the samples, the declaration or the targets seen change (every detector asks)."""
+    t = state.targets
+    key = (fallback, len(state.losses), len(state.sample_steps), state.output_width,
+           tuple(sorted((k, str(v)) for k, v in state.reference.items())), id(t), t.get("n"),
+           sum(t.get("counts", ())))
+    caches = state.__dict__.setdefault("_reference_cache", {})
+    cached = caches.get(fallback)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = _loss_reference(state, fallback)
+    caches[fallback] = (key, value)
+    return value
+
+
+def _loss_reference(state: HealthState, fallback: bool) -> LossReference | None:
     ref = state.reference
     if ref.get("label_entropy") is not None:
         return LossReference("label_entropy", float(ref["label_entropy"]),

@@ -287,12 +287,20 @@ def run_diagnose(args) -> int:
     if d.healthy:
         console.print("[green]healthy: no detector fired[/]")
     else:
-        t = Table(title=f"{len(d.events)} problems found", title_justify="left")
+        alone = [e for e in d.symptoms if not e.get("explained_by")]
+        title = f"{len(d.causes)} causes found" + (f", {len(alone)} symptoms with the cause "
+                                                    "unknown" if alone else "")
+        t = Table(title=title, title_justify="left")
         for col in ("step", "problem", "where", "evidence", "fixes"):
             t.add_column(col, overflow="fold")
-        for e in d.events:
+        for e in d.causes:   # causes first, each with the symptoms it explains as evidence
+            seen = [s for s in d.symptoms if e["detector"] in s.get("explained_by", [])]
+            evidence = e["message"] + "".join(f"; symptom: {s['message']}" for s in seen)
             t.add_row(str(e["step"]), e["detector"], ", ".join(e["layers"][:4]) or "-",
-                      e["message"], "; ".join(e["fixes"][:3]))
+                      evidence, "; ".join(e["fixes"][:3]))
+        for e in alone:
+            t.add_row(str(e["step"]), f"{e['detector']} (symptom, cause unknown)",
+                      ", ".join(e["layers"][:4]) or "-", e["message"], "; ".join(e["fixes"][:3]))
         tables.print_table(t, console)
     for p in d.plots:
         console.print(f"plot: {p}")

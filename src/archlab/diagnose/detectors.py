@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import UsageError, unknown_name
 from .baselines import loss_reference, progress, running_baseline
-from .state import HealthState
+from .state import PARAM_SERIES, HealthState
 
 DETECTORS: dict[str, type[Detector]] = {}
 
@@ -423,7 +423,8 @@ class Saturated(Detector):
         s = state.array("saturation", int(self.t["samples"]))
         if s.shape[0] == 0:
             return None
-        mean = np.array([np.nanmean(c) if np.any(~np.isnan(c)) else math.nan for c in s.T])
+        count = (~np.isnan(s)).sum(axis=0)
+        mean = np.where(count > 0, np.nansum(s, axis=0) / np.maximum(count, 1), math.nan)
         bad = [i for i in range(mean.size) if not math.isnan(mean[i]) and mean[i] > self.t["fraction"]]
         if not bad:
             return None
@@ -527,11 +528,23 @@ def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
     the learning rate (a zero-initialised or collapsed layer). Near zero means a weight norm
     below WEIGHT_FLOOR x the norm a default initialisation of its shapes would give
     (:func:`~archlab.diagnose.structure.init_scale`): an order of magnitude below the scale
-    any initialiser starts from."""
+    any initialiser starts from. Remembered per sample (several rules ask)."""
+    key = (samples, len(state.param_layers), len(state.init_scale), len(state.optimizer_params),
+           *((len(state.series[k]), id(state.series[k])) for k in PARAM_SERIES))
+    cached = state.__dict__.get("_update_ratio_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1][0], dict(cached[1][1])
+    value = _update_ratio_of(state, samples)
+    state.__dict__["_update_ratio_cache"] = (key, value)
+    return value[0], dict(value[1])
+
+
+def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
     u = _median_rows(state.array("update_ratio", samples))
     g = _median_rows(state.array("grad_norm", samples))
     w = _median_rows(state.array("weight_norm", samples))
     ua = state.array("update_ratio", samples)
+    never = np.all(np.nan_to_num(ua, nan=0.0) == 0, axis=0) if ua.shape[0] else np.zeros(u.size, bool)
     per = {}
     for i, p in enumerate(state.param_layers):
         if math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
@@ -540,7 +553,7 @@ def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
             continue
         if state.optimizer_params and not state.optimizer_params.get(p, True):
             continue
-        if ua.shape[0] and np.all(np.nan_to_num(ua[:, i], nan=0.0) == 0):
+        if never[i]:
             continue
         per[p] = u[i]
     vals = [v for v in per.values() if math.isfinite(v)]
@@ -759,12 +772,14 @@ class Frozen(Detector):
         u, g = state.array("update_ratio", n), state.array("grad_norm", n)
         stuck, moving = [], 0
         if u.shape[0] >= n and not np.all(np.isnan(u)):
+            still = np.all(u == 0, axis=0) & np.all(g > 0, axis=0)
+            moves = np.any(u > 0, axis=0)
             for i, p in enumerate(state.param_layers):
                 if p in frozen or p in outside or expected(p):
                     continue
-                if np.all(u[:, i] == 0) and np.all(g[:, i] > 0):
+                if still[i]:
                     stuck.append(p)
-                elif np.any(u[:, i] > 0):
+                elif moves[i]:
                     moving += 1
         if not moving or lr_decayed(state):
             stuck = []   # nothing moves: a learning-rate problem, not membership

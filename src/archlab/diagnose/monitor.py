@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from .detectors import SQUASHING_OPS, Detector, Verdict, attribute, make_detectors
+from .sampling import ACT_EXAMPLES, ActivationSample, layer_norms
 from .state import HealthState
 from .structure import (
     _first_tensor,
@@ -72,7 +72,7 @@ AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is 
 PROBE_TRIES = 6    # ... and the output-bound probe (structure.bounded_probe)
 PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init mean nothing)
 SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
-ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampled batch
+__all__ = ["ACT_EXAMPLES", "HealthRecorder", "is_sampled", "sample_interval"]
 
 
 def sample_interval(step: int, dense: int = 8, max_every: int = 64) -> int:
@@ -89,14 +89,6 @@ def is_sampled(step: int, dense: int = 8, max_every: int = 64, every: int | None
     if every:
         return step % every == 0
     return step % sample_interval(step, dense, max_every) == 0
-
-
-def _ever_active(y: torch.Tensor) -> torch.Tensor:
-    """Per unit, whether it is > 0 anywhere in the batch. Units: features of (N, F), channels of
-    (N, C, ...) (PyTorch's layout); a (N,) or scalar output is one unit."""
-    if y.dim() < 2:
-        return (y > 0).any().reshape(1)
-    return (y > 0).transpose(0, 1).reshape(y.shape[1], -1).any(1)
 
 
 class HealthRecorder:
@@ -136,8 +128,10 @@ class HealthRecorder:
         self._handles: list = []
         self._sampling = False
         self._ordered = False
-        self._active: dict[str, deque] = {}
-        self._stats: dict[str, list] = {}      # label -> [kind, mean, std, extra] tensors
+        self._labels: dict[int, tuple] = {}    # id(module) -> (label, is_bn, is_norm, has_params)
+        self._output_ids: set[int] = set()
+        self._acts = ActivationSample({}, dead_window)
+        self._owners: dict[tuple, tuple] = {}  # which grads exist -> (owner tensor, layer has grad)
         self._bn: dict[str, int] = {}
         self._exec_order: list[str] = []
         self._last_output: torch.Tensor | None = None
@@ -148,6 +142,7 @@ class HealthRecorder:
         self._probe_tries = 0
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
+        self._owner_all: torch.Tensor | None = None
         self._snapshot: list[torch.Tensor] | None = None
         self._norms: tuple | None = None
         self._cost = 0.0
@@ -192,6 +187,12 @@ class HealthRecorder:
         # the model's output: the last to finish of the root and its direct children
         self._outputs = [model] + [m for _, m in model.named_children()
                                    if not isinstance(m, nn.modules.loss._Loss)]
+        self._output_ids = {id(m) for m in self._outputs}
+        self._labels = {id(m): (label, isinstance(m, BATCH_NORM_TYPES), isinstance(m, NORM_TYPES),
+                                label in self._params) for label, m in self._watch.items()}
+        # the state's own dict: a caller may still drop a layer from it after attach (the
+        # generative monitor drops an image output's tanh)
+        self._acts = ActivationSample(st.act_kinds, self.dead_window)
         if optimizer is not None:
             self.set_optimizer(optimizer)
         if clip:
@@ -224,6 +225,8 @@ class HealthRecorder:
         self._targets = targets if isinstance(targets, torch.Tensor) else None
         if self._sampling:
             t0 = time.perf_counter()
+            self._acts.reset()
+            self._exec_order, self._input, self._bn = [], None, {}
             self._install()
             self._cost += time.perf_counter() - t0
 
@@ -249,14 +252,13 @@ class HealthRecorder:
         t0 = time.perf_counter()
         self._order_layers()
         with torch.no_grad():
-            grads = [p.grad if p.grad is not None else None for p in self._flat]
-            has = [g is not None for g in grads]
+            grads = [p.grad for p in self._flat]
+            has = tuple(g is not None for g in grads)
             present = [g for g in grads if g is not None]
-            gnorm = torch._foreach_norm(present) if present else []
-            wnorm = torch._foreach_norm([p.detach() for p in self._flat]) if self._flat else []
-            self._norms = (has, gnorm, wnorm)
-            self._snapshot = torch._foreach_mul([p.detach() for p in self._flat], 1.0) \
-                if self._flat else []
+            params = [p.detach() for p in self._flat]
+            norms = torch._foreach_norm(present + params) if params else []   # one fused call
+            self._norms = (has, norms[:len(present)], norms[len(present):])
+            self._snapshot = torch._foreach_mul(params, 1.0) if params else []
         self._cost += time.perf_counter() - t0
 
     def end_step(self) -> list[Verdict]:
@@ -267,84 +269,94 @@ class HealthRecorder:
         t0 = time.perf_counter()
         self._remove()
         st = self.state
-        row = self._collect()
+        rows = self._collect()
         st.sample_steps.append(st.step)
         st.every.append(self.every)
         for name in st.series:
-            keys = st.param_layers if name in ("grad_norm", "weight_norm", "update_ratio") else st.act_layers
-            values = row.get(name, {})
-            st.series[name].append([float(values.get(k, math.nan)) for k in keys])
+            width = len(st.param_layers if name in ("grad_norm", "weight_norm", "update_ratio")
+                        else st.act_layers)
+            st.series[name].append(rows.get(name) or [math.nan] * width)
         self._observe_output()
         st.norm_batch.append(dict(self._bn))
         st.lr.append(self._lr())
         if math.isnan(st.initial_lr) and st.lr and math.isfinite(st.lr[-1]):
             st.initial_lr = st.lr[-1]
-        self._stats, self._bn, self._norms, self._snapshot = {}, {}, None, None
+        self._acts.reset()
+        self._bn, self._norms, self._snapshot = {}, None, None
         new = self.run_detectors()
         self._cost += time.perf_counter() - t0
         self._close_step()
         return new
 
-    def _collect(self) -> dict[str, dict[str, float]]:
-        """Every statistic of the sample in one device-to-host copy."""
-        layers = self.state.param_layers
-        flat: list[torch.Tensor] = []
-        order: list[tuple] = []
-        if self._norms is not None:
+    def _collect(self) -> dict[str, list[float]]:
+        """Every statistic of the sample, reduced on the device in a fixed number of fused ops
+        (:mod:`archlab.diagnose.sampling`), brought back in one device-to-host copy: one row per
+        series, over the parameter layers or the activation layers."""
+        st = self.state
+        n_layers = len(st.param_layers)
+        parts: list[torch.Tensor] = []
+        got_g: tuple = ()
+        if self._norms is not None and self._flat:
             has, gnorm, wnorm = self._norms
-            it = iter(gnorm)
-            for i, h in enumerate(has):
-                if h:
-                    flat.append(next(it).float().reshape(()))
-                    order.append(("g", self._owner[i]))
-            for i, w in enumerate(wnorm):
-                flat.append(w.float().reshape(()))
-                order.append(("w", self._owner[i]))
+            owner_g, got_g = self._grad_owners(has)
+            parts += [layer_norms(gnorm, owner_g, n_layers), layer_norms(wnorm, self._owner_all, n_layers)]
             if self._snapshot:
                 with torch.no_grad():
                     deltas = torch._foreach_sub([p.detach() for p in self._flat], self._snapshot)
-                    for i, d in enumerate(torch._foreach_norm(deltas)):
-                        flat.append(d.float().reshape(()))
-                        order.append(("u", self._owner[i]))
-        for label, stats in self._stats.items():
-            for j, t in enumerate(stats[1:]):
-                flat.append(t.float().reshape(()))
-                order.append((("act_mean", "act_std", stats[0])[j], label))
+                    parts.append(layer_norms(torch._foreach_norm(deltas), self._owner_all, n_layers))
+        labels, acts, groups = self._acts.reduce()
+        parts += acts
         if self._input:
-            flat.extend(self._input)
-            order.extend([("in_mean", None), ("in_std", None)])
-        values = torch.stack(flat).tolist() if flat else []
-        sq = {"g": [0.0] * len(layers), "w": [0.0] * len(layers), "u": [0.0] * len(layers)}
-        got_g = [False] * len(layers)
-        row: dict[str, dict[str, float]] = {}
-        inp = []
-        for (what, who), v in zip(order, values, strict=True):
-            if what in sq:
-                sq[what][who] += v * v
-                if what == "g":
-                    got_g[who] = True
-            elif what in ("in_mean", "in_std"):
-                inp.append(v)
-            else:
-                row.setdefault(what, {})[who] = v
-        if inp:
-            self.state.input_stats.append((inp[0], inp[1]))
-        if self._norms is not None:
-            row["grad_norm"] = {p: math.sqrt(sq["g"][i]) if got_g[i] else math.nan
-                                for i, p in enumerate(layers)}
-            row["weight_norm"] = {p: math.sqrt(sq["w"][i]) for i, p in enumerate(layers)}
-            if self._snapshot:
-                row["update_ratio"] = {p: math.sqrt(sq["u"][i]) / row["weight_norm"][p]
-                                       if row["weight_norm"][p] > 0 else math.nan
-                                       for i, p in enumerate(layers)}
-            bad = [p for p, g in row["grad_norm"].items() if not math.isnan(g) and not math.isfinite(g)]
-            if bad and self.state.nonfinite is None:
-                # backward runs from the output: the last layer in forward order is nearest it
-                self.state.nonfinite = {"step": self.state.step, "layer": bad[-1], "cause": "gradient",
-                                        "detail": f"non-finite gradient in {len(bad)} layers, "
-                                                  f"nearest the output '{bad[-1]}'", "builtin": True}
+            parts.append(torch.stack(self._input))
         self._input = None
-        return row
+        if not parts:
+            return {}
+        device = parts[0].device
+        values = torch.cat([t.reshape(-1).float().to(device) for t in parts]).tolist()
+        rows: dict[str, list[float]] = {}
+        at = 0
+        if got_g:
+            g, w = values[:n_layers], values[n_layers:2 * n_layers]
+            at = 2 * n_layers
+            rows["grad_norm"] = [g[i] if got_g[i] else math.nan for i in range(n_layers)]
+            rows["weight_norm"] = w
+            if self._snapshot:
+                u = values[at:at + n_layers]
+                at += n_layers
+                rows["update_ratio"] = [u[i] / w[i] if w[i] > 0 else math.nan for i in range(n_layers)]
+        index = {a: i for i, a in enumerate(st.act_layers)}
+        for name, keys in (("act_mean", labels), ("act_std", labels),
+                           ("dead_fraction", groups["dead"]), ("saturation", groups["saturation"])):
+            if not keys:
+                continue
+            row = [math.nan] * len(st.act_layers)
+            for k, v in zip(keys, values[at:at + len(keys)], strict=True):
+                if k in index:
+                    row[index[k]] = v
+            at += len(keys)
+            rows[name] = row
+        if len(values) - at == 2:   # the input's mean and std came last
+            st.input_stats.append((values[at], values[at + 1]))
+        g = rows.get("grad_norm", [])
+        bad = [p for p, v in zip(st.param_layers, g, strict=False) if not math.isnan(v) and not math.isfinite(v)]
+        if bad and st.nonfinite is None:
+            # backward runs from the output: the last layer in forward order is nearest it
+            st.nonfinite = {"step": st.step, "layer": bad[-1], "cause": "gradient",
+                            "detail": f"non-finite gradient in {len(bad)} layers, "
+                                      f"nearest the output '{bad[-1]}'", "builtin": True}
+        return rows
+
+    def _grad_owners(self, has: tuple) -> tuple[torch.Tensor, tuple]:
+        """(layer index of each parameter that has a gradient, whether each layer has one),
+        cached per pattern of present gradients (it rarely changes)."""
+        cached = self._owners.get(has)
+        if cached is None:
+            owner = [self._owner[i] for i, h in enumerate(has) if h]
+            got = set(owner)
+            cached = (torch.tensor(owner, dtype=torch.long),
+                      tuple(i in got for i in range(len(self.state.param_layers))))
+            self._owners[has] = cached
+        return cached
 
     def _observe_output(self) -> None:
         st = self.state
@@ -472,76 +484,45 @@ class HealthRecorder:
             for p in self._params[layer]:
                 self._flat.append(p)
                 self._owner.append(i)
+        self._owner_all = torch.tensor(self._owner, dtype=torch.long)
+        self._owners = {}
 
     def _install(self) -> None:
-        self._exec_order, self._input = [], None
-        for label, m in self._watch.items():
-            self._handles.append(m.register_forward_hook(self._hook(label, m)))
-        for m in self._outputs:
-            self._handles.append(m.register_forward_hook(self._output_hook))
+        """One process-wide forward hook for the sampled step (instead of one per module): it
+        only looks the module up and keeps references (sampling.ActivationSample)."""
+        if not self._handles:
+            self._handles.append(torch.nn.modules.module.register_module_forward_hook(self._hook))
 
     def _remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
 
-    def _hook(self, label: str, module: nn.Module):
-        kind = self.state.act_kinds.get(label)
-        is_norm = isinstance(module, NORM_TYPES)
-        is_bn = isinstance(module, BATCH_NORM_TYPES)
-        has_params = label in self._params
-
-        def hook(mod, inputs, output):
-            t0 = time.perf_counter()
-            y = _first_tensor(output)
-            x = _first_tensor(inputs)
+    def _hook(self, mod, inputs, output):
+        t0 = time.perf_counter()
+        key = id(mod)
+        if key in self._output_ids:   # the last of these to finish is the model's output
+            self._last_output = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            self._last_call = (mod, inputs) if isinstance(inputs, tuple) else None
+        entry = self._labels.get(key)
+        if entry is not None and entry[0] not in self._acts.outputs:
+            label, is_bn, is_norm, has_params = entry   # a module called twice: its first call
             self._exec_order.append(label)
-            if is_bn and mod.training and y is not None and y.dim() >= 2:
-                self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
-            if y is not None and y.is_floating_point() and y.numel() and label not in self._stats:
-                # a module called twice per step: keep its first call. Statistics of the first
-                # ACT_EXAMPLES examples only: a sample costs a fraction of a step on wide batches
-                yd = y.detach()
-                if yd.dim() >= 2 and yd.shape[0] > ACT_EXAMPLES:
-                    yd = yd[:ACT_EXAMPLES]
-                std, mean = torch.std_mean(yd.float()) if yd.numel() > 1 else (yd.new_zeros(()), yd.mean())
-                stats: list = [None, mean, std]
-                if kind in ("relu", "relu6"):
-                    stats[0] = "dead_fraction"
-                    stats.append(self._dead_fraction(label, _ever_active(yd)))
-                elif kind in ("sigmoid", "hardsigmoid"):
-                    stats[0] = "saturation"
-                    stats.append(((yd < 0.01) | (yd > 0.99)).float().mean())
-                elif kind in ("tanh", "hardtanh"):
-                    stats[0] = "saturation"
-                    stats.append((yd.abs() > 0.99).float().mean())
-                self._stats[label] = stats
-                if has_params and self._input is None and x is not None \
-                        and x.is_floating_point() and x.numel() > 1 and not is_norm:
-                    # the network input as the first layer with weights sees it (after
-                    # reshapes); a network that starts with a norm layer scales it itself
-                    s, m = torch.std_mean(x.detach()[:ACT_EXAMPLES].float())
-                    self._input = [m.reshape(()), s.reshape(())]
-                elif has_params and self._input is None and is_norm:
-                    self._input = []
-            self._cost += time.perf_counter() - t0
-
-        return hook
-
-    def _output_hook(self, mod, inputs, output):
-        # keep references only: the last of these to finish is the model's output
-        self._last_output = _first_tensor(output)
-        self._last_call = (mod, inputs) if isinstance(inputs, tuple) else None
-
-    def _dead_fraction(self, label: str, active: torch.Tensor) -> torch.Tensor:
-        window = self._active.setdefault(label, deque(maxlen=self.dead_window))
-        if window and window[-1].shape != active.shape:
-            window.clear()
-        window.append(active)
-        ever = window[0].clone()
-        for a in list(window)[1:]:
-            ever |= a
-        return 1.0 - ever.float().mean()
+            y = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            if y is not None:
+                if is_bn and mod.training and y.dim() >= 2:
+                    self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
+                self._acts.add(label, y)
+                if has_params and self._input is None and y.is_floating_point() and y.numel():
+                    # the network input as the first layer with weights sees it (after reshapes);
+                    # a network that starts with a norm layer scales it itself
+                    x = _first_tensor(inputs)
+                    if is_norm:
+                        self._input = []
+                    elif x is not None and x.is_floating_point() and x.numel() > 1:
+                        sd, m = torch.std_mean(x.detach()[:ACT_EXAMPLES].float())
+                        self._input = [m.reshape(()), sd.reshape(())]
+        self._cost += time.perf_counter() - t0
 
     def _locate(self, replay: Callable[[], object] | None) -> dict:
         """Replay the forward pass with hooks on every module; the first module (innermost

@@ -81,12 +81,21 @@ class HealthState:
         return len(self.losses) - 1
 
     def array(self, name: str, last: int | None = None) -> np.ndarray:
-        """A per-layer series as ``(samples, layers)`` floats; ``last`` keeps the newest rows."""
-        rows = self.series[name] if last is None else self.series[name][-last:]
+        """A per-layer series as ``(samples, layers)`` floats (read-only); ``last`` keeps the
+        newest rows. Extended incrementally: every detector reads these on every sample."""
+        rows = self.series[name]
         width = len(self.param_layers) if name in PARAM_SERIES else len(self.act_layers)
-        if not rows:
-            return np.zeros((0, width))
-        return np.array([r + [math.nan] * (width - len(r)) for r in rows], dtype=np.float64)
+        caches = self.__dict__.setdefault("_array_cache", {})
+        of, arr = caches.get(name, (None, None))
+        if of is not rows or arr is None or arr.shape[0] > len(rows) or arr.shape[1] != width:
+            arr = np.zeros((0, width))   # a new list, or the layers changed: start again
+        if arr.shape[0] < len(rows):
+            more = np.array([r + [math.nan] * (width - len(r)) for r in rows[arr.shape[0]:]],
+                            dtype=np.float64).reshape(-1, width)
+            arr = np.concatenate([arr, more])
+            arr.flags.writeable = False
+        caches[name] = (rows, arr)
+        return arr if last is None else arr[max(0, arr.shape[0] - last):]
 
     def loss_array(self) -> np.ndarray:
         """All losses as an array; extended incrementally, as detectors read it every sample."""

@@ -40,8 +40,22 @@ class Diagnosis:
     def healthy(self) -> bool:
         return not self.events
 
+    @property
+    def causes(self) -> list[dict]:
+        """The verdicts that name why (events written before the verdict hierarchy count as
+        causes)."""
+        return [e for e in self.events if e.get("kind", "cause") == "cause"]
+
+    @property
+    def symptoms(self) -> list[dict]:
+        """The loss-curve verdicts (what, not why); ``explained_by`` names the causes found."""
+        return [e for e in self.events if e.get("kind") == "symptom"]
+
     def to_dict(self) -> dict:
         return {"run": self.run, "healthy": self.healthy, "steps": self.steps,
+                "causes": [e["detector"] for e in self.causes],
+                "unexplained_symptoms": [e["detector"] for e in self.symptoms
+                                         if not e.get("explained_by")],
                 "samples": self.samples,
                 "monitor_overhead": self.overhead if math.isfinite(self.overhead) else None,
                 "nonfinite": self.nonfinite, "events": self.events, "plots": self.plots}
