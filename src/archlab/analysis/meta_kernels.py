@@ -233,7 +233,7 @@ def _out_of_place_pointwise(func: Any) -> bool:
 def _ambiguous(t: torch.Tensor) -> bool:
     """A 4-D tensor both contiguous and channels-last contiguous (a 1x1 map, one channel): which
     layout PyTorch gives its results depends on more than sizes."""
-    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return t.dim() == 4 and t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def _strict_layout(t: torch.Tensor) -> tuple[int, ...] | None:

@@ -14,7 +14,9 @@ concatenated, dropout between layers, the final states stacked. So
 * autograd saves, and the backward allocates, what the CPU run saves and allocates;
 * the workspace oneDNN keeps for the backward pass, which PyTorch's meta kernel leaves empty,
   is measured: that one layer configuration runs once for real on the CPU and its workspace's
-  size is kept (it depends on the configuration only, never on what ran before).
+  size is kept (it depends on the configuration only, never on what ran before); so is the
+  scratch its backward allocates besides its results (the profiler's memory records), which
+  the memory model counts as alive during that call, as it does a convolution's.
 
 Anything else (a GPU modelled, bfloat16, projections, packed sequences, GRU and plain RNN, which
 the CPU also runs step by step) keeps PyTorch's own path.
@@ -22,14 +24,15 @@ the CPU also runs step by step) keeps PyTorch's own path.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 LSTM_MODE = 2  # oneDNN's rnn kind for an LSTM (ideep::rnn_kind::LSTM)
 MKLDNN_RNN_LAYER = torch.ops.aten.mkldnn_rnn_layer.default
+MKLDNN_RNN_LAYER_BACKWARD = torch.ops.aten.mkldnn_rnn_layer_backward.default
 
 
 def takes_cpu_kernel(args: tuple, kwargs: dict, device: str) -> bool:
@@ -112,10 +115,61 @@ def _measure(x_shape, ih_shape, hh_shape, hx_shape, cx_shape, reverse, mode, hid
 
 def workspace_bytes(*config: Any) -> int:
     """Bytes of oneDNN's workspace for one LSTM layer configuration, measured by running it once
-    on the CPU, in a thread of its own (the trace's thread is inside a dispatch mode)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_measure, *config).result()
+    on the CPU (outside the trace's modes)."""
+    with _disable_current_modes():
+        return _measure(*config)
+
+
+def _profiled_peak(run: Any) -> tuple[int, Any]:
+    """(peak bytes allocated during ``run()`` by the profiler's memory records, its result)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = run()
+    live = peak = 0
+    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                            if e.name() == "[memory]"):
+        live += nbytes
+        peak = max(peak, live)
+    return peak, result
+
+
+@lru_cache(maxsize=256)
+def _measure_backward(x_shape, ih_shape, hh_shape, hx_shape, reverse, mode, hidden, num_layers,
+                      has_biases, bidirectional, batch_first) -> int:
+    x = torch.randn(x_shape)
+    w_ih, w_hh = torch.randn(ih_shape), torch.randn(hh_shape)
+    b_ih = torch.zeros(ih_shape[:1] if has_biases else ih_shape)
+    b_hh = torch.zeros(hh_shape[:1] if has_biases else hh_shape)
+    hx, cx = torch.zeros(hx_shape), torch.zeros(hx_shape)
+    with torch.enable_grad():
+        out, hy, cy, workspace = MKLDNN_RNN_LAYER(x, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, [], mode,
+                                                  hidden, num_layers, has_biases, bidirectional,
+                                                  batch_first, True)
+    grads = (torch.ones_like(out), torch.ones_like(hy), torch.ones_like(cy))
+
+    def backward() -> tuple:
+        return MKLDNN_RNN_LAYER_BACKWARD(x, w_ih, w_hh, b_ih, b_hh, hx, cx, out, hy, cy, *grads,
+                                         reverse, mode, hidden, num_layers, has_biases, True,
+                                         bidirectional, [], batch_first, workspace)
+
+    backward()  # warm-up: first-call allocations (oneDNN's primitive cache)
+    peak, results = _profiled_peak(backward)
+    kept = sum(r.untyped_storage().nbytes() for r in results if r is not None)
+    return max(0, peak - kept)
+
+
+def backward_scratch(args: tuple) -> int:
+    """Bytes a CPU ``mkldnn_rnn_layer_backward`` allocates besides its results (oneDNN's reordered
+    weights and scratch), measured once per configuration like the workspace."""
+    x, w_ih, w_hh, hx = args[0], args[1], args[2], args[5]
+    config = (tuple(x.shape), tuple(w_ih.shape), tuple(w_hh.shape), tuple(hx.shape), bool(args[13]),
+              int(args[14]), int(args[15]), int(args[16]), bool(args[17]), bool(args[19]),
+              bool(args[21]))
+    with _disable_current_modes():
+        return _measure_backward(*config)
 
 
 def clear() -> None:
     _measure.cache_clear()
+    _measure_backward.cache_clear()

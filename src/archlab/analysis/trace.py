@@ -244,6 +244,8 @@ class _Tracer:
             self.trace.cpu_workspace[index] = outs[0].untyped_storage().nbytes()
         elif func is _CONVOLUTION_BACKWARD and len(ins) >= 3:
             self.trace.cpu_workspace[index] = self.backward_scratch(args, ins)
+        elif func is recurrent.MKLDNN_RNN_LAYER_BACKWARD and self.device == "cpu":
+            self.trace.cpu_workspace[index] = recurrent.backward_scratch(args)
         for t in outs:
             storage = t.untyped_storage()
             key = storage._cdata

@@ -1,0 +1,189 @@
+"""The traced analysis's speed mechanisms give exactly what PyTorch's own kernels give.
+
+* Checked shape rules (analysis/meta_kernels.py) against PyTorch's meta kernels, call by call,
+  and a rule that would be wrong (a comparison returns bool) is refused by its check.
+* Memos and rules change nothing: a whole analysis with them equals one with every rule and memo
+  turned off (PyTorch's kernels for every call), on a model of many repeated identical blocks,
+  against FlopCounterMode and what autograd saves in a real CPU run.
+* Nothing depends on what ran before in the process: two models analysed in either order give
+  the same results.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from archlab.analysis import analyze, meta_kernels
+from archlab.analysis.trace import storage_key
+
+aten = torch.ops.aten
+
+
+def _spec(out):
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape), out.stride(), out.dtype
+    return [None if t is None else _spec(t) for t in out]
+
+
+def _meta(*shape, fmt=None, dtype=torch.float32):
+    t = torch.empty(shape, device="meta", dtype=dtype)
+    return t.contiguous(memory_format=fmt) if fmt is not None else t
+
+
+def _permuted(n, c, h, w):
+    """(n, h, w, c) view of a contiguous (n, c, h, w) tensor: timm's channels-last layer norm."""
+    return _meta(n, c, h, w).permute(0, 2, 3, 1)
+
+
+CALLS = {
+    "hardswish": (aten.hardswish.default, lambda: (_meta(2, 8, 5, 5),)),
+    "gelu tanh": (aten.gelu.default, lambda: (_meta(3, 7, 16),), {"approximate": "tanh"}),
+    "add with alpha": (aten.add.Tensor, lambda: (_meta(4, 6), _meta(4, 6)), {"alpha": 2}),
+    "squeeze-excite mul": (aten.mul.Tensor, lambda: (_meta(2, 16, 7, 7), _meta(2, 16, 1, 1))),
+    "bias add": (aten.add.Tensor, lambda: (_meta(5, 9, 12), _meta(12))),
+    "scalar tensor": (aten.mul.Tensor, lambda: (_meta(3, 4), _meta())),
+    "channels last": (aten.add.Tensor, lambda: (_meta(2, 8, 5, 5, fmt=torch.channels_last),) * 2),
+    "permuted": (aten.sigmoid.default, lambda: (_permuted(2, 8, 5, 6),)),
+    "slices at batch 1": (aten.add.Tensor, lambda: (_meta(1, 12, 5, 5)[:, :4], _meta(1, 8, 5, 5)[:, 4:])),
+    "threshold backward": (aten.threshold_backward.default, lambda: (_meta(2, 8, 4), _meta(2, 8, 4), 0.0)),
+    "hardswish backward": (aten.hardswish_backward.default, lambda: (_meta(2, 8, 4), _meta(2, 8, 4))),
+    "half": (aten.silu.default, lambda: (_meta(2, 8, 4, dtype=torch.float16),)),
+    "cat": (aten.cat.default, lambda: ([_meta(1, 4, 6, 6), _meta(1, 12, 6, 6)], 1)),
+    "cat last axis": (aten.cat.default, lambda: ([_meta(3, 5), _meta(3, 2), _meta(3, 1)], -1)),
+    "layer norm": (aten.native_layer_norm.default, lambda: (_meta(2, 9, 16), [16], _meta(16), _meta(16), 1e-5)),
+    "layer norm permuted": (aten.native_layer_norm.default,
+                            lambda: (_permuted(1, 24, 6, 6), [24], _meta(24), _meta(24), 1e-6)),
+    "layer norm no affine": (aten.native_layer_norm.default, lambda: (_meta(4, 3, 10), [3, 10], None, None, 1e-5)),
+    "layer norm backward": (aten.native_layer_norm_backward.default,
+                            lambda: (_meta(2, 6, 6, 24), _permuted(2, 24, 6, 6), [24], _meta(2, 6, 6, 1),
+                                     _meta(2, 6, 6, 1), _meta(24), _meta(24), [True, True, True])),
+}
+
+
+def _rule_for(func):
+    return meta_kernels.CHECKED_RULES.get(func) or meta_kernels._pointwise_rule
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_checked_rules_predict_what_pytorch_meta_kernels_return(name):
+    func, make, *rest = CALLS[name]
+    kwargs = rest[0] if rest else {}
+    args = make()
+    found = _rule_for(func)(*args, **kwargs)
+    assert found is not None, f"the rule should apply to {name}"
+    _, predict = found
+    assert _spec(predict()) == _spec(func(*args, **kwargs))
+
+
+def test_a_rule_that_disagrees_is_refused_and_pytorch_decides():
+    """A comparison keeps the input's shape but returns bool: the first call's check refuses the
+    element-wise rule for that signature, so every such call takes PyTorch's kernel."""
+    meta_kernels.clear_memos()
+    x = _meta(3, 5)
+    first = meta_kernels.run_meta(aten.gt.Scalar, (x, 0.5), {})
+    again = meta_kernels.run_meta(aten.gt.Scalar, (_meta(7, 2), 0.5), {})
+    assert first.dtype == again.dtype == torch.bool
+    assert False in meta_kernels.RULES_CHECKED.values()
+
+
+def test_ambiguous_layouts_are_left_to_pytorch():
+    """A 1x1 map is both contiguous and channels last: PyTorch's layout choice needs more than
+    sizes, so no rule predicts it."""
+    x = _meta(2, 16, 1, 1)
+    assert meta_kernels._pointwise_rule(x, x) is None
+    assert meta_kernels._cat_rule([x, x], 1) is None
+
+
+class Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.act = nn.Hardswish(inplace=True)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1), nn.Hardsigmoid())
+        self.norm = nn.LayerNorm(c)
+
+    def forward(self, x):
+        y = self.act(self.bn(self.conv(x)))
+        y = y * self.se(y)
+        y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return torch.cat([x + y, y.sigmoid()], 1)[:, : x.shape[1]]
+
+
+class Repeated(nn.Module):
+    """Many identical blocks: the memos replay most calls."""
+
+    def __init__(self, c: int = 8, depth: int = 12) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.blocks = nn.Sequential(*[Block(c) for _ in range(depth)])
+        self.head = nn.Linear(c, 5)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def _result(a) -> dict:
+    ops = [(op.kind, op.path, op.inputs, op.output, op.params, op.multiply_adds, op.elementwise)
+           for op in a.ops]
+    return {"totals": a.totals, "ops": ops, "memory": a.memory.to_dict() if a.memory else None,
+            "notes": a.notes}
+
+
+def _without_rules_or_memos(monkeypatch) -> None:
+    """Every call takes PyTorch's own kernel: the oracle the speed-ups must equal."""
+    monkeypatch.setattr(meta_kernels, "CHECKED_RULES", {})
+    monkeypatch.setattr(meta_kernels, "SHAPE_RULES", {})
+    monkeypatch.setattr(meta_kernels, "_out_of_place_pointwise", lambda func: False)
+    monkeypatch.setattr(meta_kernels, "in_place_pointwise", lambda func: False)
+    monkeypatch.setattr(meta_kernels, "_MEMO_LIMIT", 0)
+    meta_kernels.clear_memos()
+
+
+def test_repeated_blocks_equal_pytorch_kernels_flop_counter_and_autograd(monkeypatch):
+    torch.manual_seed(0)
+    model, shape = Repeated(), (3, 12, 12)
+    meta_kernels.clear_memos()
+    fast = _result(analyze(model, shape, batch=2))
+    assert any(meta_kernels.RULES_CHECKED.values()) and meta_kernels.META_OUTPUTS  # were used
+    with monkeypatch.context() as m:
+        _without_rules_or_memos(m)
+        slow = _result(analyze(model, shape, batch=2))
+    assert fast == slow
+
+    state = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        torch.func.functional_call(model.eval(), state, (torch.empty(1, *shape, device="meta"),))
+    assert fast["totals"]["multiply_adds"] == counter.get_total_flops() // 2
+    assert fast["totals"]["params"] == sum(p.numel() for p in model.parameters())
+
+    weights = {storage_key(t) for t in [*model.parameters(), *model.buffers()]}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if storage_key(t) not in weights:
+            saved[storage_key(t)] = t.untyped_storage().nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(2, *shape))
+    assert fast["memory"]["saved_activation_bytes"] == sum(saved.values())
+
+
+def test_results_do_not_depend_on_what_ran_before():
+    """Two models that share op signatures, analysed in either order from empty memos."""
+    from archlab.analysis.reference import SmallConvNet
+
+    torch.manual_seed(0)
+    first, second = (Repeated(8, 3), (3, 10, 10)), (SmallConvNet(), (3, 32, 32))
+    lstm = (nn.LSTM(6, 8, batch_first=True), (5, 6))
+    runs = []
+    for order in ([first, second, lstm], [lstm, second, first]):
+        meta_kernels.clear_memos()
+        runs.append({type(m).__name__: _result(analyze(m, s, batch=2)) for m, s in order})
+    assert runs[0] == runs[1]
