@@ -12,7 +12,7 @@ from archlab.diagnose.generative import GENERATIVE_DETECTORS, GenerativeRecord, 
 
 
 def gan_record(rng, n=400, *, d_loss=1.2, d_real=0.62, d_fake=0.38, g_grad=1.0, noise=0.05,
-               spread=0.8, covered=10, loss="ns", late=None, nan_at=None, flip_every=None):
+               spread=0.8, covered=10, loss="ns", late=None, nan_at=None, flip_every=None, near=None):
     """A GAN's per-step record; ``late`` overrides the last quarter's values (a fault setting in)."""
     steps = []
     for i in range(n):
@@ -28,7 +28,8 @@ def gan_record(rng, n=400, *, d_loss=1.2, d_real=0.62, d_fake=0.38, g_grad=1.0, 
         if nan_at is not None and i == nan_at:
             r["g_loss"] = float("nan")
         steps.append(r)
-    epochs = [{"epoch": e, "sample_spread": spread, "classes_covered": covered} for e in range(n // 50)]
+    epochs = [{"epoch": e, "sample_spread": spread, "classes_covered": covered,
+               **({"neighbour_ratio": near} if near is not None else {})} for e in range(n // 50)]
     return GenerativeRecord("gan", steps, epochs, loss, classes=10)
 
 
@@ -52,6 +53,8 @@ DEVELOPMENT = [
     ("few_classes", lambda r: gan_record(r, covered=3), {"mode_collapse"}),
     ("oscillating", lambda r: gan_record(r, d_real=0.85, d_fake=0.15, flip_every=25), {"gan_oscillation"}),
     ("nan", lambda r: gan_record(r, nan_at=137), {"gan_nonfinite"}),
+    ("near_copies", lambda r: gan_record(r, near=0.1), {"mode_collapse"}),
+    ("healthy_neighbours", lambda r: gan_record(r, near=0.9), set()),
     ("healthy_vae", lambda r: vae_record(r, kl=25.0), set()),
     ("posterior_collapse", lambda r: vae_record(r, kl=0.05), {"kl_collapse"}),
     ("prior_ignored", lambda r: vae_record(r, kl=400.0), {"prior_ignored"}),
@@ -65,6 +68,8 @@ HELD_OUT = [
     ("collapse_spread", lambda r: gan_record(r, n=1000, spread=0.05, covered=1), {"mode_collapse"}),
     ("oscillating_slow", lambda r: gan_record(r, n=1200, d_real=0.9, d_fake=0.1, flip_every=60), {"gan_oscillation"}),
     ("inf_grad", lambda r: gan_record(r, nan_at=5), {"gan_nonfinite"}),
+    ("curve_of_images", lambda r: gan_record(r, n=700, near=0.3, spread=0.9), {"mode_collapse"}),
+    ("noise_like_neighbours", lambda r: gan_record(r, n=500, near=1.7), set()),
     ("healthy_vae_small_latent", lambda r: vae_record(r, kl=12.0, latent=4), set()),
     ("posterior_collapse_2", lambda r: vae_record(r, kl=0.2, latent=32), {"kl_collapse"}),
     ("prior_ignored_2", lambda r: vae_record(r, kl=700.0, latent=32), {"prior_ignored"}),
@@ -103,3 +108,21 @@ def test_thresholds_can_be_overridden():
 def test_every_detector_documents_rule_thresholds_and_fixes():
     for name, cls in GENERATIVE_DETECTORS.items():
         assert cls.rule and cls.fixes and cls.tasks, name
+
+
+def test_neighbour_ratio_against_its_definition():
+    """Real images against themselves: 1; copies: 0; 64 points on the segment between two real
+    images (a one-value latent's curve): their spacing, far below the real images' neighbours."""
+    import torch
+
+    from archlab.train.data import load_data
+    from archlab.train.generative.run import nearest_distance, neighbour_ratio
+
+    real = load_data("mnist5k").x[:64].float() / 255
+    assert neighbour_ratio(real, real) == pytest.approx(1.0)
+    assert neighbour_ratio(real[:1].repeat(64, 1, 1, 1), real) == 0.0
+    t = torch.linspace(0, 1, 64).view(-1, 1, 1, 1)
+    line = real[0] * (1 - t) + real[1] * t
+    spacing = float((real[0] - real[1]).norm()) / 63
+    assert neighbour_ratio(line, real) == pytest.approx(spacing / float(nearest_distance(real)), rel=1e-6)
+    assert neighbour_ratio(line, real) < 0.1

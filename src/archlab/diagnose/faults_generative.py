@@ -21,19 +21,34 @@ GAN = {"design": "dcgan_mnist_generator", "task": "gan", "discriminator": "dcgan
 # a deeper generator (three 2x upsamplings from 7x7 would overshoot 28: one extra stride-1 layer)
 DEEP_G = {
     "archlab": 1, "name": "deep_generator", "input": [64],
-    "variables": {"norm": "batch"},
+    "variables": {"norm": "batch", "width": 64},
     "defaults": {"norm": "$norm", "act": "relu", "order": "norm_act"},
     "layers": [
         {"name": "latent", "block": "reshape", "shape": [64, 1, 1]},
-        {"name": "up1", "block": "conv_transpose", "out": 128, "kernel": 7, "stride": 1, "padding": 0},
-        {"name": "mid1", "block": "conv", "out": 128},
-        {"name": "up2", "block": "conv_transpose", "out": 64, "kernel": 4, "stride": 2},
-        {"name": "mid2", "block": "conv", "out": 64},
-        {"name": "mid3", "block": "conv", "out": 64},
+        {"name": "up1", "block": "conv_transpose", "out": "$(width * 2)", "kernel": 7, "stride": 1, "padding": 0},
+        {"name": "mid1", "block": "conv", "out": "$(width * 2)"},
+        {"name": "up2", "block": "conv_transpose", "out": "$width", "kernel": 4, "stride": 2},
+        {"name": "mid2", "block": "conv", "out": "$width"},
+        {"name": "mid3", "block": "conv", "out": "$width"},
         {"name": "image", "block": "conv_transpose", "out": 1, "kernel": 4, "stride": 2, "norm": "none",
          "act": "tanh", "bias": True},
     ],
 }
+
+
+# eight sigmoid layers before the image: the backward signal shrinks by <= 0.25 per layer
+DEEP_SIGMOID_G = {
+    "archlab": 1, "name": "deep_sigmoid_generator", "input": [16],
+    "layers": [*({"name": f"h{i}", "block": "linear", "out": 64, "act": "sigmoid"} for i in range(8)),
+               {"name": "pixels", "block": "linear", "out": 784, "act": "tanh"},
+               {"name": "image", "block": "reshape", "shape": [1, 28, 28]}],
+}
+# the reduced form (CI): a few hundred images, small batches, narrow networks, few epochs
+REDUCED_SAMPLES = 400
+REDUCED = {"batch": 16}
+NARROW_GAN = {"variables": {"ngf": 8}, "d_variables": {"ndf": 8}}
+R_GAN = {"epochs": 10, **NARROW_GAN}   # 200 steps: mode_collapse judges from step 200 on
+R_VAE = {"epochs": 3}
 
 
 @dataclass
@@ -44,6 +59,7 @@ class GenerativeSetup:
     expected: tuple[str, ...] = ()        # detectors (or 'pair_check') that should fire; () = healthy
     held_out: bool = False
     variables: dict = field(default_factory=dict)
+    reduced: dict = field(default_factory=dict)   # overrides of the reduced form (epochs, widths)
 
     @property
     def healthy(self) -> bool:
@@ -70,12 +86,12 @@ def setups() -> list[GenerativeSetup]:
     """The generative set-ups (healthy and faulty), in a fixed order."""
     s = [
         # healthy: DCGAN defaults, hinge, vae, denoising autoencoder
-        GenerativeSetup("healthy_dcgan", "none (DCGAN defaults)", {**GAN, "epochs": 8}),
-        GenerativeSetup("healthy_vae", "none", {"design": "vae_mnist", "task": "vae", "epochs": 6}),
+        GenerativeSetup("healthy_dcgan", "none (DCGAN defaults)", {**GAN, "epochs": 8}, reduced=R_GAN),
+        GenerativeSetup("healthy_vae", "none", {"design": "vae_mnist", "task": "vae", "epochs": 6}, reduced=R_VAE),
         GenerativeSetup("healthy_dae", "none (mask=0.5)", {"design": "autoencoder_mnist", "task": "autoencoder",
-                                                           "corrupt": "mask=0.5", "epochs": 4}),
+                                                           "corrupt": "mask=0.5", "epochs": 4}, reduced=R_VAE),
         GenerativeSetup("healthy_hinge", "none (hinge loss)", {**GAN, "gan_loss": "hinge", "epochs": 8},
-                        held_out=True),
+                        held_out=True, reduced=R_GAN),
         # faults the pair checks stop before training
         GenerativeSetup("relu_generator_output", "generator ends with ReLU (samples cannot be negative)",
                         {**GAN, "design": _relu_generator()}, (PAIR_CHECK,)),
@@ -85,21 +101,35 @@ def setups() -> list[GenerativeSetup]:
                         {**GAN, "gan_loss": "wgan-gp"}, (PAIR_CHECK,), held_out=True),
         # training-time faults
         GenerativeSetup("d_lr_10x", "discriminator lr 10x the generator's",
-                        {**GAN, "d_lr": 2e-3, "d_steps": 1, "epochs": 8}, ("d_overpowering", "mode_collapse")),
+                        {**GAN, "d_lr": 2e-3, "d_steps": 1, "epochs": 8}, ("d_overpowering", "mode_collapse"),
+                        reduced=R_GAN),
         GenerativeSetup("d_steps_5_lr_5x", "5 discriminator steps per generator step at 5x lr",
                         {**GAN, "d_lr": 1e-3, "d_steps": 5, "epochs": 8}, ("d_overpowering", "mode_collapse"),
-                        held_out=True),
+                        held_out=True, reduced=R_GAN),
         GenerativeSetup("deep_generator_no_norm", "no normalisation in a deep generator",
                         {**GAN, "design": DEEP_G, "epochs": 8}, ("mode_collapse", "d_overpowering"),
-                        variables={"norm": "none"}),
+                        variables={"norm": "none"}, reduced={**R_GAN, "variables": {"width": 16}}),
         GenerativeSetup("lr_huge", "learning rate 100x DCGAN's, beta1 0.9",
                         {**GAN, "lr": 2e-2, "betas": (0.9, 0.999), "epochs": 6},
-                        ("gan_oscillation", "d_overpowering", "mode_collapse", "gan_nonfinite")),
+                        ("gan_oscillation", "d_overpowering", "mode_collapse", "gan_nonfinite"), reduced=R_GAN),
         GenerativeSetup("kl_weight_0", "vae KL weight 0", {"design": "vae_mnist", "task": "vae", "kl_weight": 0.0,
-                                                            "epochs": 6}, ("prior_ignored", "mode_collapse")),
+                                                            "epochs": 6}, ("prior_ignored", "mode_collapse"),
+                        reduced=R_VAE),
         GenerativeSetup("kl_weight_100", "vae KL weight 100", {"design": "vae_mnist", "task": "vae",
                                                                 "kl_weight": 100.0, "epochs": 6},
-                        ("kl_collapse", "mode_collapse")),
+                        ("kl_collapse", "mode_collapse"), reduced=R_VAE),
+        # added after the first split, for the detectors that had never fired in trained runs
+        # (mode_collapse, gan_oscillation) and for the layer monitor inside generative runs; the
+        # held-out one was drawn with random.Random(12).choice before any of them was run
+        GenerativeSetup("latent_1", "a latent of one value (the generator draws a curve of images)",
+                        {**GAN, "epochs": 8}, ("mode_collapse",), variables={"nz": 1}, reduced=R_GAN),
+        GenerativeSetup("g_lr_50x", "generator lr 50x the discriminator's (1e-2 vs 2e-4)",
+                        {**GAN, "lr": 1e-2, "d_lr": 2e-4, "epochs": 8},
+                        ("gan_oscillation", "lr_too_high", "mode_collapse", "d_overpowering"), held_out=True,
+                        reduced=R_GAN),
+        GenerativeSetup("deep_sigmoid_generator", "eight sigmoid layers in the generator",
+                        {**GAN, "design": DEEP_SIGMOID_G, "epochs": 4}, ("vanishing_gradients",),
+                        reduced={"epochs": 2, "d_variables": {"ndf": 8}}),
     ]
     return s
 
@@ -129,20 +159,28 @@ class Outcome:
 
 
 def run_setup(setup: GenerativeSetup, seed: int = 0, *, out: str | None = None, epochs: int | None = None,
-              samples: int = 1200) -> Outcome:
-    """Train one set-up with the health detectors on and say what fired."""
+              samples: int = 1200, reduced: bool = False) -> Outcome:
+    """Train one set-up with the health detectors on and say what fired. ``reduced``: the CI
+    form (:data:`REDUCED_SAMPLES` images, :data:`REDUCED` options and the set-up's own
+    ``reduced`` overrides: narrower networks, fewer epochs)."""
     import archlab
 
     from ..train.generative import PairError
 
     opts = dict(setup.options)
     design = opts.pop("design")
+    variables = dict(setup.variables)
+    if reduced:
+        samples = REDUCED_SAMPLES
+        extra = {**REDUCED, **setup.reduced}
+        variables.update(extra.pop("variables", {}))
+        opts.update(extra)
     if epochs is not None:
         opts["epochs"] = epochs
     opts = {"batch": 32, "split": (0.8, 0.1, 0.1), "judge": False, "progress": False, "seed": seed, **opts}
     t0 = time.perf_counter()
     try:
-        run = archlab.train(design, data(samples), variables=setup.variables or None,
+        run = archlab.train(design, data(samples), variables=variables or None,
                             out=out or tempfile.mkdtemp(prefix="archlab-genfault-"), **opts)
     except PairError as err:
         fired = [PAIR_CHECK]

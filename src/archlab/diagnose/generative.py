@@ -17,10 +17,13 @@ d_overpowering    over the last ``window`` [25%] of steps, ns loss: the median d
                   below ``d_loss_max`` [0.1] and the mean D(G(z)) below ``d_fake_max`` [0.05] (D
                   tells every fake apart), or, any loss, the generator's gradient norm fell below
                   ``g_grad_drop`` [0.01] x its median over the first window (the gradient vanished)
-mode_collapse     after ``min_steps`` [200] steps, the generated samples' spread (mean per-pixel std
-                  across samples / the same for real images) is below ``spread_min`` [0.25] at the
-                  last epoch, or, with a judge, fewer than ``coverage_min`` [0.5] x classes hold
-                  >= half a uniform share of the samples
+mode_collapse     after ``min_steps`` [200] steps, at the last epoch: the generated samples' spread
+                  (mean per-pixel std across samples / the same for real images) is below
+                  ``spread_min`` [0.25]; or, gan, the median distance from a sample to its nearest
+                  other sample, over the same among as many real images, is below
+                  ``neighbour_min`` [0.5] (near-copies; a latent too small to vary the images);
+                  or, with a judge, fewer than ``coverage_min`` [0.5] x classes hold >= half a
+                  uniform share of the samples
 gan_oscillation   ns loss: in the second half of training, the discriminator's margin mean D(x) -
                   mean D(G(z)) over windows of ``window_steps`` [max(5, steps/40)] changes sign at
                   least ``flips`` [3] times with swings of at least ``amplitude`` [0.3]: the pair
@@ -35,6 +38,11 @@ Thresholds come from the losses' own scales, not from the fault suite's runs: 2 
 the ns discriminator loss of an undecided D, so 0.1 is a D that is nearly always right; D(G(z))
 of 0.05 gives the ns generator's gradient a factor of 0.05 of its undecided value; 10 nats per
 unit is a posterior standard deviation of about e^-9.5 or a mean 4.5 standard deviations out.
+The neighbour rule (added when ``mode_collapse`` had never fired in a trained run, set from the
+scale alone before it was run: half the distance at which real digits have their nearest
+neighbour) reads the 64 fixed-noise samples against 64 real images; noise-like early samples
+score above 1. It is not applied to VAEs, whose prior samples are blurred towards one another
+by construction.
 """
 
 from __future__ import annotations
@@ -171,9 +179,11 @@ class DOverpowering(GenerativeDetector):
 @register
 class ModeCollapse(GenerativeDetector):
     name = "mode_collapse"
-    rule = "sample spread < spread_min x the real images', or (judge) classes covered < coverage_min x classes"
+    rule = ("sample spread < spread_min x the real images', or (gan) the samples' median nearest-"
+            "neighbour distance < neighbour_min x the real images', or (judge) classes covered < "
+            "coverage_min x classes")
     tasks = ("gan", "vae")
-    thresholds = {"spread_min": 0.25, "coverage_min": 0.5, "min_steps": 200}
+    thresholds = {"spread_min": 0.25, "neighbour_min": 0.5, "coverage_min": 0.5, "min_steps": 200}
     fixes = ["lower the learning rates, or use --gan-loss wgan-gp / hinge",
              "batch norm in the generator (an un-normalised deep generator collapses easily)",
              "a larger batch; minibatch standard deviation features in the discriminator"]
@@ -196,6 +206,13 @@ class ModeCollapse(GenerativeDetector):
         if spread is not None and math.isfinite(_num(spread)) and _num(spread) < self.t["spread_min"]:
             return self.verdict(record, f"the samples vary {_num(spread):.2f}x as much as real images "
                                 f"(< {self.t['spread_min']}): the generator makes nearly the same image", evidence=ev)
+        near = last.get("neighbour_ratio")
+        if record.task == "gan" and near is not None and math.isfinite(_num(near)):
+            ev["neighbour_ratio"] = _num(near)
+            if _num(near) < self.t["neighbour_min"]:
+                return self.verdict(record, f"each sample's nearest other sample is {_num(near):.2f}x as far as "
+                                    f"between real images (< {self.t['neighbour_min']}): the samples are "
+                                    "near-copies of one another, or variations of very few images", evidence=ev)
         covered = last.get("classes_covered")
         if covered is not None and record.classes:
             need = self.t["coverage_min"] * record.classes

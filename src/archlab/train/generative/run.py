@@ -44,6 +44,19 @@ def spaced(total: int, n: int) -> torch.Tensor:
     return torch.linspace(0, total - 1, n).round().long()
 
 
+def nearest_distance(x: torch.Tensor) -> torch.Tensor:
+    """Median over the images of the distance to the nearest other image (L2, flattened)."""
+    flat = x.flatten(1).double()
+    d = torch.cdist(flat, flat)
+    d.fill_diagonal_(float("inf"))
+    return d.min(1).values.median()
+
+
+def neighbour_ratio(samples: torch.Tensor, real: torch.Tensor) -> float:
+    """:func:`nearest_distance` of the samples over that of as many real images."""
+    return float(nearest_distance(samples) / nearest_distance(real).clamp_min(1e-12))
+
+
 class SampleWriter:
     """Epoch hook: the sample grid of the epoch and, with a judge, its report in val_metrics."""
 
@@ -77,6 +90,7 @@ class SampleWriter:
         health: dict = {"epoch": epoch}
         if self.setup.task in ("gan", "vae"):
             health["sample_spread"] = self.spread(grid)
+            health["neighbour_ratio"] = self.neighbour_ratio(grid)
             module.val_metrics["sample_spread"] = health["sample_spread"]
         if self.judge is not None and self.setup.task in ("gan", "vae"):
             report = self.evaluate(module, self.setup.config.judge_samples, seed=self.setup.config.seed + epoch)
@@ -99,6 +113,13 @@ class SampleWriter:
         ds = self.setup.datamodule.split("val" if len(self.setup.splits.val) else "train")
         real = to_unit(ds.x[spaced(len(ds), len(grid))], self.setup.value_range)
         return float(grid.std(0).mean() / real.std(0).mean().clamp_min(1e-12))
+
+    def neighbour_ratio(self, grid: torch.Tensor) -> float:
+        """Median distance from each sample to its nearest other sample over the same for as many
+        real images (both in [0, 1]): near 0 when the samples are near-copies of one another (or
+        lie on a short curve, as from a latent of one value); noise-like samples score above 1."""
+        ds = self.setup.datamodule.split("val" if len(self.setup.splits.val) else "train")
+        return neighbour_ratio(grid, to_unit(ds.x[spaced(len(ds), len(grid))], self.setup.value_range))
 
     def evaluate(self, module, n: int, seed: int) -> dict:
         samples = module.sample(n, torch.Generator().manual_seed(int(seed) + 31))
