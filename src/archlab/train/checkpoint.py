@@ -139,6 +139,8 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
 def read_weights(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a run folder, a ``.safetensors`` file or a Lightning ``.ckpt``."""
     path = Path(source)
+    if path.is_dir() and (path / "config.yaml").exists() and not (path / WEIGHTS_FILE).exists():
+        return run_weights(path)  # a run folder whose weights file is missing: say what is used
     if path.is_dir():
         # a run folder, or a folder written by `archlab build` / `archlab weights import`
         for candidate in (path / WEIGHTS_FILE, path / "checkpoints" / "last.ckpt",
@@ -170,6 +172,48 @@ def read_weights(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     ckpt = read_checkpoint(path)
     state = ckpt.get("state_dict", ckpt)
     # DesignModule keeps the network as `self.model`: drop that prefix to get the network's names
+    return {k.removeprefix("model."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The kept weights of a run folder whose ``model.safetensors`` is missing, from the
+    checkpoint that holds the same weights, with a warning naming the missing file and the one
+    used: ``checkpoints/best.ckpt`` when the run has a validation split (the kept weights are the
+    best epoch's), ``checkpoints/last.ckpt`` when it has none (the last epoch's). The
+    checkpoint's epoch must be the one ``summary.json`` names; otherwise (or when the run never
+    finished) a :class:`CheckpointError` says which file is missing and how to get it back."""
+    import json
+    import warnings
+
+    run_dir = Path(run_dir)
+    missing = run_dir / WEIGHTS_FILE
+    summary_file = run_dir / "summary.json"
+    if not summary_file.exists():
+        raise CheckpointError(f"the run folder has no {WEIGHTS_FILE}: the run did not finish "
+                              "(it is written at the end, with summary.json)", source=str(missing),
+                              fix=f"finish the run with `archlab train --resume {run_dir}`")
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        has_val = int(json.loads((run_dir / "data.json").read_text(encoding="utf-8"))["splits"]["val"]) > 0
+    except Exception:
+        summary, has_val = None, None
+    if not isinstance(summary, dict) or has_val is None:
+        raise CheckpointError(f"{WEIGHTS_FILE} is missing (deleted?), and summary.json or data.json "
+                              "cannot say which checkpoint holds the same weights", source=str(missing),
+                              fix="restore model.safetensors from a copy of the run, or train the run again")
+    name, epoch, what = (("best.ckpt", summary.get("best_epoch"), "the best epoch's") if has_val else
+                         ("last.ckpt", int(summary.get("epochs_run", 0)) - 1, "the last epoch's"))
+    ckpt_path = run_dir / "checkpoints" / name
+    ckpt = read_checkpoint(ckpt_path) if ckpt_path.exists() else {}
+    if not ckpt or epoch is None or ckpt.get("epoch") != epoch:
+        found = "is missing too" if not ckpt else f"holds epoch {ckpt.get('epoch')}, not {epoch}"
+        raise CheckpointError(f"{WEIGHTS_FILE} is missing (deleted?), and checkpoints/{name}, which "
+                              f"would hold the same weights, {found}", source=str(missing),
+                              fix="restore model.safetensors from a copy of the run, or train the run again")
+    warnings.warn(f"{missing} is missing (deleted?); using checkpoints/{name} instead, which holds "
+                  f"the same weights ({what}, epoch {epoch}). Restore {WEIGHTS_FILE} from a copy of "
+                  "the run to silence this warning.", stacklevel=3)
+    state = ckpt.get("state_dict", ckpt)
     return {k.removeprefix("model."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 

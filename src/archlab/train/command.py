@@ -135,6 +135,11 @@ def _options(args) -> dict:
             raise UsageError(f"--split fractions must each be 0..1, sum to 1, with a training "
                              f"part above 0; received '{args.split}'", path="--split",
                              fix="e.g. --split 0.8,0.1,0.1")
+        if opts["split"][1] == 0 and opts["split"][2] == 0:
+            from .config import NOTHING_HELD_OUT, SPLIT_FIX
+
+            raise UsageError(f"{NOTHING_HELD_OUT}; received --split {args.split}", path="--split",
+                             fix=f"{SPLIT_FIX.replace('e.g. ', 'e.g. --split ', 1)}")
     if args.augment:
         opts["augment"] = args.augment
     if args.freeze:

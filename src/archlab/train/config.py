@@ -16,6 +16,14 @@ from ..errors import UsageError, closest
 from .prepare import AugmentSpec
 
 
+# A split must hold something out: validation picks the kept epoch and early stopping, test gives
+# the final figures (C9). One of them may be 0 (docs/training.md#splits says what then happens).
+NOTHING_HELD_OUT = ("the split holds nothing out: with no validation and no test samples no "
+                    "figure of the run would measure data the network has not trained on")
+SPLIT_FIX = ("keep a validation or a test part, e.g. 0.8,0.1,0.1 (or 0.9,0.1,0 for validation "
+             "only, 0.9,0,0.1 for a test split only)")
+
+
 class TrainConfig(BaseModel):
     """Everything that decides how a run trains. Unknown options are errors."""
 
@@ -95,6 +103,8 @@ class TrainConfig(BaseModel):
     def _split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(f < 0 for f in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0:
             raise ValueError(f"split fractions must be >= 0, sum to 1 and train > 0; got {v}")
+        if v[1] == 0 and v[2] == 0:
+            raise ValueError(NOTHING_HELD_OUT)
         return v
 
     @model_validator(mode="after")
@@ -123,7 +133,9 @@ def make_config(options: dict) -> TrainConfig:
                              path=f"--{field.split('.')[0].replace('_', '-')}",
                              fix=f"did you mean '{best}'?" if best else
                              "valid options: " + ", ".join(TrainConfig.model_fields)) from None
-        raise UsageError(f"training option '{field}': {err['msg']}; received {err.get('input')!r}",
-                         path=f"--{field.split('.')[0].replace('_', '-')}",
-                         fix=TrainConfig.model_fields[field.split('.')[0]].description
-                         if field.split('.')[0] in TrainConfig.model_fields else None) from None
+        name = field.split(".")[0]
+        message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for our checks
+        raise UsageError(f"training option '{field}': {message}; received {err.get('input')!r}",
+                         path=f"--{name.replace('_', '-')}",
+                         fix=SPLIT_FIX if name == "split" else TrainConfig.model_fields[name].description
+                         if name in TrainConfig.model_fields else None) from None

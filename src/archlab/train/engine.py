@@ -447,29 +447,32 @@ def monitor_of(task: Task, has_val: bool) -> tuple[str, str]:
 def default_callbacks(config: TrainConfig, run_dir: Path, task: Task, has_val: bool = True) -> list[Callback]:
     """The callbacks of an archlab run; extend this list to add your own (e.g. a health monitor).
 
-    * two ``ModelCheckpoint``: ``checkpoints/best.ckpt`` (weights) on the validation metric and
-      ``checkpoints/last.ckpt`` every ``save_every`` epochs (resumable), via :class:`SafeCheckpointIO`;
+    * two ``ModelCheckpoint``: ``checkpoints/best.ckpt`` (weights) on the validation metric (only
+      with a validation split) and ``checkpoints/last.ckpt`` every ``save_every`` epochs
+      (resumable), via :class:`SafeCheckpointIO`;
     * :class:`EpochMetricsCSV`: ``metrics.csv``;
     * ``EarlyStopping`` when ``patience`` is set;
     * the diagnostics ``HealthMonitor`` (``health/``) when ``health`` is on and installed;
     * a rich progress bar when ``progress`` is on.
     """
     monitor, mode = monitor_of(task, has_val)
-    callbacks: list[Callback] = [
-        EpochMetricsCSV(Path(run_dir) / METRICS_FILE),
-        # Both checkpoints are written at the end of the training epoch, after the metrics row, so
-        # a crash between the two at worst repeats one epoch. 'best' comes first so that 'last'
-        # carries the best-so-far state, and a resumed run picks the same best epoch.
-        # 'best' serves testing and the exported weights only: no optimiser state, a third of
-        # the bytes of an Adam checkpoint
-        RunCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=monitor,
-                        mode=mode, save_top_k=1, save_on_train_epoch_end=True, save_weights_only=True,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+    callbacks: list[Callback] = [EpochMetricsCSV(Path(run_dir) / METRICS_FILE)]
+    if has_val:  # without a validation split no epoch is chosen: the last epoch's weights are kept
+        callbacks.append(
+            # Both checkpoints are written at the end of the training epoch, after the metrics
+            # row, so a crash between the two at worst repeats one epoch. 'best' comes first so
+            # that 'last' carries the best-so-far state, and a resumed run picks the same best
+            # epoch. 'best' serves testing and the exported weights only: no optimiser state, a
+            # third of the bytes of an Adam checkpoint
+            RunCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=monitor,
+                          mode=mode, save_top_k=1, save_on_train_epoch_end=True, save_weights_only=True,
+                          auto_insert_metric_name=False, enable_version_counter=False))
+    callbacks += [
         # Lightning's save_last only writes when 'best' did: a separate callback writes the
         # resumable checkpoint every `save_every` epochs, improvement or not.
         RunCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="last", monitor=None,
-                        save_top_k=1, save_on_train_epoch_end=True, every_n_epochs=config.save_every,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+                      save_top_k=1, save_on_train_epoch_end=True, every_n_epochs=config.save_every,
+                      auto_insert_metric_name=False, enable_version_counter=False),
     ]
     if config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,

@@ -51,6 +51,7 @@ from .setup import code_revision, load_design, match_input, prepare
 from .tasks import make_task
 
 HEALTH_DIR = "health"
+_SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 class RunError(ArchlabError):
@@ -193,8 +194,19 @@ class Run:
         info = self.data_info
         task = make_task(info["task"], self.config.loss, len(info["classes"])).with_target_scaling(self.scaling)
         if data is None:
-            arrays = load_data(DataSpec(**info["spec"]))
+            if split not in ("train", "val", "test"):
+                raise UsageError(f"no split named '{split}'", path="split",
+                                 fix="use split='train', 'val' or 'test'")
             idx = torch.as_tensor(getattr(self.splits, split))
+            if len(idx) == 0:  # metrics of no samples would read as a loss of 0
+                fractions = ",".join(f"{f:g}" for f in self.config.split)
+                others = [s for s in ("test", "val", "train") if s != split and len(getattr(self.splits, s))]
+                raise RunError(f"the run's {_SPLIT_NAMES[split]} split is empty (trained with "
+                               f"--split {fractions}): there is nothing to evaluate",
+                               source=str(self.path),
+                               fix=f"evaluate the {others[0]} split (--split {others[0]}) or other "
+                                   "data (--data FILE)")
+            arrays = load_data(DataSpec(**info["spec"]))
             x, y = arrays.x[idx], arrays.y[idx]
         else:
             arrays = load_data(data)
@@ -414,8 +426,8 @@ def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | No
                          fix=f"continue with: archlab train --resume {run_dir}")
 
     # Test with the best validation checkpoint: the test split is the last sanity check (C9).
-    ckpt_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None)
-    best = ckpt_cb.best_model_path if has_val and ckpt_cb.best_model_path else None
+    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
+    best = ckpt_cb.best_model_path if has_val and ckpt_cb is not None and ckpt_cb.best_model_path else None
     best_epoch = None
     if best:
         best_ckpt = read_checkpoint(Path(best))
