@@ -51,6 +51,11 @@ CALLS = {
     "threshold backward": (aten.threshold_backward.default, lambda: (_meta(2, 8, 4), _meta(2, 8, 4), 0.0)),
     "hardswish backward": (aten.hardswish_backward.default, lambda: (_meta(2, 8, 4), _meta(2, 8, 4))),
     "half": (aten.silu.default, lambda: (_meta(2, 8, 4, dtype=torch.float16),)),
+    "comparison": (aten.gt.Scalar, lambda: (_meta(3, 5), 0.5)),
+    "integer true division": (aten.div.Tensor, lambda: (_meta(3, 5, dtype=torch.int64),) * 2),
+    "mean backward": (aten.div.Scalar, lambda: (_meta(2, 16, 1, 1).expand(2, 16, 7, 7), 49)),
+    "expanded row": (aten.mul.Tensor, lambda: (_meta(5).expand(4, 5), 2.0)),
+    "expanded column": (aten.neg.default, lambda: (_meta(4, 1).expand(4, 5),)),
     "cat": (aten.cat.default, lambda: ([_meta(1, 4, 6, 6), _meta(1, 12, 6, 6)], 1)),
     "cat last axis": (aten.cat.default, lambda: ([_meta(3, 5), _meta(3, 2), _meta(3, 1)], -1)),
     "layer norm": (aten.native_layer_norm.default, lambda: (_meta(2, 9, 16), [16], _meta(16), _meta(16), 1e-5)),
@@ -74,19 +79,38 @@ def test_checked_rules_predict_what_pytorch_meta_kernels_return(name):
     args = make()
     found = _rule_for(func)(*args, **kwargs)
     assert found is not None, f"the rule should apply to {name}"
-    _, predict = found
-    assert _spec(predict()) == _spec(func(*args, **kwargs))
+    theirs = func(*args, **kwargs)
+    if len(found) == 3:  # dtype from the one-element CPU probe, layout from the rule
+        ours = found[1](found[2](func))
+    else:
+        ours = found[1]()
+    assert _spec(ours) == _spec(theirs)
 
 
 def test_a_rule_that_disagrees_is_refused_and_pytorch_decides():
-    """A comparison keeps the input's shape but returns bool: the first call's check refuses the
-    element-wise rule for that signature, so every such call takes PyTorch's kernel."""
+    """A layer norm whose rule predicted the wrong layout is refused by its first call's check
+    against PyTorch's kernel: every later call of that signature takes the kernel."""
     meta_kernels.clear_memos()
-    x = _meta(3, 5)
-    first = meta_kernels.run_meta(aten.gt.Scalar, (x, 0.5), {})
-    again = meta_kernels.run_meta(aten.gt.Scalar, (_meta(7, 2), 0.5), {})
-    assert first.dtype == again.dtype == torch.bool
-    assert False in meta_kernels.RULES_CHECKED.values()
+    x, w = _meta(2, 9, 16), _meta(16)
+
+    def wrong(*args, **kwargs):
+        signature, _ = meta_kernels._layer_norm_rule(*args, **kwargs)
+        return signature, lambda: tuple(torch.empty(3, 3, device="meta") for _ in range(3))
+
+    func = aten.native_layer_norm.default
+    first = meta_kernels._checked(func, wrong, (x, [16], w, w, 1e-5), {})
+    assert _spec(first) == _spec(func(x, [16], w, w, 1e-5))  # the kernel's own result
+    assert meta_kernels._checked(func, wrong, (_meta(5, 7, 16), [16], w, w, 1e-5), {}) is None
+    assert list(meta_kernels.RULES_CHECKED.values()) == [False]
+
+
+def test_element_wise_dtype_comes_from_pytorch():
+    """A comparison keeps its input's shape and returns bool; integer true division returns float:
+    the rule takes the dtype from PyTorch's CPU kernel."""
+    meta_kernels.clear_memos()
+    assert meta_kernels.run_meta(aten.gt.Scalar, (_meta(7, 2), 0.5), {}).dtype == torch.bool
+    ints = _meta(3, 4, dtype=torch.int64)
+    assert meta_kernels.run_meta(aten.div.Tensor, (ints, ints), {}).dtype == torch.float32
 
 
 def test_ambiguous_layouts_are_left_to_pytorch():
@@ -187,3 +211,57 @@ def test_results_do_not_depend_on_what_ran_before():
         meta_kernels.clear_memos()
         runs.append({type(m).__name__: _result(analyze(m, s, batch=2)) for m, s in order})
     assert runs[0] == runs[1]
+
+
+SHAPE_CALLS = {
+    "conv": (aten.convolution.default, lambda: (_meta(2, 8, 9, 9), _meta(16, 8, 3, 3), None, [2, 2], [1, 1],
+                                                [1, 1], False, [0, 0], 1)),
+    "conv 1x1 on a 1x1 map": (aten.convolution.default, lambda: (_meta(1, 8, 1, 1), _meta(4, 8, 1, 1), _meta(4),
+                                                                 [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
+    "depthwise dilated": (aten.convolution.default, lambda: (_meta(1, 6, 12, 12), _meta(6, 1, 3, 3), None, [1, 1],
+                                                             [2, 2], [2, 2], False, [0, 0], 6)),
+    "conv1d": (aten.convolution.default, lambda: (_meta(2, 4, 17), _meta(6, 4, 5), None, [3], [0], [1], False,
+                                                  [0], 1)),
+    "conv3d": (aten.convolution.default, lambda: (_meta(1, 2, 5, 6, 7), _meta(3, 2, 3, 3, 3), None, [1, 1, 1],
+                                                  [1, 1, 1], [1, 1, 1], False, [0, 0, 0], 1)),
+    "transposed": (aten.convolution.default, lambda: (_meta(1, 8, 5, 5), _meta(8, 2, 4, 4), None, [2, 2], [1, 1],
+                                                      [1, 1], True, [1, 1], 2)),
+    "conv backward": (aten.convolution_backward.default,
+                      lambda: (_meta(2, 16, 5, 5), _meta(2, 8, 9, 9), _meta(16, 8, 3, 3), [16], [2, 2], [1, 1],
+                               [1, 1], False, [0, 0], 1, [True, True, True])),
+    "conv backward no input grad": (aten.convolution_backward.default,
+                                    lambda: (_meta(1, 4, 1, 1), _meta(1, 8, 1, 1), _meta(4, 8, 1, 1), None,
+                                             [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])),
+    "max pool": (aten.max_pool2d_with_indices.default, lambda: (_meta(1, 4, 112, 112), [3, 3], [2, 2], [1, 1])),
+    "max pool ceil": (aten.max_pool2d_with_indices.default,
+                      lambda: (_meta(2, 3, 13, 10), [3], [2], [0], [1], True)),
+    "max pool backward": (aten.max_pool2d_with_indices_backward.default,
+                          lambda: (_meta(1, 4, 56, 56), _meta(1, 4, 112, 112), [3, 3], [2, 2], [1, 1], [1, 1],
+                                   False, _meta(1, 4, 56, 56, dtype=torch.int64))),
+    "sum of an expanded gradient": (aten.sum.dim_IntList, lambda: (_meta().expand(1, 1000), [0], True)),
+    "sum of a permuted tensor": (aten.sum.dim_IntList, lambda: (_permuted(2, 5, 3, 4), [1, 2])),
+    "sum all": (aten.sum.default, lambda: (_meta(3, 4),)),
+    "ones like": (aten.ones_like.default, lambda: (_meta(),)),
+    "zeros like": (aten.zeros_like.default, lambda: (_meta(2, 3),)),
+    "mm of a transposed gradient": (aten.mm.default, lambda: (_meta(5, 10).t(), _meta(5, 7))),
+    "bmm": (aten.bmm.default, lambda: (_meta(3, 4, 5), _meta(3, 5, 2).transpose(1, 2).contiguous().transpose(1, 2))),
+}
+
+
+@pytest.mark.parametrize("name", SHAPE_CALLS)
+def test_shape_rules_equal_pytorch_meta_kernels(name):
+    """Rules that run without a check (so that no Python meta kernel runs in the first analysis of
+    a plain CNN: its first call imports sympy and torch._dynamo, seconds), against PyTorch."""
+    func, make = SHAPE_CALLS[name]
+    args = make()
+    ours = meta_kernels.SHAPE_RULES[func](*args)
+    assert ours is not None, f"the rule should apply to {name}"
+    assert _spec(ours) == _spec(func(*args))
+
+
+def test_rules_leave_channels_last_to_pytorch():
+    x = _meta(1, 8, 5, 5, fmt=torch.channels_last)
+    w = _meta(4, 8, 3, 3)
+    assert meta_kernels.SHAPE_RULES[aten.convolution.default](x, w, None, [1, 1], [1, 1], [1, 1], False,
+                                                               [0, 0], 1) is None
+    assert meta_kernels.SHAPE_RULES[aten.max_pool2d_with_indices.default](x, [2, 2]) is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 # (func, input metadata) -> output metadata; see the module docstring for what is kept
 META_OUTPUTS: dict[tuple, Any] = {}
@@ -92,7 +93,7 @@ def _batch_norm_meta(x, weight, bias, running_mean, running_var, training, momen
     tests/test_analysis_memory.py holds it equal to PyTorch's kernel."""
     stats = torch.empty((x.shape[1],), dtype=_stats_dtype(x), device="meta")
     return (torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"), stats,
-            torch.empty_like(stats))
+            torch.empty((x.shape[1],), dtype=stats.dtype, device="meta"))
 
 
 def _batch_norm_backward_meta(grad, x, weight, running_mean, running_var, save_mean, save_invstd,
@@ -125,7 +126,151 @@ def _addmm_meta(bias, a, b, *, beta=1, alpha=1):
     return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
 
 
+def _standard(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.is_meta and t.stride() == _contiguous(t.shape)
+
+
+def _conv_meta(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    """Output metadata of aten.convolution for inputs and weights with plain contiguous strides
+    (every convolution of a network built without channels-last): contiguous, the usual sizes.
+    PyTorch's meta kernel is Python and its first call imports sympy (about a second on a loaded
+    machine); tests/test_analysis_speed_rules.py holds this rule equal to it. Anything else
+    (channels last, sizes that do not fit: PyTorch's error) takes PyTorch's kernel."""
+    spatial = x.dim() - 2
+    if (x.dim() not in (3, 4, 5) or weight.dim() != x.dim() or x.dtype != weight.dtype
+            or not (_standard(x) and _standard(weight))
+            or not all(len(v) == spatial for v in (stride, padding, dilation, output_padding))):
+        return None
+    if transposed:
+        if x.shape[1] != weight.shape[0]:
+            return None
+        channels = weight.shape[1] * groups
+        sizes = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1 for n, k, s, p, d, o in
+                 zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, output_padding, strict=True)]
+    else:
+        if x.shape[1] != weight.shape[1] * groups:
+            return None
+        channels = weight.shape[0]
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+                 zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)]
+    if any(n <= 0 for n in sizes):
+        return None
+    return torch.empty((x.shape[0], channels, *sizes), dtype=x.dtype, device="meta")
+
+
+def _conv_backward_meta(grad, x, weight, bias_sizes, stride, padding, dilation, transposed,
+                        output_padding, groups, mask):
+    """Output metadata of aten.convolution_backward for plain contiguous inputs and weights:
+    contiguous gradients of the input, the weight and the bias (where the mask asks)."""
+    if not (_standard(x) and _standard(weight)) or (mask[2] and bias_sizes is None):
+        return None
+    return (torch.empty(x.shape, dtype=grad.dtype, device="meta") if mask[0] else None,
+            torch.empty(weight.shape, dtype=grad.dtype, device="meta") if mask[1] else None,
+            torch.empty(tuple(bias_sizes), dtype=grad.dtype, device="meta") if mask[2] else None)
+
+
+def _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode) -> list[int] | None:
+    """Output sizes of a 2-D max pool (PyTorch's pooling_output_shape), None where the arguments
+    are not the plain form."""
+    def pair(v, default=None):
+        v = list(v) if isinstance(v, list | tuple) else [v]
+        if not v and default is not None:
+            return default
+        return v * 2 if len(v) == 1 else v
+
+    kernel = pair(kernel)
+    stride, padding, dilation = pair(stride, kernel), pair(padding), pair(dilation)
+    if not all(len(v) == 2 and all(isinstance(n, int) for n in v)
+               for v in (kernel, stride, padding, dilation)):
+        return None
+    sizes = []
+    for n, k, s, p, d in zip(x.shape[-2:], kernel, stride, padding, dilation, strict=True):
+        if s <= 0 or k <= 0 or p > k // 2:
+            return None
+        out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (out - 1) * s >= n + p:
+            out -= 1
+        if out <= 0:
+            return None
+        sizes.append(out)
+    return sizes
+
+
+def _max_pool_meta(x, kernel, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """Output metadata of aten.max_pool2d_with_indices for a plain contiguous input: the pooled
+    output (contiguous) and its int64 indices."""
+    if x.dim() not in (3, 4) or not _standard(x):
+        return None
+    sizes = _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode)
+    if sizes is None:
+        return None
+    shape = (*x.shape[:-2], *sizes)
+    return (torch.empty(shape, dtype=x.dtype, device="meta"),
+            torch.empty(shape, dtype=torch.int64, device="meta"))
+
+
+def _max_pool_backward_meta(grad, x, kernel, stride, padding, dilation, ceil_mode, indices):
+    """aten.max_pool2d_with_indices_backward for a plain contiguous input: a gradient like it."""
+    if x.dim() not in (3, 4) or not _standard(x):
+        return None
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")
+
+
+def _sum_meta(x, dim=None, keepdim=False, dtype=None):
+    """aten.sum.dim_IntList on a floating input (a bias gradient in the backward pass, often of
+    an expanded or permuted gradient): the reduced shape, contiguous whatever the input's layout,
+    as PyTorch's reduction kernels make it."""
+    if dtype is not None or not x.dtype.is_floating_point or x.dim() == 0:
+        return None
+    dims = range(x.dim()) if not dim else {d % x.dim() for d in dim}
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape)] if keepdim else \
+        [n for i, n in enumerate(x.shape) if i not in dims]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _sum_all_meta(x, dtype=None):
+    if dtype is not None or not x.dtype.is_floating_point:
+        return None
+    return torch.empty((), dtype=x.dtype, device="meta")
+
+
+def _like_meta(x, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+    """aten.empty_like / zeros_like / ones_like of a plain contiguous meta tensor (autograd seeds
+    the backward pass with ones_like(loss)): values do not exist on meta, only the metadata."""
+    if (not _standard(x) or layout not in (None, torch.strided) or pin_memory
+            or (device is not None and torch.device(device).type != "meta")
+            or memory_format not in (None, torch.preserve_format, torch.contiguous_format)):
+        return None
+    return torch.empty(x.shape, dtype=dtype or x.dtype, device="meta")
+
+
+def _mm_meta(a, b):
+    """aten.mm (nn.Linear's weight gradient in the backward pass): (rows of a, columns of b),
+    contiguous whatever the operands' layouts, as PyTorch's meta kernel makes it."""
+    if a.dim() != 2 or b.dim() != 2 or a.dtype != b.dtype or a.shape[1] != b.shape[0]:
+        return None
+    return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
+
+
+def _bmm_meta(a, b):
+    if a.dim() != 3 or b.dim() != 3 or a.dtype != b.dtype or a.shape[0] != b.shape[0] \
+            or a.shape[2] != b.shape[1]:
+        return None
+    return torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device="meta")
+
+
 SHAPE_RULES = {
+    torch.ops.aten.mm.default: _mm_meta,
+    torch.ops.aten.bmm.default: _bmm_meta,
+    torch.ops.aten.empty_like.default: _like_meta,
+    torch.ops.aten.zeros_like.default: _like_meta,
+    torch.ops.aten.ones_like.default: _like_meta,
+    torch.ops.aten.sum.dim_IntList: _sum_meta,
+    torch.ops.aten.sum.default: _sum_all_meta,
+    torch.ops.aten.max_pool2d_with_indices.default: _max_pool_meta,
+    torch.ops.aten.max_pool2d_with_indices_backward.default: _max_pool_backward_meta,
+    torch.ops.aten.convolution.default: _conv_meta,
+    torch.ops.aten.convolution_backward.default: _conv_backward_meta,
     torch.ops.aten.addmm.default: _addmm_meta,
     torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_meta,
@@ -211,10 +356,12 @@ def _in_place_result(args: tuple, kwargs: dict) -> Any:
 # Many of PyTorch's meta kernels are Python (element-wise ops, cat, layer norm: 0.1-4 ms a call,
 # where an empty tensor costs a microsecond). A checked rule predicts the output metadata of a
 # call from its inputs' metadata and names the call's *signature*: what, besides sizes, decides
-# the output (op, dtypes, which inputs broadcast, flags). The first call of each signature runs
-# PyTorch's kernel and compares; the rule is used for that signature only if it agreed. So a rule
-# is never assumed, a wrong one costs only speed, and no result depends on what ran before.
-RULES_CHECKED: dict[tuple, bool] = {}
+# the output (op, dtypes, which inputs broadcast, flags). The first call of each signature checks
+# the rule (against PyTorch's meta kernel, or for an element-wise op's dtype a one-element CPU
+# run); the rule is used for that signature only if it agreed. So a wrong rule costs only speed,
+# and no result depends on what ran before. The layouts the element-wise rule claims are held to
+# PyTorch's meta kernels by tests/test_analysis_speed_rules.py.
+RULES_CHECKED: dict[tuple, Any] = {}
 _OUT_OF_PLACE: dict[Any, bool] = {}
 _NOT_RULED = {"dtype", "out", "memory_format", "layout", "device", "pin_memory"}
 
@@ -277,11 +424,36 @@ def _same_strided(tensors: list) -> tuple | None:
     return None if layout is None else (layout, full)
 
 
+def _expanded(t: torch.Tensor) -> bool:
+    """``t`` is a contiguous tensor expanded along some axes (stride 0): ``grad.expand(...) / n``
+    in the backward of a mean. An element-wise op on it alone gives a contiguous result."""
+    step = 1
+    stride = t.stride()
+    for i in reversed(range(t.dim())):
+        if stride[i] == 0 or t.shape[i] == 1:
+            continue
+        if stride[i] != step:
+            return False
+        step *= t.shape[i]
+    return 0 in stride
+
+
+def _tiny(value: Any) -> Any:
+    """A one-element CPU tensor of ``value``'s dtype and rank class (0-d or not): what decides an
+    element-wise op's result dtype."""
+    if isinstance(value, torch.Tensor):
+        return torch.ones(() if value.dim() == 0 else (1,) * value.dim(), dtype=value.dtype)
+    return value
+
+
 def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
-    """Element-wise op on meta tensors of one dtype: every tensor argument contiguous, one of
-    them (the full-size one) of the result's shape, the others 0-d or broadcasting to it (the
-    result is contiguous); or all of one shape and strides in a strict layout (the result keeps
-    them)."""
+    """Element-wise op on meta tensors of one dtype. Contiguous tensors, one of them (the
+    full-size one) of the result's shape and the others 0-d or broadcasting to it, or a single
+    expanded contiguous tensor: the result is contiguous, and its dtype is what the op gives on
+    one-element CPU tensors of the same dtypes (no Python meta kernel runs; the first call of
+    such a kernel imports sympy and torch._dynamo, seconds). All of one shape and strides in a
+    strict layout (channels last, permuted): the result keeps them, checked against PyTorch's
+    meta kernel."""
     dtype = full = None
     tensors = []
     parts: list[Any] = []
@@ -293,20 +465,30 @@ def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
             contiguous = contiguous and v.is_contiguous()
             dtype = v.dtype
             tensors.append(v)
-            parts.append(len(tensors) - 1)
+            parts.append(len(tensors) - 1 if v.dim() else "0-d")
             if full is None or v.dim() > full.dim() or v.dim() == full.dim() and v.numel() > full.numel():
                 full = v
         elif isinstance(v, (bool, int, float, str)) or v is None:
             parts.append(type(v))
         else:
             return None
+    if full is None or full.dim() == 0:
+        return None
+
+    def probe(func: Any) -> torch.dtype:
+        return func(*[_tiny(a) for a in args], **{k: _tiny(v) for k, v in kwargs.items()}).dtype
+
     if not contiguous:
+        if sum(t.dim() > 0 for t in tensors) == 1 and _expanded(full):
+            shape = full.shape
+            return ((tuple(parts), "expanded", tuple(kwargs)),
+                    lambda out: torch.empty(shape, dtype=out, device="meta"), probe)
         found = _same_strided(tensors)
         if found is None:
             return None
         layout, full = found
         return (dtype, tuple(parts), layout, tuple(kwargs)), _like(full)
-    if full is None or full.dim() == 0 or _ambiguous(full):
+    if _ambiguous(full):
         return None
     shape = full.shape
     patterns = []
@@ -319,7 +501,7 @@ def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
             return None
         patterns.append(tuple(n == 1 for n in t.shape))
     signature = (dtype, tuple(parts), tuple(patterns), tuple(kwargs))
-    return signature, lambda: torch.empty(shape, dtype=dtype, device="meta")
+    return signature, lambda out: torch.empty(shape, dtype=out, device="meta"), probe
 
 
 def _cat_rule(tensors: Any, dim: int = 0) -> tuple | None:
@@ -415,18 +597,28 @@ CHECKED_RULES = {
 
 
 def _checked(func: Any, rule: Any, args: tuple, kwargs: dict) -> Any:
-    """The rule's prediction where it has agreed with PyTorch's kernel on this signature; the
-    kernel's own result (checked against the rule) on the signature's first call; None where the
-    rule does not apply or disagreed."""
+    """The rule's prediction where it has agreed with PyTorch on this signature, else None (run
+    the kernel). A rule that names a *probe* is checked by it: the op on one-element CPU tensors
+    gives the result dtype, kept per signature (the op's dtype rule needs only dtypes). Any other
+    rule is checked on the signature's first call against PyTorch's meta kernel itself."""
     try:
         found = rule(*args, **kwargs)
     except TypeError:  # an argument form the rule does not take
         return None
     if found is None:
         return None
-    signature, predict = found
-    key = (func, signature)
+    key = (func, found[0])
     verdict = RULES_CHECKED.get(key)
+    if len(found) == 3:
+        if verdict is None:
+            try:
+                with _disable_current_modes():
+                    verdict = found[2](func)
+            except (RuntimeError, TypeError, ValueError, NotImplementedError):
+                verdict = False
+            RULES_CHECKED[key] = verdict
+        return found[1](verdict) if verdict is not False else None
+    predict = found[1]
     if verdict is None:
         out = func(*args, **kwargs)
         try:

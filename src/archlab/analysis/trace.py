@@ -385,13 +385,21 @@ def _mode(module: nn.Module, training: bool) -> Iterator[None]:
             m.training = flag
 
 
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(t, device='meta')``; for a contiguous meta tensor (a design built on the
+    meta device) without PyTorch's Python kernel for it, whose first call imports sympy."""
+    if t.is_meta and t.is_contiguous():
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+    return torch.empty_like(t, device="meta")
+
+
 def _meta_state(module: nn.Module, tracer: _Tracer) -> dict[str, torch.Tensor]:
     """Meta copies of the parameters and buffers, registered with the tracer."""
     state: dict[str, torch.Tensor] = {}
     trace = tracer.trace
     largest = 0
     for name, p in module.named_parameters():
-        meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        meta = nn.Parameter(_meta_like(p), requires_grad=p.requires_grad)
         state[name] = meta
         key = tracer.register(meta, PARAM)
         tracer.param_sizes[key] = p.numel()
@@ -403,7 +411,7 @@ def _meta_state(module: nn.Module, tracer: _Tracer) -> dict[str, torch.Tensor]:
             trace.param_tensors += 1
             largest = max(largest, size)
     for name, b in module.named_buffers():
-        meta = torch.empty_like(b, device="meta")
+        meta = _meta_like(b)
         state[name] = meta
         tracer.register(meta, BUFFER)
         trace.buffer_bytes += b.numel() * b.element_size()
