@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-# (func, input metadata) -> output metadata; see the module docstring for what is kept
+# (id of func, input metadata) -> (func, output metadata); see the module docstring for what is kept
 META_OUTPUTS: dict[tuple, Any] = {}
 _FRESH_OUTPUTS: dict[Any, bool] = {}
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
@@ -635,41 +635,55 @@ def clear_memos() -> None:
 
     META_OUTPUTS.clear()
     RULES_CHECKED.clear()
+    _PLANS.clear()
     recurrent.clear()
+
+
+# id(op) -> (op, in-place element-wise?, shape rule, checked rule, fresh outputs?): one lookup
+# per call instead of five (an OpOverload's hash is a Python method); ops live for the process
+_PLANS: dict[int, tuple] = {}
+
+
+def _plan(func: Any) -> tuple:
+    plan = _PLANS.get(id(func))
+    if plan is None or plan[0] is not func:
+        checked = CHECKED_RULES.get(func)
+        if checked is None and _out_of_place_pointwise(func):
+            checked = _pointwise_rule
+        plan = (func, in_place_pointwise(func), SHAPE_RULES.get(func), checked, fresh_outputs(func))
+        _PLANS[id(func)] = plan
+    return plan
 
 
 def run_meta(func: Any, args: tuple, kwargs: dict) -> Any:
     """``func(*args, **kwargs)``, from a shape rule or the memo where that is exact."""
-    if in_place_pointwise(func):
+    _, in_place, rule, checked, fresh = _plan(func)
+    if in_place:
         result = _in_place_result(args, kwargs)
         if result is not None:
             return result
-    rule = SHAPE_RULES.get(func)
     if rule is not None and all(not isinstance(a, torch.Tensor) or a.is_meta for a in args):
         out = rule(*args, **kwargs)
         if out is not None:
             return out
-    checked = CHECKED_RULES.get(func)
-    if checked is None and _out_of_place_pointwise(func):
-        checked = _pointwise_rule
     if checked is not None:
         out = _checked(func, checked, args, kwargs)
         if out is not None:
             return out
-    if not fresh_outputs(func):
+    if not fresh:
         return func(*args, **kwargs)
     try:
-        key = (func, _meta_key(args), _meta_key(sorted(kwargs.items())) if kwargs else ())
+        key = (id(func), _meta_key(args), _meta_key(sorted(kwargs.items())) if kwargs else ())
     except TypeError:
         return func(*args, **kwargs)
-    spec = META_OUTPUTS.get(key)
-    if spec is not None:
-        return _replay(spec)
+    hit = META_OUTPUTS.get(key)
+    if hit is not None and hit[0] is func:
+        return _replay(hit[1])
     out = func(*args, **kwargs)
     try:
         spec = _out_spec(out)
     except TypeError:
         return out
     if len(META_OUTPUTS) < _MEMO_LIMIT:
-        META_OUTPUTS[key] = spec
+        META_OUTPUTS[key] = (func, spec)
     return out

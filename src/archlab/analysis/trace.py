@@ -45,6 +45,7 @@ from .meta_kernels import align_devices, run_meta
 
 # storage categories
 INPUT, PARAM, BUFFER, ACTIVATION, GRAD = "input", "param", "buffer", "activation", "grad"
+_NAMES: dict[int, tuple] = {}  # id(op) -> (op, name, skipped by counting, in-place)
 _CONVOLUTION = torch.ops.aten.convolution.default
 _CONVOLUTION_BACKWARD = torch.ops.aten.convolution_backward.default
 
@@ -260,11 +261,16 @@ class _Tracer:
                     s.last_forward_use = index
 
     def count(self, func, args, kwargs, out, ins, in_keys, path, module, weights_only) -> None:
-        name = op_name(func)
-        if name in SKIP or is_view(func, name):
+        known = _NAMES.get(id(func))
+        if known is None or known[0] is not func:
+            name = op_name(func)
+            raw = getattr(getattr(func, "_overloadpacket", None), "__name__", "")
+            known = _NAMES[id(func)] = (func, name, name in SKIP or is_view(func, name),
+                                        raw.endswith("_"))
+        _, name, skipped, in_place = known
+        if skipped:
             return  # views move no data; factories and bookkeeping do no work
-        raw = getattr(getattr(func, "_overloadpacket", None), "__name__", "")
-        if weights_only and (raw.endswith("_") or not ins):
+        if weights_only and (in_place or not ins):
             return  # updates of running statistics, fresh constants
         call = Call(name, args, kwargs, out, ins, path, module, self.shape, self.is_weight)
         rule = RULES.get(name)
@@ -289,7 +295,8 @@ class _Tracer:
             for key in set(in_keys):
                 for source in self.origin.get(key, ()):
                     params += self.param_sizes.pop(source, 0)
-        op = replace(op, params=params)
+        op = Op(op.kind, op.path, op.inputs, op.output, params, op.multiply_adds, op.elementwise,
+                op.weights_read, op.extra)  # not dataclasses.replace: ten times slower
         if op.kind == "linear" and name == "mm":
             self.last_linear = (len(self.trace.ops), storage_key(out))
         else:
@@ -345,12 +352,22 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat = _tensors(args, [])
+        flat: list = []
+        real = False  # a CPU constant (more than a scalar) among the arguments
+        for value in args:
+            if isinstance(value, torch.Tensor):
+                flat.append(value)
+                real = real or (not value.is_meta and value.dim() > 0)
+            elif isinstance(value, list | tuple):
+                _tensors(value, flat)
+                real = True  # checked by align_devices
         if kwargs:
             _tensors(tuple(kwargs.values()), flat)
-        args, kwargs, moved = align_devices(flat, args, kwargs)
-        if moved:
-            flat = _tensors((args, tuple(kwargs.values())), [])
+            real = True
+        if real:
+            args, kwargs, moved = align_devices(flat, args, kwargs)
+            if moved:
+                flat = _tensors((args, tuple(kwargs.values())), [])
         out = run_meta(func, args, kwargs)
         if func is recurrent.MKLDNN_RNN_LAYER:
             out = recurrent.with_workspace(args, out)
