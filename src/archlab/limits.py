@@ -419,6 +419,13 @@ def check_options(args) -> None:
         raise UsageError(f"SGD here uses Nesterov momentum, which needs a momentum above 0; "
                          f"received --momentum {momentum}", path="--momentum",
                          fix="use --momentum 0.9 (the default), or --optimizer adam")
+    budget = getattr(args, "budget", None)
+    if isinstance(budget, str):  # analyze's memory budget (search's budgets are a list, read at start)
+        from .analysis.memory import parse_bytes
+
+        if parse_bytes(budget) <= 0:  # garbage is refused by parse_bytes itself, with its fix
+            raise UsageError(f"a memory budget must be above 0 bytes; received --budget {budget}",
+                             path="--budget", fix="e.g. --budget 8GiB")
     accelerator = getattr(args, "accelerator", None)
     devices = getattr(args, "devices", None)
     device = getattr(args, "device", None)

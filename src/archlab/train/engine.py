@@ -12,9 +12,12 @@ Seams for other capabilities (the diagnostics health monitor, custom runs):
 * :func:`make_trainer` builds the ``lightning.Trainer`` with archlab's settings, including the
   scale-out passthrough (``accelerator``, ``devices``, ``num_nodes``, ``strategy``).
 
-Overhead choices (benchmarks/training.py measures them against a hand-written loop): the data
-lives in memory and is fetched a whole batch per index call (no per-sample collate), metrics are
-accumulated in tensors and logged once per epoch, no model summary, no sanity validation pass.
+Overhead choices (benchmarks/training.py measures them against a hand-written loop and a bare
+``lightning.Trainer``): the data lives in memory and is fetched a whole batch per index call (no
+per-sample collate); the step is taken in ``training_step`` (Lightning's manual optimisation, the
+same hooks without the automatic loop's closures); metrics are accumulated in tensors and logged
+once per epoch; the attribute Lightning sets around every hook call skips nn.Module's checks and
+the checkpoint callbacks format their state key once; no model summary, no sanity validation pass.
 """
 
 from __future__ import annotations
