@@ -66,7 +66,9 @@ BATCH = 64
 # translations, not flips).
 RECIPE = {"epochs": 12, "batch": 32, "lr": 3e-3, "schedule": "onecycle", "augment": "shift=2"}
 TARGET = 0.98
-OVERHEAD_TARGETS = {DESIGN: 1.10, "digits_mlp": 1.5}
+# (target ratio, the archlab set-up it applies to): the monitor is on for mnist_cnn (the default
+# of `archlab train`); the digits_mlp target was set on the plain run
+OVERHEAD_TARGETS = {DESIGN: (1.10, "archlab+monitor"), "digits_mlp": (1.5, "archlab")}
 
 
 def load() -> str:
@@ -216,16 +218,14 @@ def overhead(args, out: str, design: str, data: str) -> None:
     print(f"fixed cost of an archlab trainer.fit outside its epochs (Lightning's start-up and "
           f"teardown): {min(f - sum(e[0] for e in ep) for f, ep in zip(fits, runs['archlab'], strict=True)):.2f} s "
           f"(fewest over the repeats)")
-    target = OVERHEAD_TARGETS.get(design)
+    target, applies_to = OVERHEAD_TARGETS.get(design, (None, None))
     for which, label in ((0, "wall"), (1, "CPU")):
         for k in loops[1:]:
             ratio = [_mean(a, which) / _mean(h, which) for a, h in zip(runs[k], runs["hand"], strict=True)]
             med = statistics.median(ratio)
             verdict = ""
-            if target and k == "archlab+monitor" and which == 0:
-                verdict = f"  target <= {target:.2f} with the monitor on: {'met' if med <= target else 'NOT met'}"
-            elif target and k == "archlab" and which == 0:
-                verdict = f"  (target {target:.2f} applies with the monitor on)"
+            if target and k == applies_to and which == 0:
+                verdict = f"  target <= {target:.2f}: {'met' if med <= target else 'NOT met'}"
             print(f"{label:4s} {k:16s} / hand: median {med:.3f}  range {min(ratio):.3f}-{max(ratio):.3f}  "
                   f"(mean epochs: hand {statistics.median(_mean(h, which) for h in runs['hand']):.3f} s, "
                   f"{k} {statistics.median(_mean(a, which) for a in runs[k]):.3f} s){verdict}")
@@ -302,7 +302,8 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # as archlab's runs do
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):  # as archlab's runs do
+        logging.getLogger(name).setLevel(logging.WARNING)
     print(f"torch {torch.__version__}, lightning {L.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores, {load()}")
     with tempfile.TemporaryDirectory() as out:

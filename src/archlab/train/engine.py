@@ -225,7 +225,10 @@ class DesignModule(L.LightningModule):
         for m in self._frozen_norms:
             m.eval()
         seed = epoch_seed(self.config.seed, self.current_epoch)
-        torch.manual_seed(seed)  # dropout masks etc.
+        if self.device.type == "cpu":  # dropout masks etc.: on the CPU only its generator draws;
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed seeds every backend: 0.4 ms
+        else:
+            torch.manual_seed(seed)
         self._aug.manual_seed(seed)
         self._state["train"] = self.task.empty_train_state(self.device)
 
