@@ -44,6 +44,8 @@ CALLS = {
     "add with alpha": (aten.add.Tensor, lambda: (_meta(4, 6), _meta(4, 6)), {"alpha": 2}),
     "squeeze-excite mul": (aten.mul.Tensor, lambda: (_meta(2, 16, 7, 7), _meta(2, 16, 1, 1))),
     "bias add": (aten.add.Tensor, lambda: (_meta(5, 9, 12), _meta(12))),
+    "mutual broadcast": (aten.div.Tensor, lambda: (_meta(1, 32, 32, 1), _meta(32))),
+    "outer broadcast": (aten.mul.Tensor, lambda: (_meta(4, 1), _meta(1, 5))),
     "scalar tensor": (aten.mul.Tensor, lambda: (_meta(3, 4), _meta())),
     "channels last": (aten.add.Tensor, lambda: (_meta(2, 8, 5, 5, fmt=torch.channels_last),) * 2),
     "permuted": (aten.sigmoid.default, lambda: (_permuted(2, 8, 5, 6),)),
@@ -58,13 +60,6 @@ CALLS = {
     "expanded column": (aten.neg.default, lambda: (_meta(4, 1).expand(4, 5),)),
     "cat": (aten.cat.default, lambda: ([_meta(1, 4, 6, 6), _meta(1, 12, 6, 6)], 1)),
     "cat last axis": (aten.cat.default, lambda: ([_meta(3, 5), _meta(3, 2), _meta(3, 1)], -1)),
-    "layer norm": (aten.native_layer_norm.default, lambda: (_meta(2, 9, 16), [16], _meta(16), _meta(16), 1e-5)),
-    "layer norm permuted": (aten.native_layer_norm.default,
-                            lambda: (_permuted(1, 24, 6, 6), [24], _meta(24), _meta(24), 1e-6)),
-    "layer norm no affine": (aten.native_layer_norm.default, lambda: (_meta(4, 3, 10), [3, 10], None, None, 1e-5)),
-    "layer norm backward": (aten.native_layer_norm_backward.default,
-                            lambda: (_meta(2, 6, 6, 24), _permuted(2, 24, 6, 6), [24], _meta(2, 6, 6, 1),
-                                     _meta(2, 6, 6, 1), _meta(24), _meta(24), [True, True, True])),
 }
 
 
@@ -88,14 +83,13 @@ def test_checked_rules_predict_what_pytorch_meta_kernels_return(name):
 
 
 def test_a_rule_that_disagrees_is_refused_and_pytorch_decides():
-    """A layer norm whose rule predicted the wrong layout is refused by its first call's check
+    """A rule that predicted the wrong layout (here for a layer norm) is refused by its first call's check
     against PyTorch's kernel: every later call of that signature takes the kernel."""
     meta_kernels.clear_memos()
     x, w = _meta(2, 9, 16), _meta(16)
 
     def wrong(*args, **kwargs):
-        signature, _ = meta_kernels._layer_norm_rule(*args, **kwargs)
-        return signature, lambda: tuple(torch.empty(3, 3, device="meta") for _ in range(3))
+        return ("a signature",), lambda: tuple(torch.empty(3, 3, device="meta") for _ in range(3))
 
     func = aten.native_layer_norm.default
     first = meta_kernels._checked(func, wrong, (x, [16], w, w, 1e-5), {})
@@ -245,6 +239,28 @@ SHAPE_CALLS = {
     "ones like": (aten.ones_like.default, lambda: (_meta(),)),
     "zeros like": (aten.zeros_like.default, lambda: (_meta(2, 3),)),
     "mm of a transposed gradient": (aten.mm.default, lambda: (_meta(5, 10).t(), _meta(5, 7))),
+    "layer norm": (aten.native_layer_norm.default, lambda: (_meta(2, 9, 16), [16], _meta(16), _meta(16), 1e-5)),
+    "layer norm permuted": (aten.native_layer_norm.default,
+                            lambda: (_permuted(1, 24, 6, 6), [24], _meta(24), _meta(24), 1e-6)),
+    "layer norm no affine": (aten.native_layer_norm.default, lambda: (_meta(4, 3, 10), [3, 10], None, None, 1e-5)),
+    "layer norm backward": (aten.native_layer_norm_backward.default,
+                            lambda: (_meta(2, 6, 6, 24), _permuted(2, 24, 6, 6), [24], _meta(2, 6, 6, 1),
+                                     _meta(2, 6, 6, 1), _meta(24), _meta(24), [True, True, True])),
+    "layer norm on a 1x1 map": (aten.native_layer_norm.default,
+                                lambda: (_meta(1, 1, 1, 168), [168], _meta(168), _meta(168), 1e-6)),
+    "layer norm backward of a 1x1 map": (aten.native_layer_norm_backward.default,
+                                         lambda: (_meta(1, 1, 1, 168), _meta(1, 1, 1, 168), [168],
+                                                  _meta(1, 1, 1, 1), _meta(1, 1, 1, 1), _meta(168),
+                                                  None, [True, True, False])),
+    "softmax backward": (aten._softmax_backward_data.default,
+                         lambda: (_meta(1, 4, 9, 9), _meta(1, 4, 9, 9), -1, torch.float32)),
+    "softmax backward permuted": (aten._softmax_backward_data.default,
+                                  lambda: (_meta(2, 3, 5).permute(0, 2, 1), _meta(2, 3, 5).permute(0, 2, 1), 1,
+                                           torch.float32)),
+    "stack": (aten.stack.default, lambda: ([_meta(3, 2)] * 3, 2)),
+    "vector norm of a permuted tensor": (aten.linalg_vector_norm.default,
+                                         lambda: (_meta(1, 4, 12, 16).permute(0, 1, 3, 2), 2.0, [-1], True)),
+    "vector norm of all": (aten.linalg_vector_norm.default, lambda: (_meta(7), 2.0)),
     "bmm": (aten.bmm.default, lambda: (_meta(3, 4, 5), _meta(3, 5, 2).transpose(1, 2).contiguous().transpose(1, 2))),
 }
 

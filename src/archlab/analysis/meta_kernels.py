@@ -438,6 +438,20 @@ def _expanded(t: torch.Tensor) -> bool:
     return 0 in stride
 
 
+def _broadcast(tensors: list) -> tuple[int, ...] | None:
+    """The broadcast shape of the tensors (None if they do not broadcast)."""
+    ndim = max(t.dim() for t in tensors)
+    shape = [1] * ndim
+    for t in tensors:
+        offset = ndim - t.dim()
+        for i, n in enumerate(t.shape):
+            if n != 1:
+                if shape[offset + i] not in (1, n):
+                    return None
+                shape[offset + i] = n
+    return tuple(shape)
+
+
 def _tiny(value: Any) -> Any:
     """A one-element CPU tensor of ``value``'s dtype and rank class (0-d or not): what decides an
     element-wise op's result dtype."""
@@ -447,9 +461,8 @@ def _tiny(value: Any) -> Any:
 
 
 def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
-    """Element-wise op on meta tensors of one dtype. Contiguous tensors, one of them (the
-    full-size one) of the result's shape and the others 0-d or broadcasting to it, or a single
-    expanded contiguous tensor: the result is contiguous, and its dtype is what the op gives on
+    """Element-wise op on meta tensors of one dtype. Contiguous tensors that broadcast together,
+    or a single expanded contiguous tensor: the result is contiguous, and its dtype is what the op gives on
     one-element CPU tensors of the same dtypes (no Python meta kernel runs; the first call of
     such a kernel imports sympy and torch._dynamo, seconds). All of one shape and strides in a
     strict layout (channels last, permuted): the result keeps them, checked against PyTorch's
@@ -488,18 +501,10 @@ def _pointwise_rule(*args: Any, **kwargs: Any) -> tuple | None:
             return None
         layout, full = found
         return (dtype, tuple(parts), layout, tuple(kwargs)), _like(full)
-    if _ambiguous(full):
+    shape = _broadcast(tensors)
+    if shape is None or (len(shape) == 4 and _ambiguous(torch.empty(shape, device="meta"))):
         return None
-    shape = full.shape
-    patterns = []
-    for t in tensors:
-        if t.shape == shape:
-            patterns.append(None)
-            continue
-        offset = len(shape) - t.dim()
-        if any(n != 1 and n != shape[offset + i] for i, n in enumerate(t.shape)):
-            return None
-        patterns.append(tuple(n == 1 for n in t.shape))
+    patterns = [None if t.shape == shape else tuple(n == 1 for n in t.shape) for t in tensors]
     signature = (dtype, tuple(parts), tuple(patterns), tuple(kwargs))
     return signature, lambda out: torch.empty(shape, dtype=out, device="meta"), probe
 
@@ -527,58 +532,68 @@ def _cat_rule(tensors: Any, dim: int = 0) -> tuple | None:
     return (dtype, ndim, dim, len(tensors)), lambda: torch.empty(shape, dtype=dtype, device="meta")
 
 
-def _layer_norm_rule(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple | None:
-    """native_layer_norm on a contiguous or permuted-contiguous input: a contiguous output of its
-    shape, mean and 1/std with the normalised axes kept as 1."""
-    if not isinstance(x, torch.Tensor) or not x.is_meta or _ambiguous(x):
-        return None
-    layout = "contiguous" if x.is_contiguous() else _strict_layout(x)
-    if layout is None:
-        return None
-    if any(w is not None and (not isinstance(w, torch.Tensor) or not w.is_meta) for w in (weight, bias)):
+def _layer_norm_meta(x, normalized_shape, weight, bias, eps):
+    """aten.native_layer_norm: a contiguous output whatever the input's layout (PyTorch's kernel
+    makes it contiguous first), mean and 1/std with the normalised axes kept as 1."""
+    if any(w is not None and not isinstance(w, torch.Tensor) for w in (weight, bias)):
         return None
     axis = x.dim() - len(normalized_shape)
-    stats = (*x.shape[:axis], *([1] * len(normalized_shape)))
-    signature = (x.dtype, x.dim(), len(normalized_shape), layout,
-                 None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-    strides = _contiguous(x.shape)  # PyTorch's kernel makes a permuted input contiguous first
-
-    def predict() -> tuple:
-        out = torch.empty_strided(x.shape, strides, dtype=x.dtype, device="meta")
-        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        return (out, torch.empty(stats, dtype=dtype, device="meta"),
-                torch.empty(stats, dtype=dtype, device="meta"))
-
-    return signature, predict
-
-
-def _layer_norm_backward_rule(grad: Any, x: Any, normalized_shape: Any, mean: Any, rstd: Any,
-                              weight: Any, bias: Any, mask: Any) -> tuple | None:
-    """native_layer_norm_backward: a contiguous input gradient (for a contiguous or permuted
-    input), gradients like the weight and the bias."""
-    layouts = []
-    for t in (grad, x):
-        if not isinstance(t, torch.Tensor) or not t.is_meta or _ambiguous(t):
-            return None
-        layouts.append("contiguous" if t.is_contiguous() else _strict_layout(t))
-    if grad.shape != x.shape or None in layouts:
+    if axis < 0 or tuple(x.shape[axis:]) != tuple(normalized_shape):
         return None
-    strides = _contiguous(x.shape)
-    for w in (weight, bias):
-        if w is not None and (not isinstance(w, torch.Tensor) or not w.is_meta or not w.is_contiguous()):
-            return None
-    mask = tuple(bool(m) for m in mask)
-    signature = (grad.dtype, x.dtype, x.dim(), len(normalized_shape), tuple(layouts),
-                 None if weight is None else weight.dtype, None if bias is None else bias.dtype, mask)
+    stats = (*x.shape[:axis], *([1] * len(normalized_shape)))
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return (torch.empty(x.shape, dtype=x.dtype, device="meta"), torch.empty(stats, dtype=dtype, device="meta"),
+            torch.empty(stats, dtype=dtype, device="meta"))
+
+
+def _layer_norm_backward_meta(grad, x, normalized_shape, mean, rstd, weight, bias, mask):
+    """aten.native_layer_norm_backward with a contiguous incoming gradient: a contiguous input
+    gradient (whatever the input's layout), gradients like the weight and the bias."""
+    if not grad.is_contiguous() or grad.shape != x.shape:
+        return None
 
     def like(t: Any, wanted: bool) -> Any:
         return torch.empty(t.shape, dtype=t.dtype, device="meta") if wanted and t is not None else None
 
-    def predict() -> tuple:
-        dx = torch.empty_strided(x.shape, strides, dtype=x.dtype, device="meta") if mask[0] else None
-        return dx, like(weight, mask[1]), like(bias, mask[2])
+    return (torch.empty(x.shape, dtype=x.dtype, device="meta") if mask[0] else None,
+            like(weight, mask[1]), like(bias, mask[2]))
 
-    return signature, predict
+
+def _softmax_backward_meta(grad, output, dim, input_dtype):
+    """aten._softmax_backward_data: contiguous, of the input's dtype, whatever the layouts."""
+    if grad.shape != output.shape:
+        return None
+    return torch.empty(grad.shape, dtype=input_dtype, device="meta")
+
+
+def _stack_meta(tensors, dim=0):
+    """aten.stack of contiguous tensors of one shape and dtype: contiguous."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    first = tensors[0]
+    for t in tensors:
+        if (not isinstance(t, torch.Tensor) or not t.is_meta or t.shape != first.shape
+                or t.dtype != first.dtype or not t.is_contiguous()):
+            return None
+    dim = dim % (first.dim() + 1)
+    shape = (*first.shape[:dim], len(tensors), *first.shape[dim:])
+    return torch.empty(shape, dtype=first.dtype, device="meta")
+
+
+def _vector_norm_meta(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    """aten.linalg_vector_norm of a floating input: a reduction, contiguous whatever the layout."""
+    if dtype is not None or not x.dtype.is_floating_point or x.dim() == 0:
+        return None
+    return _sum_meta(x, dim, keepdim)
+
+
+SHAPE_RULES.update({
+    torch.ops.aten.native_layer_norm.default: _layer_norm_meta,
+    torch.ops.aten.native_layer_norm_backward.default: _layer_norm_backward_meta,
+    torch.ops.aten._softmax_backward_data.default: _softmax_backward_meta,
+    torch.ops.aten.stack.default: _stack_meta,
+    torch.ops.aten.linalg_vector_norm.default: _vector_norm_meta,
+})
 
 
 def _contiguous(shape: Any) -> tuple[int, ...]:
@@ -589,11 +604,7 @@ def _contiguous(shape: Any) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-CHECKED_RULES = {
-    torch.ops.aten.cat.default: _cat_rule,
-    torch.ops.aten.native_layer_norm.default: _layer_norm_rule,
-    torch.ops.aten.native_layer_norm_backward.default: _layer_norm_backward_rule,
-}
+CHECKED_RULES = {torch.ops.aten.cat.default: _cat_rule}
 
 
 def _checked(func: Any, rule: Any, args: tuple, kwargs: dict) -> Any:
