@@ -100,6 +100,8 @@ def test_healthy_tiny_runs_stay_silent(digits, tmp_path, task, design, extra):
     for net in nets:   # every network was sampled: the monitor ran
         monitor = json.loads((run.path / "health" / net / "monitor.json").read_text())
         assert monitor["samples"] > 0 and set(monitor["detectors"]) <= set(LAYER_DETECTORS)
+        # its affine probe would be generated images: near-copies early on
+        assert ("missing_nonlinearity" in monitor["detectors"]) == (net != "discriminator")
     if task == "gan-d2":   # the generator steps every 2nd batch: its steps are those batches
         batches = json.loads((run.path / "health" / "generator" / "batches.json").read_text())
         assert batches == list(range(0, 10, 2))
