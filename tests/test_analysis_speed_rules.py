@@ -282,3 +282,52 @@ def test_rules_leave_channels_last_to_pytorch():
     assert meta_kernels.SHAPE_RULES[aten.convolution.default](x, w, None, [1, 1], [1, 1], [1, 1], False,
                                                                [0, 0], 1) is None
     assert meta_kernels.SHAPE_RULES[aten.max_pool2d_with_indices.default](x, [2, 2]) is None
+
+
+class EarlyPositions(nn.Module):
+    """A positional encoding made early for every sample, one made once per batch and repeated
+    (both weights-only at batch 1), then ordinary layers: the batch-2 trace that tells the two
+    apart may stop after the encodings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_sample = nn.Conv2d(2, 6, 1)
+        self.once = nn.Conv2d(2, 6, 1)
+        self.body = nn.Sequential(*[nn.Conv2d(6, 6, 3, padding=1) for _ in range(4)])
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        grid = torch.stack(torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                          torch.arange(w, dtype=torch.float32), indexing="ij"))
+        x = x + self.per_sample(grid.expand(b, 2, h, w).to(x.device))
+        x = x + self.once(grid[None].to(x.device)).repeat(b, 1, 1, 1)
+        return self.body(x)
+
+
+def test_the_batch_two_trace_stops_early_with_the_same_result(monkeypatch):
+    import sys
+
+    analyze_module = sys.modules["archlab.analysis.analyze"]
+    net, shape = EarlyPositions(), (6, 8, 8)
+    calls = []
+    full_trace = analyze_module.trace_module
+
+    def spy(*args, **kwargs):
+        t = full_trace(*args, **kwargs)
+        calls.append((kwargs.get("wanted"), len(t.ops)))
+        return t
+
+    monkeypatch.setattr(analyze_module, "trace_module", spy)
+    early = _result(analyze(net, shape, memory=False))
+    (_, counted), (wanted, stopped) = calls
+    assert wanted and stopped < counted  # it did stop early
+    monkeypatch.setattr(analyze_module, "trace_module",
+                        lambda *a, **k: full_trace(*a, **{**k, "wanted": None}))
+    assert _result(analyze(net, shape, memory=False)) == early
+    conv = 2 * 6 * 64
+    assert early["totals"]["weights_only_multiply_adds"] == conv  # the one made once per batch
+    state = {k: torch.empty_like(v, device="meta") for k, v in net.named_parameters()}
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        torch.func.functional_call(net, state, (torch.empty(1, *shape, device="meta"),))
+    assert early["totals"]["multiply_adds"] + conv == counter.get_total_flops() // 2

@@ -52,17 +52,19 @@ def _settle_weights_only(module: nn.Module, shape: Shape, counting: Trace, dtype
               or op.extra.get("weights_only_elementwise")]
     if not marked:
         return ops
-    twice = trace_module(module, shape, 2, dtype=dtype, device=device).ops
     # the same record at batch 2: the n-th op of its kind at its module path
     seen: dict[tuple[str, str], int] = {}
+    nth = {}
+    for i, op in enumerate(ops):
+        nth[i] = seen[op.kind, op.path] = seen.get((op.kind, op.path), -1) + 1
+    wanted = {(ops[i].kind, ops[i].path, nth[i]) for i in marked}
+    # the batch-2 trace stops once it has these records (a positional encoding is made early)
+    twice = trace_module(module, shape, 2, dtype=dtype, device=device, wanted=wanted).ops
+    seen.clear()
     at_two: dict[tuple[str, str, int], Op] = {}
     for op in twice:
         n = seen[op.kind, op.path] = seen.get((op.kind, op.path), -1) + 1
         at_two[op.kind, op.path, n] = op
-    seen.clear()
-    nth = {}
-    for i, op in enumerate(ops):
-        nth[i] = seen[op.kind, op.path] = seen.get((op.kind, op.path), -1) + 1
     unattributed = dict(counting.unattributed)
     settled = list(ops)
     for i in marked:

@@ -123,6 +123,10 @@ class _Tracer:
         self.last_linear: tuple[int, int] | None = None  # (index in ops, output key)
         self.last_path = ""                        # module of the latest aten call
         self.device = "cpu"                        # the real device modelled ('cpu', 'cuda')
+        # records still wanted, as (kind, path, n-th of that kind and path): the trace stops at
+        # the first record after the last of them (None: trace the whole forward)
+        self.wanted: set[tuple[str, str, int]] | None = None
+        self.seen: dict[tuple[str, str], int] = {}
 
     def backward_scratch(self, args: tuple, ins: list[torch.Tensor]) -> int:
         """Scratch of a CPU convolution backward: reordered copies of the incoming gradient and
@@ -301,6 +305,14 @@ class _Tracer:
             self.last_linear = (len(self.trace.ops), storage_key(out))
         else:
             self.last_linear = None
+        self.append(op)
+
+    def append(self, op: Op) -> None:
+        if self.wanted is not None:
+            if not self.wanted:
+                raise _Enough  # every wanted record is in (and the one before it complete)
+            n = self.seen[op.kind, op.path] = self.seen.get((op.kind, op.path), -1) + 1
+            self.wanted.discard((op.kind, op.path, n))
         self.trace.ops.append(op)
 
     def fold_bias(self, name: str, call: Call, op: Op, in_keys: list[int]) -> bool:
@@ -320,9 +332,13 @@ class _Tracer:
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> None:
         path, _ = self.path()
-        self.trace.ops.append(attention_op(path, self.shape(q), self.shape(k), self.shape(v),
-                                           self.shape(out)))
+        self.append(attention_op(path, self.shape(q), self.shape(k), self.shape(v), self.shape(out)))
         self.last_linear = None
+
+
+class _Enough(BaseException):
+    """Raised by a trace that has every record it was asked for. A BaseException, so that a
+    module's own ``except Exception`` does not catch it."""
 
 
 def _tensors(value: Any, into: list) -> list:
@@ -449,6 +465,7 @@ def trace_module(
     counting: bool = True,
     backward: bool = False,
     device: str = "cpu",
+    wanted: set[tuple[str, str, int]] | None = None,
 ) -> Trace:
     """Run ``module`` once on meta inputs of ``(batch, *input_shape)``.
 
@@ -457,9 +474,13 @@ def trace_module(
     backward:  run in train mode with autograd, record what autograd saves, then run backward.
     device:    the real device whose kernels are modelled ('cpu' or 'cuda'): attention runs the
                backend that device would choose.
+    wanted:    counting only: the records needed, as (kind, path, n-th record of that kind at
+               that path); the trace stops once it has them all (its ops are then a prefix).
     """
     shapes = input_shape if input_shape and isinstance(input_shape[0], tuple | list) else (input_shape,)
     tracer = _Tracer(module, batch, counting)
+    if wanted is not None and counting and not backward:
+        tracer.wanted = set(wanted)
     tracer.device = "cuda" if device.startswith("cuda") else "cpu"
     state = _meta_state(module, tracer)
     inputs = []
@@ -484,6 +505,9 @@ def trace_module(
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         try:
             out = torch.func.functional_call(module, state, tuple(inputs))
+        except _Enough:
+            tracer.keep.clear()
+            return tracer.trace
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
             raise _trace_error(module, shapes, batch, backward, tracer.last_path, exc) from None
         outs = _outputs(out)
