@@ -1,7 +1,9 @@
 """The fault suite in its CI form: one seed, short runs, both halves.
 
 * every development fault must be found by one of its expected detectors, without an alarm
-  naming another cause;
+  naming another cause (a symptom attributed to a right cause is that cause's evidence, see
+  docs/diagnostics.md "Causes and symptoms"; the scoring rule itself is tested on hand-made
+  results);
 * no healthy set-up, of either half, may raise any alarm (110 steps: past the loss rules'
   100-step wait).
 
@@ -17,7 +19,7 @@ import pytest
 import torch
 
 from archlab.diagnose.fault_catalogue import FAULTS, HEALTHY, HELD_OUT, SETUPS, half, split
-from archlab.diagnose.faults import DATA_KINDS, PATHS, run_setup
+from archlab.diagnose.faults import DATA_KINDS, PATHS, Result, run_setup
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +49,29 @@ def test_split_is_the_recorded_one():
         assert set(held) == {s.name for s in group if s.name in HELD_OUT}
         assert set(dev) == {s.name for s in group if half(s) == "dev"}
     assert sum(half(s) == "held-out" for s in FAULTS) >= 20
+
+
+def test_scoring_follows_the_verdict_hierarchy():
+    """Symptoms attributed to a right cause are evidence; a lone symptom is "cause unknown";
+    an unattributed symptom beside a named cause, or any alarm on a healthy run, counts."""
+    def result(fired, symptoms, expected=("frozen_layers",), plausible=()):
+        r = Result("x", 0, not expected, expected, plausible)
+        r.fired = {d: 0 for d in fired}
+        r.symptoms = symptoms
+        return r
+
+    r = result(["frozen_layers", "loss_not_decreasing"], {"loss_not_decreasing": ["frozen_layers"]})
+    assert r.detected and r.cause_named and not r.cause_unknown and r.false_alarms == []
+    r = result(["loss_not_decreasing"], {"loss_not_decreasing": []})     # found nothing else
+    assert not r.detected and r.cause_unknown and r.false_alarms == []
+    r = result(["frozen_layers", "oscillating_loss"], {"oscillating_loss": []})
+    assert r.cause_named and r.false_alarms == ["oscillating_loss"]
+    r = result(["frozen_layers", "lr_too_high", "oscillating_loss"], {"oscillating_loss": ["lr_too_high"]})
+    assert r.false_alarms == ["lr_too_high", "oscillating_loss"]          # explained by a wrong cause
+    r = result(["loss_not_decreasing"], {"loss_not_decreasing": []}, expected=("loss_not_decreasing",))
+    assert r.detected and not r.cause_named and r.false_alarms == []      # found by its symptom only
+    r = result(["loss_not_decreasing"], {"loss_not_decreasing": []}, expected=())
+    assert r.false_alarms == ["loss_not_decreasing"]                      # healthy: every alarm
 
 
 @pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "dev"], ids=lambda s: s.name)

@@ -10,7 +10,8 @@ dead-unit count and saturation count, and each layer's norms went through Python
   hook is installed for the sampled step only (one registration instead of one per module);
 * :meth:`ActivationSample.reduce` turns all the stashed outputs into per-layer statistics with
   one concatenation and segment sums (``index_add_``): mean and standard deviation of every
-  layer (two-pass, as ``torch.std_mean``), the fraction of never-active ReLU units over the last
+  small layer (two-pass, as ``torch.std_mean``; a layer with more than FUSE_LIMIT values, whose
+  cost is its data rather than the op, keeps its own ``std_mean``), the fraction of never-active ReLU units over the last
   ``dead_window`` samples (one ``any`` over all fully connected ReLU layers at once), and the
   fraction of sigmoid/tanh outputs in their flat tails;
 * :func:`layer_norms` sums per-parameter norms into per-layer norms with one ``index_add_``.
@@ -26,6 +27,7 @@ from collections import deque
 import torch
 
 ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampled batch
+FUSE_LIMIT = 4096  # outputs up to this many values (of ACT_EXAMPLES examples) are reduced together
 DEAD_KINDS = ("relu", "relu6")
 SIGMOID_KINDS = ("sigmoid", "hardsigmoid")
 TANH_KINDS = ("tanh", "hardtanh")
@@ -75,14 +77,27 @@ class ActivationSample:
         labels = list(outs)
         if not labels:
             return [], [], {"dead": [], "saturation": []}
-        device = next(iter(outs.values())).device
-        flat = torch.cat([outs[k].flatten() for k in labels]).float()
-        sizes = [outs[k].numel() for k in labels]
-        seg, n = self._segment_index("all", sizes, device)
-        mean = torch.zeros(len(labels), device=device).index_add_(0, seg, flat) / n
-        dev = flat - mean[seg]
-        var = torch.zeros(len(labels), device=device).index_add_(0, seg, dev * dev) / (n - 1).clamp_min(1)
-        std = torch.where(n > 1, var.sqrt(), torch.zeros_like(var))
+        # small outputs (many narrow layers: the cost is per op) are fused; a large output (a
+        # convolution's feature maps: the cost is the data) keeps its own std_mean, no copy
+        labels = [k for k in labels if outs[k].numel() <= FUSE_LIMIT] + \
+                 [k for k in labels if outs[k].numel() > FUSE_LIMIT]
+        small = [k for k in labels if outs[k].numel() <= FUSE_LIMIT]
+        means, stds = [], []
+        if small:
+            device = outs[small[0]].device
+            flat = torch.cat([outs[k].flatten() for k in small]).float()
+            seg, n = self._segment_index("all", [outs[k].numel() for k in small], device)
+            mean = torch.zeros(len(small), device=device).index_add_(0, seg, flat) / n
+            dev = flat - mean[seg]
+            var = torch.zeros(len(small), device=device).index_add_(0, seg, dev * dev) / (n - 1).clamp_min(1)
+            means.append(mean)
+            stds.append(torch.where(n > 1, var.sqrt(), torch.zeros_like(var)))
+        for k in labels[len(small):]:
+            sd, m = torch.std_mean(outs[k].float())
+            means.append(m.reshape(1))
+            stds.append(sd.reshape(1))
+        mean = torch.cat(means) if len(means) > 1 else means[0]
+        std = torch.cat(stds) if len(stds) > 1 else stds[0]
         dead_labels, dead = self._dead([k for k in labels if self.kinds.get(k) in DEAD_KINDS])
         sat_labels = [k for k in labels if self.kinds.get(k) in SIGMOID_KINDS + TANH_KINDS]
         values = [mean, std]
