@@ -303,23 +303,26 @@ class Exploding(Detector):
         g = state.array("grad_norm")
         if g.shape[0] == 0:
             return None
-        total = np.sqrt(np.nansum(g ** 2, axis=1))
-        latest = float(total[-1])
-        top = self._top_layers(state, g[-1])
+        early = float(np.median(np.sqrt(np.nansum(g[:3] ** 2, axis=1))))
+        latest = float(np.sqrt(np.nansum(g[-1] ** 2)))
+        if g.shape[0] > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
+            return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
+                                f"(from {_fmt(early)} to {_fmt(latest)})",
+                                layers=self._top_layers(state, g[-1]),
+                                evidence={"early_grad_norm": early, "total_grad_norm": latest})
+        if math.isfinite(latest) and latest <= self.t["grad_norm_limit"]:
+            return None
         alternatives = scale_problems(state)
         small = small_batch_norm(state)
         if small:   # normalising over a handful of examples makes large gradients by itself
             alternatives["batchnorm_small_batch"] = small
-        early = float(np.median(total[:3]))
-        if total.size > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
-            return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
-                                f"(from {_fmt(early)} to {_fmt(latest)})", layers=top,
-                                evidence={"early_grad_norm": early, "total_grad_norm": latest})
-        if (not math.isfinite(latest) or latest > self.t["grad_norm_limit"]) and not alternatives:
+        top = self._top_layers(state, g[-1])
+        if not alternatives:
             return self.verdict(state, f"total gradient norm {_fmt(latest)} > limit "
                                 f"{self.t['grad_norm_limit']:g} with scaled inputs and targets",
                                 layers=top, evidence={
-                                    "total_grad_norm": latest, "ruled_out": "input and target scale",
+                                    "total_grad_norm": latest,
+                                    "ruled_out": "input and target scale, batch-norm batch size",
                                     "largest_layers": {n: g[-1][state.param_layers.index(n)]
                                                        for n in top}})
         return None
