@@ -10,8 +10,12 @@ reported SEPARATELY:
 
 * hurt: each fault's validation score (accuracy; R^2 for regression) against its healthy twin,
   mean over seeds (a fault that does not hurt is not a fault);
-* per fault: recall (runs where an expected detector fired), wrong-cause runs (a detector fired
-  that is neither expected nor a plausible consequence), detection delay in steps;
+* per fault: recall (runs where an expected detector fired), the runs where an expected CAUSE
+  fired ("named": the monitor said why, not only what), the runs found only by a symptom that no
+  cause explains ("unk": found, cause unknown), wrong-cause runs (a cause fired that is neither
+  expected nor a plausible consequence, or a symptom that no right cause explains standing beside
+  a named cause; a symptom attributed to a right cause is that cause's evidence, see
+  docs/diagnostics.md "Causes and symptoms"), detection delay in steps;
 * per detector: precision and recall over the half's runs;
 * false alarms on healthy runs;
 * overhead (``--overhead``): epoch time with / without the monitor, interleaved in one process,
@@ -113,59 +117,71 @@ def report(which: str, chosen: list[Setup], results) -> dict:
     healthy = [s for s in chosen if s.healthy]
     print(f"=== {which} half: {len(faults)} faults, {len(healthy)} healthy set-ups ===")
     print(f"{'fault':26s} {'path':9s} {'data':9s} {'twin':>6s} {'fault':>6s} {'hurt':>5s} "
-          f"{'recall':>6s} {'wrong':>5s} {'delay med/max':>13s}  expected -> fired")
+          f"{'recall':>6s} {'named':>5s} {'unk':>3s} {'wrong':>5s} {'delay med/max':>13s}  "
+          "expected -> fired")
     rows = {}
     for s in faults:
         rs = by[s.name]
         twin, mine = _mean([r.score for r in by.get(s.twin, [])]), _mean([r.score for r in rs])
         hurt = twin - mine > 0.02 or s.expected == ("data_error",)
         found = [r for r in rs if r.detected]
+        named = [r for r in rs if r.cause_named]
+        unknown = [r for r in rs if r.cause_unknown]
         wrong = [r for r in rs if r.false_alarms]
         delays = [r.delay for r in found]
         d = f"{statistics.median(delays):.0f}/{max(delays)}" if delays else "-"
         fired = sorted({d for r in rs for d in r.fired})
         rows[s.name] = {"twin_score": twin, "score": mine, "hurts": hurt, "recall": len(found) / len(rs),
+                        "cause_named_runs": len(named), "cause_unknown_runs": len(unknown),
                         "wrong_cause_runs": len(wrong), "delays": delays, "fired": fired,
                         "false_alarms": sorted({d for r in rs for d in r.false_alarms})}
         print(f"{s.name:26s} {s.path:9s} {s.data:9s} {twin:6.3f} {mine:6.3f} {'yes' if hurt else 'NO':>5s} "
-              f"{len(found) / len(rs):6.2f} {len(wrong):5d} {d:>13s}  {','.join(s.expected)} -> "
+              f"{len(found) / len(rs):6.2f} {len(named):5d} {len(unknown):3d} {len(wrong):5d} {d:>13s}  "
+              f"{','.join(s.expected)} -> "
               f"{','.join(fired) or '-'}" + (f"  WRONG: {rows[s.name]['false_alarms']}" if wrong else ""))
     fault_runs = [r for s in faults for r in by[s.name]]
     healthy_runs = [r for s in healthy for r in by[s.name]]
     recall = sum(r.detected for r in fault_runs) / max(len(fault_runs), 1)
+    named = sum(r.cause_named for r in fault_runs)
+    unknown = sum(r.cause_unknown for r in fault_runs)
     wrong = [r for r in fault_runs if r.false_alarms]
     alarms = [r for r in healthy_runs if r.fired]
     delays = [r.delay for r in fault_runs if r.delay is not None]
     print(f"\n{which}: recall {recall:.3f} ({sum(r.detected for r in fault_runs)}/{len(fault_runs)} "
-          f"faulty runs); wrong-cause alarms on {len(wrong)}/{len(fault_runs)} faulty runs; "
+          f"faulty runs; an expected cause named on {named}, found only as a symptom with the "
+          f"cause unknown on {unknown}); wrong-cause alarms on {len(wrong)}/{len(fault_runs)} faulty runs; "
           f"false alarms on {len(alarms)}/{len(healthy_runs)} healthy runs "
           + (str(sorted({(r.setup, d) for r in alarms for d in r.fired})) if alarms else ""))
     if delays:
         print(f"{which}: detection delay over detected runs: median {statistics.median(delays):.0f} "
               f"steps, worst {max(delays)}")
     print(f"\n{which}: per detector (precision = correct / (correct + wrong), plausible firings "
-          "excluded; recall = runs where it fired / runs that list it)")
-    print(f"{'detector':24s} {'fired':>6s} {'correct':>8s} {'wrong':>6s} {'precision':>9s} "
-          f"{'listed':>7s} {'hit':>4s} {'recall':>7s}")
+          "and symptoms explained by a right cause excluded; recall = runs where it fired / runs "
+          "that list it)")
+    print(f"{'detector':24s} {'fired':>6s} {'correct':>8s} {'explained':>9s} {'wrong':>6s} "
+          f"{'precision':>9s} {'listed':>7s} {'hit':>4s} {'recall':>7s}")
     per_det = {}
     runs = fault_runs + healthy_runs
     for d in list(DETECTORS) + ["data_error"]:
         fired = [r for r in runs if d in r.fired]
         correct = [r for r in fired if d in r.expected]
-        bad = [r for r in fired if d not in r.expected and d not in r.plausible]
+        bad = [r for r in fired if d in r.false_alarms or (r.healthy and d in r.fired)]
+        explained = [r for r in fired if d in r.symptoms and d not in r.expected and r not in bad
+                     and d not in r.plausible]
         listed = [r for r in runs if d in r.expected]
         hit = [r for r in listed if d in r.fired]
         if not fired and not listed:
             continue
         judged = len(correct) + len(bad)
-        per_det[d] = {"fired": len(fired), "correct": len(correct), "wrong": len(bad),
-                      "listed": len(listed), "hit": len(hit)}
+        per_det[d] = {"fired": len(fired), "correct": len(correct), "explained": len(explained),
+                      "wrong": len(bad), "listed": len(listed), "hit": len(hit)}
         prec = f"{len(correct) / judged:.2f}" if judged else "-"
         rec = f"{len(hit) / len(listed):.2f}" if listed else "-"
-        print(f"{d:24s} {len(fired):6d} {len(correct):8d} {len(bad):6d} {prec:>9s} "
+        print(f"{d:24s} {len(fired):6d} {len(correct):8d} {len(explained):9d} {len(bad):6d} {prec:>9s} "
               f"{len(listed):7d} {len(hit):4d} {rec:>7s}")
     print()
-    return {"recall": recall, "wrong_cause_runs": len(wrong), "faulty_runs": len(fault_runs),
+    return {"recall": recall, "cause_named_runs": named, "cause_unknown_runs": unknown,
+            "wrong_cause_runs": len(wrong), "faulty_runs": len(fault_runs),
             "healthy_alarm_runs": len(alarms), "healthy_runs": len(healthy_runs),
             "median_delay": statistics.median(delays) if delays else None,
             "worst_delay": max(delays) if delays else None, "faults": rows, "detectors": per_det,
