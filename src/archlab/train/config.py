@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import UsageError, closest
 from .prepare import AugmentSpec
 
-
 # A split must hold something out: validation picks the kept epoch and early stopping, test gives
 # the final figures (C9). One of them may be 0 (docs/training.md#splits says what then happens).
 NOTHING_HELD_OUT = ("the split holds nothing out: with no validation and no test samples no "
