@@ -13,12 +13,15 @@ doubles each time the step count doubles, up to ``max_every``: with the defaults
 0-15 are all sampled, then every 2nd step to 31, every 4th to 63, ..., every 64th from 512 on.
 ``every=k`` samples every k-th step instead.
 
-On a sampled step forward hooks are installed for that step only (and removed after it),
-gradient norms are read before the optimizer step, and the parameters are copied so the
-update-to-weight ratio comes from the change the optimizer actually made (Karpathy's ~1e-3
-rule of thumb). The overhead is kept low by making each sample cheap: activation statistics
-read the first 16 examples of the batch (a dead unit must stay inactive on all of them, over
-the last ``dead_window`` samples), statistics stay on the device as tensors, gradient and weight norms use PyTorch's fused ``_foreach_norm``, and one
+On a sampled step one process-wide forward hook is installed for that step's forward pass only
+(removed once the loss is read), gradient norms are read before the optimizer step, and the
+parameters are copied so the update-to-weight ratio comes from the change the optimizer actually
+made (Karpathy's ~1e-3 rule of thumb). The overhead is kept low by making each sample cheap, not
+rare (:mod:`archlab.diagnose.sampling`): the hook only keeps views of the first 16 examples of
+each watched output (a dead unit must stay inactive on all of them, over the last
+``dead_window`` samples); right after the forward pass they are reduced to per-layer
+statistics in a fixed number of fused tensor ops whatever the number of layers, and let go of
+before backward; gradient and weight norms come from one fused ``_foreach_norm``; one
 device-to-host copy per sample brings everything back. Every step costs one read of the loss
 (a device sync on accelerators) so that NaN/Inf is caught at the step it appears.
 
@@ -140,6 +143,7 @@ class HealthRecorder:
         self._input: torch.Tensor | None = None
         self._affine_tries = 0
         self._probe_tries = 0
+        self._reduced: tuple | None = None     # the sample's activation statistics (after_loss)
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
         self._owner_all: torch.Tensor | None = None
@@ -226,7 +230,7 @@ class HealthRecorder:
         if self._sampling:
             t0 = time.perf_counter()
             self._acts.reset()
-            self._exec_order, self._input, self._bn = [], None, {}
+            self._exec_order, self._input, self._bn, self._reduced = [], None, {}, None
             self._install()
             self._cost += time.perf_counter() - t0
 
@@ -237,12 +241,16 @@ class HealthRecorder:
         value = float(loss.detach())
         self.state.losses.append(value)
         ok = math.isfinite(value)
+        if self._sampling:
+            # the forward pass is over: reduce the stashed outputs now, while they are alive
+            # anyway, and let go of them before backward (no activation is held longer)
+            self._remove()
+            self._reduced = self._acts.reduce()
+            self._acts.reset()
         if not ok and self.state.nonfinite is None:
             self._remove()
             self.state.nonfinite = self._locate(replay) | {"step": self.state.step,
                                                            "loss": str(value)}
-            if self._sampling:
-                self._install()
         self._cost += time.perf_counter() - t0
         return ok
 
@@ -304,7 +312,8 @@ class HealthRecorder:
                 with torch.no_grad():
                     deltas = torch._foreach_sub([p.detach() for p in self._flat], self._snapshot)
                     parts.append(layer_norms(torch._foreach_norm(deltas), self._owner_all, n_layers))
-        labels, acts, groups = self._acts.reduce()
+        labels, acts, groups = self._reduced or self._acts.reduce()   # reduce: no after_loss call
+        self._reduced = None
         parts += acts
         if self._input:
             parts.append(torch.stack(self._input))
