@@ -17,7 +17,7 @@ Per model, in a process of its own (one PyTorch thread, niced, with a time limit
 It is a benchmark, not a CI test: it needs its own environment (several GB), made on first use
 in .venv-outside with torch 2.14.1, torchvision 0.29.1, timm and fvcore (the project's .venv
 keeps its own torch). Run: ``make bench-outside`` or
-``python3 benchmarks/outside_models.py [--jobs 2] [--limit 240] [--only NAME ...]``.
+``python3 benchmarks/outside_models.py [--jobs 2] [--limit 240] [--only NAME ...] [--repeats N]``.
 Results: out/outside/*.json per model, out/outside/summary.md; uptime printed beside them.
 """
 
@@ -175,7 +175,7 @@ def measured_memory(model, shape, batch: int) -> tuple[int, int]:
     return before + peak, sum(saved.values())
 
 
-def worker(spec: str, out: Path, memory: bool) -> None:
+def worker(spec: str, out: Path, memory: bool, repeats: int | None = None) -> None:
     import statistics
     import warnings
 
@@ -233,7 +233,8 @@ def worker(spec: str, out: Path, memory: bool) -> None:
         t = time.perf_counter()
         fvcore()  # warm-up: its first call's costs
         first_fv = time.perf_counter() - t
-        repeats = 2 if first_fv < 5 else 1
+        if repeats is None:
+            repeats = 2 if first_fv < 5 else 1
         ours_t, fv_t = [], []
         for _ in range(repeats):  # interleaved: drift of the shared machine hits both alike
             t = time.perf_counter()
@@ -243,7 +244,8 @@ def worker(spec: str, out: Path, memory: bool) -> None:
             fvcore()
             fv_t.append(time.perf_counter() - t)
         result.update(archlab_s=statistics.median(ours_t), fvcore_s=statistics.median(fv_t),
-                      archlab_range=[min(ours_t), max(ours_t)], fvcore_range=[min(fv_t), max(fv_t)])
+                      archlab_range=[min(ours_t), max(ours_t)], fvcore_range=[min(fv_t), max(fv_t)],
+                      repeats=repeats, load=load_average())
     except Exception as exc:  # noqa: BLE001
         result["fvcore_failure"] = f"{type(exc).__name__}: {exc}"[:300]
     save()
@@ -286,7 +288,8 @@ def finished(spec: str, out: Path) -> bool:
     return timed and ("measured_peak" in r or spec not in MEMORY)
 
 
-def run_sweep(specs: list[str], out: Path, jobs: int, limit: int, resume: bool) -> None:
+def run_sweep(specs: list[str], out: Path, jobs: int, limit: int, resume: bool,
+              repeats: int | None = None) -> None:
     pending = [s for s in specs if not (resume and finished(s, out))]
     running: list[tuple[subprocess.Popen, str, float]] = []
     while pending or running:
@@ -294,7 +297,8 @@ def run_sweep(specs: list[str], out: Path, jobs: int, limit: int, resume: bool) 
             spec = pending.pop(0)
             path = out / (spec.replace(":", "__") + ".json")
             cmd = ["nice", "-n", "10", "timeout", str(limit), str(PY), __file__, "--worker", spec,
-                   "--out", str(path)] + (["--memory"] if spec in MEMORY else [])
+                   "--out", str(path)] + (["--memory"] if spec in MEMORY else []) + \
+                (["--repeats", str(repeats)] if repeats else [])
             running.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                              stderr=open(path.with_suffix(".log"), "w")), spec,
                             time.perf_counter()))
@@ -368,10 +372,12 @@ def tables(out: Path, specs: list[str], started: str) -> str:
               f"{_rel(r['macs'] / 1e9, r['published_gmacs']):+.3%} |" for r in off]
     slow = sorted(timed, key=lambda r: -r["archlab_s"] / r["fvcore_s"])[:12]
     lines += ["", "## Slowest against fvcore (archlab default analysis incl. memory vs fvcore flop count)", "",
-              "| model | archlab s (range) | fvcore s (range) | ratio | first analysis s |", "|---|---|---|---|---|"]
+              "| model | archlab s (range) | fvcore s (range) | ratio | first analysis s | load when timed |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['archlab_s']:.3f} ({r['archlab_range'][0]:.3f}-{r['archlab_range'][1]:.3f}) | "
               f"{r['fvcore_s']:.3f} ({r['fvcore_range'][0]:.3f}-{r['fvcore_range'][1]:.3f}) | "
-              f"{r['archlab_s'] / r['fvcore_s']:.2f} | {r['archlab_first_s']:.2f} |" for r in slow]
+              f"{r['archlab_s'] / r['fvcore_s']:.2f} | {r['archlab_first_s']:.2f} | {r.get('load', '-')} |"
+              for r in slow]
     mem = [r for r in ok if "measured_peak" in r]
     lines += ["", "## Training memory on the CPU (Adam, batch 2) and saved activations", "",
               "| model | predicted peak | measured peak | ratio | predicted saved | autograd saved | ratio | attention |",
@@ -396,9 +402,11 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=240, help="seconds per model (default 240)")
     p.add_argument("--tables-only", action="store_true", help="print the tables of a finished run")
     p.add_argument("--resume", action="store_true", help="skip models already recorded in --out")
+    p.add_argument("--repeats", type=int, help="interleaved timing repeats per model (default 2, "
+                   "1 where fvcore takes over 5 s)")
     args = p.parse_args()
     if args.worker:
-        worker(args.worker, args.out, args.memory)
+        worker(args.worker, args.out, args.memory, args.repeats)
         return
     ensure_environment()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -407,7 +415,7 @@ def main() -> None:
     if not args.tables_only:
         print(f"{len(specs)} models, {args.jobs} at a time, {args.limit} s each at most; {started}",
               flush=True)
-        run_sweep(specs, args.out, args.jobs, args.limit, args.resume)
+        run_sweep(specs, args.out, args.jobs, args.limit, args.resume, args.repeats)
     text = tables(args.out, specs, started)
     (args.out / "summary.md").write_text(text)
     print(text)
