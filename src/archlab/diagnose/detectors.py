@@ -471,13 +471,13 @@ class Oscillating(Detector):
     name = "oscillating_loss"
     kind = "symptom"
     explains = ()
-    rule = ("over the last `chunks` chunks of `chunk` steps, the chunk MEDIAN of the loss rose at "
-            "least `rises` times, each rise larger than z x its standard error under batch noise "
-            "alone (the noise of one step estimated from the loss's own step-to-step differences: "
-            "1.4826 MAD / sqrt(2)) and larger than `rise` x the running baseline (the window's "
-            "median loss), without net progress (the median of the window's second half not `progress` "
-            "below that of its first half). "
-            "Medians ignore isolated spikes; the loss's own level and noise, not the know-nothing "
+    rule = ("over the last `chunks` chunks of `chunk` steps, the chunk-mean loss rose at least "
+            "`rises` times, each rise larger than z standard deviations of the chunk-mean "
+            "differences the SAME losses give in random order (the batch noise alone, whatever "
+            "its distribution: a fixed-seed permutation, so the verdict is a function of the "
+            "losses) and larger than `rise` x the running baseline (the window's median loss), "
+            "without net progress (the median of the window's second half not `progress` below "
+            "that of its first half). The loss's own noise and level, not the know-nothing "
             "reference, set the scale, so swings of a low loss count too")
     thresholds = {"chunk": 10, "chunks": 8, "rises": 2, "z": 3.0, "rise": 0.1, "progress": 0.2}
     fixes = ["lower the learning rate", "clip gradients", "use a learning-rate schedule with "
@@ -497,27 +497,31 @@ class Oscillating(Detector):
             return None   # too few rises, or the loss still falls (halves: a swing's phase cancels)
         return self.verdict(state, f"loss oscillates: {len(ev['rises'])} rises of up to "
                             f"{_fmt(max(ev['rises']))} (each > {_fmt(ev['needed'])}: {self.t['z']:g} "
-                            f"standard errors of batch noise and {self.t['rise']:.0%} of the running "
-                            f"baseline {_fmt(ev['baseline'])}) in the last {c * k} steps, without "
-                            "net progress", evidence=ev)
+                            f"standard deviations of the same losses in random order and "
+                            f"{self.t['rise']:.0%} of the running baseline {_fmt(ev['baseline'])}) "
+                            f"in the last {c * k} steps, without net progress", evidence=ev)
+
+
+PERMUTATIONS = 32   # random orders of the window that give the null spread of chunk means
 
 
 def oscillation(window: np.ndarray, chunk: int, z: float, rise: float) -> dict:
-    """The rises of the chunk medians of ``window`` that exceed both ``z`` standard errors of
-    white batch noise and ``rise`` x the window's median: {'chunk_medians', 'rises', 'needed',
-    'baseline', 'step_noise'}. The noise of one step comes from the differences of consecutive
-    losses (robust: 1.4826 x their median absolute deviation / sqrt(2)); a chunk median of
-    ``chunk`` steps has about 1.2533 x that / sqrt(chunk) as its standard error."""
+    """The rises of the chunk means of ``window`` that exceed both ``z`` standard deviations of
+    the chunk-mean differences of the same values in random order, and ``rise`` x the window's
+    median: {'chunk_means', 'rises', 'needed', 'baseline', 'null_sd'}. Under batch noise alone
+    (exchangeable losses) a chunk-mean difference has that spread whatever the noise's
+    distribution (skewed, spiky, two-valued losses of small batches); a trend only widens it."""
     k = len(window) // chunk
-    med = np.median(window[-k * chunk:].reshape(k, chunk), axis=1)
-    d = np.diff(window)
-    step_noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
-    se = 1.2533 * step_noise / math.sqrt(chunk)
-    baseline = float(np.median(window))
-    needed = max(z * math.sqrt(2) * se, rise * abs(baseline))
-    rises = [float(b - a) for a, b in zip(med[:-1], med[1:], strict=False) if b - a > needed]
-    return {"chunk_medians": med.tolist(), "rises": rises, "needed": needed, "baseline": baseline,
-            "step_noise": step_noise}
+    w = np.asarray(window[-k * chunk:], dtype=np.float64)
+    means = w.reshape(k, chunk).mean(axis=1)
+    rng = np.random.default_rng(0)   # fixed: the same losses always give the same verdict
+    null = rng.permuted(np.broadcast_to(w, (PERMUTATIONS, w.size)), axis=1)
+    null_sd = float(np.diff(null.reshape(PERMUTATIONS, k, chunk).mean(axis=2), axis=1).std())
+    baseline = float(np.median(w))
+    needed = max(z * null_sd, rise * abs(baseline))
+    rises = [float(b - a) for a, b in zip(means[:-1], means[1:], strict=False) if b - a > needed]
+    return {"chunk_means": means.tolist(), "rises": rises, "needed": needed, "baseline": baseline,
+            "null_sd": null_sd}
 
 
 WEIGHT_FLOOR = 0.1   # x the default-initialisation norm: below it, |dw|/|w| means nothing
