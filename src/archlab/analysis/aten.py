@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..blocks.sequence import CELL_ELEMENTWISE
 from ..ops import (
     Op,
     Shape,
@@ -110,6 +109,8 @@ def lstm_layer(c: Call) -> Op:
     sequence) the input product ``4H x I``, the recurrent product ``4H x H``, and the element-wise
     work the design block counts: the two bias additions and 13 per hidden unit in the cell
     (:data:`archlab.blocks.sequence.CELL_ELEMENTWISE`)."""
+    from ..blocks.sequence import CELL_ELEMENTWISE  # here: the blocks package is a slow import
+
     x, w_ih, w_hh, hidden, has_biases = c.args[0], c.args[1], c.args[2], int(c.args[10]), bool(c.args[12])
     inp = c.shape(x)
     rows = numel(inp) // max(1, inp[-1]) if inp else 1
