@@ -121,3 +121,27 @@ def test_monitor_options_reach_each_network(digits, tmp_path):
     assert recorder["detectors"] == ["dying_relu"] and generative == ["mode_collapse"]
     with pytest.raises(UsageError, match="unknown detector 'no_such'"):
         split_options({"detectors": ["no_such"]})
+
+
+def test_discriminator_detectors_follow_the_loss(tmp_path):
+    """A hinge discriminator gets exactly zero gradient whenever every margin is met: it is not
+    judged for vanishing gradients; the ns one is. Neither gets the affine test (its probe would
+    be generated images)."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from archlab.train.generative.health import GenerativeHealth
+
+    for hinge in (False, True):
+        nets = {"generator": nn.Sequential(nn.Linear(4, 8), nn.Tanh()),
+                "discriminator": nn.Sequential(nn.Linear(8, 4), nn.LeakyReLU(0.2), nn.Linear(4, 1))}
+        cb = GenerativeHealth(tmp_path / str(hinge), nets, adversarial=True, hinge=hinge)
+        cb.setup(SimpleNamespace(is_global_zero=True), None, "fit")
+        d = [x.name for x in cb.watches["discriminator"].recorder.detectors]
+        g = [x.name for x in cb.watches["generator"].recorder.detectors]
+        assert ("vanishing_gradients" in d) == (not hinge) and "vanishing_gradients" in g
+        assert "missing_nonlinearity" not in d and "missing_nonlinearity" in g
+        # adversarial networks: the loss-level parts are off, the gradient parts stay
+        ex = next(x for x in cb.watches["generator"].recorder.detectors if x.name == "exploding_gradients")
+        assert ex.t["loss_factor"] == float("inf") and ex.t["grad_norm_limit"] == 1e3
