@@ -48,7 +48,7 @@ def test_gan_trains_and_writes_samples_each_epoch(digits300, tmp_path):
     assert {"d_loss", "d_real", "d_fake", "d_grad"} <= set(rows[0])
     # the generator rebuilt from the run folder produces images in the tanh range
     g = run.model()
-    assert g(torch.randn(3, 100)).shape == (3, 1, 28, 28)   # the zoo generator's nz: 100
+    assert g(torch.randn(3, 64)).shape == (3, 1, 28, 28)
     s = run.scaling
     assert s.apply(torch.tensor([[[[0.0]]], [[[255.0]]]])).flatten().tolist() == pytest.approx([-1.0, 1.0])
 
