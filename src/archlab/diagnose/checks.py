@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import ArchlabError
 from .detectors import TARGET_VARIANCE_LIMIT
-from .monitor import DEAD_KINDS, SATURATING_KINDS, _ever_active
+from .monitor import DEAD_KINDS, SATURATING_KINDS
 from .structure import affine_test, output_ranges
 
 STATUSES = ("pass", "warn", "fail")
@@ -205,6 +205,14 @@ def gradient_flow(model, task, x, y) -> CheckResult:
                            ["skip connections", "normalisation", "ReLU-family activations"], weak)
     return CheckResult("gradient_flow", "pass", f"all {len(norms)} layers get a gradient; relative "
                        f"gradients within 1e-3 of each other", {"layers": norms})
+
+
+def _ever_active(y: torch.Tensor) -> torch.Tensor:
+    """Per unit, whether it is > 0 anywhere in the batch. Units: features of (N, F), channels of
+    (N, C, ...) (PyTorch's layout); a (N,) or scalar output is one unit."""
+    if y.dim() < 2:
+        return (y > 0).any().reshape(1)
+    return (y > 0).transpose(0, 1).reshape(y.shape[1], -1).any(1)
 
 
 def dead_units(model, x) -> CheckResult:
