@@ -2,7 +2,7 @@
 
 1. DCGAN-style pair at 28x28 (zoo: dcgan_mnist_generator + dcgan_mnist_discriminator with the
    gan task's defaults: non-saturating loss, Adam 2e-4 / beta1 0.5, samples from the weight
-   average g_ema 0.999) on mnist5k (4,000 training images, batch 64: 62 steps per epoch), epoch
+   average g_ema 0.999) on mnist5k (4,000 training images, batch 64: 63 steps per epoch), epoch
    by epoch until the target is met or a wall-time budget (default 600 s) runs out. Per epoch:
    wall time since the start of training, steps, wall and CPU milliseconds per training step,
    the seconds of the epoch's evaluation (validation, sample grid, judging), classifier-FID on
