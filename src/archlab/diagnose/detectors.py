@@ -161,6 +161,12 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def relative_to_reference(change: float) -> str:
+    """``change`` (the loss's relative change from the know-nothing reference, negative when the
+    loss is below it) in words: "only 4.0% below" or "120.0% above"."""
+    return f"only {abs(change):.1%} below" if change <= 0 else f"{change:.1%} above"
+
+
 def loss_drop(state: HealthState, min_steps: int) -> tuple[float, float, float] | None:
     """(reference, recent, relative change) after ``min_steps`` finite losses: the recent loss
     (mean of the last tenth of the run, at least 10 steps) against the know-nothing reference of
@@ -673,7 +679,7 @@ class LrLow(Detector):
             return None
         lr = state.lr[-1] if state.lr else math.nan
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
-                            f"{self.t['min_update_ratio']:g} and the loss is only {-d[2]:.1%} below "
+                            f"{self.t['min_update_ratio']:g} and the loss is {relative_to_reference(d[2])} "
                             f"the know-nothing level" + (f" (lr {_fmt(lr)})" if math.isfinite(lr) else ""),
                             layers=list(per), evidence={
                                 "median_update_ratio": med, "change": d[2], "lr": lr,

@@ -163,7 +163,7 @@ class ClippingTooTight(Detector):
     severity = "warning"
 
     def check(self, state):
-        from .detectors import loss_drop
+        from .detectors import loss_drop, relative_to_reference
 
         d = loss_drop(state, int(self.t["min_steps"]))
         if d is None or -d[2] >= self.t["min_drop"]:
@@ -172,7 +172,7 @@ class ClippingTooTight(Detector):
         if clip is None:
             return None
         return self.verdict(state, f"gradients are clipped to {_fmt(clip['clip_value'])} on every "
-                            f"sample ({clip['how']}) and the loss is only {-d[2]:.1%} below the "
+                            f"sample ({clip['how']}) and the loss is {relative_to_reference(d[2])} the "
                             "know-nothing level", evidence={**clip, "change": d[2]})
 
 
