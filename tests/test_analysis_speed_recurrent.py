@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from archlab.analysis import analyze
@@ -81,31 +80,53 @@ def test_lstm_saved_activations_equal_a_real_cpu_run(options):
     assert a.memory.saved_activation_bytes == _real_saved_bytes(model, torch.randn(batch, *shape))
 
 
+_MEASURE_PEAK = """
+import sys, torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+sys.path.insert(0, sys.argv[1])
+from test_analysis_speed_recurrent import Sequence
+torch.manual_seed(0)
+torch.set_num_threads(1)
+model = Sequence(nn.LSTM, 32, 64, num_layers=2, bidirectional=True)
+x = torch.randn(4, 40, 32)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model.train()
+
+def step():
+    opt.zero_grad(set_to_none=True)
+    model(x).sum().backward()
+    opt.step()
+
+step()
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    step()
+live = peak = 0
+for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]"):
+    live += nbytes
+    peak = max(peak, live)
+print(peak)
+"""
+
+
 def test_lstm_peak_training_memory_is_within_5_percent_of_the_profiler():
+    # The profiler's peak is measured in a fresh process: oneDNN keeps its scratch buffers
+    # between calls, so in a process where other recurrent layers ran before (the suite's
+    # workers) the step allocates less than a user's first training step does
+    import subprocess
+    import sys
+    from pathlib import Path
+
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     model, shape, batch = Sequence(nn.LSTM, 32, 64, num_layers=2, bidirectional=True), (40, 32), 4
     predicted = analyze(model, shape, batch=batch, optimizer="sgd").memory
-    x = torch.randn(batch, *shape)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    model.train()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model(x).sum().backward()
-        opt.step()
-
-    step()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    live = peak = 0
-    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                            if e.name() == "[memory]"):
-        live += nbytes
-        peak = max(peak, live)
+    done = subprocess.run([sys.executable, "-c", _MEASURE_PEAK, str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    peak = int(done.stdout.strip().splitlines()[-1])
     # what exists before the step: weights and input (the gradients are freed by zero_grad and
     # made again inside the profiled step; plain SGD keeps no state)
-    before = sum(p.numel() * 4 for p in model.parameters()) + x.numel() * 4
+    before = sum(p.numel() * 4 for p in model.parameters()) + batch * shape[0] * shape[1] * 4
     assert predicted.peak_training_bytes == pytest.approx(before + peak, rel=0.05)
 
 
