@@ -13,14 +13,6 @@ from archlab.cli import main
 from archlab.diagnose.checks import check, initialisation, input_statistics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def by_name(report):
     return {c.name: c for c in report.checks}
 

@@ -15,14 +15,6 @@ from archlab.diagnose.detectors import DETECTORS, Exploding, Unscaled, Vanishing
 from archlab.errors import UsageError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train(model, x, y, steps, *, lr=0.1, every=1, recorder=None, loss_fn=None, adam=False, **kw):
     """A plain PyTorch loop driving the recorder (the Lightning callback uses the same calls)."""
     rec = recorder or HealthRecorder(every=every, **kw)

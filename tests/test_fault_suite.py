@@ -16,18 +16,9 @@ a taxonomy source per fault) and the recorded development/held-out split are che
 from __future__ import annotations
 
 import pytest
-import torch
 
 from archlab.diagnose.fault_catalogue import FAULTS, HEALTHY, HELD_OUT, SETUPS, half, split
 from archlab.diagnose.faults import DATA_KINDS, PATHS, Result, run_setup
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: threads only contend on a shared CI machine
-    yield
-    torch.set_num_threads(before)
 
 
 def test_catalogue_covers_the_issue():

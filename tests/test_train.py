@@ -25,16 +25,6 @@ from archlab.train.data import load_data
 from archlab.train.engine import make_optimizer
 from archlab.train.prepare import fit_scaling
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: a second intra-op thread only adds synchronisation on a shared CPU
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 DATA = {"source": "synthetic-classification", "samples": 96, "shape": [1, 8, 8], "classes": 3}
 
 

@@ -6,19 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from archlab.cli import main
 from archlab.train import Run
 from archlab.train.data import load_data
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

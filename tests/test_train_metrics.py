@@ -17,14 +17,6 @@ from sklearn.metrics import (
 from archlab.train.tasks import TrainingSetupError, dice_loss, final_activation, make_task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("module_name", ["archlab.train.data", "archlab.train.prepare", "archlab.train.run"])
 def test_doctests(module_name):
     import doctest

@@ -15,15 +15,6 @@ from archlab.errors import ArchlabError
 from archlab.train import CheckpointError, Run, train
 from archlab.train.checkpoint import read_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 DATA = {"source": "synthetic-classification", "samples": 96, "shape": [1, 8, 8], "classes": 3}
 DESIGN = {"name": "tiny", "input": [1, 8, 8], "layers": [
     {"name": "conv", "block": "conv", "out": 4},

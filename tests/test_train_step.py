@@ -6,22 +6,12 @@ The oracle is Lightning's own automatic optimisation on the same module, data an
 
 from __future__ import annotations
 
-import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from archlab.train import make_config, prepare, train
 from archlab.train.checkpoint import read_checkpoint
 from archlab.train.engine import RunCheckpoint, default_callbacks, make_trainer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 DATA = {"source": "synthetic-classification", "samples": 96, "shape": [1, 8, 8], "classes": 3}
 # dropout draws random masks: the two loops must also consume the random stream alike
