@@ -12,29 +12,9 @@ from torch.profiler import ProfilerActivity, profile
 import archlab
 from archlab.analysis import analyze, format_bytes, memory_from_trace, parse_bytes, trace_module
 from archlab.analysis.reference import BasicBlock, SmallConvNet
-from archlab.analysis.trace import storage_key
 from archlab.build import build  # the function (archlab.build can be the submodule once imported)
 from archlab.errors import UsageError
-
-
-def _real_saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """What autograd saves in a real CPU training forward, deduplicated by storage, parameters
-    and buffers excluded (they are weights, not activations)."""
-    weights = {storage_key(t) for t in [*model.parameters(), *model.buffers()]}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        key = storage_key(t)
-        if key not in weights:
-            saved[key] = t.untyped_storage().nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    del out
-    return sum(saved.values())
-
+from oracles import autograd_saved_bytes
 
 SMALL_DESIGNS = {
     "residual": {"input": [3, 16, 16], "layers": [
@@ -60,7 +40,7 @@ def test_saved_activations_equal_what_autograd_saves(name):
         model, shape = build(design), tuple(design.graph.input_shape)
     batch = 4
     predicted = analyze(model, shape, batch=batch).memory.saved_activation_bytes
-    assert predicted == _real_saved_bytes(model, torch.randn(batch, *shape))
+    assert predicted == autograd_saved_bytes(model, torch.randn(batch, *shape))
 
 
 def test_design_memory_equals_its_built_module():

@@ -8,10 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from archlab.analysis import analyze
-from archlab.analysis.trace import storage_key
+from oracles import autograd_saved_bytes, flop_counter_macs
 
 
 class Sequence(nn.Module):
@@ -26,31 +25,6 @@ class Sequence(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
         return self.head(out[:, -1])
-
-
-def _flop_counter_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    state = {k: torch.empty_like(v, device="meta") for k, v in
-             [*model.named_parameters(), *model.named_buffers()]}
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        torch.func.functional_call(model.eval(), state, (torch.empty(1, *shape, device="meta"),))
-    return counter.get_total_flops() // 2
-
-
-def _real_saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    weights = {storage_key(t) for t in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        if storage_key(t) not in weights:
-            saved[storage_key(t)] = t.untyped_storage().nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    del out
-    return sum(saved.values())
 
 
 LSTMS = {
@@ -68,7 +42,7 @@ def test_lstm_is_one_record_per_layer_and_direction_with_pytorch_counts(options)
     layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
     assert sum(op.kind == "lstm" for op in a.ops) == layers
     assert len(a.ops) <= layers + 6  # the step-by-step path gives ~15 records per step
-    assert a.totals["multiply_adds"] == _flop_counter_macs(model, shape)
+    assert a.totals["multiply_adds"] == flop_counter_macs(model, shape)
     assert a.totals["params"] == a.totals["params_in_ops"] == sum(p.numel() for p in model.parameters())
 
 
@@ -77,7 +51,7 @@ def test_lstm_saved_activations_equal_a_real_cpu_run(options):
     torch.manual_seed(0)
     model, shape, batch = Sequence(nn.LSTM, **options), (7, 6), 3
     a = analyze(model, shape, batch=batch)
-    assert a.memory.saved_activation_bytes == _real_saved_bytes(model, torch.randn(batch, *shape))
+    assert a.memory.saved_activation_bytes == autograd_saved_bytes(model, torch.randn(batch, *shape))
 
 
 _MEASURE_PEAK = """
@@ -140,7 +114,7 @@ def test_other_recurrences_keep_pytorch_path_and_its_counts(cell, options):
     model, shape = Sequence(cell, **options), (5, 6)
     a = analyze(model, shape, batch=2)
     assert not any(op.kind == "lstm" for op in a.ops)
-    assert a.totals["multiply_adds"] == _flop_counter_macs(model, shape)
+    assert a.totals["multiply_adds"] == flop_counter_macs(model, shape)
     assert a.totals["params"] == sum(p.numel() for p in model.parameters())
 
 

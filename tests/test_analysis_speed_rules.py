@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archlab.analysis import analyze, meta_kernels
-from archlab.analysis.trace import storage_key
+from oracles import autograd_saved_bytes, flop_counter_macs
 
 aten = torch.ops.aten
 
@@ -173,25 +173,9 @@ def test_repeated_blocks_equal_pytorch_kernels_flop_counter_and_autograd(monkeyp
     meta_kernels.clear_memos()  # the rules again, for the tests after this one
     assert fast == slow
 
-    state = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        torch.func.functional_call(model.eval(), state, (torch.empty(1, *shape, device="meta"),))
-    assert fast["totals"]["multiply_adds"] == counter.get_total_flops() // 2
+    assert fast["totals"]["multiply_adds"] == flop_counter_macs(model, shape)
     assert fast["totals"]["params"] == sum(p.numel() for p in model.parameters())
-
-    weights = {storage_key(t) for t in [*model.parameters(), *model.buffers()]}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        if storage_key(t) not in weights:
-            saved[storage_key(t)] = t.untyped_storage().nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(torch.randn(2, *shape))
-    assert fast["memory"]["saved_activation_bytes"] == sum(saved.values())
+    assert fast["memory"]["saved_activation_bytes"] == autograd_saved_bytes(model, torch.randn(2, *shape))
 
 
 def test_results_do_not_depend_on_what_ran_before():
