@@ -15,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archlab.analysis import analyze
 from archlab.analysis.command import render
-from test_analysis_memory import _measured_peak_training, _real_saved_bytes
+from oracles import autograd_saved_bytes
+from test_analysis_memory import _measured_peak_training
 
 
 def _pytorch_multiply_adds(module: nn.Module, shape) -> int:
@@ -95,7 +96,7 @@ def test_batch_norm_after_a_global_pool_trains_at_batch_one():
     assert any("one value per channel" in n and "batch of 2 or more" in n for n in a.notes)
     assert a.notes == json.loads(a.to_json())["notes"]
     two = analyze(net, (3, 16, 16), batch=2).memory.saved_activation_bytes
-    assert two == _real_saved_bytes(net, torch.randn(2, 3, 16, 16))  # the smallest batch that trains
+    assert two == autograd_saved_bytes(net, torch.randn(2, 3, 16, 16))  # the smallest batch that trains
     # per-sample tensors double from batch 1 to 2; batch norm's saved mean and inverse std
     # (8 channels x 2 x 4 bytes) do not
     assert 2 * a.memory.saved_activation_bytes - two == 8 * 2 * 4
@@ -128,7 +129,7 @@ def test_factory_calls_do_not_leak_between_analyses():
     second = analyze(net, (16, 8))
     assert first.to_dict() == second.to_dict()  # nothing depends on what ran before
     assert first.totals["multiply_adds"] == _pytorch_multiply_adds(net, (16, 8))
-    assert first.memory.saved_activation_bytes == _real_saved_bytes(net, torch.randn(1, 16, 8))
+    assert first.memory.saved_activation_bytes == autograd_saved_bytes(net, torch.randn(1, 16, 8))
 
 
 class Attention(nn.Module):
@@ -151,7 +152,7 @@ def test_attention_memory_follows_the_backend_the_cpu_runs(mha):
     torch.manual_seed(0)
     net, shape, batch = Attention(mha=mha), (64, 32), 4
     m = analyze(net, shape, batch=batch).memory
-    assert m.saved_activation_bytes == _real_saved_bytes(net, torch.randn(batch, *shape))
+    assert m.saved_activation_bytes == autograd_saved_bytes(net, torch.randn(batch, *shape))
     assert any(k.startswith("flash (cpu") for k in m.attention_backends)
 
 
@@ -209,4 +210,4 @@ def test_a_learned_attention_mask_keeps_the_cpu_off_flash_attention():
     net = BiasedAttention()
     m = analyze(net, (64, 32), batch=2).memory  # flash cannot give the mask a gradient
     assert m.attention_backends == {"math (cpu, PyTorch's own choice)": 1}
-    assert m.saved_activation_bytes == _real_saved_bytes(net, torch.randn(2, 64, 32))
+    assert m.saved_activation_bytes == autograd_saved_bytes(net, torch.randn(2, 64, 32))

@@ -38,16 +38,6 @@ DESIGNS = [*TABLE, "nas_cell_net"]
 _loaded: dict[str, archlab.Design] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU forwards run fastest on one thread; on a shared CI machine several threads per
-    process spin against each other and make each tiny conv 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def design(name: str):
     if name not in _loaded:
         _loaded[name] = archlab.load(name)

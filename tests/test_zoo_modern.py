@@ -26,14 +26,6 @@ MODERN = {"vit_b_16": 86_567_656, "convnext_tiny": 28_589_128, "efficientnet_b0"
           "gpt2_small": 124_439_808}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", sorted(MODERN))
 def test_published_parameter_count_and_built_module(name):
     design = archlab.load(name)
