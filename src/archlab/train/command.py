@@ -82,6 +82,9 @@ def register(subparsers) -> None:
     p.add_argument("--num-nodes", type=int, help="machines (Lightning)")
     p.add_argument("--strategy", help="auto | ddp | ... (Lightning)")
     p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed (Lightning)")
+    p.add_argument("--loop", choices=["auto", "lightning"],
+                   help="auto (default): archlab's own loop for one process on the CPU in 32-bit "
+                        "precision, lightning.Trainer otherwise; lightning: always lightning.Trainer")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-health", action="store_true", help="do not record training health (health/)")
     _add_monitor_arguments(p)
@@ -116,7 +119,7 @@ def _options(args) -> dict:
                 "clip", "clip_by", "patience", "workers", "init_from", "accelerator", "strategy",
                 "precision", "num_nodes", "out", "name", "discriminator", "gan_loss", "d_lr", "d_steps",
                 "label_smoothing", "gp_weight", "g_ema", "adversarial", "kl_weight", "corrupt", "judge_samples",
-                "judge_cache"):
+                "judge_cache", "loop"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
@@ -249,7 +252,7 @@ def run_train(args) -> int:
     from .run import resume, train
 
     if args.resume:
-        run = resume(args.resume, epochs=args.epochs)
+        run = resume(args.resume, epochs=args.epochs, loop=args.loop)
     else:
         if not args.design:
             raise UsageError("archlab train needs a DESIGN (file, zoo name) or --resume RUN",

@@ -73,6 +73,9 @@ class TrainConfig(BaseModel):
     num_nodes: int = Field(1, gt=0, description="machines")
     strategy: str = Field("auto", description="auto | ddp | ddp_spawn | fsdp ...")
     precision: str = Field("32-true", description="32-true | bf16-mixed | 16-mixed ...")
+    loop: Literal["auto", "lightning"] = Field(
+        "auto", description="auto: archlab's own loop for one process on the CPU in 32-bit precision "
+        "(lightning.Trainer otherwise); lightning: always lightning.Trainer")
     # generative tasks (archlab.train.generative; docs/training.md#generative-tasks)
     discriminator: str | None = Field(None, description="gan, image-to-image: the discriminator design")
     d_variables: dict[str, int | float | str | bool] = Field({}, description="discriminator design variables")

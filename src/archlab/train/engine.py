@@ -283,7 +283,16 @@ class DesignModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         m = self.epoch_train_metrics()
         if m:
-            self.log("train/loss", m["loss"], prog_bar=True, sync_dist=False)
+            self._log_epoch({"train/loss": m["loss"]})
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        """Epoch-level values into ``trainer.callback_metrics`` (what checkpoints and early
+        stopping follow): ``self.log_dict`` under ``lightning.Trainer``, directly under archlab's
+        own loop (:mod:`archlab.train.loop`), which keeps no per-step result collection."""
+        if getattr(self._trainer, "archlab_loop", False):
+            self._trainer.log_epoch_metrics(metrics)
+        else:
+            self.log_dict(metrics, prog_bar=True, sync_dist=False)
 
     # ---- evaluation -------------------------------------------------------------------------
     def _eval_step(self, name: str, batch) -> None:
@@ -309,9 +318,8 @@ class DesignModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.val_metrics = self.task.compute(self._reduced("val"))
-        self.log_dict({"val/loss": self.val_metrics["loss"],
-                       f"val/{self.task.monitor}": self.val_metrics[self.task.monitor]},
-                      prog_bar=True, sync_dist=False)
+        self._log_epoch({"val/loss": self.val_metrics["loss"],
+                         f"val/{self.task.monitor}": self.val_metrics[self.task.monitor]})
 
     def on_test_epoch_start(self) -> None:
         self._state["test"] = self.task.empty_state(self.device)

@@ -384,10 +384,12 @@ def _launched_run_dir() -> Path | None:
     return None
 
 
-def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int | None = None) -> Run:
+def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int | None = None,
+           loop: str | None = None) -> Run:
     """Continue a run from ``checkpoints/last.ckpt`` with its own design, data, splits, scaling
     and seed: it ends with the metrics an uninterrupted run would have reached.
-    ``epochs`` raises the epoch budget (train longer)."""
+    ``epochs`` raises the epoch budget (train longer); ``loop`` ('auto' | 'lightning') overrides
+    the run's choice of training loop (a checkpoint of either loop resumes with either)."""
     run = Run.open(path)
     ckpt = run.path / CHECKPOINT_DIR / "last.ckpt"
     if not ckpt.exists():
@@ -402,6 +404,8 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
         return resume_generative(run, callbacks=callbacks, epochs=epochs)
     if epochs:
         config = config.model_copy(update={"epochs": epochs})
+    if loop is not None:
+        config = make_config({**config.model_dump(), "loop": loop})
     spec = run.data_info["spec"]
     setup = prepare(run.design(), spec, config, splits=run.splits, scaling=run.scaling)
     state = read_weights(ckpt)
@@ -414,8 +418,7 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
 
 def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | None) -> Run:
     has_val = len(setup.splits.val) > 0
-    callbacks = default_callbacks(setup.config, run_dir, setup.task, has_val) + extra
-    trainer = make_trainer(setup.config, run_dir, callbacks)
+    callbacks, trainer = make_run_trainer(setup.config, run_dir, setup.task, has_val, extra)
     dm = setup.datamodule
     started = time.perf_counter()
     trainer.fit(setup.module, train_dataloaders=dm.train_dataloader(),
@@ -465,6 +468,21 @@ def _fit(setup: Setup, run_dir: Path, extra: list[Callback], ckpt_path: str | No
         }
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return Run(run_dir, setup.model)
+
+
+def make_run_trainer(config: TrainConfig, run_dir: Path, task, has_val: bool, extra: list[Callback]):
+    """The callbacks and the trainer of a run: archlab's own loop (:mod:`archlab.train.loop`)
+    when it applies (one process on the CPU, 32-bit, callbacks it can run), else
+    ``lightning.Trainer``; both drive the same module hooks and callbacks."""
+    from .loop import LoopProgress, LoopTrainer, loop_applies
+
+    callbacks = default_callbacks(config.model_copy(update={"progress": False}), run_dir, task, has_val) + extra
+    if not loop_applies(config, callbacks):
+        if config.progress:
+            callbacks.append(LoopProgress())
+        return callbacks, LoopTrainer(config, run_dir, callbacks)
+    callbacks = default_callbacks(config, run_dir, task, has_val) + extra
+    return callbacks, make_trainer(config, run_dir, callbacks)
 
 
 def _best_epoch(rows: list[dict], setup: Setup) -> int | None:
