@@ -25,6 +25,11 @@ reported SEPARATELY:
 
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
+                                     [--fresh | --fresh2]
+
+``--fresh`` and ``--fresh2`` run only one of the two fresh held-out suites
+(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2), each written blind to the
+rules and judged once.
 """
 
 from __future__ import annotations
@@ -60,11 +65,25 @@ def main() -> None:
     ap.add_argument("--generative", action="store_true", help="also the generative set-ups (GAN/VAE)")
     ap.add_argument("--fresh", action="store_true", help="only the fresh held-out suite "
                     "(archlab.diagnose.fault_catalogue_fresh: written blind to the rules, judged once)")
+    ap.add_argument("--fresh2", action="store_true", help="only the second fresh held-out suite "
+                    "(archlab.diagnose.fault_catalogue_fresh2: written blind to the rules, judged once)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(load())
     out: dict = {}
-    if args.fresh:
+    if args.fresh2:
+        from archlab.diagnose import fault_catalogue_fresh2 as fresh2
+
+        t0, results = time.perf_counter(), []
+        for s in fresh2.SETUPS:
+            for seed in range(args.seeds):
+                results.append(r := fresh2.run_fresh2(s, seed))
+                print(f"  [fresh2] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
+                      f"score {r.score:6.3f} fired {r.fired}", flush=True)
+        print(f"\nfresh2 suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
+        out["fresh2"] = report("fresh2", fresh2.SETUPS, results)
+        out["fresh2"]["runs"] = [r.__dict__ for r in results]
+    elif args.fresh:
         from archlab.diagnose import fault_catalogue_fresh as fresh
 
         t0, results = time.perf_counter(), []
