@@ -57,7 +57,6 @@ from .structure import (
     identical_units,
     init_scale,
     output_op,
-    output_ranges,
 )
 
 # Activation modules whose outputs we can interpret. 'dead' = a unit never outputs > 0;
@@ -74,6 +73,7 @@ BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatch
 AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
 PROBE_TRIES = 6    # ... and the output-bound probe (structure.bounded_probe)
 PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init mean nothing)
+FLAT_LIMIT = 1 << 22   # parameter values up to which the norms use one flat buffer (sampling)
 SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
 __all__ = ["ACT_EXAMPLES", "HealthRecorder", "is_sampled", "sample_interval"]
 
@@ -144,10 +144,12 @@ class HealthRecorder:
         self._affine_tries = 0
         self._probe_tries = 0
         self._reduced: tuple | None = None     # the sample's activation statistics (after_loss)
+        self._seen: list[tuple] = []           # (module, inputs, output) of the sampled forward
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
-        self._owner_all: torch.Tensor | None = None
         self._snapshot: list[torch.Tensor] | None = None
+        self._flat_views: dict | bool | None = None   # the flat [grads | weights] buffer
+        self._flat_has: tuple | None = None
         self._norms: tuple | None = None
         self._cost = 0.0
         self._step_start: float | None = None
@@ -231,6 +233,7 @@ class HealthRecorder:
             t0 = time.perf_counter()
             self._acts.reset()
             self._exec_order, self._input, self._bn, self._reduced = [], None, {}, None
+            self._seen = []
             self._install()
             self._cost += time.perf_counter() - t0
 
@@ -245,6 +248,7 @@ class HealthRecorder:
             # the forward pass is over: reduce the stashed outputs now, while they are alive
             # anyway, and let go of them before backward (no activation is held longer)
             self._remove()
+            self._process_seen()
             self._reduced = self._acts.reduce()
             self._acts.reset()
         if not ok and self.state.nonfinite is None:
@@ -259,15 +263,66 @@ class HealthRecorder:
             return
         t0 = time.perf_counter()
         self._order_layers()
-        with torch.no_grad():
-            grads = [p.grad for p in self._flat]
+        params = self._flat
+        with torch.no_grad():   # no detach needed: nothing here is recorded by autograd
+            grads = [p.grad for p in params]
             has = tuple(g is not None for g in grads)
             present = [g for g in grads if g is not None]
-            params = [p.detach() for p in self._flat]
-            norms = torch._foreach_norm(present + params) if params else []   # one fused call
-            self._norms = (has, norms[:len(present)], norms[len(present):])
-            self._snapshot = torch._foreach_mul(params, 1.0) if params else []
+            flat = self._flat_buffer()
+            if flat is not None and all(g.layout == torch.strided and g.dtype == flat.dtype
+                                        for g in present):
+                self._flat_norms(has, present)
+            elif params:   # mixed dtypes or devices, sparse gradients, a large model
+                norms = torch._foreach_norm(present + params)   # one fused call
+                self._norms = (has, norms[:len(present)], norms[len(present):])
+                self._snapshot = torch._foreach_mul(params, 1.0)
         self._cost += time.perf_counter() - t0
+
+    def _flat_buffer(self) -> torch.Tensor | None:
+        """One buffer ``[gradients | weights]`` shaped like the parameters twice over, kept
+        between samples, for models of one floating dtype on one CPU or CUDA device with at
+        most FLAT_LIMIT parameter values: every per-layer norm then comes from a single
+        segment reduction over it instead of one norm per parameter (``_foreach_norm`` on a CPU
+        costs ~10 us per tensor: milliseconds for a deep narrow network). None otherwise."""
+        if self._flat_views is None:
+            self._flat_views = False
+            params = self._flat
+            kinds = {(p.dtype, p.device) for p in params}
+            total = sum(p.numel() for p in params)
+            if len(kinds) == 1 and 0 < total <= FLAT_LIMIT:
+                dtype, device = next(iter(kinds))
+                if dtype.is_floating_point and device.type in ("cpu", "cuda"):
+                    buf = torch.zeros(2 * total, dtype=dtype, device=device)
+                    sizes = [p.numel() for p in params]
+                    views = [v.view(p.shape) for v, p in
+                             zip(buf.split(sizes + sizes), params + params, strict=True)]
+                    per_layer = [0] * len(self.state.param_layers)
+                    for o, n in zip(self._owner, sizes, strict=True):
+                        per_layer[o] += n
+                    self._flat_views = {
+                        "buf": buf, "weights": buf[total:], "grad_views": views[:len(params)],
+                        "weight_views": views[len(params):],
+                        "both": torch.tensor(per_layer + per_layer, device=device),
+                        "one": torch.tensor(per_layer, device=device)}
+                    self._flat_has = None
+        return self._flat_views["buf"] if self._flat_views else None
+
+    def _flat_norms(self, has: tuple, present: list[torch.Tensor]) -> None:
+        """Copy the gradients and the weights into the flat buffer (one ``_foreach_copy_``) and
+        sum their squares per layer (one segment reduction, accumulated in float64: a float32
+        running sum drifts by ~0.3 % over 4M values); the weight half is the snapshot the
+        update is measured against."""
+        f = self._flat_views
+        if has != self._flat_has:   # a parameter without gradient contributes zeros
+            for v, h in zip(f["grad_views"], has, strict=True):
+                if not h:
+                    v.zero_()
+            self._flat_has = has
+        dst = [v for v, h in zip(f["grad_views"], has, strict=True) if h] + f["weight_views"]
+        torch._foreach_copy_(dst, present + self._flat)
+        sums = torch.segment_reduce(f["buf"].double() ** 2, "sum", lengths=f["both"])
+        self._norms = (has, sums)
+        self._snapshot = f["weight_views"]
 
     def end_step(self) -> list[Verdict]:
         """Finish the step; returns the verdicts first raised at this step."""
@@ -277,14 +332,14 @@ class HealthRecorder:
         t0 = time.perf_counter()
         self._remove()
         st = self.state
-        rows = self._collect()
+        rows, extra = self._collect()
         st.sample_steps.append(st.step)
         st.every.append(self.every)
         for name in st.series:
             width = len(st.param_layers if name in ("grad_norm", "weight_norm", "update_ratio")
                         else st.act_layers)
             st.series[name].append(rows.get(name) or [math.nan] * width)
-        self._observe_output()
+        self._observe_output(extra)
         st.norm_batch.append(dict(self._bn))
         st.lr.append(self._lr())
         if math.isnan(st.initial_lr) and st.lr and math.isfinite(st.lr[-1]):
@@ -296,56 +351,88 @@ class HealthRecorder:
         self._close_step()
         return new
 
-    def _collect(self) -> dict[str, list[float]]:
+    def _collect(self) -> tuple[dict[str, list[float]], dict]:
         """Every statistic of the sample, reduced on the device in a fixed number of fused ops
         (:mod:`archlab.diagnose.sampling`), brought back in one device-to-host copy: one row per
-        series, over the parameter layers or the activation layers."""
+        series, over the parameter layers or the activation layers; and the extras the output
+        rules read (the output's range, the batch's label counts)."""
         st = self.state
         n_layers = len(st.param_layers)
         parts: list[torch.Tensor] = []
+        sizes: list[tuple[str, int]] = []   # what each part is, and how many values it holds
+
+        def put(name: str, t: torch.Tensor) -> None:
+            t = t.reshape(-1)
+            parts.append(t)
+            sizes.append((name, t.numel()))
+
         got_g: tuple = ()
-        if self._norms is not None and self._flat:
-            has, gnorm, wnorm = self._norms
-            owner_g, got_g = self._grad_owners(has)
-            parts += [layer_norms(gnorm, owner_g, n_layers), layer_norms(wnorm, self._owner_all, n_layers)]
-            if self._snapshot:
-                with torch.no_grad():
-                    deltas = torch._foreach_sub([p.detach() for p in self._flat], self._snapshot)
-                    parts.append(layer_norms(torch._foreach_norm(deltas), self._owner_all, n_layers))
-        labels, acts, groups = self._reduced or self._acts.reduce()   # reduce: no after_loss call
-        self._reduced = None
-        parts += acts
-        if self._input:
-            parts.append(torch.stack(self._input))
-        self._input = None
+        with torch.no_grad():
+            if self._norms is not None and self._flat and len(self._norms) == 2:
+                has, sums = self._norms   # the flat buffer: squares summed per layer
+                got_g = self._grad_owners(has, False)[0]
+                f = self._flat_views
+                torch._foreach_sub_(self._snapshot, self._flat)   # snapshot - new, in place
+                upd = torch.segment_reduce(f["weights"].double() ** 2, "sum", lengths=f["one"])
+                put("norms", torch.cat([sums, upd]).sqrt())
+            elif self._norms is not None and self._flat:
+                has, gnorm, wnorm = self._norms
+                got_g, owner = self._grad_owners(has, bool(self._snapshot))
+                norms = list(gnorm) + list(wnorm)
+                if self._snapshot:   # the change the optimizer made: snapshot - new, in place
+                    torch._foreach_sub_(self._snapshot, self._flat)
+                    norms += list(torch._foreach_norm(self._snapshot))
+                groups = 3 if self._snapshot else 2
+                put("norms", layer_norms(norms, owner, groups * n_layers))
+            self._process_seen()   # end_step without after_loss: the forward is read here
+            labels, acts, groups_ = self._reduced or self._acts.reduce()
+            self._reduced = None
+            for i, t in enumerate(acts):
+                put(f"act{i}", t)
+            if self._input:
+                put("input", torch.stack(self._input))
+            self._input = None
+            y = self._last_output
+            if y is not None and y.is_floating_point() and y.dim() >= 1 and y.numel() >= 2:
+                yd = y.detach()
+                dev = ((yd.sum(1) - 1).abs().max() if yd.dim() == 2 and yd.shape[1] >= 2
+                       else yd.new_full((), math.inf))
+                put("output", torch.stack([yd.min(), yd.max(), dev]))
+            t = self._targets
+            if t is not None and not t.is_floating_point() and t.numel():
+                flat = t.detach().reshape(-1).long()
+                put("labels_min", flat.min())
+                put("labels", torch.bincount(flat.clamp_min(0)))
         if not parts:
-            return {}
+            return {}, {}
         device = parts[0].device
-        values = torch.cat([t.reshape(-1).float().to(device) for t in parts]).tolist()
-        rows: dict[str, list[float]] = {}
+        values = torch.cat([t.float().to(device) for t in parts]).tolist()
+        got: dict[str, list[float]] = {}
         at = 0
-        if got_g:
-            g, w = values[:n_layers], values[n_layers:2 * n_layers]
-            at = 2 * n_layers
+        for name, n in sizes:
+            got[name] = values[at:at + n]
+            at += n
+        rows: dict[str, list[float]] = {}
+        if "norms" in got:
+            v = got["norms"]
+            g, w = v[:n_layers], v[n_layers:2 * n_layers]
             rows["grad_norm"] = [g[i] if got_g[i] else math.nan for i in range(n_layers)]
             rows["weight_norm"] = w
-            if self._snapshot:
-                u = values[at:at + n_layers]
-                at += n_layers
+            if len(v) == 3 * n_layers:
+                u = v[2 * n_layers:]
                 rows["update_ratio"] = [u[i] / w[i] if w[i] > 0 else math.nan for i in range(n_layers)]
         index = {a: i for i, a in enumerate(st.act_layers)}
-        for name, keys in (("act_mean", labels), ("act_std", labels),
-                           ("dead_fraction", groups["dead"]), ("saturation", groups["saturation"])):
-            if not keys:
-                continue
+        act_values = [got[f"act{i}"] for i in range(len(acts))]
+        series = [("act_mean", labels), ("act_std", labels), ("dead_fraction", groups_["dead"]),
+                  ("saturation", groups_["saturation"])]
+        for name, keys in [sk for sk in series if sk[1]]:
             row = [math.nan] * len(st.act_layers)
-            for k, v in zip(keys, values[at:at + len(keys)], strict=True):
+            for k, v in zip(keys, act_values.pop(0), strict=True):
                 if k in index:
                     row[index[k]] = v
-            at += len(keys)
             rows[name] = row
-        if len(values) - at == 2:   # the input's mean and std came last
-            st.input_stats.append((values[at], values[at + 1]))
+        if "input" in got:   # the network input as its first weight layer sees it
+            st.input_stats.append(tuple(got["input"]))
         g = rows.get("grad_norm", [])
         bad = [p for p, v in zip(st.param_layers, g, strict=False) if not math.isnan(v) and not math.isfinite(v)]
         if bad and st.nonfinite is None:
@@ -353,24 +440,80 @@ class HealthRecorder:
             st.nonfinite = {"step": st.step, "layer": bad[-1], "cause": "gradient",
                             "detail": f"non-finite gradient in {len(bad)} layers, "
                                       f"nearest the output '{bad[-1]}'", "builtin": True}
-        return rows
+        extra = {}
+        if "output" in got:
+            extra["output"] = got["output"]
+        if "labels" in got:
+            extra["labels"] = (got["labels_min"][0], [int(c) for c in got["labels"]])
+        return rows, extra
 
-    def _grad_owners(self, has: tuple) -> tuple[torch.Tensor, tuple]:
-        """(layer index of each parameter that has a gradient, whether each layer has one),
-        cached per pattern of present gradients (it rarely changes)."""
-        cached = self._owners.get(has)
+    def _process_seen(self) -> None:
+        """Read what the hook appended during the sampled forward pass, once: the model's
+        output (the last of the root and its direct children to finish), the first call's
+        output of every watched module, the batch sizes of batch norms, and the network input
+        as its first weight layer sees it."""
+        seen, self._seen = self._seen, []
+        if not seen:
+            return
+        labels, outs, ids = self._labels, self._acts.outputs, self._output_ids
+        last = None
+        for mod, inputs, output in seen:
+            key = id(mod)
+            if key in ids:
+                last = (mod, inputs, output)
+            entry = labels.get(key)
+            if entry is None:
+                continue
+            label, is_bn, is_norm, has_params = entry
+            if label in outs:
+                continue   # a module called twice: its first call
+            self._exec_order.append(label)
+            y = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            if y is None:
+                continue
+            if is_bn and mod.training and y.dim() >= 2:
+                self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
+            self._acts.add(label, y)
+            if has_params and self._input is None and y.is_floating_point() and y.numel():
+                # the network input as the first layer with weights sees it (after reshapes);
+                # a network that starts with a norm layer scales it itself
+                x = _first_tensor(inputs)
+                if is_norm:
+                    self._input = []
+                elif x is not None and x.is_floating_point() and x.numel() > 1:
+                    with torch.no_grad():
+                        sd, m = torch.std_mean(x[:ACT_EXAMPLES].float())
+                    self._input = [m.reshape(()), sd.reshape(())]
+        if last is not None:
+            mod, inputs, output = last
+            self._last_output = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            self._last_call = (mod, inputs) if isinstance(inputs, tuple) else None
+
+    def _grad_owners(self, has: tuple, updates: bool) -> tuple[tuple, torch.Tensor]:
+        """(whether each layer has a gradient, the slot of every norm in one fused per-layer
+        reduction: the present gradients' layers, then the weights' layers offset by the number
+        of layers, then, with ``updates``, the updates' offset by twice that), cached per
+        pattern of present gradients (it rarely changes)."""
+        cached = self._owners.get((has, updates))
         if cached is None:
+            n = len(self.state.param_layers)
             owner = [self._owner[i] for i, h in enumerate(has) if h]
             got = set(owner)
-            cached = (torch.tensor(owner, dtype=torch.long),
-                      tuple(i in got for i in range(len(self.state.param_layers))))
-            self._owners[has] = cached
+            slots = owner + [o + n for o in self._owner]
+            if updates:
+                slots += [o + 2 * n for o in self._owner]
+            cached = (tuple(i in got for i in range(n)), torch.tensor(slots, dtype=torch.long))
+            self._owners[(has, updates)] = cached
         return cached
 
-    def _observe_output(self) -> None:
+    def _observe_output(self, extra: dict) -> None:
         st = self.state
         y, self._last_output = self._last_output, None
-        rows, unit = output_ranges(y) if y is not None else (False, False)
+        rows, unit = False, False
+        if "output" in extra:   # structure.output_ranges, from the values read in _collect
+            lo, hi, dev = extra["output"]
+            unit = lo >= 0 and hi <= 1 and hi - lo > 1e-4
+            rows = unit and y.dim() == 2 and y.shape[1] >= 2 and dev < 1e-3
         st.output_is_probability.append(rows)
         st.output_in_unit_range.append(unit)
         if y is not None and y.dim() >= 2:
@@ -378,7 +521,7 @@ class HealthRecorder:
         elif y is not None and y.dim() == 1:
             st.output_width = 1
         if self._targets is not None:
-            _observe_targets(st, self._targets.detach(), y)
+            _observe_targets(st, self._targets.detach(), y, extra.get("labels"))
         self._targets = None
         st.output_op.append(output_op(y))
         call, self._last_call = self._last_call, None
@@ -493,7 +636,6 @@ class HealthRecorder:
             for p in self._params[layer]:
                 self._flat.append(p)
                 self._owner.append(i)
-        self._owner_all = torch.tensor(self._owner, dtype=torch.long)
         self._owners = {}
 
     def _install(self) -> None:
@@ -508,30 +650,9 @@ class HealthRecorder:
         self._handles = []
 
     def _hook(self, mod, inputs, output):
-        t0 = time.perf_counter()
-        key = id(mod)
-        if key in self._output_ids:   # the last of these to finish is the model's output
-            self._last_output = output if isinstance(output, torch.Tensor) else _first_tensor(output)
-            self._last_call = (mod, inputs) if isinstance(inputs, tuple) else None
-        entry = self._labels.get(key)
-        if entry is not None and entry[0] not in self._acts.outputs:
-            label, is_bn, is_norm, has_params = entry   # a module called twice: its first call
-            self._exec_order.append(label)
-            y = output if isinstance(output, torch.Tensor) else _first_tensor(output)
-            if y is not None:
-                if is_bn and mod.training and y.dim() >= 2:
-                    self._bn[label] = int(y.shape[0])   # examples the batch statistics come from
-                self._acts.add(label, y)
-                if has_params and self._input is None and y.is_floating_point() and y.numel():
-                    # the network input as the first layer with weights sees it (after reshapes);
-                    # a network that starts with a norm layer scales it itself
-                    x = _first_tensor(inputs)
-                    if is_norm:
-                        self._input = []
-                    elif x is not None and x.is_floating_point() and x.numel() > 1:
-                        sd, m = torch.std_mean(x.detach()[:ACT_EXAMPLES].float())
-                        self._input = [m.reshape(()), sd.reshape(())]
-        self._cost += time.perf_counter() - t0
+        # the whole hook: one append per module call (read once after the forward pass,
+        # _process_seen); not timed: a timer would cost as much as the append
+        self._seen.append((mod, inputs, output))
 
     def _locate(self, replay: Callable[[], object] | None) -> dict:
         """Replay the forward pass with hooks on every module; the first module (innermost
@@ -583,14 +704,20 @@ class HealthRecorder:
         return found
 
 
-def _observe_targets(st: HealthState, y: torch.Tensor, out: torch.Tensor | None) -> None:
-    """Accumulate label counts (integer targets) or value moments (float targets)."""
+def _observe_targets(st: HealthState, y: torch.Tensor, out: torch.Tensor | None,
+                     labels: tuple | None = None) -> None:
+    """Accumulate label counts (integer targets) or value moments (float targets). ``labels``:
+    (the smallest label, the label counts) when already read with the sample's other values."""
     t = st.targets
     if not y.is_floating_point():
         flat = y.reshape(-1).long()
-        if flat.numel() == 0 or int(flat.min()) < 0:
+        if labels is None:
+            if flat.numel() == 0:
+                return
+            labels = (int(flat.min()), torch.bincount(flat.clamp_min(0)).tolist())
+        low, counts = labels
+        if low < 0:
             return
-        counts = torch.bincount(flat).tolist()
         t.setdefault("kind", "classes")
         old = t.setdefault("counts", [])
         old.extend([0] * (len(counts) - len(old)))

@@ -1,20 +1,26 @@
 """One sample of the health monitor, made cheap: a fixed number of fused tensor ops per sample,
 whatever the number of layers.
 
-A network of many small layers (a deep narrow MLP) made the old per-layer work the monitor's
-main cost: on every sampled step each watched module's hook ran its own ``std_mean``, its own
-dead-unit count and saturation count, and each layer's norms went through Python. Here:
+A network of many small layers (a deep narrow MLP) makes per-layer work the monitor's main
+cost: Python-level tensor ops cost microseconds each whatever their size, so 33 layers x a
+handful of ops each is milliseconds per sample. Here:
 
-* **hooks only stash** a reference to the first :data:`ACT_EXAMPLES` examples of each watched
-  module's output (a view, no copy) during the sampled forward pass; one process-wide forward
-  hook is installed for the sampled step only (one registration instead of one per module);
-* :meth:`ActivationSample.reduce` turns all the stashed outputs into per-layer statistics with
-  one concatenation and segment sums (``index_add_``): mean and standard deviation of every
-  small layer (two-pass, as ``torch.std_mean``; a layer with more than FUSE_LIMIT values, whose
-  cost is its data rather than the op, keeps its own ``std_mean``), the fraction of never-active ReLU units over the last
-  ``dead_window`` samples (one ``any`` over all fully connected ReLU layers at once), and the
-  fraction of sigmoid/tanh outputs in their flat tails;
-* :func:`layer_norms` sums per-parameter norms into per-layer norms with one ``index_add_``.
+* **the hook only appends** ``(module, inputs, output)`` to a list during the sampled forward
+  pass (no lookup, no tensor op, no timer); one process-wide forward hook is installed for the
+  sampled step only. The list is read once, right after the forward pass
+  (:meth:`ActivationSample.collect`);
+* :meth:`ActivationSample.reduce` turns all the watched outputs into per-layer statistics in a
+  fixed number of ops. Outputs shaped ``(N, F)`` with the same ``N`` (linear layers and their
+  activations: the layers of an MLP) are concatenated along the features once, and every
+  statistic is a column reduction followed by a segment sum over the layers' columns
+  (``index_add_``): mean and standard deviation (two-pass, as ``torch.std_mean``), the units
+  never active (> 0) over the last ``dead_window`` samples, the sigmoid/tanh outputs in their
+  flat tails. Other small outputs are flattened into one vector and reduced the same way; an
+  output larger than FUSE_LIMIT values (a convolution's feature maps: its cost is the data, not
+  the op) keeps its own ``std_mean``;
+* :func:`layer_norms` turns the per-parameter norms of gradients, weights and updates
+  (three ``_foreach_norm`` results) into per-layer norms with one stack, one square, one
+  ``index_add_`` and one square root.
 
 Every result stays on the device; the monitor brings all of a sample back in one
 device-to-host copy.
@@ -27,10 +33,11 @@ from collections import deque
 import torch
 
 ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampled batch
-FUSE_LIMIT = 4096  # outputs up to this many values (of ACT_EXAMPLES examples) are reduced together
+FUSE_LIMIT = 16384  # outputs up to this many values (of ACT_EXAMPLES examples) are reduced together
 DEAD_KINDS = ("relu", "relu6")
 SIGMOID_KINDS = ("sigmoid", "hardsigmoid")
 TANH_KINDS = ("tanh", "hardtanh")
+SAT_KINDS = SIGMOID_KINDS + TANH_KINDS
 
 
 def _units_active(y: torch.Tensor) -> torch.Tensor:
@@ -41,9 +48,54 @@ def _units_active(y: torch.Tensor) -> torch.Tensor:
     return (y > 0).transpose(0, 1).reshape(y.shape[1], -1).any(1)
 
 
-def _segments(sizes: list[int], device) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(len(sizes), device=device),
-                                   torch.tensor(sizes, device=device))
+def _tails(y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Boolean mask of the outputs in the flat tails of a sigmoid (< 0.01 or > 0.99) or a tanh
+    (|y| > 0.99)."""
+    return ((y < 0.01) | (y > 0.99)) if kind in SIGMOID_KINDS else (y.abs() > 0.99)
+
+
+def _first(y: torch.Tensor) -> torch.Tensor:
+    """The first ACT_EXAMPLES examples of a batched output (a view)."""
+    return y[:ACT_EXAMPLES] if y.dim() >= 2 and y.shape[0] > ACT_EXAMPLES else y
+
+
+class _Layout:
+    """Index tensors of one arrangement of watched outputs, built once and reused while the
+    arrangement (which layers, their widths) stays the same: on every sample of a run."""
+
+    def __init__(self, wide: list[tuple[str, int]], flat: list[tuple[str, int]],
+                 kinds: dict, device) -> None:
+        def seg(sizes):
+            return torch.repeat_interleave(torch.arange(len(sizes), device=device),
+                                           torch.tensor(sizes, device=device, dtype=torch.long))
+
+        self.wide_labels = [k for k, _ in wide]
+        self.flat_labels = [k for k, _ in flat]
+        widths = [w for _, w in wide]
+        self.wide_seg = seg(widths) if wide else None                  # column -> layer
+        self.wide_width = torch.tensor(widths, device=device, dtype=torch.float32)
+        self.flat_seg = seg([n for _, n in flat]) if flat else None    # value -> layer
+        self.flat_n = torch.tensor([n for _, n in flat], device=device, dtype=torch.float32)
+        # columns of the ReLU layers among the wide ones, and of the saturating ones
+        self.dead_wide = [k for k in self.wide_labels if kinds.get(k) in DEAD_KINDS]
+        self.sat_wide = [k for k in self.wide_labels if kinds.get(k) in SAT_KINDS]
+        start, cols = 0, {}
+        for k, w in wide:
+            cols[k] = (start, w)
+            start += w
+
+        def take(labels):
+            idx = [c for k in labels for c in range(cols[k][0], cols[k][0] + cols[k][1])]
+            return torch.tensor(idx, device=device, dtype=torch.long)
+
+        self.dead_cols = take(self.dead_wide) if self.dead_wide else None
+        self.sat_cols = take(self.sat_wide) if self.sat_wide else None
+        self.sat_sigmoid = (torch.tensor([kinds[k] in SIGMOID_KINDS for k in self.sat_wide
+                                          for _ in range(cols[k][1])], device=device)
+                            if self.sat_wide else None)
+        sat_w = [cols[k][1] for k in self.sat_wide]
+        self.sat_seg = seg(sat_w) if sat_w else None
+        self.sat_width = torch.tensor(sat_w, device=device, dtype=torch.float32)
 
 
 class ActivationSample:
@@ -57,103 +109,139 @@ class ActivationSample:
         self.kinds = kinds
         self.window: deque = deque(maxlen=dead_window)
         self._layout: tuple | None = None     # the dead-unit layout the window was built for
-        self._cache: dict = {}                # segment indices per layout
+        self._cache: dict = {}                # _Layout per arrangement of outputs
         self.outputs: dict[str, torch.Tensor] = {}
 
     def reset(self) -> None:
         self.outputs = {}
 
     def add(self, label: str, y: torch.Tensor) -> None:
-        """From the hook: keep the first call's output of a module (a view of ACT_EXAMPLES)."""
-        if label in self.outputs or not y.is_floating_point() or not y.numel():
-            return
-        yd = y.detach()
-        self.outputs[label] = yd[:ACT_EXAMPLES] if yd.dim() >= 2 and yd.shape[0] > ACT_EXAMPLES else yd
+        """Keep the first call's output of a module (a reference; reduced later)."""
+        if label not in self.outputs and y.is_floating_point() and y.numel():
+            self.outputs[label] = y
 
     def reduce(self) -> tuple[list[str], list[torch.Tensor], dict[str, list[str]]]:
         """(labels in the order of the values, [mean, std, dead, saturation] tensors, {'dead':
         labels of the dead values, 'saturation': labels of the saturation values})."""
+        with torch.no_grad():
+            return self._reduce()
+
+    def _reduce(self):
         outs = self.outputs
-        labels = list(outs)
-        if not labels:
+        if not outs:
             return [], [], {"dead": [], "saturation": []}
-        # small outputs (many narrow layers: the cost is per op) are fused; a large output (a
-        # convolution's feature maps: the cost is the data) keeps its own std_mean, no copy
-        labels = [k for k in labels if outs[k].numel() <= FUSE_LIMIT] + \
-                 [k for k in labels if outs[k].numel() > FUSE_LIMIT]
-        small = [k for k in labels if outs[k].numel() <= FUSE_LIMIT]
-        means, stds = [], []
-        if small:
-            device = outs[small[0]].device
-            flat = torch.cat([outs[k].flatten() for k in small]).float()
-            seg, n = self._segment_index("all", [outs[k].numel() for k in small], device)
-            mean = torch.zeros(len(small), device=device).index_add_(0, seg, flat) / n
-            dev = flat - mean[seg]
-            var = torch.zeros(len(small), device=device).index_add_(0, seg, dev * dev) / (n - 1).clamp_min(1)
-            means.append(mean)
-            stds.append(torch.where(n > 1, var.sqrt(), torch.zeros_like(var)))
-        for k in labels[len(small):]:
-            sd, m = torch.std_mean(outs[k].float())
+        device = next(iter(outs.values())).device
+        key = (tuple((k, y.shape) for k, y in outs.items()), str(device))
+        lay = self._cache.get(key)   # the same layers and shapes on every sample of a run
+        if lay is None:
+            lay = self._cache[key] = self._arrange(outs, device)
+        wide, flat, large = lay.wide, lay.flat, lay.large
+        means, stds, active, tails = [], [], [], []
+        if wide:
+            x = torch.cat([outs[k] for k, _ in wide], 1)[:ACT_EXAMPLES].float()   # (n, W)
+            n = x.shape[0] * lay.wide_width
+            m, s = self._segment_moments(x.sum(0), x, lay.wide_seg, n, rows=True)
+            means.append(m)
+            stds.append(s)
+            if lay.dead_cols is not None:
+                active.append((x.index_select(1, lay.dead_cols) > 0).any(0))
+            if lay.sat_cols is not None:
+                xs = x.index_select(1, lay.sat_cols)
+                t = torch.where(lay.sat_sigmoid, (xs < 0.01) | (xs > 0.99), xs.abs() > 0.99)
+                cnt = torch.zeros(len(lay.sat_wide), device=device).index_add_(
+                    0, lay.sat_seg, t.sum(0).float())
+                tails.append(cnt / (x.shape[0] * lay.sat_width))
+        if flat:
+            v = torch.cat([_first(outs[k]).reshape(-1) for k, _ in flat]).float()
+            m, s = self._segment_moments(None, v, lay.flat_seg, lay.flat_n, rows=False)
+            means.append(m)
+            stds.append(s)
+        for k in large:
+            sd, m = torch.std_mean(_first(outs[k]).float())
             means.append(m.reshape(1))
             stds.append(sd.reshape(1))
-        mean = torch.cat(means) if len(means) > 1 else means[0]
-        std = torch.cat(stds) if len(stds) > 1 else stds[0]
-        dead_labels, dead = self._dead([k for k in labels if self.kinds.get(k) in DEAD_KINDS])
-        sat_labels = [k for k in labels if self.kinds.get(k) in SIGMOID_KINDS + TANH_KINDS]
-        values = [mean, std]
-        if dead is not None:
-            values.append(dead)
-        if sat_labels:
-            tails = []
-            for k in sat_labels:   # few layers in practice: sigmoid/tanh nets are shallow
-                y = outs[k]
-                tails.append(((y < 0.01) | (y > 0.99)).float().mean() if self.kinds[k] in SIGMOID_KINDS
-                             else (y.abs() > 0.99).float().mean())
-            values.append(torch.stack(tails).reshape(-1))
+        labels = lay.wide_labels + lay.flat_labels + large
+        # ReLU layers outside the wide group, and saturating ones: one op or two each
+        # (few in practice: convolutional and sigmoid/tanh networks are shallow)
+        dead_labels = list(lay.dead_wide)
+        sat_labels = list(lay.sat_wide)
+        for k in lay.flat_labels + large:
+            kind = self.kinds.get(k)
+            if kind in DEAD_KINDS:
+                active.append(_units_active(_first(outs[k])))
+                dead_labels.append(k)
+            elif kind in SAT_KINDS:
+                tails.append(_tails(_first(outs[k]), kind).float().mean().reshape(1))
+                sat_labels.append(k)
+        values = [torch.cat(means) if len(means) > 1 else means[0],
+                  torch.cat(stds) if len(stds) > 1 else stds[0]]
+        if active:
+            values.append(self._dead(dead_labels, active))
+        if tails:
+            values.append(torch.cat(tails) if len(tails) > 1 else tails[0])
         return labels, values, {"dead": dead_labels, "saturation": sat_labels}
 
-    def _segment_index(self, key: str, sizes: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
-        cached = self._cache.get((key, tuple(sizes), str(device)))
-        if cached is None:
-            cached = (_segments(sizes, device), torch.tensor(sizes, device=device, dtype=torch.float32))
-            self._cache[(key, tuple(sizes), str(device))] = cached
-        return cached
+    def _arrange(self, outs: dict[str, torch.Tensor], device) -> _Layout:
+        """Which outputs are reduced how: the wide group, (N, F) outputs with the batch size of
+        the first of them and at most FUSE_LIMIT values in ACT_EXAMPLES rows, concatenated along
+        the features; other small outputs, flattened into one vector; large ones, one by one."""
+        rows = next((y.shape[0] for y in outs.values() if y.dim() == 2), None)
+        wide, flat, large = [], [], []
+        for k, y in outs.items():
+            n = min(y.shape[0], ACT_EXAMPLES) * (y.numel() // max(y.shape[0], 1)) if y.dim() else 1
+            if y.dim() == 2 and y.shape[0] == rows and n <= FUSE_LIMIT:
+                wide.append((k, int(y.shape[1])))
+            elif n <= FUSE_LIMIT:
+                flat.append((k, int(_first(y).numel())))
+            else:
+                large.append(k)
+        lay = _Layout(wide, flat, self.kinds, device)
+        lay.wide, lay.flat, lay.large = wide, flat, large
+        return lay
 
-    def _dead(self, labels: list[str]) -> tuple[list[str], torch.Tensor | None]:
+    @staticmethod
+    def _segment_moments(colsum, x, seg, n, rows):
+        """Per segment mean and unbiased standard deviation (two-pass, as torch.std_mean):
+        ``rows`` when x is (examples, columns) and ``seg`` maps columns to layers, else x is a
+        vector and ``seg`` maps its values to layers."""
+        layers = n.shape[0]
+        z = torch.zeros(layers, device=x.device)
+        mean = z.index_add(0, seg, colsum if rows else x) / n
+        dev = x - mean[seg]
+        sq = (dev * dev).sum(0) if rows else dev * dev
+        var = z.index_add(0, seg, sq) / (n - 1).clamp_min(1)
+        return mean, torch.where(n > 1, var.sqrt(), torch.zeros_like(var))
+
+    def _dead(self, labels: list[str], parts: list[torch.Tensor]) -> torch.Tensor:
         """Fraction of units never active (> 0) on any example of the last dead_window samples,
-        per ReLU layer: one ``any`` over all (N, F) layers at once, one per other layer."""
-        if not labels:
-            return [], None
-        outs = self.outputs
-        flat2d = [k for k in labels if outs[k].dim() == 2]
-        rows = {outs[k].shape[0] for k in flat2d}
-        parts, order = [], []
-        if flat2d and len(rows) == 1:
-            parts.append((torch.cat([outs[k] for k in flat2d], dim=1) > 0).any(0))
-            order += flat2d
-        else:
-            flat2d = []
-        for k in labels:
-            if k not in flat2d:
-                parts.append(_units_active(outs[k]))
-                order.append(k)
+        per ReLU layer, from this sample's activity vectors ``parts`` (in ``labels`` order)."""
         active = torch.cat(parts) if len(parts) > 1 else parts[0]
-        units = [outs[k].shape[1] if outs[k].dim() >= 2 else 1 for k in order]
-        layout = tuple(zip(order, units, strict=True))
+        outs = self.outputs
+        units = [outs[k].shape[1] if outs[k].dim() >= 2 else 1 for k in labels]
+        layout = tuple(zip(labels, units, strict=True))
         if layout != self._layout:
             self.window.clear()
             self._layout = layout
         self.window.append(active)
         ever = torch.stack(list(self.window)).any(0) if len(self.window) > 1 else active
-        seg, n = self._segment_index("dead", units, active.device)
-        live = torch.zeros(len(order), device=active.device).index_add_(0, seg, ever.float())
-        return order, 1.0 - live / n
+        key = ("dead", layout, str(active.device))
+        cached = self._cache.get(key)
+        if cached is None:
+            seg = torch.repeat_interleave(torch.arange(len(units), device=active.device),
+                                          torch.tensor(units, device=active.device))
+            cached = self._cache[key] = (seg, torch.tensor(units, device=active.device,
+                                                           dtype=torch.float32))
+        seg, n = cached
+        live = torch.zeros(len(labels), device=active.device).index_add_(0, seg, ever.float())
+        return 1.0 - live / n
 
 
-def layer_norms(norms: list[torch.Tensor], owner: torch.Tensor, layers: int) -> torch.Tensor:
-    """Per-layer norms from per-parameter norms: sqrt of the summed squares of the parameters
-    each layer owns (``owner[i]`` is the layer of parameter i)."""
+def layer_norms(norms: list[torch.Tensor], owner: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-layer norms from per-parameter norms, in one pass: sqrt of the summed squares of the
+    parameters each layer owns (``owner[i]`` is the slot of parameter i among ``size``). Several
+    groups (gradients, weights, updates) go through one call with their slots offset by the
+    number of layers."""
     if not norms:
-        return torch.zeros(layers)
-    sq = torch.stack(norms).float() ** 2   # _foreach_norm gives 0-d tensors
-    return torch.zeros(layers, device=sq.device).index_add_(0, owner.to(sq.device), sq).sqrt()
+        return torch.zeros(size)
+    sq = torch.stack(norms).float() ** 2        # _foreach_norm gives 0-d tensors
+    return torch.zeros(size, device=sq.device).index_add_(0, owner.to(sq.device), sq).sqrt()
