@@ -1,6 +1,8 @@
 """Training benchmarks, measured side by side in one run (issues 6 and 15).
 
-1. Overhead: epoch time of ``archlab.train`` (PyTorch Lightning underneath) against a minimal
+1. Overhead: epoch time of ``archlab.train`` (as users get it: archlab's own training loop on
+   one CPU process, ``archlab.train.loop``, which drives the same LightningModule hooks and
+   Lightning callbacks as ``lightning.Trainer``; the progress display on) against a minimal
    hand-written PyTorch loop on the same built model, scaled split, batch size (64) and optimiser
    (Adam 1e-3). Target: archlab / hand <= 1.10 for mnist_cnn on mnist5k with the health monitor
    on (the default of ``archlab train``), <= 1.5 for digits_mlp on digits (a tiny model: the
@@ -21,13 +23,15 @@
      optimisation step as archlab's (zero_grad, ``manual_backward``, step) in a
      ``lightning.Trainer`` with no callbacks, logger, checkpoints or progress bar; validation as
      the hand loop's. What Lightning costs by itself;
-   * archlab: the data loader over in-memory tensors (one batched fetch per step), forward,
-     loss, the epoch's training loss and accuracy summed on the device, the step through
-     Lightning's hooks, validation with loss and the full confusion matrix (one more op per
-     batch than the hand loop's count), the epoch's metrics computed once, the ``metrics.csv``
-     row (atomic rewrite), ``best.ckpt`` (weights only, when the metric improved) and
-     ``last.ckpt`` (resumable full state), both written atomically; with the monitor, its
-     sampling of activations, gradients and weights.
+   * archlab: the data loader over in-memory tensors (one sliced index tensor and one batched
+     fetch per step), forward, loss, the epoch's training loss and accuracy summed on the
+     device, the step through the module's and callbacks' hooks, validation with loss and the
+     full confusion matrix (one more op per batch than the hand loop's count), the epoch's
+     metrics computed once, the ``metrics.csv`` row (appended), ``best.ckpt`` (weights only,
+     when the metric improved) and ``last.ckpt`` (resumable full state), both written
+     atomically, the progress line; with the monitor, its sampling of activations, gradients
+     and weights. ``--compare-trainer`` adds the same run with the monitor in
+     ``lightning.Trainer`` (``loop='lightning'``, the path of multi-device runs).
 
    Not in an epoch, and printed apart: the rest of an ``archlab.train`` call (preparing the data
    and the network, the run folder, Lightning's start-up, the best checkpoint's test pass,
@@ -38,12 +42,14 @@
    needs to reach the same test accuracy.
 
 Usage: ``python benchmarks/training.py [--repeats 5] [--overhead-epochs 2] [--skip-quality]
-[--seeds 3] [--max-plain-epochs 20]``. Timings are seconds on this machine.
+[--seeds 3] [--max-plain-epochs 20] [--compare-trainer] [--threads N]``. Timings are seconds on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import statistics
@@ -124,14 +130,18 @@ class EpochWallClock(Callback):
 
 
 def archlab_epochs(design: str, data: str, epochs: int, batch: int, seed: int, out: str,
-                   health: bool) -> tuple[list[tuple[float, float]], float]:
+                   health: bool, loop: str = "auto") -> tuple[list[tuple[float, float]], float]:
     """(wall, CPU) seconds of each epoch, and the wall seconds of the whole ``archlab.train``
-    call (preparing the data and network, the run folder, Lightning's start-up, the test pass,
-    the weights and the summary included)."""
+    call (preparing the data and network, the run folder, the trainer's start-up, the test pass,
+    the weights and the summary included). The defaults of ``archlab.train``: its progress
+    display on (its lines captured here, as a terminal would take them) and ``loop='auto'``,
+    which is archlab's own loop on one CPU process; ``loop='lightning'`` measures
+    ``lightning.Trainer`` running the same module and callbacks."""
     clock = EpochWallClock()
     started = time.perf_counter()
-    archlab.train(design, data, epochs=epochs, batch=batch, seed=seed, progress=False, out=out,
-                  health=health, callbacks=[clock])
+    with contextlib.redirect_stderr(io.StringIO()):
+        archlab.train(design, data, epochs=epochs, batch=batch, seed=seed, out=out, health=health,
+                      callbacks=[clock], loop=loop)
     return clock.epochs, time.perf_counter() - started
 
 
@@ -201,6 +211,8 @@ def _mean(epochs: list[tuple[float, float]], which: int) -> float:
 
 def overhead(args, out: str, design: str, data: str) -> None:
     loops = ("hand", "lightning", "archlab", "archlab+monitor")
+    if args.compare_trainer:  # the same archlab run in lightning.Trainer (loop='lightning')
+        loops += ("archlab+monitor/Trainer",)
     print(f"\n== overhead: {design} on {data}, batch {BATCH}, Adam 1e-3, {args.overhead_epochs} epochs "
           f"per run, {args.repeats} repeats, each repeat: {', '.join(loops)}  [{load()}]")
     runs: dict[str, list[list[tuple[float, float]]]] = {k: [] for k in loops}
@@ -216,6 +228,10 @@ def overhead(args, out: str, design: str, data: str) -> None:
         epochs, _ = archlab_epochs(design, data, args.overhead_epochs, BATCH, seed=r, out=out,
                                    health=True)
         runs["archlab+monitor"].append(epochs)
+        if args.compare_trainer:
+            epochs, _ = archlab_epochs(design, data, args.overhead_epochs, BATCH, seed=r, out=out,
+                                       health=True, loop="lightning")
+            runs["archlab+monitor/Trainer"].append(epochs)
         wall = "  ".join(f"{k} {_mean(runs[k][-1], 0):.3f}" for k in loops)
         ratios = " ".join(f"{_mean(runs[k][-1], 0) / _mean(runs['hand'][-1], 0):.3f}" for k in loops[1:])
         print(f"repeat {r + 1}  [{load()}]  mean epoch s (wall): {wall}   ratios to hand: {ratios}")
@@ -304,6 +320,9 @@ def main() -> None:
     parser.add_argument("--max-plain-epochs", type=int, default=20)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--compare-trainer", action="store_true",
+                        help="also time the archlab run with the monitor in lightning.Trainer "
+                             "(loop='lightning'), the path multi-device runs take")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own); "
                         "1 on a heavily loaded machine, where spinning threads of every loop wait "
                         "on each other and wall-clock figures become noise")

@@ -196,3 +196,22 @@ def test_a_callback_reading_what_the_loop_lacks_is_told_the_fix(tmp_path):
     with pytest.raises(AttributeError, match="loop='lightning'"):
         fit(tmp_path, "reads", "auto", callbacks=[Reads()])
     fit(tmp_path, "reads-l", "lightning", callbacks=[Reads()], epochs=1)
+
+
+def test_metrics_rows_are_appended_and_a_torn_last_row_is_dropped(tmp_path):
+    import csv
+    import io
+
+    run = fit(tmp_path, "rows", "auto", epochs=2, schedule="constant")
+    text = (run.path / "metrics.csv").read_text()
+    buf = io.StringIO()  # what one atomic rewrite of all rows writes
+    writer = csv.DictWriter(buf, fieldnames=list(run.metrics[0]))
+    writer.writeheader()
+    writer.writerows(run.metrics)
+    assert text.replace("\r\n", "\n") == buf.getvalue().replace("\r\n", "\n")
+    with open(run.path / "metrics.csv", "a") as fh:   # a run killed while appending its row
+        fh.write("2,0.93")
+    assert len(run.metrics) == 2
+    longer = resume(run.path, epochs=3)
+    assert [r["epoch"] for r in longer.metrics] == [0, 1, 2]
+    assert "0.93\r\n" not in (run.path / "metrics.csv").read_text()

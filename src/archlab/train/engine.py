@@ -33,7 +33,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 from .checkpoint import SafeCheckpointIO, frozen_norm_modules
 from .config import TrainConfig
@@ -90,9 +90,35 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self):
+    def order(self) -> torch.Tensor:
+        """This epoch's permutation as an int64 tensor."""
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self):
+        return iter(self.order().tolist())
+
+
+class IndexBatches(BatchSampler):
+    """Batches of indices as int64 tensors sliced from the epoch's whole order (the permutation
+    of :class:`EpochShuffleSampler`, or 0..N-1 in order), so a step pays one slice instead of
+    drawing 64 Python ints and building a tensor from them, as a hand-written loop slices its
+    permutation. The batches are those of ``BatchSampler`` over the same sampler, index for
+    index. Any other sampler (Lightning's DistributedSampler, which it puts in place with the
+    same constructor arguments for several processes) is batched as ``BatchSampler`` does."""
+
+    def __iter__(self):
+        if isinstance(self.sampler, EpochShuffleSampler):
+            order = self.sampler.order()
+        elif isinstance(self.sampler, SequentialSampler):
+            order = torch.arange(len(self.sampler), dtype=torch.int64)
+        else:
+            yield from super().__iter__()
+            return
+        n = len(order)
+        stop = n - n % self.batch_size if self.drop_last else n
+        for i in range(0, stop, self.batch_size):
+            yield order[i:i + self.batch_size]
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -122,14 +148,14 @@ class ArrayDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         ds = self.split(name)
-        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
+        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else SequentialSampler(ds)
         # A loader without its own generator draws its worker seed from the global RNG when an
         # epoch's iterator is created, which shifts dropout masks by one draw depending on when
         # Lightning creates it (it differs after a resume). Its own generator keeps it out.
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, batch_size=self.batch, sampler=sampler, num_workers=self.workers,
-                          collate_fn=_keep_batch, persistent_workers=self.workers > 0,
-                          pin_memory=False, generator=generator)
+        return DataLoader(ds, batch_sampler=IndexBatches(sampler, self.batch, drop_last=False),
+                          num_workers=self.workers, collate_fn=_keep_batch,
+                          persistent_workers=self.workers > 0, pin_memory=False, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -373,24 +399,30 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int) 
 class EpochMetricsCSV(Callback):
     """One row per epoch in ``metrics.csv``: epoch, train and validation metrics, lr, seconds.
 
-    Written at the end of each training epoch, before the checkpoint of that epoch, and rewritten
-    atomically; on resume, rows of epochs not covered by the checkpoint are dropped.
+    Written at the end of each training epoch, before the checkpoint of that epoch: the first
+    write of a process rewrites the file atomically (header and all rows), later ones append
+    their row when the columns are unchanged (one ``write`` of one line instead of a new file
+    and a rename each epoch). A run killed during an append can leave a torn last line; the
+    resume skips it and rewrites the file. On resume, rows of epochs not covered by the
+    checkpoint are dropped.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.rows: list[dict] = []
         self._t0 = 0.0
+        self._written: tuple[list[str], int] | None = None  # (columns, rows) this process wrote
 
     def on_train_start(self, trainer, pl_module) -> None:
         import csv
 
         # after Lightning restored a checkpoint, so current_epoch is the epoch resumed at
         self.rows = []
+        self._written = None
         if self.path.exists() and trainer.current_epoch > 0:  # resuming: keep finished epochs
             with open(self.path, newline="") as fh:
                 self.rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)
-                             if int(r["epoch"]) < trainer.current_epoch]
+                             if _whole_row(r) and int(r["epoch"]) < trainer.current_epoch]
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         import time
@@ -424,9 +456,22 @@ class EpochMetricsCSV(Callback):
             columns += [k for k in r if k not in columns]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        written = self._written
+        if written is not None and written[0] == columns and 0 <= written[1] <= len(self.rows) \
+                and self.path.exists():
+            writer.writerows(self.rows[written[1]:])  # the same columns: append the new rows
+            with open(self.path, "a", newline="") as fh:
+                fh.write(buf.getvalue())
+        else:
+            writer.writeheader()
+            writer.writerows(self.rows)
+            atomic_write_text(self.path, buf.getvalue())
+        self._written = (columns, len(self.rows))
+
+
+def _whole_row(row: dict) -> bool:
+    """A row with every column (a run killed while appending can leave a torn last line)."""
+    return None not in row and None not in row.values() and str(row.get("epoch", "")).isdigit()
 
 
 def _number(text: str):

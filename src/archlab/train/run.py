@@ -45,7 +45,15 @@ from .checkpoint import (
 )
 from .config import TrainConfig, make_config
 from .data import ArrayData, DataSpec, load_data, load_named_inputs
-from .engine import CHECKPOINT_DIR, METRICS_FILE, Setup, default_callbacks, make_trainer, split_outputs
+from .engine import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    Setup,
+    _whole_row,
+    default_callbacks,
+    make_trainer,
+    split_outputs,
+)
 from .prepare import Scaling, Splits
 from .setup import code_revision, load_design, match_input, prepare
 from .tasks import make_task
@@ -143,7 +151,9 @@ class Run:
 
         def read(f: Path) -> list[dict]:
             with open(f, newline="", encoding="utf-8") as fh:
-                return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+                # a torn last line (a run killed while appending its row) is left out
+                return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)
+                        if _whole_row(row)]
 
         return self._read(METRICS_FILE, read, missing=[])
 
