@@ -133,3 +133,24 @@ def test_benchmark_target_rule():
     assert not met({"confident_share": 0.899, "min_class_share": 0.2})
     assert not met({"confident_share": 0.99, "min_class_share": 0.049})   # a class under 5%
     assert not met({})
+
+
+def test_benchmark_stops_on_a_step_budget(capsys):
+    from types import SimpleNamespace
+
+    clock = _benchmark().EpochClock(budget=0, max_steps=100)   # budget 0: the steps alone stop it
+    trainer = SimpleNamespace(should_stop=False)
+    module = SimpleNamespace(current_epoch=0, val_metrics={"confident_share": 0.5, "min_class_share": 0.01})
+    clock.on_train_start(trainer, module)
+    for epoch in range(3):
+        module.current_epoch = epoch
+        clock.on_train_epoch_start(trainer, module)
+        for i in range(63):
+            clock.on_train_batch_start(trainer, module, None, i)
+            clock.on_train_batch_end(trainer, module, None, None, i)
+        clock.on_train_epoch_end(trainer, module)
+        assert trainer.should_stop == (clock.steps >= 100)   # 63 steps: on; 126: stop
+        if trainer.should_stop:
+            break
+    assert clock.steps == 126 and clock.reached is None and len(clock.rows) == 2
+    assert "126" in capsys.readouterr().out

@@ -243,6 +243,17 @@ def test_judge_trains_once_caches_and_judges_a_gan(tmp_path):
     report = json.loads((run.path / "judge.json").read_text())
     assert report["final"]["judge"] == "classifier-FID on digits" and len(report["epochs"]) == 1
     assert run.summary["judge"]["judge_accuracy"] == judge.accuracy
+    # the judge's ceiling: its confident share of the real images of its own test split, in every report
+    from archlab.judge import class_coverage
+    from archlab.judge.classifier import JUDGE_SCHEDULE
+    from archlab.train.run import Run
+
+    own = Run.open(judge.run)
+    assert own.config.schedule == JUDGE_SCHEDULE == "cosine" and own.config.epochs == 2
+    held_out = digits.x[torch.as_tensor(own.splits.test)]
+    assert judge.real_confident_share == class_coverage(judge.features(held_out)[1])["confident_share"]
+    assert report["final"]["judge_real_confident_share"] == judge.real_confident_share
+    assert run.summary["judge"]["judge_real_confident_share"] == judge.real_confident_share
 
 
 def test_judge_cache_is_an_explicit_option_never_the_environment(monkeypatch, tmp_path, digits300, capsys):

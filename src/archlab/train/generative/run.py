@@ -408,7 +408,8 @@ def fit_generative(setup: GenerativeSetup, run_dir: Path, writer: SampleWriter, 
         "train_seconds": round(sum(float(r.get("seconds", 0) or 0) for r in rows), 3),
         "fit_seconds": round(fit_seconds, 3),
         "val": {k[4:]: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("val_")},
-        "test": test, "judge": {k: judged[k] for k in ("judge", "judge_accuracy")} if judged else None,
+        "test": test, "judge": {k: judged[k] for k in ("judge", "judge_accuracy", "judge_real_confident_share")}
+        if judged else None,
         "health": health, "transfer": None,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
