@@ -272,13 +272,15 @@ def test_lightning_callback_end_to_end(tmp_path):
     x, y = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     hm = HealthMonitor(tmp_path / "health", every=1)
-    trainer = pl.Trainer(max_steps=8, logger=False, enable_checkpointing=False,
+    # 24 steps of batches of 16: dying_relu needs 300 watched examples (19 samples)
+    trainer = pl.Trainer(max_steps=24, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[hm])
     trainer.fit(Module(), loader)
     events = read_events(tmp_path / "health")
     dying = next(e for e in events if e["detector"] == "dying_relu")
     assert dying["layers"] == ["1"] and dying["evidence"]["dead_fraction"]["1"] == 1.0
-    assert dying["thresholds"] == {"dead_fraction": 0.5}
+    assert dying["thresholds"] == {"dead_fraction": 0.5, "min_examples": 300, "min_steps": 10}
+    assert dying["step"] == 18 and dying["evidence"]["examples_per_sample"] == 16
     assert (tmp_path / "health" / "series.npz").exists()
     # layer names drop the LightningModule's 'net.' so they match the network's own paths
     assert hm.state.param_layers == ["0", "2"]
@@ -374,9 +376,9 @@ def test_probabilities_are_judged_by_the_op_not_by_values_in_unit_range():
 
 
 def test_zero_initialised_layers_are_named_and_do_not_inflate_the_update_ratio():
-    """|dw|/|w| is huge as |w| -> 0 whatever the learning rate: layers below a tenth of the
-    default-initialisation norm are left out of the ratio, and symmetric units are the cause."""
-    from archlab.diagnose.detectors import _update_ratio
+    """|dw|/|w| is huge as |w| -> 0 whatever the learning rate: the ratio is judged against
+    max(|w|, default-initialisation norm), and symmetric units are the cause."""
+    from archlab.diagnose.detectors import _update_ratio, effective_update_ratios
     from archlab.diagnose.structure import identical_units, init_scale
 
     lin = nn.Linear(64, 32)
@@ -392,7 +394,14 @@ def test_zero_initialised_layers_are_named_and_do_not_inflate_the_update_ratio()
     names = {v.detector: v for v in rec.events}
     assert "lr_too_high" not in names
     med, per = _update_ratio(rec.state, 2)
-    assert "4" not in per                       # the head's |w| is ~1e-3 of its init scale
+    st = rec.state
+    i = st.param_layers.index("4")
+    u, w = st.series["update_ratio"][1][i], st.series["weight_norm"][1][i]
+    assert u > 0.5                              # raw |dw|/|w| after one step: |w| ~1e-2 of its scale
+    # oracle by hand: |dw| = u * |w|, over max(|w|, sqrt(out / 3)) for the (4, 32) head
+    assert effective_update_ratios(st)[1][i] == pytest.approx(u * w / max(w, math.sqrt(4 / 3)))
+    assert effective_update_ratios(st)[1][i] < 0.05
+    assert per["4"] < 0.3 and med < 0.3
     v = names["symmetric_init"]
     assert v.step == 10 and set(v.layers) == {"0", "2"}
     # a zero-initialised head on a random body (a common choice) is not symmetric for long
@@ -477,10 +486,17 @@ def test_loss_curve_detectors_on_known_curves():
     assert LrLow().check(st) is None
     st.series["grad_norm"] = [[0.1]] * 3
     assert "median update/weight ratio 2e-07 < 1e-05" in LrLow().check(st).message
-    st.validation = [{"step": i, "epoch": i, "train_loss": t, "val_loss": v}
+    st.validation = [{"step": 30 * i + 29, "epoch": i, "train_loss": t, "val_loss": v}
                      for i, (t, v) in enumerate([(2.0, 2.1), (1.0, 1.3), (0.5, 1.5), (0.2, 1.8)])]
     v = Overfitting().check(st)
     assert v is not None and v.evidence["best_epoch"] == 1
+    # the standard error: the spread of the last two epochs' batch losses (steps 60-119), from
+    # their successive differences (a falling loss is not noise)
+    spread = float(np.std(np.diff(st.losses[60:120]), ddof=1)) / math.sqrt(2)
+    assert v.evidence["standard_error"] == pytest.approx(spread)
+    # the same curves with batch losses that swing by 0.5: the rise is within the noise
+    st.losses = [2.3 + 0.5 * float(rng.standard_normal()) for _ in range(120)]
+    assert Overfitting().check(st) is None
 
 
 def test_lightning_survives_nan_and_names_the_layer(tmp_path):

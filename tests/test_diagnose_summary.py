@@ -26,7 +26,7 @@ def run_dir(tmp_path):
     rec = HealthRecorder(every=2)
     rec.attach(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    for step in range(20):
+    for step in range(40):   # 20 samples of 16 examples: dying_relu needs 300 watched
         rec.begin_step()
         loss = nn.functional.cross_entropy(model(x), y)
         rec.after_loss(loss)
@@ -46,9 +46,11 @@ def test_summary_and_plots(run_dir):
     d = diagnose(run_dir)
     assert not d.healthy
     dying = next(e for e in d.events if e["detector"] == "dying_relu")
-    assert dying["step"] == 0 and dying["layers"] == ["1"]
+    # the 19th sample (step 36) is the first whose run of dead samples watched >= 300 examples
+    assert dying["step"] == 36 and dying["layers"] == ["1"]
+    assert dying["evidence"]["examples_per_sample"] == 16 and dying["evidence"]["samples"] == 19
     assert dying["fixes"][0].startswith("use leaky ReLU or PReLU")
-    assert d.steps == 20 and d.samples == 10
+    assert d.steps == 40 and d.samples == 20
     names = sorted(p.rsplit("/", 1)[-1] for p in d.plots)
     assert names == ["dead_units.png", "grad_norm_heatmap.png", "loss.png"]
     for p in d.plots:

@@ -63,6 +63,11 @@ def test_scoring_follows_the_verdict_hierarchy():
     assert r.detected and not r.cause_named and r.false_alarms == []      # found by its symptom only
     r = result(["loss_not_decreasing"], {"loss_not_decreasing": []}, expected=())
     assert r.false_alarms == ["loss_not_decreasing"]                      # healthy: every alarm
+    # a cause raised after a divergence is reported as its consequence (a symptom of it)
+    r = result(["lr_too_high", "dying_relu"], {"dying_relu": ["lr_too_high"]}, expected=("lr_too_high",))
+    assert r.cause_named and r.false_alarms == []
+    r = result(["lr_too_high", "dying_relu"], {}, expected=("lr_too_high",))
+    assert r.false_alarms == ["dying_relu"]                               # left a cause: wrong
 
 
 @pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "dev"], ids=lambda s: s.name)

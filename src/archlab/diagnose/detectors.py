@@ -47,10 +47,14 @@ class Verdict:
     severity: str = "error"   # 'error': training is broken; 'warning': training is impaired
     kind: str = "cause"       # 'cause' names why; 'symptom' only what (see SYMPTOMS)
     explained_by: list[str] = field(default_factory=list)   # symptoms: the causes found
+    # a cause detector's verdict that an earlier cause explains (Detector.consequences) is
+    # reported as a symptom of it: the causes it is a consequence of, root cause last
+    consequence_of: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"detector": self.detector, "step": self.step, "severity": self.severity,
                 "kind": self.kind, "explained_by": list(self.explained_by),
+                "consequence_of": list(self.consequence_of),
                 "message": self.message, "layers": list(self.layers),
                 "evidence": _plain(self.evidence), "thresholds": dict(self.thresholds),
                 "fixes": list(self.fixes)}
@@ -61,17 +65,79 @@ class Verdict:
 # while a cause that can produce it (``Detector.explains``) has been found is attributed to that
 # cause (``Verdict.explained_by``): the summary names the cause with the symptom as its
 # evidence. A symptom with no such cause stands alone: "found, cause unknown".
+#
+# Causes produce causes too: a divergence kills ReLUs and leaves gradients of exactly 0 behind,
+# unscaled targets make the updates huge. A cause detector's verdict raised at or after the
+# onset of another cause that can produce it (``Detector.consequences``; the onset is the step
+# of that cause's earliest evidence, ``evidence['onset_step']``) is that cause's consequence:
+# reported as a symptom of it (``kind`` 'symptom', ``consequence_of`` and ``explained_by``
+# naming the causes up to the root): evidence under the root cause, whose fixes are the way out.
 SYMPTOMS = ("loss_not_decreasing", "oscillating_loss")
 SLOW = ("loss_not_decreasing",)   # causes that slow or stop learning but cannot make it swing
+# what a run that diverged (weights thrown far from their scale, a loss far above knowing
+# nothing) leaves behind: dead units, saturated units, layers with no gradient or no update,
+# tiny updates once nothing moves, and clipping that binds on the huge gradients
+AFTER_DIVERGENCE = ("vanishing_gradients", "dying_relu", "saturated_activations", "frozen_layers",
+                    "lr_too_low", "clipping_too_tight")
+DIVERGENCE = ("nan_inf", "exploding_gradients", "lr_too_high")
+# inputs or regression targets far from unit scale make the loss and the gradients as large as
+# they are, so every rule about the size of the updates or the loss fires on them, and the
+# divergence leaves the same traces behind
+AFTER_SCALE = DIVERGENCE + AFTER_DIVERGENCE
 
 
-def attribute(events: list[Verdict], explains: dict[str, tuple[str, ...]]) -> None:
-    """Set ``explained_by`` of every symptom verdict in ``events``: the cause verdicts among
-    ``events`` whose detector ``explains`` (detector name -> symptoms) that symptom."""
-    causes = [v.detector for v in events if v.kind == "cause"]
+def onset(v: Verdict) -> int:
+    """The step of a verdict's earliest evidence (``evidence['onset_step']``; else its step)."""
+    value = v.evidence.get("onset_step") if isinstance(v.evidence, dict) else None
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else int(v.step)
+
+
+def attribute(events: list[Verdict], explains: dict[str, tuple[str, ...]],
+              consequences: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Set ``explained_by`` (and, for causes that are consequences, ``consequence_of`` and
+    ``kind``) of every verdict in ``events``.
+
+    A cause verdict V is a consequence of a cause verdict C when C's detector lists V's in
+    ``consequences`` (default: the registry's ``Detector.consequences``), V was raised at or
+    after C's onset, and V's detector allows it for that verdict
+    (``Detector.can_be_consequence``: a layer frozen by ``requires_grad=False`` is nobody's
+    consequence). Such a V becomes a symptom whose ``explained_by`` lists C and C's own causes.
+    A symptom of the loss curve is explained by the causes whose ``explains`` lists it, and by
+    their causes in turn. Recomputed from scratch on every call (events only accumulate)."""
+    if consequences is None:
+        consequences = {v.detector: getattr(DETECTORS.get(v.detector), "consequences", ())
+                        for v in events}
+    causes = [v for v in events if v.kind == "cause" or v.consequence_of]
+    direct: dict[int, list[Verdict]] = {}
+    for v in causes:
+        kind = DETECTORS.get(v.detector)
+        allowed = kind is None or kind.can_be_consequence(v)
+        direct[id(v)] = [c for c in causes if c is not v and allowed
+                         and v.detector in consequences.get(c.detector, ()) and v.step >= onset(c)]
+
+    def up(v: Verdict, seen: tuple = ()) -> list[str]:
+        out: list[str] = []
+        for c in direct.get(id(v), []):
+            if id(c) in seen:   # a cycle in the declared relation: stop there
+                continue
+            for name in [c.detector] + up(c, seen + (id(v),)):
+                if name not in out:
+                    out.append(name)
+        return out
+
+    for v in causes:
+        v.consequence_of = up(v)
+        v.kind = "symptom" if v.consequence_of else "cause"
+        v.explained_by = list(v.consequence_of)
     for v in events:
-        if v.kind == "symptom":
-            v.explained_by = [c for c in causes if v.detector in explains.get(c, ())]
+        if v.kind == "symptom" and not v.consequence_of:
+            found: list[str] = []
+            for c in causes:
+                if v.detector in explains.get(c.detector, ()):
+                    for name in [c.detector] + c.consequence_of:
+                        if name not in found:
+                            found.append(name)
+            v.explained_by = found
 
 
 def _plain(value):
@@ -104,6 +170,12 @@ class Detector:
     severity = "error"
     kind = "cause"                          # or "symptom" (see SYMPTOMS)
     explains: tuple[str, ...] = SYMPTOMS    # a cause: the symptoms it can produce
+    consequences: tuple[str, ...] = ()      # a cause: the causes it produces (see attribute)
+
+    @classmethod
+    def can_be_consequence(cls, verdict: Verdict) -> bool:
+        """Whether this verdict may be another cause's consequence (default: yes)."""
+        return True
 
     def __init__(self, **overrides: float) -> None:
         unknown = set(overrides) - set(self.thresholds)
@@ -194,6 +266,7 @@ def _reference_evidence(state: HealthState) -> dict:
 @register_detector
 class NonFinite(Detector):
     name = "nan_inf"
+    consequences = AFTER_DIVERGENCE
     rule = "the loss, an activation or a gradient is NaN or Inf; reports where it first appeared"
     thresholds: dict[str, float] = {}
     fixes = ["add an epsilon inside log, sqrt and divisions (log(x + 1e-8), x / (n + 1e-8))",
@@ -224,6 +297,8 @@ class NonFinite(Detector):
                          f"{nf.get('detail', '')}".strip(), layers=[nf["layer"]] if nf.get("layer")
                          else [], evidence=dict(nf), fixes=fixes)
         v.step = int(nf["step"])
+        start = divergence_onset(state)
+        v.evidence["onset_step"] = min(v.step, start) if start is not None else v.step
         return v
 
 
@@ -263,6 +338,7 @@ def small_batch_norm(state: HealthState, samples: int = 3, min_batch: float = BN
 @register_detector
 class Exploding(Detector):
     name = "exploding_gradients"
+    consequences = AFTER_DIVERGENCE
     rule = ("the loss blows up (non-finite after the weights diverged, or its recent maximum is "
             "> loss_factor x both the know-nothing reference and the running baseline of the "
             "preceding steps), or the total gradient norm grows by growth_factor over its early "
@@ -283,6 +359,8 @@ class Exploding(Detector):
         if "input_scale" in alternatives:
             v.fixes = ["standardise the inputs with training-split statistics"] + v.fixes
         v.evidence.setdefault("scale_problems", alternatives)
+        start = divergence_onset(state)
+        v.evidence.setdefault("onset_step", min(v.step, start) if start is not None else v.step)
         return v
 
     def check(self, state):
@@ -339,22 +417,68 @@ class Exploding(Detector):
         return [state.param_layers[i] for i in order[:3] if not math.isnan(row[i])]
 
 
+# a layer below a quarter of the norm PyTorch's default initialisation gives its shapes is
+# outside the standard initialisations (Glorot and He are 1.4-2.4x the default, none is below it)
+INIT_SMALL = 0.25
+
+
+def init_ratios(state: HealthState, row: int = 0) -> dict[str, float]:
+    """{layer: weight norm / default-initialisation norm} on sample ``row`` (the first: how the
+    network was initialised), for the layers with a default scale and non-zero weights."""
+    w = state.array("weight_norm")
+    if w.shape[0] <= row:
+        return {}
+    out = {}
+    for i, p in enumerate(state.param_layers):
+        s = state.init_scale.get(p, math.nan)
+        if i < w.shape[1] and math.isfinite(s) and s > 0 and w[row, i] > 0:
+            out[p] = float(w[row, i] / s)
+    return out
+
+
+def loss_gave_no_gradient(g: np.ndarray) -> np.ndarray:
+    """Per sample (rows of per-layer gradient norms): every layer that has a gradient got exactly
+    0. The output layer's bias gradient is the sum of the loss's gradient at the output, so a
+    network that passes nothing back still shows it; all zero means the loss itself gave no
+    gradient: a hinge loss whose every margin is met, a loss masked to nothing. Such steps say
+    nothing about how gradients flow through the layers."""
+    if g.size == 0:
+        return np.zeros(g.shape[0], bool)
+    present = ~np.isnan(g)
+    return present.any(axis=1) & np.all(np.where(present, g == 0, True), axis=1)
+
+
 @register_detector
 class Vanishing(Detector):
     name = "vanishing_gradients"
     explains = SLOW
     rule = ("a layer gets no gradient at all (norm exactly 0) while it should learn, or the "
-            "earliest layers' relative gradient |g|/|w| is below ratio x the largest layer's "
-            "(medians over the last `samples` samples)")
-    thresholds = {"ratio": 1e-3, "samples": 3}
+            "earliest layers' relative gradient |g| / max(|w|, default-init norm) is below ratio x "
+            "the largest layer's (medians over the last `samples` samples, leaving out samples on "
+            "which the loss itself gave no gradient: every layer exactly 0, e.g. a hinge loss past "
+            "its margin); or, at the first sample, the network was initialised far below the "
+            "default scale: at least two layers below 0.25 x their default-init norm, so that "
+            "even the best-placed layer's gradient, which scales with the product of the other "
+            "layers' scales, is below init_ratio of a default initialisation's, and the output's "
+            "standard deviation is below init_ratio x the input's (the signal does vanish: no "
+            "normalisation or skip path restores it)")
+    thresholds = {"ratio": 1e-3, "samples": 3, "init_ratio": 1e-2}
     fixes = ["add skip connections (residual blocks)", "add normalisation (batch norm)",
              "replace sigmoid/tanh by ReLU-family activations", "use He/Glorot initialisation",
              "scale the inputs"]
 
     def check(self, state):
+        v = self._small_init(state)
+        if v is not None:
+            return v
         n = int(self.t["samples"])
-        g = _median_rows(state.array("grad_norm", n))
-        w = _median_rows(state.array("weight_norm", n))
+        rows = state.array("grad_norm")
+        keep = ~loss_gave_no_gradient(rows)
+        idx = np.flatnonzero(keep)[-n:]
+        if idx.size == 0:
+            return None
+        g = _median_rows(rows[idx])
+        w = _median_rows(state.array("weight_norm")[idx])
         if g.size == 0:
             return None
         frozen = np.array([state.frozen.get(p, False) for p in state.param_layers])
@@ -371,7 +495,9 @@ class Vanishing(Detector):
                 fixes=["check the initialisation: all-zero or constant weights give no gradient "
                        "(use He/Glorot init)", "check for dead ReLUs upstream (leaky ReLU/PReLU)",
                        "check that no detach()/no_grad cuts the graph"] + self.fixes[:2])
-        rel = np.where(live & (w > 0), g / np.where(w > 0, w, 1.0), math.nan)
+        scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers])
+        ref = np.where(np.isfinite(scale), np.fmax(w, scale), w) if scale.size == w.size else w
+        rel = np.where(live & (ref > 0), g / np.where(ref > 0, ref, 1.0), math.nan)
         if np.all(np.isnan(rel)):
             return None
         best = float(np.nanmax(rel))
@@ -382,12 +508,73 @@ class Vanishing(Detector):
         if first not in low:
             return None
         names = [state.param_layers[i] for i in low]
+        small = {p: r for p, r in init_ratios(state).items() if r < INIT_SMALL and p in names}
+        fixes = None
+        if small:
+            fixes = [f"initialise with PyTorch's default, He or Glorot: {len(small)} of these layers "
+                     f"started below {INIT_SMALL:g} x the default-init norm"] + self.fixes
         return self.verdict(
             state, f"relative gradient of '{state.param_layers[first]}' is {_fmt(rel[first])}, "
             f"{_fmt(rel[first] / best)} of the largest ({_fmt(best)}); {len(names)} layers "
             f"below {self.t['ratio']:g}x", layers=names,
             evidence={"relative_grad": {state.param_layers[i]: rel[i] for i in
-                                        np.flatnonzero(~np.isnan(rel))}})
+                                        np.flatnonzero(~np.isnan(rel))},
+                      "initial_norm_over_default": small}, fixes=fixes)
+
+    def _small_init(self, state):
+        if len(state.sample_steps) != 1:
+            return None   # judged once, on the first sample: how the network was initialised
+        r = init_ratios(state)
+        small = {p: v for p, v in r.items() if v < INIT_SMALL}
+        if len(small) < 2:
+            return None
+        logs = np.log(np.array(list(r.values())))
+        best = float(np.exp(logs.sum() - logs.min()))   # the best-placed layer's factor
+        if not best < self.t["init_ratio"]:
+            return None
+        a = state.array("act_std")
+        out = state.param_layers[-1]
+        if out not in state.act_layers or not state.input_stats or a.shape[0] == 0:
+            return None
+        out_std = float(a[0, state.act_layers.index(out)])
+        in_std = float(state.input_stats[0][1])
+        if not (in_std > 0 and math.isfinite(out_std) and out_std < self.t["init_ratio"] * in_std):
+            return None
+        w = state.array("weight_norm")[0]
+        norms = {p: (float(w[state.param_layers.index(p)]), state.init_scale[p]) for p in small}
+        return self.verdict(
+            state, f"initialisation far below the default scale: {len(small)} of {len(r)} layers "
+            f"start below {INIT_SMALL:g} x the norm PyTorch's default gives their shapes ("
+            + ", ".join(f"'{p}' {_fmt(v[0])} vs {_fmt(v[1])}" for p, v in list(norms.items())[:4])
+            + f"); every layer's gradient is at most {_fmt(best)} of a default initialisation's "
+            f"and the output's std is {_fmt(out_std / in_std)} x the input's: signal and "
+            "gradients vanish", layers=list(small),
+            evidence={"initial_norm": {p: v[0] for p, v in norms.items()},
+                      "default_init_norm": {p: v[1] for p, v in norms.items()},
+                      "norm_over_default": r, "best_layer_gradient_factor": best,
+                      "output_std_over_input_std": out_std / in_std, "cause": "initialisation"},
+            fixes=["initialise the weights at their standard scale: remove the small "
+                   "nn.init.normal_(std=...) and keep PyTorch's default, or use He (ReLU) / Glorot "
+                   "(tanh, sigmoid) initialisation", "or add normalisation (batch/layer norm) "
+                   "after the layers, which undoes their scale"])
+
+
+def examples_per_sample(state: HealthState) -> tuple[float, str]:
+    """(examples whose activations one sample watches, how that is known): the first
+    ``ACT_EXAMPLES`` of the batch (:mod:`archlab.diagnose.sampling`), fewer when the batch is
+    smaller. The batch size is read from the targets seen on sampled steps (class ids per batch,
+    or target values per output); unknown, a sample is taken to watch ``ACT_EXAMPLES``."""
+    from .sampling import ACT_EXAMPLES
+
+    t = state.targets
+    batch = math.nan
+    if t.get("batch_sizes"):
+        batch = float(np.median(t["batch_sizes"]))
+    elif t.get("kind") == "values" and t.get("n") and t.get("matches_output") and state.sample_steps:
+        batch = t["n"] / (len(state.sample_steps) * max(state.output_width, 1))
+    if math.isfinite(batch) and batch > 0:
+        return float(min(ACT_EXAMPLES, batch)), f"batches of {batch:g}"
+    return float(ACT_EXAMPLES), "batch size unknown"
 
 
 @register_detector
@@ -395,26 +582,49 @@ class DyingRelu(Detector):
     name = "dying_relu"
     explains = SLOW
     rule = ("in a ReLU layer more than dead_fraction of the units were never active (output > 0) "
-            "on any example of the sampled batches of the window")
-    thresholds = {"dead_fraction": 0.5}
+            "on any example of the window of sampled batches, on every sample of a run of "
+            "consecutive samples that together watched at least min_examples examples and span "
+            "at least min_steps optimiser steps (windows sized in examples and steps, not in "
+            "batches: 4 batches of 4 examples say nothing about a unit that fires on 5 % of "
+            "the inputs)")
+    # min_examples 300: a unit never active on 300 examples is active on fewer than 1 % of them
+    # at 95 % confidence (the rule of three, 3/n; Hanley & Lippman-Hand 1983), whatever the
+    # batch size; min_steps 10: the first updates often revive units that start inactive
+    thresholds = {"dead_fraction": 0.5, "min_examples": 300, "min_steps": 10}
     fixes = ["use leaky ReLU or PReLU (Maas et al. 2013; He et al. 2015)",
              "lower the learning rate", "initialise biases at 0 (not negative) with He init",
              "add batch norm before the activation"]
 
     def check(self, state):
-        d = state.array("dead_fraction", 1)
+        d = state.array("dead_fraction")
         if d.shape[0] == 0:
             return None
-        row = d[-1]
-        bad = [i for i in range(row.size) if not math.isnan(row[i]) and row[i] > self.t["dead_fraction"]]
+        over = np.nan_to_num(d, nan=0.0) > self.t["dead_fraction"]
+        bad = [i for i in np.flatnonzero(over[-1])]
         if not bad:
             return None
-        names = [state.act_layers[i] for i in bad]
-        worst = max(bad, key=lambda i: row[i])
+        per, how = examples_per_sample(state)
+        need = max(1, math.ceil(self.t["min_examples"] / per))
+        steps = state.sample_steps
+        kept = []
+        for i in bad:
+            run = over[:, i][::-1]
+            n = int(np.argmin(run)) if not run.all() else run.size   # consecutive samples, newest back
+            first = steps[len(steps) - n] if n else steps[-1]
+            if n >= need and steps[-1] - first + 1 >= self.t["min_steps"]:
+                kept.append(i)
+        if not kept:
+            return None
+        row = d[-1]
+        names = [state.act_layers[i] for i in kept]
+        worst = max(kept, key=lambda i: row[i])
         return self.verdict(state, f"{len(names)} ReLU layers with most units dead; worst "
                             f"'{state.act_layers[worst]}' {row[worst]:.0%} dead "
-                            f"(> {self.t['dead_fraction']:.0%})", layers=names,
-                            evidence={"dead_fraction": {state.act_layers[i]: row[i] for i in bad}})
+                            f"(> {self.t['dead_fraction']:.0%}) on every sample of the last "
+                            f"{need}, >= {self.t['min_examples']:g} examples watched ({_fmt(per)} per "
+                            f"sample, {how})", layers=names,
+                            evidence={"dead_fraction": {state.act_layers[i]: row[i] for i in kept},
+                                      "examples_per_sample": per, "samples": need})
 
 
 @register_detector
@@ -501,11 +711,20 @@ class Oscillating(Detector):
         first, last = float(np.median(window[:half])), float(np.median(window[half:]))
         if len(ev["rises"]) < self.t["rises"] or last < (1 - self.t["progress"]) * first:
             return None   # too few rises, or the loss still falls (halves: a swing's phase cancels)
+        fixes, why = None, ""
+        mom = momentum_of(state)
+        if mom is not None and mom["amplification"] > LrHigh.thresholds["max_amplification"]:
+            ev = {**ev, "momentum": mom}   # heavy-ball momentum this high swings by itself
+            why = (f"; SGD momentum {mom['momentum']:g} multiplies the step by "
+                   f"{_fmt(mom['amplification'])} (effective step {_fmt(mom['effective_lr'])})")
+            fixes = [f"lower the momentum to 0.9: at {mom['momentum']:g} the velocity carries "
+                     f"~{_fmt(mom['amplification'])} steps of old gradients"] + self.fixes
         return self.verdict(state, f"loss oscillates: {len(ev['rises'])} rises of up to "
                             f"{_fmt(max(ev['rises']))} (each > {_fmt(ev['needed'])}: {self.t['z']:g} "
                             f"standard deviations of the same losses in random order and "
                             f"{self.t['rise']:.0%} of the running baseline {_fmt(ev['baseline'])}) "
-                            f"in the last {c * k} steps, without net progress", evidence=ev)
+                            f"in the last {c * k} steps, without net progress" + why, evidence=ev,
+                            fixes=fixes)
 
 
 PERMUTATIONS = 32   # random orders of the window that give the null spread of chunk means
@@ -530,18 +749,35 @@ def oscillation(window: np.ndarray, chunk: int, z: float, rise: float) -> dict:
             "null_sd": null_sd}
 
 
-WEIGHT_FLOOR = 0.1   # x the default-initialisation norm: below it, |dw|/|w| means nothing
+def effective_update_ratios(state: HealthState, samples: int | None = None) -> np.ndarray:
+    """Update-to-weight ratios ``(samples, layers)`` judged against the scale the weights should
+    have: |dw| / max(|w|, s) with s the norm a default initialisation of the layer's shapes
+    gives (:func:`~archlab.diagnose.structure.init_scale`; |w| alone where there is none).
+
+    Karpathy's healthy ~1e-3 is a ratio to weights at their working scale. As |w| -> 0 the raw
+    ratio |dw|/|w| grows without bound whatever the learning rate: a zero-initialised layer, or
+    one drawn from N(0, 0.01^2) (a tenth of the default norm), moves by 100 % of itself per step
+    at a healthy learning rate. PyTorch's default (std 1/sqrt(3 fan_in)) is the smallest of the
+    standard initialisations (Glorot and He are 1.4-2.4x larger, N(0, 0.02) of transformers about
+    the same at width 768), so weights below it are judged against it: an update of 1 % of the
+    default scale is 1 % whether the weights are at that scale or far below it."""
+    u = state.array("update_ratio", samples)
+    w = state.array("weight_norm", samples)
+    if u.size == 0 or u.shape != w.shape:
+        return u
+    scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers], dtype=np.float64)
+    if scale.size != w.shape[1]:
+        return u
+    ref = np.where(np.isfinite(scale), np.fmax(w, scale), w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ref > 0, u * w / np.where(ref > 0, ref, 1.0), math.nan)
 
 
 def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
-    """Median update/weight ratio over the layers that learn: a layer without a gradient, frozen,
-    outside the optimizer, or whose parameters never changed in the window does not move
-    whatever the learning rate, says nothing about it, and must not drag the median to 0.
-    A layer whose weights are near zero is left out too: |dw|/|w| is huge as |w| -> 0 whatever
-    the learning rate (a zero-initialised or collapsed layer). Near zero means a weight norm
-    below WEIGHT_FLOOR x the norm a default initialisation of its shapes would give
-    (:func:`~archlab.diagnose.structure.init_scale`): an order of magnitude below the scale
-    any initialiser starts from. Remembered per sample (several rules ask)."""
+    """Median effective update/weight ratio (:func:`effective_update_ratios`) over the layers
+    that learn: a layer without a gradient, frozen, outside the optimizer, or whose parameters
+    never changed in the window does not move whatever the learning rate, says nothing about
+    it, and must not drag the median to 0. Remembered per sample (several rules ask)."""
     key = (samples, len(state.param_layers), len(state.init_scale), len(state.optimizer_params),
            *((len(state.series[k]), id(state.series[k])) for k in PARAM_SERIES))
     cached = state.__dict__.get("_update_ratio_cache")
@@ -553,16 +789,13 @@ def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
 
 
 def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
-    u = _median_rows(state.array("update_ratio", samples))
+    u = _median_rows(effective_update_ratios(state, samples))
     g = _median_rows(state.array("grad_norm", samples))
-    w = _median_rows(state.array("weight_norm", samples))
     ua = state.array("update_ratio", samples)
     never = np.all(np.nan_to_num(ua, nan=0.0) == 0, axis=0) if ua.shape[0] else np.zeros(u.size, bool)
     per = {}
     for i, p in enumerate(state.param_layers):
-        if math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
-            continue
-        if w[i] < WEIGHT_FLOOR * state.init_scale.get(p, math.nan):
+        if i >= u.size or math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
             continue
         if state.optimizer_params and not state.optimizer_params.get(p, True):
             continue
@@ -571,6 +804,51 @@ def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
         per[p] = u[i]
     vals = [v for v in per.values() if math.isfinite(v)]
     return (float(np.median(vals)) if vals else math.nan), per
+
+
+# A loss above DIVERGED x the know-nothing level: the model does three times worse than
+# predicting the label frequencies (or the target mean) - its weights have been thrown away
+# from anything learned; lr_too_low uses the same level to rule out a diverged run
+DIVERGED = 3.0
+# a whole network whose weights move by more than this fraction of their scale in one step
+# (300x the healthy ~1e-3, lr_too_high's own limit) is being thrown off its scale
+UPDATE_LIMIT = 0.3
+
+
+def divergence_onset(state: HealthState) -> int | None:
+    """The first step with evidence that the run diverged (None when there is none): a
+    non-finite loss or gradient, a loss above DIVERGED x the know-nothing reference, or a sample
+    where the whole network's weights moved by more than UPDATE_LIMIT of their scale
+    (sum of squared layer updates over sum of squared max(|w|, default-init norm)). The
+    divergence rules put it in their evidence (``onset_step``): what appears after it (dead
+    units, zero gradients) is its consequence (:func:`attribute`)."""
+    found = []
+    if state.nonfinite and "step" in state.nonfinite:
+        found.append(int(state.nonfinite["step"]))
+    losses = state.loss_array()
+    ref = loss_reference(state)
+    if losses.size and ref is not None and ref.value > 0:
+        bad = np.flatnonzero(~np.isfinite(losses) | (losses > DIVERGED * ref.value))
+        if bad.size:
+            found.append(int(bad[0]))
+    u, w = state.array("update_ratio"), state.array("weight_norm")
+    if u.size and u.shape == w.shape:
+        scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers])
+        if scale.size == w.shape[1]:
+            ref_w = np.where(np.isfinite(scale), np.fmax(w, scale), w)
+            moved = np.nansum((u * w) ** 2, axis=1)
+            size = np.nansum(np.where(np.isnan(u), math.nan, ref_w) ** 2, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = np.sqrt(moved / size)
+            hit = np.flatnonzero(np.nan_to_num(total, nan=0.0, posinf=1e300) > UPDATE_LIMIT)
+            if hit.size:
+                found.append(int(state.sample_steps[int(hit[0])]))
+    return min(found) if found else None
+
+
+def data_onset(state: HealthState) -> int:
+    """A property of the data (its scale, its order) acts from the first step that is seen."""
+    return int(state.sample_steps[0]) if state.sample_steps else max(state.step, 0)
 
 
 def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) -> dict | None:
@@ -589,7 +867,15 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
             return {"clip_value": float(clip), "median_norm_over_clip": float(np.median(over)),
                     "how": "declared threshold"}
         return None
-    if g.shape[0] >= samples and total.max() > 0 and (total.max() - total.min()) <= 1e-4 * total.max():
+    # without a declared threshold: the total norm pinned at one value while the layers' shares
+    # of it still change (clipping rescales the whole vector; the gradient's direction moves
+    # from batch to batch). A gradient that is itself constant (a dead network whose gradients
+    # are never zeroed, or zero) pins every layer's norm too: that is not clipping
+    layers = g[:, ~np.any(np.isnan(g), axis=0)] if g.size else g
+    shares_move = bool(layers.size) and bool(np.any(
+        (layers.max(axis=0) - layers.min(axis=0)) > 1e-3 * np.maximum(layers.max(axis=0), 1e-30)))
+    if (g.shape[0] >= samples and total.max() > 0 and shares_move
+            and (total.max() - total.min()) <= 1e-4 * total.max()):
         return {"clip_value": float(np.median(total)), "how": "total gradient norm pinned at one "
                 f"value on {samples} samples in a row (clipped before it was read)"}
     return None
@@ -614,23 +900,69 @@ def lr_decayed(state: HealthState, ratio: float = 1e-3, min_steps: int = 20,
     return {"initial_lr": state.initial_lr, "current_lr": float(lr[-1]), "below_since_step": since}
 
 
+def momentum_of(state: HealthState) -> dict | None:
+    """The optimizer's heavy-ball momentum when the monitor recorded its settings
+    (``state.optimizer_settings``: {'type', 'momentum', 'nesterov', 'dampening', 'betas'} of its
+    param_groups), as {'momentum', 'amplification', 'effective_lr'}: SGD with momentum m takes,
+    along a steady gradient, steps of lr / (1 - m) (the geometric sum of the velocity), and
+    remembers gradients for about 1 / (1 - m) steps. None for optimizers without heavy-ball
+    momentum (Adam's beta1 averages the gradient, it does not amplify it) or when unknown."""
+    opt = getattr(state, "optimizer_settings", None) or {}
+    m = opt.get("momentum")
+    if not isinstance(m, (int, float)) or not 0 < m < 1 or str(opt.get("type", "")).lower() not in (
+            "sgd", ""):
+        return None
+    damp = opt.get("dampening") or 0.0
+    amp = (1 - damp) / (1 - m)
+    lr = state.lr[-1] if state.lr else math.nan
+    return {"momentum": float(m), "amplification": float(amp),
+            "effective_lr": float(lr * amp) if math.isfinite(lr) else math.nan}
+
+
 @register_detector
 class LrHigh(Detector):
     name = "lr_too_high"
-    rule = ("the median update-to-weight ratio |dw|/|w| over the layers that learn exceeds "
-            "max_update_ratio (about 1e-3 is healthy), or the recent loss rises above "
-            "rise_factor x both the know-nothing reference and the median of the first 10 losses")
-    thresholds = {"max_update_ratio": 0.3, "rise_factor": 1.5, "samples": 2}
+    consequences = AFTER_DIVERGENCE
+    rule = ("the median effective update-to-weight ratio |dw| / max(|w|, default-init norm) over "
+            "the layers that learn exceeds max_update_ratio (about 1e-3 is healthy; weights far "
+            "below their initialisation scale are judged against that scale: the raw ratio grows "
+            "without bound as |w| -> 0), or the recent loss rises above rise_factor x both the "
+            "know-nothing reference and the median of the first 10 losses, or (when the "
+            "optimizer's settings are known) SGD's heavy-ball momentum amplifies the step by "
+            "1/(1-m) > max_amplification while the weights grow weight_growth x their first norm "
+            "or the loss rises rise_factor x above its best chunk mean. With momentum the "
+            "learning rate is reported as the effective step lr/(1-m)")
+    # max_amplification 100: momentum 0.99; the usual 0.9 amplifies 10x and averages over ~10
+    # steps, 0.999 over ~1000: longer than most runs, so the velocity never settles
+    thresholds = {"max_update_ratio": UPDATE_LIMIT, "rise_factor": 1.5, "samples": 2,
+                  "max_amplification": 100.0, "weight_growth": 3.0}
     fixes = ["lower the learning rate (x0.1)", "use a learning-rate warm-up",
              "clip gradients", "use Adam with default settings (lr 1e-3)"]
 
+    def verdict(self, state, message, **kw):
+        v = super().verdict(state, message, **kw)
+        mom = momentum_of(state)
+        if mom is not None:
+            v.evidence.setdefault("momentum", mom)
+            v.message += (f" (SGD momentum {mom['momentum']:g}: effective step lr/(1-m) = "
+                          f"{_fmt(mom['effective_lr'])})")
+        start = divergence_onset(state)
+        v.evidence.setdefault("onset_step", min(v.step, start) if start is not None else v.step)
+        return v
+
     def check(self, state):
         med, per = _update_ratio(state, int(self.t["samples"]))
+        mom = momentum_of(state)
         if math.isfinite(med) and med > self.t["max_update_ratio"]:
             top = sorted(per, key=lambda p: -per[p])[:3]
+            fixes = None
+            if mom is not None and mom["amplification"] > self.t["max_amplification"]:
+                fixes = [f"lower the momentum (to 0.9): {mom['momentum']:g} multiplies the step by "
+                         f"{_fmt(mom['amplification'])}"] + self.fixes
             return self.verdict(state, f"median update/weight ratio {_fmt(med)} > "
                                 f"{self.t['max_update_ratio']:g} (healthy ~1e-3)", layers=top,
-                                evidence={"median_update_ratio": med, "update_ratio": per})
+                                evidence={"median_update_ratio": med, "update_ratio": per},
+                                fixes=fixes)
         losses = state.loss_array()
         ref = loss_reference(state)
         if len(losses) >= 30 and np.all(np.isfinite(losses)) and ref is not None and ref.value > 0:
@@ -641,7 +973,36 @@ class LrHigh(Detector):
                                     f" x max(first losses {_fmt(start)}, reference {_fmt(ref.value)})",
                                     evidence={"start_loss": start, "recent_loss": now,
                                               "reference": ref.to_dict(), "median_update_ratio": med})
+        if mom is not None and mom["amplification"] > self.t["max_amplification"]:
+            return self._momentum(state, mom, losses)
         return None
+
+    def _momentum(self, state, mom, losses):
+        """Extreme momentum with evidence of instability: the weights run away (their total norm
+        weight_growth x its first value) or the loss climbs back from its best (the recent mean
+        above rise_factor x the lowest 10-step chunk mean)."""
+        w = state.array("weight_norm")
+        grown = math.nan
+        if w.shape[0] >= 2:
+            first, last = float(np.sqrt(np.nansum(w[0] ** 2))), float(np.sqrt(np.nansum(w[-1] ** 2)))
+            grown = last / first if first > 0 else math.nan
+        rise = math.nan
+        if len(losses) >= 30 and np.all(np.isfinite(losses)):
+            k = len(losses) // 10
+            chunks = losses[:k * 10].reshape(k, 10).mean(axis=1)
+            best = float(chunks.min())
+            rise = float(losses[-10:].mean()) / best if best > 0 else math.nan
+        if not (grown > self.t["weight_growth"] or rise > self.t["rise_factor"]):
+            return None
+        return self.verdict(
+            state, f"SGD momentum {mom['momentum']:g} multiplies each step by 1/(1-m) = "
+            f"{_fmt(mom['amplification'])} (> {self.t['max_amplification']:g}) and the run is "
+            f"unstable: weights grew {_fmt(grown)}x, recent loss {_fmt(rise)}x its best",
+            evidence={"weight_growth": grown, "loss_over_best": rise},
+            fixes=[f"lower the momentum to 0.9 (or 0.95): at {mom['momentum']:g} the velocity "
+                   f"averages ~{_fmt(mom['amplification'])} steps and the effective step is "
+                   f"lr/(1-m) = {_fmt(mom['effective_lr'])}",
+                   "or lower the learning rate by the same factor"])
 
 
 @register_detector
@@ -678,13 +1039,51 @@ class LrLow(Detector):
         if g.size and np.any(np.nan_to_num(g, nan=1.0) == 0):
             return None
         lr = state.lr[-1] if state.lr else math.nan
+        mom = momentum_of(state)
+        said = f" (lr {_fmt(lr)})" if math.isfinite(lr) else ""
+        if mom is not None and math.isfinite(lr):
+            said = (f" (lr {_fmt(lr)}, SGD momentum {mom['momentum']:g}: effective step "
+                    f"lr/(1-m) = {_fmt(mom['effective_lr'])})")
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
                             f"{self.t['min_update_ratio']:g} and the loss is {relative_to_reference(d[2])} "
-                            f"the know-nothing level" + (f" (lr {_fmt(lr)})" if math.isfinite(lr) else ""),
+                            f"the know-nothing level" + said,
                             layers=list(per), evidence={
                                 "median_update_ratio": med, "change": d[2], "lr": lr,
+                                "momentum": mom,
                                 "ruled_out": ["gradient clipping", "decayed schedule"],
                                 **_reference_evidence(state)})
+
+
+NOISE_STEPS = 20   # at least this many training steps give the batch-loss spread
+
+
+def validation_noise(state: HealthState) -> tuple[float, str]:
+    """(standard error of a validation loss, how it was obtained). A validation pass averages
+    the loss over its n examples; its standard error is sd / sqrt(n), sd the spread of the loss
+    over single examples. Training losses are batch means over B examples, whose spread is
+    sd / sqrt(B): with the validation set's size known (a validation row's ``examples``),
+    SE = spread x sqrt(B / n); without it, the spread of the batch losses itself, an upper bound
+    of the SE for every validation set of at least one batch (n >= B). The spread is read from
+    the steps of the last two epochs (at least NOISE_STEPS) as std(successive differences) /
+    sqrt(2): batch noise is independent from step to step, the loss's own fall is not, so the
+    trend of a memorising network does not count as noise."""
+    v = state.validation
+    losses = state.loss_array()
+    end = v[-1]["step"] + 1 if v else len(losses)
+    lo = v[-3]["step"] + 1 if len(v) >= 3 else 0
+    part = losses[max(0, min(lo, end - NOISE_STEPS)):end]
+    part = part[np.isfinite(part)]
+    if part.size < 3:
+        return math.nan, "too few training steps"
+    spread = float(np.std(np.diff(part), ddof=1) / math.sqrt(2))
+    n = v[-1].get("examples") if v else None
+    t = state.targets
+    batch = float(np.median(t["batch_sizes"])) if t.get("batch_sizes") else math.nan
+    if isinstance(n, (int, float)) and n > 0 and math.isfinite(batch) and n > batch:
+        return spread * math.sqrt(batch / n), (f"spread of the batch losses {_fmt(spread)} x "
+                                                f"sqrt({batch:g} / {n:g} validation examples)")
+    return spread, (f"spread of {part.size} batch losses (successive differences / sqrt 2): an "
+                    "upper bound of the standard error for a validation set of at least one batch")
 
 
 @register_detector
@@ -693,15 +1092,19 @@ class Overfitting(Detector):
     explains = ()   # a low training loss: neither symptom can hold
     rule = ("the training loss is low (below train_low x the know-nothing reference) and kept "
             "falling (in each of the last min_epochs epochs, by > train_fall overall) while the "
-            "validation loss rose in each of the last two epochs, by more than rise (relative) "
-            "and more than abs_rise x the know-nothing reference above its best epoch, and the "
-            "train/validation gap grew in the last epochs, with a stable optimiser (median "
-            "update/weight ratio below max_update_ratio)")
+            "validation loss rose in each of the last two epochs, by more than rise (relative), "
+            "more than abs_rise x the know-nothing reference and more than z standard errors of "
+            "a validation loss above its best epoch, the training loss is more than z standard "
+            "errors below the validation loss, and the train/validation gap grew in the last "
+            "epochs, with a stable optimiser (median update/weight ratio below max_update_ratio). "
+            "The standard error comes from the spread of the training batch losses "
+            "(validation_noise): a rise the validation set's size makes noise is not overfitting")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
-    # level, not against a validation loss that depends on when the first epoch ended
+    # level, not against a validation loss that depends on when the first epoch ended.
+    # z = 2: two standard errors, a two-sided 95 % level
     thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
-                  "train_low": 0.5, "max_update_ratio": 0.1}   # 100x the healthy ~1e-3
+                  "train_low": 0.5, "max_update_ratio": 0.1, "z": 2.0}   # 100x the healthy ~1e-3
     fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
              "collect more data or augment it", "use a smaller model"]
     severity = "warning"
@@ -727,14 +1130,21 @@ class Overfitting(Detector):
             return None   # a validation loss that also falls between epochs is noise, not a trend
         b = int(np.argmin(val))
         gap = val - train
+        se, how = validation_noise(state)
+        if not math.isfinite(se):
+            return None
+        z = self.t["z"]
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
-                and val[-1] - val[b] > self.t["abs_rise"] * ref.value
+                and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z * se)
+                and gap[-1] > z * se
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
             return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
-                                f"epoch {v[b]['epoch']} while training loss {_fmt(train[b])} -> "
+                                f"epoch {v[b]['epoch']} (a rise of {_fmt((val[-1] - val[b]) / se)} "
+                                f"standard errors) while training loss {_fmt(train[b])} -> "
                                 f"{_fmt(train[-1])} (reference {_fmt(ref.value)})", evidence={
                                     "best_epoch": v[b]["epoch"], "val_loss": val.tolist(),
                                     "train_loss": train.tolist(), "gap": gap.tolist(),
+                                    "standard_error": se, "standard_error_from": how,
                                     "reference": ref.to_dict()})
         return None
 
@@ -742,6 +1152,7 @@ class Overfitting(Detector):
 @register_detector
 class Unscaled(Detector):
     name = "unscaled_inputs"
+    consequences = AFTER_SCALE
     rule = ("the first layer's input has |mean| > max_mean or std > max_std (standardised data "
             "has mean 0, std 1; the range is deliberately not used)")
     thresholds = {"max_mean": 5.0, "max_std": 5.0}
@@ -756,7 +1167,8 @@ class Unscaled(Detector):
             first = state.param_layers[0] if state.param_layers else ""
             return self.verdict(state, f"inputs to '{first}' are not scaled: mean {_fmt(mean)}, "
                                 f"std {_fmt(std)}", layers=[first] if first else [],
-                                evidence={"input_mean": mean, "input_std": std})
+                                evidence={"input_mean": mean, "input_std": std,
+                                          "onset_step": data_onset(state)})
         return None
 
 
@@ -764,6 +1176,13 @@ class Unscaled(Detector):
 class Frozen(Detector):
     name = "frozen_layers"
     explains = SLOW
+
+    @classmethod
+    def can_be_consequence(cls, verdict):
+        """Only layers that have a gradient and do not move can be another fault's trace; a
+        layer with requires_grad=False or outside the optimizer is a configuration fact."""
+        ev = verdict.evidence
+        return not ev.get("requires_grad_false") and not ev.get("not_in_optimizer")
     rule = ("a layer with parameters never changes: requires_grad is off, it is not in the "
             "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
             "gradient but no update while other layers do move; when no layer moves, the "
@@ -821,7 +1240,9 @@ class Linear(Detector):
     explains = SLOW
     rule = ("the whole network is an affine map of its input: f((a+b)/2) = (f(a)+f(b))/2 and "
             "f(3a-2b) = 3f(a)-2f(b) to rounding on real examples, in evaluation mode (whatever "
-            "layers it uses: linear, convolution, pooling, normalisation, reshapes)")
+            "layers it uses: linear, convolution, pooling, normalisation, reshapes); a probe whose "
+            "examples are near-copies (RMS difference below 0.1 x their RMS size: they stay in one "
+            "linear piece of a ReLU network) is refused and tried again on a later batch")
     thresholds: dict[str, float] = {}
     fixes = ["add an activation (ReLU) between the layers", "a stack of linear layers, "
              "convolutions and poolings equals one linear map: depth adds nothing without "

@@ -25,10 +25,18 @@ def _first_tensor(value):
     return None
 
 
+# examples whose differences are below a tenth of their size are near-copies to the affine test:
+# 3a - 2b then moves 2 (a - b) from a, too little to cross a ReLU's kink in most units; real
+# examples of one data set differ by about their own size (standardised: sqrt(2) x)
+NEAR_COPY = 0.1
+
+
 def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1e-4) -> dict | None:
     """Evidence on whether ``module`` (called as ``module(*inputs)``) is affine in its first
     argument; None when the test cannot tell (non-float or unbatched input, other tensor
-    arguments, fewer than 2 examples, an output that does not depend on the input, an error).
+    arguments, fewer than 2 examples, examples that are near-copies of each other (their RMS
+    difference below NEAR_COPY x their RMS size), an output that does not depend on the input,
+    an error).
 
     Returns ``{"affine": bool, "midpoint_error", "extrapolation_error", "examples"}``; errors are
     relative to the largest deviation of an output from its mean over the probe batch."""
@@ -39,6 +47,13 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
         return None
     k = min(pairs, x.shape[0] // 2)
     a, b = x[:k], x[k:2 * k]
+    # near-copies (generated images early in training, a batch of one repeated example): the
+    # probe's points, 3a - 2b included, stay inside one linear piece of a ReLU network, which
+    # then passes as affine. The examples must differ by at least NEAR_COPY of their own size
+    size = float(x[:2 * k].double().pow(2).mean().sqrt())
+    apart = float((a - b).double().pow(2).mean().sqrt())
+    if not size > 0 or apart < NEAR_COPY * size:
+        return None
     probe = torch.cat([a, b, 0.5 * (a + b), 3 * a - 2 * b])
     modes = {m: m.training for m in module.modules()}
     try:

@@ -24,12 +24,14 @@ import numpy as np
 
 from .baselines import entropy, loss_reference
 from .detectors import (
+    AFTER_SCALE,
     BN_MIN_BATCH,
     SLOW,
     TARGET_VARIANCE_LIMIT,
     Detector,
     _fmt,
     clipping_binding,
+    data_onset,
     lr_decayed,
     register_detector,
     small_batch_norm,
@@ -39,6 +41,7 @@ from .detectors import (
 @register_detector
 class UnscaledTargets(Detector):
     name = "unscaled_targets"
+    consequences = AFTER_SCALE   # the targets' scale makes the loss and the updates as large
     rule = ("regression targets (float, shaped like the output, mean squared error) have a "
             "variance above max_variance or a mean above max_mean_over_std x their std: the "
             "loss and the gradients are as large as the targets, which looks like exploding "
@@ -63,12 +66,14 @@ class UnscaledTargets(Detector):
                             f" (limit {self.t['max_variance']:g}), mean {_fmt(mean)}",
                             evidence={"target_variance": ref.value, "target_mean": mean,
                                       "target_absmax": t.get("absmax", math.nan),
-                                      "source": ref.detail})
+                                      "source": ref.detail, "onset_step": data_onset(state)})
 
 
 @register_detector
 class BatchNormSmallBatch(Detector):
     name = "batchnorm_small_batch"
+    # normalising over a handful of examples makes large, noisy gradients and loss swings
+    consequences = ("exploding_gradients", "lr_too_high")
     rule = ("a batch-norm layer in training mode normalises over fewer than min_batch examples "
             "(median over the last `samples` samples): its batch statistics are noise and its "
             "running statistics, used at evaluation, do not match training (Ioffe 2017; Wu & "
@@ -83,12 +88,17 @@ class BatchNormSmallBatch(Detector):
             return None
         return self.verdict(state, f"{len(bad)} batch-norm layers see batches of "
                             f"{_fmt(min(bad.values()))} examples (< {self.t['min_batch']:g})",
-                            layers=list(bad), evidence={"batch_size": bad})
+                            layers=list(bad), evidence={"batch_size": bad,
+                                                        "onset_step": data_onset(state)})
 
 
 @register_detector
 class Unshuffled(Detector):
     name = "unshuffled_data"
+    # batches of one class push the output layer (and the units feeding it) to that class in
+    # turn: saturated or dead units, and a loss that jumps at every change of class
+    consequences = ("saturated_activations", "dying_relu", "lr_too_high", "exploding_gradients",
+                    "class_imbalance")
     rule = ("training batches hold far fewer classes than random batches would: the median "
             "number of distinct classes per sampled batch is below ratio x the number expected "
             "for batches drawn at random from the classes seen so far (at least min_classes), "
@@ -115,7 +125,8 @@ class Unshuffled(Detector):
         return self.verdict(state, f"batches hold a median {seen:g} distinct classes; random "
                             f"batches of {b:g} would hold {expected:.1f} of the {classes} seen",
                             evidence={"median_classes_per_batch": seen,
-                                      "expected_if_shuffled": expected, "classes_seen": classes})
+                                      "expected_if_shuffled": expected, "classes_seen": classes,
+                                      "onset_step": data_onset(state)})
 
 
 @register_detector
@@ -153,9 +164,13 @@ class ClassImbalance(Detector):
 class ClippingTooTight(Detector):
     name = "clipping_too_tight"
     explains = SLOW
-    rule = ("gradient clipping scales (nearly) every update down (the total norm before clipping "
-            "is > ratio x the threshold on most recent samples, or it is pinned at one value) and "
-            "the loss, after min_steps, is less than min_drop below the know-nothing reference")
+    rule = ("gradient clipping scales (nearly) every update down and the loss, after min_steps, "
+            "is less than min_drop below the know-nothing reference. Clipping must be seen to "
+            "happen: a declared threshold that the total norm before clipping exceeds ratio x on "
+            "most recent samples, or (the loop clipped before the monitor read the gradients) the "
+            "total norm pinned at one value on 5 samples in a row while the layers' shares of it "
+            "change (a constant gradient, as a dead network whose gradients are never zeroed "
+            "leaves, pins every layer's norm: not clipping)")
     thresholds = {"ratio": 10.0, "min_steps": 50, "min_drop": 0.1}
     fixes = ["raise the clipping threshold (gradient_clip_val) to about the typical total "
              "gradient norm, or clip only to cut spikes", "or raise the learning rate to "
@@ -208,6 +223,9 @@ class LrScheduleDecayed(Detector):
 class SymmetricInit(Detector):
     name = "symmetric_init"
     explains = SLOW
+    # identical units: a zero layer passes no gradient back and feeds zeros (dead units) on
+    consequences = ("vanishing_gradients", "dying_relu", "saturated_activations", "lr_too_high",
+                    "frozen_layers")
     rule = ("weight layers whose units all started identical (every row of the weight equal, and "
             "equal biases: a zero or constant initialisation) are still identical after 10 steps "
             "of training: each unit receives the same gradient as its neighbours, so the layer "
@@ -228,4 +246,5 @@ class SymmetricInit(Detector):
                             f"at step {state.symmetry['step']} (zero or constant initialisation): "
                             + ", ".join(still[:5]), layers=still,
                             evidence={"identical_at_start": state.symmetry["initial"],
-                                      "still_identical": still, "step": state.symmetry["step"]})
+                                      "still_identical": still, "step": state.symmetry["step"],
+                                      "onset_step": data_onset(state)})

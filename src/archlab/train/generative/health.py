@@ -27,11 +27,12 @@ parts of ``exploding_gradients`` and ``lr_too_high`` are switched off (threshold
 their gradient and update-ratio parts, and the non-finite check, stay. The network's output
 activation (the generator's tanh, the decoder's sigmoid) is not judged for saturation: the
 images it must produce lie mostly at the range's ends (an MNIST background pixel is -1 or 0).
-The discriminator is not given ``missing_nonlinearity``: the affine test probes a network with
-the inputs of its last call in the step, for a discriminator generated images, which can be
-near-copies early in training (seen on the deep un-normalised generator of the fault suite).
-With the hinge loss the discriminator is not given ``vanishing_gradients``: a batch whose every
-margin is met gives it exactly zero gradient by the loss's definition.
+Every network gets the same layer detectors: what a discriminator's inputs and loss do to them
+is handled inside the detectors, for any network. The affine test behind
+``missing_nonlinearity`` refuses a probe whose examples are near-copies (generated images early
+in training: too alike to tell a piecewise-linear network from an affine one), and
+``vanishing_gradients`` leaves out the steps on which the loss itself gave an exactly zero
+gradient (a hinge loss whose every margin is met).
 """
 
 from __future__ import annotations
@@ -50,14 +51,6 @@ LAYER_DETECTORS = ("nan_inf", "exploding_gradients", "vanishing_gradients", "dyi
 # loss-level parts off for adversarial losses (no know-nothing level to compare with)
 ADVERSARIAL_THRESHOLDS = {"exploding_gradients": {"loss_factor": math.inf},
                           "lr_too_high": {"rise_factor": math.inf}}
-# the affine test probes a network with the inputs of its last call in the step: for a
-# discriminator those are generated images, near-identical at the start (a probe that varies too
-# little to tell a piecewise-linear network from an affine one)
-DISCRIMINATOR_SKIPS = ("missing_nonlinearity",)
-# the hinge loss gives a discriminator exactly zero gradient on a batch whose every margin is met
-# (real scores >= 1, generated <= -1): a discriminator that wins, which d_overpowering judges,
-# not a vanishing gradient (seen on the held-out healthy hinge set-up; disclosed in the docs)
-HINGE_SKIPS = ("vanishing_gradients",)
 OUTPUT_KINDS = ("sigmoid", "tanh", "hardsigmoid", "hardtanh", "relu", "relu6")
 
 
@@ -85,8 +78,7 @@ def split_options(options: dict | None) -> tuple[dict, list[str] | None, dict]:
 class NetworkWatch:
     """One network's recorder and what it needs from the loop (its optimizer, its last input)."""
 
-    def __init__(self, name: str, network: nn.Module, options: dict, adversarial: bool,
-                 skip: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, network: nn.Module, options: dict, adversarial: bool) -> None:
         from ...diagnose.detectors import DETECTORS
         from ...diagnose.monitor import HealthRecorder
 
@@ -100,7 +92,7 @@ class NetworkWatch:
                     if known is not None and key in known.thresholds:
                         thresholds.setdefault(det, {}).setdefault(key, value)
         opts["detectors"] = [n for n in opts.get("detectors") or LAYER_DETECTORS
-                             if n in DETECTORS and n not in skip]
+                             if n in DETECTORS]
         self.recorder = HealthRecorder(thresholds=thresholds, **opts)
         self.recorder.attach(network)
         path, kind = _output_activation(network)
@@ -150,9 +142,8 @@ class GenerativeHealth(Callback):
     name -> callable(module) saying whether that network steps in the coming batch."""
 
     def __init__(self, folder: str | Path, networks: dict[str, nn.Module], *, adversarial: bool,
-                 options: dict | None = None, steps_now: dict | None = None, hinge: bool = False) -> None:
+                 options: dict | None = None, steps_now: dict | None = None) -> None:
         self.folder = Path(folder)
-        self.hinge = hinge
         self.networks = dict(networks)
         self.adversarial = adversarial
         self.options = dict(options or {})
@@ -167,9 +158,7 @@ class GenerativeHealth(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit":
             return
-        d_skips = DISCRIMINATOR_SKIPS + (HINGE_SKIPS if self.hinge else ())
-        self.watches = {name: NetworkWatch(name, net, self.options, self.adversarial,
-                                           d_skips if name == "discriminator" else ())
+        self.watches = {name: NetworkWatch(name, net, self.options, self.adversarial)
                         for name, net in self.networks.items()}
         for w in self.watches.values():
             w.recorder.on_event = lambda v, w=w: self._on_event(w, v)
@@ -251,8 +240,8 @@ def health_callback(setup, folder: Path, options: dict | None) -> GenerativeHeal
         networks = {"generator": module.generator, "discriminator": module.discriminator}
         d_steps = max(1, int(setup.config.d_steps))
         steps_now = {"generator": lambda m: getattr(m, "_batches", 0) % d_steps == 0}
-        return GenerativeHealth(folder, networks, adversarial=True, options=options, steps_now=steps_now,
-                                hinge=setup.config.gan_loss == "hinge")
+        return GenerativeHealth(folder, networks, adversarial=True, options=options,
+                                steps_now=steps_now)
     if setup.task == "image-to-image":
         networks = {"generator": module.generator}
         if module.discriminator is not None:
