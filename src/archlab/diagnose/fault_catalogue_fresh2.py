@@ -2,18 +2,18 @@
 (``benchmarks/fault_suite.py --fresh2``). CI checks only its integrity
 (``tests/test_fault_suite_fresh2.py``), never verdicts.
 
-Written 2026-12-02, 02:35-03:30 UTC. **Not judged yet**: no run with the health monitor on has
+Written 2026-12-02, 02:35-03:35 UTC. **Not judged yet**: no run with the health monitor on has
 been made on any set-up of this module. The only monitored calls were a plumbing check that the
 three runners work with the monitor attached: one throwaway set-up per path (an MLP with one
 hidden layer of 8 units, not a model of this suite, 3 steps); its verdicts were neither printed
 nor looked at. Judge it once with ``python benchmarks/fault_suite.py --fresh2 --seeds 3``.
 
-Size: 46 candidate faults were measured; 41 hurt and form :data:`FAULTS` (15 on the Lightning
-path, 18 plain loop, 8 ``archlab.train``), with 15 healthy twins (5 per path); data kinds:
+Size: 49 candidate faults were measured; 44 hurt and form :data:`FAULTS` (17 on the Lightning
+path, 19 plain loop, 8 ``archlab.train``), with 15 healthy twins (5 per path); data kinds:
 images (shapes, mnist14), tabular regression (hetero), tabular classification (wine),
-synthetic (checker, blobs), sequences (motif, sines). Of the 41: 2 list :data:`NO_DETECTOR`
+synthetic (checker, blobs), sequences (motif, sines). Of the 44: 2 list :data:`NO_DETECTOR`
 (misses by construction), 5 list only the symptom ``loss_not_decreasing`` (found at best with the
-cause unknown), 34 list at least one cause.
+cause unknown), 37 list at least one cause.
 
 Blindness kept while writing it: the author did not read the detectors' or the monitor's code
 (detectors, taxonomy, baselines, structure, monitor, state, sampling, summary, generative
@@ -28,16 +28,17 @@ run; every run made while writing had the monitor off (``monitor=False``).
 code, not from archlab's list of detectors: **H20** Humbatova et al., "Taxonomy of real faults
 in deep learning systems", ICSE 2020 (model: missing / wrong activation, wrong initialisation,
 layer properties; tensors & inputs: wrong shape (broadcasting), wrong axis order; training:
-learning rate (its most frequent leaf), batch size, regularisation, optimiser misuse
-(zero_grad), wrong parameters given to the optimiser, loss on probabilities, missing
+learning rate (its most frequent leaf), batch size, regularisation, gradient clipping,
+optimiser misuse (zero_grad), wrong optimiser parameters (Adam's eps), wrong parameters given
+to the optimiser, loss on probabilities, missing
 normalisation of inputs / targets / one column, not shuffled, unbalanced data, not enough data,
 wrong labels / label encoding, learning-rate schedule, missing values; GPU usage does not apply),
 **AT** AUTOTRAINER's problem types (vanishing and exploding gradient, dying ReLU, oscillating
 loss, slow convergence), **DD** DeepDiagnosis's conditions (NaN/Inf, saturated activation,
 dead nodes, unchanged weights, out-of-range output, loss not decreasing). Several faults are
-ones no documented detector names (a broadcast loss, a GRU reading the batch as time, a ReLU on
-a regression output, training labels encoded differently from the validation labels, a huge
-dropout rate, a huge weight decay).
+ones no documented detector names (a broadcast loss, a GRU reading the batch as time, a mean
+over the wrong axis, a ReLU on a regression output, training labels encoded differently from
+the validation labels, a huge dropout rate, a huge weight decay).
 
 **Policy for faults whose cause no detector means: COUNTED.** A fault that still shows in the
 training loss lists the loss-curve symptom that would show it (``loss_not_decreasing``), which
@@ -582,6 +583,10 @@ CANDIDATES = [
     fault(L_HETERO, "f2_l_hetero_no_activation", "the MLP's GELUs replaced by identity",
           "H20 Model / Activation function: missing activation", ("missing_nonlinearity",),
           STALL, model=_p(mlp, act="none")),
+    fault(L_HETERO, "f2_l_hetero_adam_eps_1", "AdamW with eps=1.0 (a setting meant for "
+          "another framework's large-scale runs): steps shrink to lr x gradient",
+          "H20 Training / Optimiser: wrong optimiser parameters; AT slow convergence",
+          ("lr_too_low",), STALL, train={"eps": 1.0}),
     fault(L_BLOBS, "f2_l_blobs_bn_batch_4", "batch 4 into the batch-norm MLP",
           "H20 Training / Hyperparameters: suboptimal batch size", ("batchnorm_small_batch",),
           ("oscillating_loss", "loss_not_decreasing", "exploding_gradients", "lr_too_high"),
@@ -592,6 +597,9 @@ CANDIDATES = [
     fault(L_BLOBS, "f2_l_blobs_sgd_lr_20", "SGD at lr 20 (momentum 0.9)",
           "H20 Training / Hyperparameters: suboptimal learning rate (too high); AT oscillating "
           "loss", DIVERGE + ("oscillating_loss",), AFTER_DIVERGE[1:], train={"lr": 20.0}),
+    fault(L_BLOBS, "f2_l_blobs_clip_1e-4", "gradient_clip_val=1e-4 (norm) with SGD",
+          "AT slow convergence; H20 Training / Hyperparameters: suboptimal gradient clipping",
+          ("clipping_too_tight",), ("lr_too_low",) + STALL, train={"clip": 1e-4}),
     fault(L_MNIST, "f2_l_mnist14_softmax_out", "softmax at the end of the CNN, then cross entropy",
           "H20 Model / Activation function: redundant softmax; DD out-of-range output",
           ("probabilities_as_logits",), ("loss_not_decreasing", "vanishing_gradients"),
@@ -677,6 +685,10 @@ CANDIDATES = [
           "output", ("probabilities_as_logits",), ("loss_not_decreasing", "vanishing_gradients",
                                                    "saturated_activations"),
           model=_p(mlp, widths=(128, 64), end="sigmoid")),
+    fault(P_MNIST, "f2_p_mnist14_clip_1e-3", "clip_grad_norm_(1e-3) before every SGD step "
+          "(declared to the recorder)", "AT slow convergence; H20 Training / Hyperparameters: "
+          "suboptimal gradient clipping", ("clipping_too_tight",), ("lr_too_low",) + STALL,
+          train={"clip": 1e-3}),
     # --- archlab train -------------------------------------------------------------------
     fault(A_SHAPES, "f2_a_shapes_no_scale", "archlab train --no-scale on pixels in 0..255",
           "H20 Training / Preprocessing: missing normalisation", ("unscaled_inputs",),
@@ -759,6 +771,10 @@ HURT: dict[str, list[float]] = {
     "f2_p_mnist14_label_encoding": [0.012, 0.005, 0.012],
     "f2_a_shapes_no_scale": [0.997, 1.000, 1.000],
     "f2_a_shapes_adam_lr_1e-6": [0.253, 0.259, 0.184],   # measured 03:04 UTC, load ~9
+    # added 03:15-03:19 UTC (load 8-8.5); their twins measured again beside them: unchanged
+    "f2_l_blobs_clip_1e-4": [0.164, 0.203, 0.158],
+    "f2_p_mnist14_clip_1e-3": [0.075, 0.071, 0.094],
+    "f2_l_hetero_adam_eps_1": [0.100, 0.069, 0.086],
     "f2_a_checker_linear": [0.500, 0.517, 0.502],
     "f2_a_checker_l2_1": [0.800, 0.802, 0.762],
     "f2_a_hetero_sgd_lr_0.5": [NAN, -0.009, -0.096],
@@ -824,7 +840,7 @@ def _optimizer(t: dict, params):
         return torch.optim.SGD(params, lr=lr, momentum=t.get("momentum", 0.0),
                                weight_decay=t.get("wd", 0.0))
     make = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
-    return make(params, lr=lr, weight_decay=t.get("wd", 0.0))
+    return make(params, lr=lr, weight_decay=t.get("wd", 0.0), eps=t.get("eps", 1e-8))
 
 
 def _params(t: dict, model: nn.Module):
@@ -919,7 +935,8 @@ def run_lightning(s: Setup2, seed: int, monitor: bool, folder: Path, steps: int)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=steps,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0,
-                         default_root_dir=str(folder), callbacks=[hm] if hm else [])
+                         gradient_clip_val=t.get("clip"), default_root_dir=str(folder),
+                         callbacks=[hm] if hm else [])
     trainer.fit(UserModule(), train_loader, val_loader)
     return _result(s, seed, hm.events if hm else [], trainer.global_step, _score(s, net, xva, yva))
 
@@ -933,8 +950,8 @@ def run_plain(s: Setup2, seed: int, monitor: bool, folder: Path, steps: int) -> 
     opt = _optimizer(t, _params(t, model))
     sched = _schedule(t, opt)
     rec = HealthRecorder() if monitor else None
-    if rec:
-        rec.attach(model, optimizer=opt)
+    if rec:   # a loop that clips says so, as docs/diagnostics.md asks
+        rec.attach(model, optimizer=opt, **({"clip": t["clip"]} if t.get("clip") else {}))
         if t.get("declare"):
             rec.set_reference(classes=CLASSES[s.data])
     g = torch.Generator().manual_seed(77 + seed)
@@ -954,6 +971,8 @@ def run_plain(s: Setup2, seed: int, monitor: bool, folder: Path, steps: int) -> 
             if t.get("bug") != "no_zero_grad":
                 opt.zero_grad()
             loss.backward()
+            if t.get("clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
             if rec:
                 rec.before_optimizer_step()
             opt.step()
