@@ -6,7 +6,8 @@ Written 2026-12-02, 02:35-03:35 UTC. **Not judged yet**: no run with the health 
 been made on any set-up of this module. The only monitored calls were a plumbing check that the
 three runners work with the monitor attached: one throwaway set-up per path (an MLP with one
 hidden layer of 8 units, not a model of this suite, 3 steps), run on commit e72512e and again
-on the working tree after commit 9b7a486; its verdicts were neither printed nor looked at. Judge it once with ``python benchmarks/fault_suite.py --fresh2 --seeds 3``.
+on the working tree after commit 9b7a486; its verdicts were neither printed nor looked at.
+Judge it once with ``python benchmarks/fault_suite.py --fresh2 --seeds 3``.
 
 Size: 49 candidate faults were measured; 44 hurt and form :data:`FAULTS` (17 on the Lightning
 path, 19 plain loop, 8 ``archlab.train``), with 15 healthy twins (5 per path); data kinds:
