@@ -477,9 +477,8 @@ class LoopTrainer:
             self.state.stage = None
 
     def _on_exception(self, exc: BaseException) -> None:
+        # as Lightning's: the callbacks' on_exception (no teardown hooks on this path)
         self._callback_hook("on_exception", exc)
-        self._module_hook("on_exception", exc)
-        self._teardown("fit")
 
     def _teardown(self, stage: str) -> None:
         self._callback_hook("teardown", stage)
