@@ -215,3 +215,10 @@ def test_metrics_rows_are_appended_and_a_torn_last_row_is_dropped(tmp_path):
     longer = resume(run.path, epochs=3)
     assert [r["epoch"] for r in longer.metrics] == [0, 1, 2]
     assert "0.93\r\n" not in (run.path / "metrics.csv").read_text()
+
+
+def test_a_scheduled_run_is_not_extended_by_resume(tmp_path):
+    run = fit(tmp_path, "sched", "auto", epochs=1)   # onecycle, laid out for one epoch
+    with pytest.raises(UsageError) as err:
+        resume(run.path, epochs=2)
+    assert "onecycle" in str(err.value) and "--init-from" in str(err.value.fix)

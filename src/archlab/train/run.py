@@ -412,6 +412,14 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
         from .generative.run import resume_generative
 
         return resume_generative(run, callbacks=callbacks, epochs=epochs)
+    if epochs and epochs > config.epochs and config.schedule != "constant":
+        # the schedule's length is fixed when a run starts (onecycle refuses extra steps, cosine
+        # would climb back up): a longer run needs a schedule laid out for its length
+        raise UsageError(f"--epochs {epochs}: this run's {config.schedule} schedule was laid out for "
+                         f"{config.epochs} epochs when it started and cannot be extended",
+                         source=str(run.path), path="--epochs",
+                         fix=f"start a new run from its weights (archlab train DESIGN --init-from {run.path} "
+                             f"--epochs {epochs}), or resume without --epochs")
     if epochs:
         config = config.model_copy(update={"epochs": epochs})
     if loop is not None:
