@@ -867,13 +867,20 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
             return {"clip_value": float(clip), "median_norm_over_clip": float(np.median(over)),
                     "how": "declared threshold"}
         return None
-    # without a declared threshold: the total norm pinned at one value while the layers' shares
-    # of it still change (clipping rescales the whole vector; the gradient's direction moves
-    # from batch to batch). A gradient that is itself constant (a dead network whose gradients
-    # are never zeroed, or zero) pins every layer's norm too: that is not clipping
+    # without a declared threshold: the total norm pinned at one value (to 1e-4) while the
+    # layers' shares of it still change, by more than 10x that tolerance (clipping rescales the
+    # whole vector; the gradient's direction moves from batch to batch). A gradient that is
+    # itself (nearly) constant - a dead network whose gradients are never zeroed, or zero - pins
+    # the shares too: that is not clipping. Nor is a layer whose non-zero norm repeats to float
+    # precision (1e-6): clipping multiplies every layer by the same factor c / |g|, which moves
+    # with each batch, so a repeating layer is one whose gradient nothing rescales
     layers = g[:, ~np.any(np.isnan(g), axis=0)] if g.size else g
-    shares_move = bool(layers.size) and bool(np.any(
-        (layers.max(axis=0) - layers.min(axis=0)) > 1e-3 * np.maximum(layers.max(axis=0), 1e-30)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = layers / total[:, None] if layers.size else layers
+    hi, lo = (layers.max(axis=0), layers.min(axis=0)) if layers.size else (layers, layers)
+    repeats = bool(np.any((hi > 0) & (hi - lo <= 1e-6 * hi)))
+    shares_move = bool(shares.size) and bool(np.all(np.isfinite(shares))) and not repeats and bool(
+        np.any(shares.max(axis=0) - shares.min(axis=0) > 1e-3))
     if (g.shape[0] >= samples and total.max() > 0 and shares_move
             and (total.max() - total.min()) <= 1e-4 * total.max()):
         return {"clip_value": float(np.median(total)), "how": "total gradient norm pinned at one "

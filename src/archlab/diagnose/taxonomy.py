@@ -169,8 +169,9 @@ class ClippingTooTight(Detector):
             "happen: a declared threshold that the total norm before clipping exceeds ratio x on "
             "most recent samples, or (the loop clipped before the monitor read the gradients) the "
             "total norm pinned at one value on 5 samples in a row while the layers' shares of it "
-            "change (a constant gradient, as a dead network whose gradients are never zeroed "
-            "leaves, pins every layer's norm: not clipping)")
+            "change and no layer's norm repeats (clipping rescales every layer by a factor that "
+            "moves with each batch; a constant gradient, as a dead network whose gradients are "
+            "never zeroed leaves, is not clipping)")
     thresholds = {"ratio": 10.0, "min_steps": 50, "min_drop": 0.1}
     fixes = ["raise the clipping threshold (gradient_clip_val) to about the typical total "
              "gradient norm, or clip only to cut spikes", "or raise the learning rate to "
