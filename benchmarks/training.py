@@ -34,7 +34,7 @@
      ``lightning.Trainer`` (``loop='lightning'``, the path of multi-device runs).
 
    Not in an epoch, and printed apart: the rest of an ``archlab.train`` call (preparing the data
-   and the network, the run folder, Lightning's start-up, the best checkpoint's test pass,
+   and the network, the run folder, the trainer's start-up, the best checkpoint's test pass,
    ``model.safetensors``, ``summary.json``).
 2. Time to quality: the zoo's ``mnist_cnn`` trained by ``archlab.train`` with the recipe below
    reaches >= 98% test accuracy on mnist5k (mean of 3 seeds); next to it, a plain Adam loop
@@ -235,7 +235,7 @@ def overhead(args, out: str, design: str, data: str) -> None:
         wall = "  ".join(f"{k} {_mean(runs[k][-1], 0):.3f}" for k in loops)
         ratios = " ".join(f"{_mean(runs[k][-1], 0) / _mean(runs['hand'][-1], 0):.3f}" for k in loops[1:])
         print(f"repeat {r + 1}  [{load()}]  mean epoch s (wall): {wall}   ratios to hand: {ratios}")
-    print(f"an archlab.train call outside its epochs (data, network, run folder, Lightning's "
+    print(f"an archlab.train call outside its epochs (data, network, run folder, the trainer's "
           f"start-up, test pass, weights, summary): {min(f - sum(e[0] for e in ep) for f, ep in zip(fits, runs['archlab'], strict=True)):.2f} s "
           f"(fewest over the repeats)")
     target, applies_to = OVERHEAD_TARGETS.get(design, (None, None))
