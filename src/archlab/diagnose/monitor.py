@@ -47,6 +47,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import detectors_gradients, detectors_labels  # noqa: F401  register their detectors
 from .detectors import SQUASHING_OPS, Detector, Verdict, attribute, make_detectors
 from .sampling import ACT_EXAMPLES, ActivationSample, layer_norms
 from .state import HealthState
@@ -73,6 +74,10 @@ BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatch
 AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
 PROBE_TRIES = 6    # ... and the output-bound probe (structure.bounded_probe)
 PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init mean nothing)
+# the label probe (detectors_labels): examples kept per sample, in all, at least, input values
+PROBE_PER_SAMPLE, PROBE_EXAMPLES, PROBE_MIN, PROBE_VALUES = 8, 128, 32, 1 << 22
+PROBE_CLASS_MIN = 4              # a class's fitted fraction is read from >= 4 probe examples
+LABEL_PROBE_FROM, LABEL_PROBE_EVERY = 64, 64   # probe evaluations from step 64, every 64 steps
 FLAT_LIMIT = 1 << 22   # parameter values up to which the norms use one flat buffer (sampling)
 SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
 __all__ = ["ACT_EXAMPLES", "HealthRecorder", "is_sampled", "sample_interval"]
@@ -145,6 +150,10 @@ class HealthRecorder:
         self._probe_tries = 0
         self._reduced: tuple | None = None     # the sample's activation statistics (after_loss)
         self._seen: list[tuple] = []           # (module, inputs, output) of the sampled forward
+        self._backward: bool | None = None     # backward reached the sampled loss (None: unknown)
+        self._probe_x: list[torch.Tensor] = []   # the label probe: fixed training examples
+        self._probe_y: list[torch.Tensor] = []
+        self._next_label_probe = LABEL_PROBE_FROM
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
         self._snapshot: list[torch.Tensor] | None = None
@@ -245,6 +254,12 @@ class HealthRecorder:
         self.state.losses.append(value)
         ok = math.isfinite(value)
         if self._sampling:
+            # did backward reach this loss before the optimizer step? (one hook per sample:
+            # the evidence of gradients cleared between backward and step, detectors_gradients)
+            self._backward = None
+            if loss.requires_grad:
+                self._backward = False
+                loss.register_hook(self._saw_backward)
             # the forward pass is over: reduce the stashed outputs now, while they are alive
             # anyway, and let go of them before backward (no activation is held longer)
             self._remove()
@@ -333,6 +348,9 @@ class HealthRecorder:
         self._remove()
         st = self.state
         rows, extra = self._collect()
+        st.grad_read.append(self._norms is not None)
+        st.backward_seen.append(self._backward)
+        self._backward = None
         st.sample_steps.append(st.step)
         st.every.append(self.every)
         for name in st.series:
@@ -481,8 +499,11 @@ class HealthRecorder:
                 if is_norm:
                     self._input = []
                 elif x is not None and x.is_floating_point() and x.numel() > 1:
-                    with torch.no_grad():
-                        sd, m = torch.std_mean(x[:ACT_EXAMPLES].float())
+                    with torch.no_grad():   # two passes, as in sampling (faster than std_mean)
+                        v = x[:ACT_EXAMPLES].float()
+                        m = v.mean()
+                        d = v - m
+                        sd = ((d * d).sum() / max(v.numel() - 1, 1)).sqrt()
                     self._input = [m.reshape(()), sd.reshape(())]
         if last is not None:
             mod, inputs, output = last
@@ -508,6 +529,7 @@ class HealthRecorder:
 
     def _observe_output(self, extra: dict) -> None:
         st = self.state
+        targets = self._targets
         y, self._last_output = self._last_output, None
         rows, unit = False, False
         if "output" in extra:   # structure.output_ranges, from the values read in _collect
@@ -531,6 +553,7 @@ class HealthRecorder:
             probe = bounded_probe(*call)
             if probe is not None:
                 st.bounded_output = probe | {"step": st.step}
+        self._label_probe(call, y, targets)
         sym = st.symmetry
         if sym.get("initial") and "still" not in sym and st.step >= SYMMETRY_STEP:
             sym["still"] = [p for p in sym["initial"] if identical_units(self._params[p])]
@@ -544,6 +567,68 @@ class HealthRecorder:
                            or (p in self._params and not isinstance(m, NORM_TYPES))]
                 st.affine = result | {"step": st.step}
                 st.linear_chain = [weights] if result["affine"] else []
+
+    def _saw_backward(self, grad):
+        self._backward = True
+
+    def _label_probe(self, call: tuple | None, y: torch.Tensor | None,
+                     t: torch.Tensor | None) -> None:
+        """The label probe (:mod:`archlab.diagnose.detectors_labels`): keep PROBE_PER_SAMPLE
+        training examples of each sampled classification batch until PROBE_EXAMPLES are held
+        (a fixed set, chosen by the schedule alone), and every LABEL_PROBE_EVERY steps from
+        LABEL_PROBE_FROM on run the model on them (evaluation mode, no gradients) to record
+        which of their labels the model fits, which it contradicts, and how confidently."""
+        st = self.state
+        if call is None or y is None or t is None or t.is_floating_point() or t.dim() != 1:
+            return
+        if y.dim() != 2 or y.shape[1] < 2 or len(call[1]) != 1 or y.shape[0] != t.shape[0]:
+            return
+        x = call[1][0]
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != t.shape[0]:
+            return
+        held = sum(len(v) for v in self._probe_y)
+        cap = max(PROBE_MIN, min(PROBE_EXAMPLES, PROBE_VALUES // max(1, x[0].numel())))
+        if held < cap:
+            k = min(PROBE_PER_SAMPLE, cap - held)
+            self._probe_x.append(x[:k].detach().clone())
+            self._probe_y.append(t[:k].detach().clone())
+            held += k
+        if st.step < self._next_label_probe or held < PROBE_MIN:
+            return
+        # the first sample at or after each multiple of LABEL_PROBE_EVERY (with the default
+        # schedule: every multiple; with every=k, the next sampled step)
+        self._next_label_probe = (st.step // LABEL_PROBE_EVERY + 1) * LABEL_PROBE_EVERY
+        mod = call[0]
+        xp, yp = torch.cat(self._probe_x), torch.cat(self._probe_y).long()
+        was = mod.training
+        try:
+            mod.eval()
+            with torch.no_grad():
+                out = _first_tensor(mod(xp))
+        except Exception:   # the probe is best effort: keep training alive
+            return
+        finally:
+            mod.train(was)
+        if out is None or out.dim() != 2 or out.shape[0] != len(yp) or int(yp.max()) >= out.shape[1]:
+            return
+        op = st.output_op[-1] if st.output_op else ""
+        out = out.float()
+        p = (out if op.startswith("SoftmaxBackward") else out.exp() if "LogSoftmax" in op
+             else torch.softmax(out, 1))
+        conf, pred = p.max(1)
+        fitted = pred == yp
+        classes = int(out.shape[1])
+        counts = torch.bincount(yp, minlength=classes)
+        hits = torch.bincount(yp[fitted], minlength=classes)
+        wrong = (~fitted).nonzero().flatten()
+        st.label_probe.append({
+            "step": st.step, "n": len(yp), "classes": classes,
+            "fitted": float(fitted.float().mean()),
+            "per_class_fitted": {int(c): float(hits[c] / counts[c]) for c in range(classes)
+                                 if int(counts[c]) >= PROBE_CLASS_MIN},
+            "contradicted": wrong.tolist(), "predicted": pred[wrong].tolist(),
+            "confidence_contradicted": float(conf[wrong].median()) if len(wrong) else math.nan,
+            "confidence_fitted": float(conf[fitted].median()) if bool(fitted.any()) else math.nan})
 
     def _lr(self) -> float:
         if self.optimizer is None:

@@ -71,6 +71,15 @@ class HealthState:
     nonfinite: dict | None = None        # where NaN/Inf first appeared
     validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
     every: list[int] = field(default_factory=list)          # sampling interval at each sample
+    # per sample: whether the gradients were read before an optimizer step (False: no
+    # before_optimizer_step on that sample), and whether backward reached the loss after it
+    # was recorded (True: seen; None: unknown, e.g. a loss recorded after its backward)
+    grad_read: list[bool] = field(default_factory=list)
+    backward_seen: list[bool | None] = field(default_factory=list)
+    # the label probe (classification): per evaluation {'step', 'n', 'classes', 'fitted',
+    # 'per_class_fitted', 'contradicted' (probe indices), 'predicted' (their predicted
+    # classes), 'confidence_contradicted', 'confidence_fitted'} (see detectors_labels)
+    label_probe: list[dict] = field(default_factory=list)
     monitor_seconds: float = 0.0
     train_seconds: float = 0.0
 
@@ -147,7 +156,9 @@ class HealthState:
             "bounded_output": self.bounded_output,
             "output_is_probability": self.output_is_probability,
             "output_in_unit_range": self.output_in_unit_range,
-            "linear_chain": self.linear_chain, "affine": self.affine}), indent=2))
+            "linear_chain": self.linear_chain, "affine": self.affine,
+            "grad_read": self.grad_read, "backward_seen": self.backward_seen,
+            "label_probe": self.label_probe}), indent=2))
         return folder
 
     @classmethod
@@ -184,7 +195,7 @@ class HealthState:
             for key in ("reference", "targets", "output_width", "clip", "optimizer_params",
                         "symmetry", "output_op", "bounded_output",
                         "norm_batch", "output_is_probability", "output_in_unit_range",
-                        "linear_chain", "affine"):
+                        "linear_chain", "affine", "grad_read", "backward_seen", "label_probe"):
                 if key in ctx:
                     setattr(state, key, ctx[key])
             state.init_scale = {k: float(v) for k, v in ctx.get("init_scale", {}).items()}

@@ -1,0 +1,111 @@
+"""Gradients that never reach the optimizer step: cleared between backward and step, or never
+computed.
+
+The fault (Humbatova et al. 2020, *Training / optimiser misuse*; DeepDiagnosis' *unchanged
+weights*): ``optimizer.zero_grad()`` placed between ``loss.backward()`` and ``optimizer.step()``,
+``backward()`` not called before the step, or a loss that does not depend on the parameters the
+optimizer holds. The optimizer then steps on no gradient (PyTorch skips a parameter whose
+``.grad`` is None; a zero gradient gives a zero update), the weights never change, and the loss
+stays where it started. Only its symptom (``loss_not_decreasing``) used to be reported.
+
+What the monitor sees, read where the optimizer reads it (``before_optimizer_step``, after
+backward and any clipping): every parameter that should learn has ``.grad`` None or exactly 0.
+That is impossible in a working loop: the output layer's bias alone receives the mean of the
+loss gradient over the batch, which is 0 only at an exact minimum of the loss (ruled out by the
+loss level) or with a loss that does not depend on the output. A dead ReLU network, a
+zero-initialised one or a vanishing gradient still leaves a gradient in the last layer, so they
+are not mistaken for it (``vanishing_gradients`` and ``dying_relu`` report those).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .baselines import loss_reference
+from .detectors import SLOW, Detector, _fmt, register_detector
+
+
+def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict:
+    """Evidence that the optimizer stepped on no gradient: on each of the last ``samples``
+    samples whose gradients were read before an optimizer step, every layer that should learn
+    (not frozen, in the optimizer when it is known) had no gradient (None) or a zero one, while
+    the recent loss is finite and above ``min_loss`` x the know-nothing reference (at an exact
+    minimum the gradients are 0 legitimately). Empty when it does not hold."""
+    rows = [i for i, read in enumerate(state.grad_read) if read][-samples:]
+    if len(rows) < samples or not state.param_layers:
+        return {}
+    learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
+             and state.optimizer_params.get(p, True)]
+    if not learn:
+        return {}   # nothing should learn: frozen_layers reports it
+    g = state.array("grad_norm")
+    if g.shape[0] <= rows[-1]:
+        return {}
+    sub = g[rows][:, learn]
+    if not np.all(np.nan_to_num(sub, nan=0.0) == 0):
+        return {}
+    losses = state.loss_array()
+    recent = losses[-10:]
+    if recent.size == 0 or not np.all(np.isfinite(recent)):
+        return {}   # a non-finite loss: nan_inf reports it
+    level = float(np.mean(recent))
+    ref = loss_reference(state)
+    if ref is not None and ref.value > 0 and level < min_loss * ref.value:
+        return {}
+    none = [state.param_layers[j] for j in learn if np.all(np.isnan(g[rows, j]))]
+    zero = [state.param_layers[j] for j in learn if state.param_layers[j] not in none]
+    u = state.array("update_ratio")[rows][:, learn]
+    seen = [state.backward_seen[i] if i < len(state.backward_seen) else None for i in rows]
+    return {"steps": [state.sample_steps[i] for i in rows], "layers": [state.param_layers[j] for j in learn],
+            "grad_none": none, "grad_zero": zero, "backward_reached_loss": seen,
+            "max_update_ratio": float(np.nanmax(u)) if np.any(~np.isnan(u)) else math.nan,
+            "recent_loss": level, "reference": ref.to_dict() if ref else None}
+
+
+@register_detector
+class GradientsCleared(Detector):
+    name = "gradients_cleared"
+    explains = SLOW
+    rule = ("on each of the last `samples` samples whose gradients were read before an optimizer "
+            "step, no layer that should learn (requires_grad, in the optimizer when known) had a "
+            "gradient: .grad None or exactly 0 on every parameter, while the loss is finite and "
+            "above min_loss x the know-nothing reference (an exact minimum has zero gradients). "
+            "A working loop always leaves a gradient in the output layer's bias, however dead or "
+            "vanishing the rest, so the gradients were cleared between backward() and step() "
+            "or never computed")
+    thresholds = {"samples": 3, "min_loss": 0.01}
+    fixes = ["call optimizer.zero_grad() before loss.backward() (or right after "
+             "optimizer.step()), never between backward() and step()",
+             "call loss.backward() on every step before optimizer.step()",
+             "compute the loss from the model's outputs without .detach(), .item(), .data or "
+             "torch.no_grad(), so that backward reaches the parameters"]
+
+    def check(self, state):
+        ev = no_gradient_at_step(state, int(self.t["samples"]), self.t["min_loss"])
+        if not ev:
+            return None
+        seen = ev["backward_reached_loss"]
+        n = len(ev["layers"])
+        if all(s is True for s in seen):
+            why = ("backward() reached the loss on each of these steps, yet at the optimizer step "
+                   "no parameter held a gradient: they were cleared in between "
+                   "(zero_grad() between backward() and step())")
+            fixes = list(self.fixes)
+        elif all(s is False for s in seen):
+            why = ("backward() did not reach the recorded loss before the optimizer step: "
+                   "backward() is not called, or called on another tensor")
+            fixes = [self.fixes[1], self.fixes[2], self.fixes[0]]
+        else:
+            why = "the gradients were cleared between backward() and step(), or never computed"
+            fixes = list(self.fixes)
+        kind = ("None" if not ev["grad_zero"] else "exactly 0" if not ev["grad_none"]
+                else "None or exactly 0")
+        ref = ev["reference"]
+        loss = f"; the loss stays at {_fmt(ev['recent_loss'])}" + (
+            f" (know-nothing level {_fmt(ref['value'])})" if ref else "")
+        return self.verdict(
+            state, f"no gradient at the optimizer step: .grad is {kind} on all {n} layers that "
+            f"should learn, on the samples at steps {ev['steps']}; {why}{loss}",
+            layers=ev["layers"], evidence=ev, fixes=fixes)

@@ -1,0 +1,111 @@
+"""Wrong labels (Humbatova et al. 2020, *Training data quality / wrong labels*): label noise,
+labels shuffled or offset against their inputs in part of the data.
+
+The mechanism is the known memorisation dynamics of networks trained on noisy labels (Arpit et
+al. 2017, "A closer look at memorization in deep networks"; Zhang et al. 2017): a network first
+learns the function the correctly labelled majority defines, and fits the wrongly labelled
+examples only much later, by memorising them one by one. In between, on a fixed set of training
+examples, the wrongly labelled ones form a group of their own: the model predicts another
+class for them, the same class evaluation after evaluation (their true class), and as
+confidently as it predicts the labels it fits, because their inputs are ordinary examples of
+that class. Clean data that is merely hard looks different, which is what the rule reads:
+
+* **the model has learned every class** (at least ``min_class_fitted`` of the probe examples of
+  each class get their label as the top prediction): a model that has not learned the task
+  (underfitting, a flat loss, labels that carry no signal at all) misfits examples for its own
+  reasons, and a model that only predicts the majority class of imbalanced data misfits the
+  minority classes wholesale; neither is evidence about the labels;
+* **a large group is contradicted** (at least ``min_contradicted`` of the probe): a calibrated
+  model cannot confidently contradict many correct labels. Where a model says another class
+  has posterior p, at most 1 - p of the examples there can carry the given label, so
+  contradictions at the fitted examples' confidence are rare on correctly labelled data;
+* **confidently** (median top probability over the contradicted examples at least
+  ``confidence_ratio`` x the median over the fitted ones): a hard but correctly labelled example
+  lies where the classes overlap, where the model is unsure; a wrong label sits on an ordinary
+  example of another class;
+* **persistently** (at least ``persistence`` of the contradicted examples were contradicted, with
+  the same predicted class, on each of the previous ``evaluations`` - 1 evaluations, 64 steps
+  apart): a model still learning changes its mind about the examples it misfits; the true class
+  of a wrongly labelled example does not change.
+
+The probe: the monitor keeps 8 training examples of each of the first sampled classification
+batches (128 in all; fewer for large inputs), a fixed set chosen by the step schedule alone, and
+from step 64 on runs the model on it every 64 steps in evaluation mode without gradients
+(:meth:`archlab.diagnose.monitor.HealthRecorder` records ``state.label_probe``). Its cost is one
+forward pass over 128 examples per 64 steps.
+
+The fraction of contradicted probe examples estimates the wrong labels from below (random
+relabelling at rate r over C classes changes r (C - 1) / C of the labels; a network that has
+started memorising fits some of them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .detectors import SLOW, Detector, register_detector
+
+
+@register_detector
+class LabelNoise(Detector):
+    name = "label_noise"
+    explains = SLOW
+    severity = "warning"
+    rule = ("on each of the last `evaluations` evaluations of a fixed probe of training "
+            "examples (every 64 steps from step 64), the model fits every class (at least "
+            "min_class_fitted of each class's probe examples get their label as the top "
+            "prediction) yet contradicts at least min_contradicted of the probe, as confidently "
+            "as it fits the rest (median top probability of the contradicted >= "
+            "confidence_ratio x that of the fitted) and persistently (at least `persistence` of "
+            "them contradicted with the same predicted class on each previous evaluation): the "
+            "memorisation dynamics of wrong labels (Arpit et al. 2017), not of hard examples, "
+            "which the model is unsure about and changes its mind on")
+    thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
+                  "confidence_ratio": 0.9, "persistence": 0.67}
+    fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
+             "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
+             "check the label pipeline for part of the data: labels shuffled, offset by a row or "
+             "joined on the wrong key relative to their inputs",
+             "train robustly to the noise that remains: early stopping at the best validation "
+             "epoch, label smoothing, small-loss selection (co-teaching, Han et al. 2018)"]
+
+    def check(self, state):
+        n = int(self.t["evaluations"])
+        ev = state.label_probe[-n:]
+        if len(ev) < n:
+            return None
+        for e in ev:
+            per_class = e.get("per_class_fitted", {})
+            if len(per_class) < 2 or min(per_class.values()) < self.t["min_class_fitted"]:
+                return None   # the model has not learned every class: no evidence on labels
+            if not e["n"] or len(e["contradicted"]) / e["n"] < self.t["min_contradicted"]:
+                return None
+            cc, cf = e["confidence_contradicted"], e["confidence_fitted"]
+            if not (math.isfinite(cc) and math.isfinite(cf) and cc >= self.t["confidence_ratio"] * cf):
+                return None   # unsure about what it misfits: hard examples, not wrong labels
+        last = dict(zip(ev[-1]["contradicted"], ev[-1]["predicted"], strict=True))
+        kept = []
+        for e in ev[:-1]:
+            before = dict(zip(e["contradicted"], e["predicted"], strict=True))
+            kept.append(sum(1 for i, c in last.items() if before.get(i) == c) / len(last))
+        if min(kept) < self.t["persistence"]:
+            return None   # the model changes its mind: still learning, not wrong labels
+        e = ev[-1]
+        frac = len(e["contradicted"]) / e["n"]
+        worst = min(e["per_class_fitted"].values())
+        return self.verdict(
+            state, f"wrong labels likely: the model contradicts {len(e['contradicted'])} of "
+            f"{e['n']} probe training examples ({frac:.0%}) with confidence "
+            f"{e['confidence_contradicted']:.2f} (fitted ones {e['confidence_fitted']:.2f}), the "
+            f"same predicted class on {min(kept):.0%} of them over the evaluations at steps "
+            f"{[x['step'] for x in ev]}, while it fits every class (worst {worst:.0%})",
+            evidence={"evaluation_steps": [x["step"] for x in ev], "probe_examples": e["n"],
+                      "contradicted_fraction": [len(x["contradicted"]) / x["n"] for x in ev],
+                      "confidence_contradicted": [x["confidence_contradicted"] for x in ev],
+                      "confidence_fitted": [x["confidence_fitted"] for x in ev],
+                      "same_prediction": kept, "per_class_fitted": e["per_class_fitted"],
+                      "wrong_label_estimate": f">= {frac:.0%} of the training labels",
+                      "predicted_classes_of_contradicted": np.bincount(
+                          e["predicted"], minlength=e["classes"]).tolist()})
