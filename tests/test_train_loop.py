@@ -139,12 +139,16 @@ class _CrashAt(Callback):
             raise self.error("stop here")
 
 
-@pytest.mark.parametrize("first,then", [("auto", "lightning"), ("lightning", "auto")])
-def test_a_checkpoint_of_either_loop_resumes_with_either(tmp_path, first, then):
-    whole = fit(tmp_path, "whole", then)
+@pytest.mark.parametrize("first,then,options", [
+    ("auto", "lightning", {}), ("lightning", "auto", {}),
+    ("auto", "lightning", {"clip": 0.1, "schedule": "cosine"})])   # the automatic optimisation's counters
+def test_a_checkpoint_of_either_loop_resumes_with_either(tmp_path, first, then, options):
+    whole = fit(tmp_path, "whole", then, **options)
     with pytest.raises(_Crash):
-        fit(tmp_path, "crashed", first, callbacks=[_CrashAt(epoch=2, batch=1)])
+        fit(tmp_path, "crashed", first, callbacks=[_CrashAt(epoch=2, batch=1)], **options)
     resumed = resume(tmp_path / "crashed", loop=then)
+    last = [read_checkpoint(r.path / "checkpoints" / "last.ckpt") for r in (resumed, whole)]
+    same(last[0]["loops"], last[1]["loops"], "loops", "", "")
     assert rows(resumed) == rows(whole)
     assert resumed.summary["test"] == whole.summary["test"]
     assert resumed.summary["best_epoch"] == whole.summary["best_epoch"]

@@ -707,8 +707,9 @@ class LoopTrainer:
                 "predict_loop": idle(False)}
 
     def _cur(self, name: str, total: int) -> int:
-        """Lightning's "current" counter: the total less what the checkpoint resumed from held
-        (the counters restart with the process) or less the epoch's start (those reset per epoch)."""
+        """Lightning's "current" counter: the total less its value at the start of the epoch for
+        the counters Lightning's training-epoch loop restarts every epoch (the scheduler's and
+        the automatic optimisation's); the others equal their totals, over a resume too."""
         return total - self._offsets.get(name, 0)
 
     def _restore_modules_and_callbacks(self, module, ckpt: dict) -> None:
