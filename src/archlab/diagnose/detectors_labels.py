@@ -25,8 +25,11 @@ that class. Clean data that is merely hard looks different, which is what the ru
   example of another class;
 * **persistently** (at least ``persistence`` of the contradicted examples were contradicted, with
   the same predicted class, on each of the previous ``evaluations`` - 1 evaluations, 64 steps
-  apart): a model still learning changes its mind about the examples it misfits; the true class
-  of a wrongly labelled example does not change.
+  apart, and the contradicted fraction is stable: its smallest value over the evaluations is at
+  least ``stable`` x its largest): a model still learning changes its mind about the examples
+  it misfits and misfits fewer of them at every evaluation; the true class of a wrongly
+  labelled example does not change, nor does their number (until memorisation slowly lowers
+  it).
 
 The probe: the monitor keeps 8 training examples of each of the first sampled classification
 batches (128 in all; fewer for large inputs), a fixed set chosen by the step schedule alone, and
@@ -59,11 +62,13 @@ class LabelNoise(Detector):
             "prediction) yet contradicts at least min_contradicted of the probe, as confidently "
             "as it fits the rest (median top probability of the contradicted >= "
             "confidence_ratio x that of the fitted) and persistently (at least `persistence` of "
-            "them contradicted with the same predicted class on each previous evaluation): the "
+            "them contradicted with the same predicted class on each previous evaluation, and "
+            "the contradicted fraction stable: smallest >= `stable` x largest): the "
             "memorisation dynamics of wrong labels (Arpit et al. 2017), not of hard examples, "
-            "which the model is unsure about and changes its mind on")
+            "which the model is unsure about and changes its mind on, nor of a model still "
+            "learning, which misfits fewer examples at every evaluation")
     thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
-                  "confidence_ratio": 0.9, "persistence": 0.67}
+                  "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75}
     fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
              "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
              "check the label pipeline for part of the data: labels shuffled, offset by a row or "
@@ -85,6 +90,9 @@ class LabelNoise(Detector):
             cc, cf = e["confidence_contradicted"], e["confidence_fitted"]
             if not (math.isfinite(cc) and math.isfinite(cf) and cc >= self.t["confidence_ratio"] * cf):
                 return None   # unsure about what it misfits: hard examples, not wrong labels
+        fractions = [len(e["contradicted"]) / e["n"] for e in ev]
+        if min(fractions) < self.t["stable"] * max(fractions):
+            return None   # fewer misfits at every evaluation: a model still learning
         last = dict(zip(ev[-1]["contradicted"], ev[-1]["predicted"], strict=True))
         kept = []
         for e in ev[:-1]:

@@ -662,6 +662,7 @@ class HealthRecorder:
     def run_detectors(self) -> list[Verdict]:
         """Run every detector not yet fired; a new verdict is attributed (symptoms to the causes
         found so far, :func:`~archlab.diagnose.detectors.attribute`) before it is reported."""
+        t0 = time.perf_counter()
         new = []
         for d in self.detectors:
             if d.name in self.fired:
@@ -676,6 +677,7 @@ class HealthRecorder:
             if self.on_event:
                 for v in new:
                     self.on_event(v)
+        self.state.detector_seconds += time.perf_counter() - t0
         return new
 
     def finish(self, folder: str | Path | None) -> None:
@@ -695,6 +697,8 @@ class HealthRecorder:
             "schedule": {"every": self.fixed_every, "dense": self.dense,
                          "max_every": self.max_every},
             "measured_overhead": self.overhead,
+            "seconds": {"train": self.state.train_seconds, "monitor": self.state.monitor_seconds,
+                        "detectors": self.state.detector_seconds},
             "detectors": {d.name: {"rule": d.rule, "thresholds": d.t} for d in self.detectors},
         }, indent=2))
 

@@ -81,6 +81,7 @@ class HealthState:
     # classes), 'confidence_contradicted', 'confidence_fitted'} (see detectors_labels)
     label_probe: list[dict] = field(default_factory=list)
     monitor_seconds: float = 0.0
+    detector_seconds: float = 0.0   # the part of monitor_seconds spent in the detectors
     train_seconds: float = 0.0
 
     # ------------------------------------------------------------------ reading helpers ----
