@@ -141,3 +141,15 @@ def test_label_noise_silent_on_correct_labels(case):
     rec = _loop(_mlp(), x, y, 640)
     assert len(rec.state.label_probe) == 9          # steps 64, 128, ..., 576
     assert "label_noise" not in _fired(rec)
+
+
+def test_label_probe_restores_every_module_mode():
+    """The probe runs the model in evaluation mode and restores each module's own mode: a batch
+    norm frozen in evaluation mode by the user stays so."""
+    x, y = blobs(512, 4, 3.0, 0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    model[1].eval()
+    rec = _loop(model, x, y, 70)
+    assert [e["step"] for e in rec.state.label_probe] == [64]
+    assert model.training and not model[1].training

@@ -600,15 +600,16 @@ class HealthRecorder:
         self._next_label_probe = (st.step // LABEL_PROBE_EVERY + 1) * LABEL_PROBE_EVERY
         mod = call[0]
         xp, yp = torch.cat(self._probe_x), torch.cat(self._probe_y).long()
-        was = mod.training
-        try:
+        modes = [(m, m.training) for m in mod.modules()]   # restored one by one: a
+        try:                                                # frozen batch norm stays in eval
             mod.eval()
             with torch.no_grad():
                 out = _first_tensor(mod(xp))
         except Exception:   # the probe is best effort: keep training alive
             return
         finally:
-            mod.train(was)
+            for m, training in modes:
+                m.training = training
         if out is None or out.dim() != 2 or out.shape[0] != len(yp) or int(yp.max()) >= out.shape[1]:
             return
         op = st.output_op[-1] if st.output_op else ""
