@@ -14,16 +14,17 @@ doubles each time the step count doubles, up to ``max_every``: with the defaults
 ``every=k`` samples every k-th step instead.
 
 On a sampled step one process-wide forward hook is installed for that step's forward pass only
-(removed once the loss is read), gradient norms are read before the optimizer step, and the
-parameters are copied so the update-to-weight ratio comes from the change the optimizer actually
-made (Karpathy's ~1e-3 rule of thumb). The overhead is kept low by making each sample cheap, not
-rare (:mod:`archlab.diagnose.sampling`): the hook only keeps views of the first 16 examples of
-each watched output (a dead unit must stay inactive on all of them, over the last
-``dead_window`` samples); right after the forward pass they are reduced to per-layer
-statistics in a fixed number of fused tensor ops whatever the number of layers, and let go of
-before backward; gradient and weight norms come from one fused ``_foreach_norm``; one
-device-to-host copy per sample brings everything back. Every step costs one read of the loss
-(a device sync on accelerators) so that NaN/Inf is caught at the step it appears.
+(removed once the loss is read); it only appends (module, inputs, output) to a list, read once
+after the forward pass. The overhead is kept low by making each sample cheap, not rare
+(:mod:`archlab.diagnose.sampling`): the statistics of the first 16 examples of each watched
+output (a dead unit must stay inactive on all of them, over the last ``dead_window`` samples)
+come from a fixed number of fused tensor ops whatever the number of layers, and the outputs are
+let go of before backward; gradients and weights are copied into one flat buffer (one
+``_foreach_copy_``) whose per-layer squared norms are one segment reduction, and its weight half
+is the snapshot the update-to-weight ratio is measured against (Karpathy's ~1e-3 rule of
+thumb); one device-to-host copy per sample brings everything back, the output's range and the
+batch's label counts included. An unsampled step costs one read of the loss (a device sync on
+accelerators) so that NaN/Inf is caught at the step it appears, and nothing else.
 
 When the loss turns non-finite the monitor replays that step's forward pass once, with hooks on
 every module, to name the first module whose output went NaN/Inf and why (its input, its weights,
