@@ -2,7 +2,9 @@
 (``benchmarks/fault_suite.py --fresh2``). CI checks only its integrity
 (``tests/test_fault_suite_fresh2.py``), never verdicts.
 
-Written 2026-12-02, 02:35-03:35 UTC. **Not judged yet**: no run with the health monitor on has
+Written 2026-12-02, 02:35-03:35 UTC. **Judged once**, 2026-12-02 04:19-04:26 UTC (recall 0.780,
+17/132 wrong-cause runs, 4/45 healthy alarms; docs/diagnostics.md, "The second fresh suite"):
+its cases are now seen. Before that run no run with the health monitor on had
 been made on any set-up of this module. The only monitored calls were a plumbing check that the
 three runners work with the monitor attached: one throwaway set-up per path (an MLP with one
 hidden layer of 8 units, not a model of this suite, 3 steps), run on commit e72512e and again
