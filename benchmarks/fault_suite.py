@@ -71,30 +71,20 @@ def main() -> None:
     torch.set_num_threads(1)
     print(load())
     out: dict = {}
-    if args.fresh2:
-        from archlab.diagnose import fault_catalogue_fresh2 as fresh2
+    if args.fresh2 or args.fresh:
+        from archlab.diagnose import fault_catalogue_fresh, fault_catalogue_fresh2
 
+        label, module, run = (("fresh2", fault_catalogue_fresh2, fault_catalogue_fresh2.run_fresh2) if args.fresh2
+                              else ("fresh", fault_catalogue_fresh, fault_catalogue_fresh.run_fresh))
         t0, results = time.perf_counter(), []
-        for s in fresh2.SETUPS:
+        for s in module.SETUPS:
             for seed in range(args.seeds):
-                results.append(r := fresh2.run_fresh2(s, seed))
-                print(f"  [fresh2] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
+                results.append(r := run(s, seed))
+                print(f"  [{label}] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
                       f"score {r.score:6.3f} fired {r.fired}", flush=True)
-        print(f"\nfresh2 suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
-        out["fresh2"] = report("fresh2", fresh2.SETUPS, results)
-        out["fresh2"]["runs"] = [r.__dict__ for r in results]
-    elif args.fresh:
-        from archlab.diagnose import fault_catalogue_fresh as fresh
-
-        t0, results = time.perf_counter(), []
-        for s in fresh.SETUPS:
-            for seed in range(args.seeds):
-                results.append(r := fresh.run_fresh(s, seed))
-                print(f"  [fresh] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
-                      f"score {r.score:6.3f} fired {r.fired}", flush=True)
-        print(f"\nfresh suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
-        out["fresh"] = report("fresh", fresh.SETUPS, results)
-        out["fresh"]["runs"] = [r.__dict__ for r in results]
+        print(f"\n{label} suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
+        out[label] = report(label, module.SETUPS, results)
+        out[label]["runs"] = [r.__dict__ for r in results]
     elif not args.overhead_only:
         halves = ["dev", "held-out"] if args.half == "both" else [args.half]
         for which in halves:

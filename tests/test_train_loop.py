@@ -86,7 +86,6 @@ def test_archlab_loop_trains_exactly_as_lightnings_trainer(tmp_path):
 
 
 def test_clipping_automatic_optimisation_and_the_health_monitor(tmp_path):
-    pytest.importorskip("archlab.diagnose.callback")
     opts = {"clip": 0.05, "clip_by": "norm", "schedule": "cosine", "health": True, "lr": 0.3,
             "optimizer": "sgd"}
     ours = fit(tmp_path, "ours", "auto", **opts)
@@ -119,7 +118,6 @@ def test_early_stopping_ties_and_no_validation_split(tmp_path):
 
 
 def test_nan_loss_stops_alike(tmp_path):
-    pytest.importorskip("archlab.diagnose.callback")
     nan = {"lr": 1e6, "optimizer": "sgd", "health": True, "schedule": "constant", "epochs": 3}
     ours, theirs = fit(tmp_path, "ours", "auto", **nan), fit(tmp_path, "theirs", "lightning", **nan)
     assert_same_run(ours, theirs)
