@@ -73,6 +73,30 @@ def _reference_of(trainer, pl_module) -> dict:
     return out
 
 
+def _validation_size(trainer) -> int | None:
+    """Examples in the validation pass (None when the loaders do not say: an iterable
+    dataset, or a trainer without ``val_dataloaders``)."""
+    try:
+        loaders = getattr(trainer, "val_dataloaders", None)
+    except Exception:   # a trainer-like object that refuses the attribute
+        return None
+    if loaders is None:
+        return None
+    if not isinstance(loaders, (list, tuple)):
+        loaders = [loaders]
+    total = 0
+    for dl in loaders:
+        try:
+            n = len(dl.dataset)
+        except (AttributeError, TypeError):
+            return None
+        limit = getattr(trainer, "limit_val_batches", 1.0)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            n = min(n, limit * (getattr(dl, "batch_size", None) or n))
+        total += n
+    return total or None
+
+
 class HealthMonitor(pl.Callback):
     """Samples per-layer health on a fixed schedule of steps (every step at first, then
     sparser: :func:`archlab.diagnose.monitor.sample_interval`), runs the detectors, and writes
@@ -171,7 +195,8 @@ class HealthMonitor(pl.Callback):
         keys = (self.val_loss_key,) if self.val_loss_key else VAL_LOSS_KEYS
         for key in keys:
             if key in metrics:
-                self.recorder.validation(float(metrics[key]), trainer.current_epoch)
+                self.recorder.validation(float(metrics[key]), trainer.current_epoch,
+                                         val_size=_validation_size(trainer))
                 return
 
     def on_train_end(self, trainer, pl_module) -> None:

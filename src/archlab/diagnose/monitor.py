@@ -220,6 +220,7 @@ class HealthRecorder:
         ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
         self.state.optimizer_params = {layer: any(id(p) in ids for p in ps)
                                        for layer, ps in self._params.items()}
+        self.state.optimizer_settings = optimizer_settings(optimizer)
 
     def set_reference(self, *, classes: int | None = None, label_entropy: float | None = None,
                       target_variance: float | None = None, loss: str | None = None) -> None:
@@ -650,15 +651,19 @@ class HealthRecorder:
         self.state.monitor_seconds += self._cost
         self._cost = 0.0
 
-    def validation(self, val_loss: float, epoch: int, train_loss: float | None = None) -> list[Verdict]:
-        """Record one validation pass; ``train_loss`` defaults to the mean loss since the last."""
+    def validation(self, val_loss: float, epoch: int, train_loss: float | None = None,
+                   val_size: int | None = None) -> list[Verdict]:
+        """Record one validation pass; ``train_loss`` defaults to the mean loss since the last;
+        ``val_size`` is the number of validation examples (the rules judge a gap between the
+        losses against the noise of a set that size; None: unknown)."""
         st = self.state
         if train_loss is None:
             start = st.validation[-1]["step"] + 1 if st.validation else 0
             recent = st.losses[start:]
             train_loss = sum(recent) / len(recent) if recent else math.nan
         st.validation.append({"step": st.step, "epoch": epoch, "train_loss": float(train_loss),
-                              "val_loss": float(val_loss)})
+                              "val_loss": float(val_loss),
+                              "val_size": int(val_size) if val_size else None})
         return self.run_detectors()
 
     def run_detectors(self) -> list[Verdict]:
@@ -829,6 +834,41 @@ def _observe_targets(st: HealthState, y: torch.Tensor, out: torch.Tensor | None,
     t["sumsq"] = t.get("sumsq", 0.0) + float((v * v).sum())
     t["absmax"] = max(t.get("absmax", 0.0), float(v.abs().max()))
     t["matches_output"] = out is not None and out.numel() == y.numel()
+
+
+_SETTINGS = ("momentum", "dampening", "nesterov", "betas", "eps", "weight_decay", "alpha",
+             "lr_decay", "initial_accumulator_value", "centered")
+
+
+def optimizer_settings(optimizer) -> dict:
+    """The optimizer's type and hyper-parameters, as plain JSON values: those of the group with
+    the largest learning rate at the top level (what the rules read), every group's under
+    'groups'. Adam's ``betas`` also give 'momentum' None (beta1 averages, it does not amplify)."""
+    groups = []
+    for g in getattr(optimizer, "param_groups", []):
+        row = {"lr": _plain_number(g.get("lr")),
+               "params": sum(p.numel() for p in g.get("params", ()))}
+        for key in _SETTINGS:
+            if key in g:
+                v = g[key]
+                row[key] = [_plain_number(x) for x in v] if isinstance(v, (tuple, list)) \
+                    else _plain_number(v)
+        groups.append(row)
+    out: dict = {"type": type(optimizer).__name__, "groups": groups}
+    if groups:
+        top = max(groups, key=lambda r: r["lr"] if isinstance(r["lr"], float) else -math.inf)
+        out.update({k: v for k, v in top.items() if k not in ("lr", "params")})
+    return out
+
+
+def _plain_number(v):
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, float)):
+        return float(v) if not isinstance(v, int) else v
+    return str(v)
 
 
 def _act_kind(m: nn.Module) -> str | None:

@@ -59,6 +59,9 @@ class HealthState:
     initial_lr: float = math.nan
     clip: dict = field(default_factory=dict)             # {'value', 'algorithm'} when known
     optimizer_params: dict[str, bool] = field(default_factory=dict)  # layer -> in the optimizer
+    # the optimizer's settings when known: {'type': class name, 'momentum', 'dampening',
+    # 'nesterov', 'betas', 'eps', 'weight_decay' (of the group with the largest lr), 'groups'}
+    optimizer_settings: dict = field(default_factory=dict)
     # layer -> norm of a default initialisation of its shapes (structure.init_scale): the scale
     # below which an update-to-weight ratio means nothing (the weights are ~0)
     init_scale: dict[str, float] = field(default_factory=dict)
@@ -69,7 +72,8 @@ class HealthState:
     bounded_output: dict = field(default_factory=dict)   # the output-bound probe's evidence
     norm_batch: list[dict[str, int]] = field(default_factory=list)  # BN layer -> batch size
     nonfinite: dict | None = None        # where NaN/Inf first appeared
-    validation: list[dict] = field(default_factory=list)  # {step, epoch, train_loss, val_loss}
+    # {step, epoch, train_loss, val_loss, val_size (examples in the validation pass, None: unknown)}
+    validation: list[dict] = field(default_factory=list)
     every: list[int] = field(default_factory=list)          # sampling interval at each sample
     # per sample: whether the gradients were read before an optimizer step (False: no
     # before_optimizer_step on that sample), and whether backward reached the loss after it
@@ -144,15 +148,18 @@ class HealthState:
             writer.writerows(enumerate(self.losses))
         with open(folder / "validation.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["step", "epoch", "train_loss", "val_loss"])
+            writer.writerow(["step", "epoch", "train_loss", "val_loss", "val_size"])
             for row in self.validation:
-                writer.writerow([row["step"], row["epoch"], row["train_loss"], row["val_loss"]])
+                size = row.get("val_size")
+                writer.writerow([row["step"], row["epoch"], row["train_loss"], row["val_loss"],
+                                 "" if size is None else int(size)])
         if self.nonfinite is not None:
             (folder / "nonfinite.json").write_text(json.dumps(self.nonfinite, indent=2))
         (folder / "context.json").write_text(json.dumps(_plain({
             "reference": self.reference, "targets": self.targets, "output_width": self.output_width,
             "lr": self.lr, "initial_lr": self.initial_lr, "clip": self.clip,
             "optimizer_params": self.optimizer_params, "norm_batch": self.norm_batch,
+            "optimizer_settings": self.optimizer_settings,
             "init_scale": self.init_scale, "symmetry": self.symmetry, "output_op": self.output_op,
             "bounded_output": self.bounded_output,
             "output_is_probability": self.output_is_probability,
@@ -185,7 +192,8 @@ class HealthState:
             with open(path, newline="") as fh:
                 state.validation = [
                     {"step": int(r["step"]), "epoch": int(r["epoch"]),
-                     "train_loss": float(r["train_loss"]), "val_loss": float(r["val_loss"])}
+                     "train_loss": float(r["train_loss"]), "val_loss": float(r["val_loss"]),
+                     "val_size": int(r["val_size"]) if r.get("val_size") else None}
                     for r in csv.DictReader(fh)]
         path = folder / "nonfinite.json"
         if path.exists():
@@ -194,6 +202,7 @@ class HealthState:
         if path.exists():
             ctx = json.loads(path.read_text())
             for key in ("reference", "targets", "output_width", "clip", "optimizer_params",
+                        "optimizer_settings",
                         "symmetry", "output_op", "bounded_output",
                         "norm_batch", "output_is_probability", "output_in_unit_range",
                         "linear_chain", "affine", "grad_read", "backward_seen", "label_probe"):
