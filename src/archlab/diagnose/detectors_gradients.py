@@ -26,6 +26,76 @@ import numpy as np
 from .baselines import loss_reference
 from .detectors import SLOW, Detector, _fmt, register_detector
 
+PINNED = 1e-3   # relative spread of a total norm that clipping pinned (see clip_evidence)
+
+
+def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0,
+                  most: float = 0.8) -> dict | None:
+    """Evidence that clipping by norm rescales (nearly) every update, read from the gradients.
+
+    ``torch.nn.utils.clip_grad_norm_(params, c)`` multiplies every gradient by
+    c / (|g| + 1e-6) when the total norm |g| exceeds c, so the total norm it leaves is c, to
+    1e-6 / |g| relative, while each layer's norm keeps moving with the batch. On at least
+    ``most`` of the last ``window`` samples whose gradients were read (at least ``samples``):
+
+    * a declared threshold c read *before* clipping (Lightning's hook order): the total norm
+      is above ``ratio`` x c: clipping divides the update by more than ``ratio``;
+    * a declared threshold read *after* clipping (a plain loop calls the recorder after
+      ``clip_grad_norm_``): the total norm equals c (to PINNED relative): clipping binds on
+      each of them;
+    * no declared threshold: the total norm equals one value, its largest over the window (to
+      PINNED relative; the samples below it are steps where clipping did not bind), while the
+      layers' shares of it move (by more than 1e-3) and no layer's non-zero norm repeats to
+      float precision (a constant gradient, as a dead network whose gradients are never zeroed
+      leaves, pins every layer too: that is not clipping).
+
+    Batch gradients vary by tens of percent from batch to batch, so a total norm that repeats
+    to 0.1 % on most samples is a rescaling, not chance. None when none of these holds."""
+    read = state.grad_read
+    g_all = state.array("grad_norm")
+    rows = [i for i in range(g_all.shape[0]) if (i >= len(read) or read[i])
+            and np.any(~np.isnan(g_all[i]))][-window:]
+    if len(rows) < samples:
+        return None
+    g = g_all[rows]
+    total = np.sqrt(np.nansum(g ** 2, axis=1))
+    if not np.all(np.isfinite(total)) or not total.max() > 0:
+        return None
+    steps = [state.sample_steps[i] for i in rows] if len(state.sample_steps) >= g_all.shape[0] else []
+    clip = state.clip.get("value") if state.clip else None
+    base = {"samples": len(rows), "steps": steps, "total_norm": total.tolist()}
+    if clip:
+        c = float(clip)
+        over = total / c
+        if np.mean(over > ratio) >= most:
+            return {**base, "clip_value": c, "median_norm_over_clip": float(np.median(over)),
+                    "how": f"declared threshold; the total norm before clipping is a median "
+                           f"{_fmt(float(np.median(over)))} x it"}
+        at = np.abs(total - c) <= PINNED * c
+        if np.mean(at) >= most:
+            return {**base, "clip_value": c, "fraction_at_clip": float(np.mean(at)),
+                    "how": f"declared threshold; the total norm read after clipping equals it on "
+                           f"{int(at.sum())} of {len(rows)} samples: clipping binds on each"}
+        return None
+    top = float(total.max())
+    pinned = np.abs(total - top) <= PINNED * top
+    if np.mean(pinned) < most:
+        return None
+    live = g[pinned][:, ~np.any(np.isnan(g[pinned]), axis=0)]
+    if live.shape[1] < 2:
+        return None   # one layer: its share is always 1, rescaling cannot be told from a constant
+    hi, lo = live.max(axis=0), live.min(axis=0)
+    if np.any((hi > 0) & (hi - lo <= 1e-6 * hi)):
+        return None   # a layer's gradient repeats: nothing rescales it (a constant gradient)
+    shares = live / total[pinned][:, None]
+    if not np.any(shares.max(axis=0) - shares.min(axis=0) > 1e-3):
+        return None
+    return {**base, "clip_value": top, "fraction_at_clip": float(np.mean(pinned)),
+            "how": f"no declared threshold; the total gradient norm equals {_fmt(top)} (to "
+                   f"{PINNED:g}) on {int(pinned.sum())} of {len(rows)} samples while the layers' "
+                   "shares of it move: the loop clips by norm before the monitor reads the "
+                   "gradients"}
+
 
 def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict:
     """Evidence that the optimizer stepped on no gradient: on each of the last ``samples``

@@ -37,6 +37,19 @@ from step 64 on runs the model on it every 64 steps in evaluation mode without g
 (:meth:`archlab.diagnose.monitor.HealthRecorder` records ``state.label_probe``). Its cost is one
 forward pass over 128 examples per 64 steps.
 
+Two look-alikes of persistence are ruled out before wrong labels are named:
+
+* **a model that stopped learning** (a learning rate decayed to nothing, ``lr_decayed``, or
+  weights that hardly move between the evaluations: median update-to-weight ratio over the
+  samples between the first and the last evaluation below ``min_update_ratio``, the level
+  below which ``lr_too_low`` calls a run stalled) changes its mind about nothing, so every
+  misfit it has persists: its contradictions are its unfinished learning, not the labels;
+* **an underfitting model** is unsure about what it gets right: a model that has learned the
+  function the correct labels define predicts them confidently. On each evaluation the median
+  confidence of the fitted examples must lie at least ``min_confidence`` of the way from chance
+  (1 / C) to certainty; a model near chance (confidences ~0.5 on two classes) contradicts and
+  fits examples alike by coin flip.
+
 The fraction of contradicted probe examples estimates the wrong labels from below (random
 relabelling at rate r over C classes changes r (C - 1) / C of the labels; a network that has
 started memorising fits some of them).
@@ -48,7 +61,19 @@ import math
 
 import numpy as np
 
-from .detectors import SLOW, Detector, register_detector
+from .detectors import SLOW, Detector, lr_decayed, register_detector
+
+
+def movement_between(state, first_step: int, last_step: int) -> float:
+    """Median over the samples from ``first_step`` to ``last_step`` of the median update-to-
+    weight ratio over the layers that moved or have a gradient (nan: none recorded)."""
+    u = state.array("update_ratio")
+    steps = np.asarray(state.sample_steps[:u.shape[0]])
+    rows = u[(steps >= first_step) & (steps <= last_step)] if u.size else u
+    if rows.size == 0:
+        return math.nan
+    per = [float(np.median(r[np.isfinite(r)])) for r in rows if np.any(np.isfinite(r))]
+    return float(np.median(per)) if per else math.nan
 
 
 @register_detector
@@ -66,9 +91,14 @@ class LabelNoise(Detector):
             "the contradicted fraction stable: smallest >= `stable` x largest): the "
             "memorisation dynamics of wrong labels (Arpit et al. 2017), not of hard examples, "
             "which the model is unsure about and changes its mind on, nor of a model still "
-            "learning, which misfits fewer examples at every evaluation")
+            "learning, which misfits fewer examples at every evaluation. Ruled out first: a "
+            "model that stopped learning (learning rate decayed to ~0, or a median update/"
+            "weight ratio between the evaluations below min_update_ratio: nothing it misfits "
+            "can change), and an underfitting one (median confidence of the fitted examples "
+            "less than min_confidence of the way from chance 1/C to certainty)")
     thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
-                  "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75}
+                  "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75,
+                  "min_update_ratio": 1e-5, "min_confidence": 0.25}
     fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
              "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
              "check the label pipeline for part of the data: labels shuffled, offset by a row or "
@@ -81,7 +111,16 @@ class LabelNoise(Detector):
         ev = state.label_probe[-n:]
         if len(ev) < n:
             return None
+        if lr_decayed(state):
+            return None   # the schedule stopped training: its misfits persist for that reason
+        moved = movement_between(state, ev[0]["step"], ev[-1]["step"])
+        if math.isfinite(moved) and moved < self.t["min_update_ratio"]:
+            return None   # the weights did not move between the evaluations: nothing could change
         for e in ev:
+            chance = 1.0 / max(int(e.get("classes", 2)), 2)
+            cf = e["confidence_fitted"]
+            if not (math.isfinite(cf) and (cf - chance) / (1 - chance) >= self.t["min_confidence"]):
+                return None   # unsure about what it fits: underfitting, not wrong labels
             per_class = e.get("per_class_fitted", {})
             if len(per_class) < 2 or min(per_class.values()) < self.t["min_class_fitted"]:
                 return None   # the model has not learned every class: no evidence on labels
@@ -114,6 +153,7 @@ class LabelNoise(Detector):
                       "confidence_contradicted": [x["confidence_contradicted"] for x in ev],
                       "confidence_fitted": [x["confidence_fitted"] for x in ev],
                       "same_prediction": kept, "per_class_fitted": e["per_class_fitted"],
+                      "median_update_ratio_between": moved,
                       "wrong_label_estimate": f">= {frac:.0%} of the training labels",
                       "predicted_classes_of_contradicted": np.bincount(
                           e["predicted"], minlength=e["classes"]).tolist()})

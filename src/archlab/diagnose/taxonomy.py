@@ -30,7 +30,6 @@ from .detectors import (
     TARGET_VARIANCE_LIMIT,
     Detector,
     _fmt,
-    clipping_binding,
     data_onset,
     lr_decayed,
     register_detector,
@@ -92,51 +91,119 @@ class BatchNormSmallBatch(Detector):
                                                         "onset_step": data_onset(state)})
 
 
+def distinct_classes(p: np.ndarray, b: int) -> tuple[float, float]:
+    """(mean, variance) of the number of distinct classes in a batch of ``b`` labels drawn at
+    random from the class probabilities ``p``: class c is absent with probability
+    a_c = (1 - p_c)^b, so E = sum(1 - a_c) and Var = sum a_c (1 - a_c) + sum over pairs c != c'
+    of (1 - p_c - p_c')^b - a_c a_c'. Draws with replacement: a batch drawn without replacement
+    from a finite split holds at least as many classes, so the test below is conservative."""
+    a = (1.0 - p) ** b
+    mean = float(np.sum(1.0 - a))
+    var = float(np.sum(a * (1.0 - a)))
+    if len(p) <= 2000:   # the pair terms (negative: classes compete for the b draws)
+        both = np.clip(1.0 - p[:, None] - p[None, :], 0.0, None) ** b - np.outer(a, a)
+        np.fill_diagonal(both, 0.0)
+        var += float(both.sum())
+    return mean, max(var, 0.0)
+
+
+def order_evidence(state) -> dict | None:
+    """How far the label mix of the sampled batches is from that of random batches.
+
+    Under shuffling, every batch is a random draw from the training labels, whose class shares
+    the sampled labels estimate; its number of distinct classes D then has the mean and
+    variance of :func:`distinct_classes`. Ordered data (sorted by class, or grouped) fills each
+    batch from one stretch of the split, so consecutive examples share their label and batches
+    hold fewer classes. Over the n sampled batches: the deficit sum(E_i - D_i), its z score
+    against sqrt(sum Var_i) (the sampled batches are independent draws under shuffling), and
+    the deficit as a fraction of the most a batch can lack, sum(E_i - 1) (a batch holds at
+    least one class): 0 for random batches, 1 for batches of one class each. Works for any
+    number of classes >= 2: with 2 balanced classes a random batch of 32 holds one class with
+    probability 2^-31, a sorted split on nearly every batch. None without class labels."""
+    t = state.targets
+    if t.get("kind") != "classes":
+        return None
+    per_batch, sizes = t.get("batch_classes", []), t.get("batch_sizes", [])
+    counts = np.array(t.get("counts", []), dtype=np.float64)
+    n = min(len(per_batch), len(sizes))
+    classes = int((counts > 0).sum())
+    if n == 0 or classes < 2:
+        return None
+    p = counts[counts > 0] / counts.sum()
+    d = np.asarray(per_batch[:n], dtype=np.float64)
+    b = np.asarray(sizes[:n], dtype=np.int64)
+    moments = {int(k): distinct_classes(p, int(k)) for k in np.unique(b)}
+    e = np.array([moments[int(k)][0] for k in b])
+    v = np.array([moments[int(k)][1] for k in b])
+    deficit = float(np.sum(e - d))
+    room = float(np.sum(e - 1.0))
+    z = deficit / math.sqrt(max(float(v.sum()), 1e-12))
+    return {"samples": n, "classes_seen": classes, "mean_classes_per_batch": float(d.mean()),
+            "expected_if_shuffled": float(e.mean()), "batch_size": float(np.median(b)),
+            "deficit_fraction": deficit / room if room > 0 else 0.0, "z": z}
+
+
 @register_detector
 class Unshuffled(Detector):
     name = "unshuffled_data"
     # batches of one class push the output layer (and the units feeding it) to that class in
-    # turn: saturated or dead units, and a loss that jumps at every change of class
+    # turn: a large gradient in one direction at every change of class (loss swings, gradient
+    # bursts that look like a divergence), the output saturated or its ReLUs pushed below zero
+    # (dead units, which pass no gradient back), and label counts skewed by whichever stretch of
+    # the split the sampled steps fell in
     consequences = ("saturated_activations", "dying_relu", "lr_too_high", "exploding_gradients",
-                    "class_imbalance")
-    rule = ("training batches hold far fewer classes than random batches would: the median "
-            "number of distinct classes per sampled batch is below ratio x the number expected "
-            "for batches drawn at random from the classes seen so far (at least min_classes), "
-            "over at least min_samples samples")
-    thresholds = {"ratio": 0.5, "min_classes": 3, "min_samples": 8}
+                    "vanishing_gradients", "class_imbalance")
+    rule = ("the sampled training batches hold fewer distinct classes than random batches drawn "
+            "from the label shares seen would (their mean and variance are known in closed form): "
+            "over at least min_samples samples, the deficit is more than z standard deviations "
+            "and more than min_deficit of the most the batches could lack (every batch one class "
+            "= 1, random batches = 0). Any number of classes >= 2")
+    thresholds = {"z": 5.0, "min_deficit": 0.5, "min_samples": 8}
     fixes = ["shuffle the training data every epoch (DataLoader(shuffle=True))",
              "if the order is deliberate (curriculum), mix classes within each batch"]
 
     def check(self, state):
-        t = state.targets
-        if t.get("kind") != "classes":
+        ev = order_evidence(state)
+        if ev is None or ev["samples"] < self.t["min_samples"]:
             return None
-        per_batch, sizes = t.get("batch_classes", []), t.get("batch_sizes", [])
-        counts = np.array(t.get("counts", []), dtype=np.float64)
-        classes = int((counts > 0).sum())
-        if len(per_batch) < self.t["min_samples"] or classes < self.t["min_classes"]:
+        if ev["z"] < self.t["z"] or ev["deficit_fraction"] < self.t["min_deficit"]:
             return None
-        p = counts[counts > 0] / counts.sum()
-        b = float(np.median(sizes))
-        expected = float(np.sum(1 - (1 - p) ** b))   # E[distinct classes] in a random batch
-        seen = float(np.median(per_batch))
-        if seen >= self.t["ratio"] * expected:
-            return None
-        return self.verdict(state, f"batches hold a median {seen:g} distinct classes; random "
-                            f"batches of {b:g} would hold {expected:.1f} of the {classes} seen",
-                            evidence={"median_classes_per_batch": seen,
-                                      "expected_if_shuffled": expected, "classes_seen": classes,
-                                      "onset_step": data_onset(state)})
+        return self.verdict(state, f"training batches are ordered, not shuffled: the "
+                            f"{ev['samples']} sampled batches of {ev['batch_size']:g} hold "
+                            f"{ev['mean_classes_per_batch']:.2f} distinct classes on average; "
+                            f"random batches would hold {ev['expected_if_shuffled']:.2f} of the "
+                            f"{ev['classes_seen']} seen ({ev['deficit_fraction']:.0%} of the "
+                            f"possible deficit, z = {_fmt(ev['z'])})",
+                            evidence={**ev, "onset_step": data_onset(state)})
+
+
+def rare_class_test(counts, classes: int, share: float) -> dict:
+    """The rarest of ``classes`` classes against a fifth (``share``) of its balanced share: its
+    count k among the N labels seen, and the one-sided binomial probability of seeing k or fewer
+    if its true share were share / C (scipy's exact binomial tail). A class never seen has k 0."""
+    from scipy.stats import binom
+
+    c = np.array(list(counts) + [0] * max(0, classes - len(counts)), dtype=np.float64)
+    total = float(c.sum())
+    k = int(c.min())
+    rare = int(np.argmin(c))
+    p0 = share / classes
+    return {"rarest_class": rare, "rarest_count": k, "labels": int(total),
+            "rarest_share_over_balanced": k * classes / total if total else math.nan,
+            "p_value": float(binom.cdf(k, int(total), p0)) if total else 1.0,
+            "classes_below": [int(i) for i in np.flatnonzero(c * classes < share * total)]}
 
 
 @register_detector
 class ClassImbalance(Detector):
     name = "class_imbalance"
     explains = SLOW
-    rule = ("the labels seen on sampled steps are imbalanced: after min_labels labels, their "
-            "entropy is below ratio x ln(C) for the C outputs of the model (unless the "
-            "unshuffled-data rule explains the counts)")
-    thresholds = {"ratio": 0.7, "min_labels": 1000}
+    rule = ("the labels seen on sampled steps are imbalanced over the C outputs of the model: the "
+            "rarest class holds less than min_share of its balanced share 1/C (a binomial test: "
+            "seeing so few of it, were its share min_share / C, has probability below alpha / C), "
+            "or, after min_labels labels, the label entropy is below ratio x ln(C) (one dominant "
+            "class); unless the unshuffled-data rule explains the counts")
+    thresholds = {"min_share": 0.2, "alpha": 1e-4, "ratio": 0.7, "min_labels": 1000}
     fixes = ["rebalance: weight the loss by inverse class frequency or oversample rare classes",
              "report per-class metrics (balanced accuracy), not accuracy alone",
              "check the label column: a class missing from training cannot be learned"]
@@ -144,52 +211,69 @@ class ClassImbalance(Detector):
 
     def check(self, state):
         t = state.targets
-        if t.get("kind") != "classes" or state.output_width < 2 or Unshuffled().check(state):
+        C = state.output_width
+        if t.get("kind") != "classes" or C < 2 or Unshuffled().check(state):
             return None
-        counts = list(t.get("counts", [])) + [0] * max(0, state.output_width - len(t.get("counts", [])))
+        counts = list(t.get("counts", [])) + [0] * max(0, C - len(t.get("counts", [])))
         total = sum(counts)
-        if total < self.t["min_labels"] or len(counts) > state.output_width:
+        if not total or len(counts) > C:
             return None
-        h, hmax = entropy(counts), math.log(state.output_width)
-        if h >= self.t["ratio"] * hmax:
-            return None
+        h, hmax = entropy(counts), math.log(C)
+        rare = rare_class_test(counts, C, self.t["min_share"])
         share = max(counts) / total
-        return self.verdict(state, f"labels are imbalanced: entropy {h:.3f} < {self.t['ratio']:g} x "
-                            f"ln({state.output_width}) = {hmax:.3f}; the largest class holds "
-                            f"{share:.0%}", evidence={"label_counts": counts, "entropy": h,
-                                                      "max_entropy": hmax})
+        evidence = {"label_counts": counts, "entropy": h, "max_entropy": hmax, **rare}
+        if rare["p_value"] < self.t["alpha"] / C:
+            below = rare["classes_below"]
+            return self.verdict(state, f"labels are imbalanced: {len(below)} of {C} classes hold "
+                                f"less than {self.t['min_share']:g} of the balanced share 1/{C}; "
+                                f"the rarest, class {rare['rarest_class']}, has "
+                                f"{rare['rarest_count']} of {total} labels "
+                                f"({rare['rarest_share_over_balanced']:.2f} x balanced, binomial "
+                                f"p = {_fmt(rare['p_value'])}); the largest holds {share:.0%}",
+                                evidence=evidence)
+        if total >= self.t["min_labels"] and h < self.t["ratio"] * hmax:
+            return self.verdict(state, f"labels are imbalanced: entropy {h:.3f} < "
+                                f"{self.t['ratio']:g} x ln({C}) = {hmax:.3f}; the largest class "
+                                f"holds {share:.0%}", evidence=evidence)
+        return None
 
 
 @register_detector
 class ClippingTooTight(Detector):
     name = "clipping_too_tight"
     explains = SLOW
-    rule = ("gradient clipping scales (nearly) every update down and the loss, after min_steps, "
-            "is less than min_drop below the know-nothing reference. Clipping must be seen to "
-            "happen: a declared threshold that the total norm before clipping exceeds ratio x on "
-            "most recent samples, or (the loop clipped before the monitor read the gradients) the "
-            "total norm pinned at one value on 5 samples in a row while the layers' shares of it "
-            "change and no layer's norm repeats (clipping rescales every layer by a factor that "
-            "moves with each batch; a constant gradient, as a dead network whose gradients are "
-            "never zeroed leaves, is not clipping)")
+    # updates scaled down on every step are small whatever the learning rate: the small update
+    # ratios lr_too_low reads are this cause's trace, and raising the learning rate is no fix
+    consequences = ("lr_too_low",)
+    rule = ("gradient clipping by norm scales (nearly) every update down and the loss, after "
+            "min_steps, is less than min_drop below the know-nothing reference. Clipping must be "
+            "seen to happen, on at least 80 % of the last 10 samples (at least 5): a declared "
+            "threshold that the total norm read before clipping exceeds ratio x, or that the "
+            "total norm read after clipping equals (to 0.1 %); or, undeclared, the total norm "
+            "pinned at one value (to 0.1 %) while the layers' shares of it move and no layer's "
+            "norm repeats (clip_grad_norm_ leaves a total norm of exactly its threshold and "
+            "rescales every layer by a factor that moves with each batch; a constant gradient, "
+            "as a dead network whose gradients are never zeroed leaves, is not clipping)")
     thresholds = {"ratio": 10.0, "min_steps": 50, "min_drop": 0.1}
-    fixes = ["raise the clipping threshold (gradient_clip_val) to about the typical total "
-             "gradient norm, or clip only to cut spikes", "or raise the learning rate to "
-             "compensate"]
+    fixes = ["raise the clipping threshold (gradient_clip_val, clip_grad_norm_'s max_norm) to "
+             "about the typical total gradient norm, or clip only to cut spikes",
+             "or raise the learning rate to compensate"]
     severity = "warning"
 
     def check(self, state):
         from .detectors import loss_drop, relative_to_reference
+        from .detectors_gradients import clip_evidence
 
         d = loss_drop(state, int(self.t["min_steps"]))
         if d is None or -d[2] >= self.t["min_drop"]:
             return None
-        clip = clipping_binding(state, ratio=self.t["ratio"])
+        clip = clip_evidence(state, ratio=self.t["ratio"])
         if clip is None:
             return None
-        return self.verdict(state, f"gradients are clipped to {_fmt(clip['clip_value'])} on every "
-                            f"sample ({clip['how']}) and the loss is {relative_to_reference(d[2])} the "
-                            "know-nothing level", evidence={**clip, "change": d[2]})
+        return self.verdict(state, f"gradients are clipped to {_fmt(clip['clip_value'])} on "
+                            f"(nearly) every sample ({clip['how']}) and the loss is "
+                            f"{relative_to_reference(d[2])} the know-nothing level",
+                            evidence={**clip, "change": d[2], "onset_step": data_onset(state)})
 
 
 @register_detector
