@@ -23,8 +23,12 @@
 
 Usage: ``python benchmarks/generative.py [--budget 600] [--steps N] [--seed 0] [--threads auto|1|2]
 [--skip vae,dae]``.
-``--threads auto`` takes 2 torch threads on a quiet machine (1-minute load < 1) and 1 otherwise:
-on a loaded 2-core machine two threads wait for each other and a step can take 10x longer.
+``--threads auto`` (the default) measures instead of guessing: the first training steps of the GAN
+run alternate between 1 and 2 torch threads (after two warm-up steps, 4 steps each in the order
+1, 2, 2, 1, 1, 2, 2, 1, so a drift of the load hits both alike), and the rest of the run keeps
+the count whose median step was faster; the timings are printed. On a loaded 2-core machine two
+threads wait for each other and a step can take 10x longer; on a quiet one two threads take
+about half the time of one. ``--threads 1`` or ``2`` fixes the count.
 One run of each (the machine is shared; a repeat would double the wall time): the figures are
 single measurements, not medians.
 """
@@ -53,6 +57,56 @@ def load() -> str:
 def met(metrics: dict) -> bool:
     return (metrics.get("confident_share", 0.0) >= TARGET_CONFIDENT
             and metrics.get("min_class_share", 0.0) >= TARGET_MIN_SHARE)
+
+
+class ThreadChooser(Callback):
+    """Times the first training steps with each torch thread count in ``candidates`` and keeps
+    the fastest for the rest of the run (``--threads auto``).
+
+    Steps ``0 .. warmup - 1`` run with the first candidate and are not timed; then each candidate
+    runs ``per_count`` steps in an ABBA order (for two candidates: 1, 2, 2, 1, 1, 2, 2, 1), so a
+    load that drifts during the measurement hits every candidate alike. The choice is the
+    candidate with the smallest median step time (wall clock: what the budget counts)."""
+
+    def __init__(self, candidates=(1, 2), warmup: int = 2, per_count: int = 4) -> None:
+        self.candidates = tuple(candidates)
+        self.warmup = warmup
+        order: list[int] = []
+        while len(order) < per_count * len(self.candidates):
+            k = len(order) // len(self.candidates)
+            order.extend(self.candidates if k % 2 == 0 else self.candidates[::-1])
+        self.order = order
+        self.times: dict[int, list[float]] = {c: [] for c in self.candidates}
+        self.chosen: int | None = None
+        self._batch = 0
+
+    def _count_for(self, i: int) -> int | None:
+        if i < self.warmup:
+            return self.candidates[0]
+        j = i - self.warmup
+        return self.order[j] if j < len(self.order) else None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        count = self._count_for(self._batch)
+        if count is not None:
+            torch.set_num_threads(count)
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        dt = time.perf_counter() - self._t
+        i, self._batch = self._batch, self._batch + 1
+        count = self._count_for(i)
+        if count is None:
+            return
+        if i >= self.warmup:
+            self.times[count].append(dt)
+        if i == self.warmup + len(self.order) - 1:   # the last timed step: choose
+            medians = {c: float(torch.tensor(v).median()) for c, v in self.times.items()}
+            self.chosen = min(medians, key=medians.get)
+            torch.set_num_threads(self.chosen)
+            timed = ", ".join(f"{c} thread{'s' if c > 1 else ''} {1000 * m:.0f} ms" for c, m in medians.items())
+            print(f"threads measured (median of {len(self.order) // len(self.candidates)} interleaved "
+                  f"training steps each, {load()}): {timed}; keeping {self.chosen}", flush=True)
 
 
 class EpochClock(Callback):
@@ -109,7 +163,8 @@ class EpochClock(Callback):
             trainer.should_stop = True
 
 
-def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: int = 0) -> None:
+def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: int = 0,
+        threads: ThreadChooser | None = None) -> None:
     limits = ([f"budget {budget:.0f} s"] if budget > 0 else []) + ([f"{steps} steps"] if steps else [])
     print(f"\n1. DCGAN pair on mnist5k (gan task defaults), seed {seed}, {' or '.join(limits)}; {load()}",
           flush=True)
@@ -118,7 +173,7 @@ def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: i
     run = archlab.train("dcgan_mnist_generator", "mnist5k", task="gan",
                         discriminator="dcgan_mnist_discriminator", epochs=1000, batch=64,
                         split=(0.8, 0.1, 0.1), progress=False, out=out, judge_model=judge, seed=seed,
-                        callbacks=[clock])
+                        callbacks=[clock] + ([threads] if threads is not None else []))
     wall = time.perf_counter() - t0
     c = run.config
     print(f"settings: gan_loss {c.gan_loss}, lr {c.lr}, d_lr {c.d_lr or c.lr}, betas {tuple(c.betas)}, "
@@ -190,17 +245,22 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=TARGET_SECONDS, help="GAN wall-time budget (s)")
     ap.add_argument("--steps", type=int, default=None, help="GAN: stop after this many training steps")
     ap.add_argument("--seed", type=int, default=0, help="GAN: the run's seed")
-    ap.add_argument("--threads", default="auto", help="torch threads: auto (2 when quiet, else 1), 1 or 2")
+    ap.add_argument("--threads", default="auto", help="torch threads: auto (time the first GAN steps with 1 and 2, keep the faster), 1 or 2")
     ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--dae-epochs", type=int, default=8)
     ap.add_argument("--skip", default="", help="comma list of gan,vae,dae to skip")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    quiet = os.getloadavg()[0] < 1.0
-    threads = (2 if quiet else 1) if args.threads == "auto" else int(args.threads)
-    torch.set_num_threads(min(threads, os.cpu_count() or threads))
+    cores = os.cpu_count() or 1
+    chooser = None
+    if args.threads == "auto":
+        chooser = ThreadChooser(tuple(range(1, min(2, cores) + 1))) if cores > 1 else None
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(min(int(args.threads), cores))
     out = args.out or tempfile.mkdtemp(prefix="archlab-generative-")
-    print(f"generative benchmark, torch threads {torch.get_num_threads()}; {load()}")
+    how = "measured on the first GAN steps" if chooser else f"{torch.get_num_threads()}"
+    print(f"generative benchmark, torch threads {how}; {load()}")
     t0 = time.perf_counter()
     judge = Judge.for_data("mnist5k")
     print(f"judge: {judge.name}, test accuracy {judge.accuracy:.4f}, labels {judge.real_confident_share:.3f} "
@@ -208,7 +268,7 @@ def main() -> None:
           f"confident share) ({judge.run}; {time.perf_counter() - t0:.0f} s incl. training when not cached)")
     skip = set(args.skip.split(","))
     if "gan" not in skip:
-        gan(args.budget, out, judge, args.steps, args.seed)
+        gan(args.budget, out, judge, args.steps, args.seed, chooser)
     if "vae" not in skip:
         vae(args.vae_epochs, out)
     if "dae" not in skip:

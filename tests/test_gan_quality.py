@@ -154,3 +154,31 @@ def test_benchmark_stops_on_a_step_budget(capsys):
             break
     assert clock.steps == 126 and clock.reached is None and len(clock.rows) == 2
     assert "126" in capsys.readouterr().out
+
+
+def test_benchmark_measures_the_thread_count(capsys, monkeypatch):
+    """--threads auto: the first steps alternate 1 and 2 threads (ABBA after a warm-up), and the
+    run keeps the count whose median step was faster, whichever that is."""
+    bench = _benchmark()
+    before = torch.get_num_threads()
+    try:
+        for faster, cost in ((1, {1: 0.10, 2: 0.40}), (2, {1: 0.18, 2: 0.09})):
+            now = [0.0]
+
+            def clock():
+                return now[0]
+
+            monkeypatch.setattr(bench.time, "perf_counter", clock)
+            chooser = bench.ThreadChooser((1, 2), warmup=2, per_count=4)
+            seen = []
+            for i in range(20):
+                chooser.on_train_batch_start(None, None, None, i)
+                seen.append(torch.get_num_threads())
+                now[0] += cost[torch.get_num_threads()] * (3.0 if i == 5 else 1.0)   # one slow outlier
+                chooser.on_train_batch_end(None, None, None, None, i)
+            assert seen[:10] == [1, 1, 1, 2, 2, 1, 1, 2, 2, 1]
+            assert chooser.chosen == faster and set(seen[10:]) == {faster}
+            assert len(chooser.times[1]) == len(chooser.times[2]) == 4
+            assert f"keeping {faster}" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
