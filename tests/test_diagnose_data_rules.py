@@ -288,3 +288,54 @@ def test_wrong_labels_are_still_found():
     torch.manual_seed(0)
     rec = _loop(_mlp(classes=4), x, y, 200, lr=1e-3, optimizer="adam")
     assert "label_noise" in _fired(rec)
+
+
+# ------------------------------------------------------- unshuffled_data, regression ----
+
+def _regression_loop(x, y, steps, *, sort, batch=32, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(x.shape[1], 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    rec = HealthRecorder()
+    rec.attach(model, optimizer=opt)
+    g = torch.Generator().manual_seed(seed)
+    step = 0
+    while step < steps:
+        order = torch.argsort(y[:, 0]) if sort else torch.randperm(len(x), generator=g)
+        for i in range(0, len(x) - batch + 1, batch):
+            if step >= steps:
+                break
+            xb, yb = x[order[i:i + batch]], y[order[i:i + batch]]
+            rec.begin_step(targets=yb)
+            loss = nn.functional.mse_loss(model(xb), yb)
+            rec.after_loss(loss)
+            opt.zero_grad()
+            loss.backward()
+            rec.before_optimizer_step()
+            opt.step()
+            rec.end_step()
+            step += 1
+    rec.finish(None)
+    return rec
+
+
+def test_regression_targets_sorted_by_value_are_found():
+    """Targets sorted by value: nearly all their variance lies between the batches (random
+    batches of 32 leave ~1/32 there)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 6, generator=g)
+    y = (x @ torch.randn(6, 1, generator=g) + 0.3 * torch.randn(2048, 1, generator=g))
+    y = (y - y.mean()) / y.std()
+    v = _fired(_regression_loop(x, y, 120, sort=True)).get("unshuffled_data")
+    assert v is not None and v.evidence["between_batch_share"] > 0.9
+    assert "unshuffled_data" not in _fired(_regression_loop(x, y, 120, sort=False))
+
+
+def test_value_order_needs_a_spread_within_batches():
+    from archlab.diagnose.taxonomy import value_order_evidence
+
+    assert value_order_evidence([(1, float(i), float(i * i)) for i in range(20)]) is None
+    rng = np.random.default_rng(0)
+    pairs = [rng.normal(size=2) for _ in range(400)]   # random batches of 2: F ~ 1
+    ev = value_order_evidence([(2, float(p.sum()), float((p * p).sum())) for p in pairs])
+    assert ev["p_value"] > 1e-3

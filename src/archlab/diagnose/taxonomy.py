@@ -143,6 +143,40 @@ def order_evidence(state) -> dict | None:
             "deficit_fraction": deficit / room if room > 0 else 0.0, "z": z}
 
 
+def value_order_evidence(chunks: list[tuple[int, float, float]]) -> dict | None:
+    """How much of the variance of regression targets lies between the sampled batches.
+
+    ``chunks``: (values, sum, sum of squares) of the targets of each sampled batch. A one-way
+    analysis of variance: under shuffling each batch is a random draw, so its mean varies by
+    sigma^2 / n around the overall mean and the between-batch share of the total variance,
+    eta^2 = SS_between / SS_total, is about (batches - 1) / values (1 / batch size); batches cut
+    from data sorted by target hold neighbouring values, so nearly all the variance lies between
+    them (eta^2 near 1). The F statistic (between / within mean squares) gives its significance
+    (scipy's F distribution: the batch means are averages, near normal by the central limit
+    theorem)."""
+    from scipy.stats import f as f_dist
+
+    c = [x for x in chunks if x[0] > 0]
+    k = len(c)
+    if k < 2:
+        return None
+    n = np.array([x[0] for x in c], dtype=np.float64)
+    s1 = np.array([x[1] for x in c])
+    s2 = np.array([x[2] for x in c])
+    total = float(n.sum())
+    mean = float(s1.sum() / total)
+    means = s1 / n
+    between = float(np.sum(n * (means - mean) ** 2))
+    within = float(max(np.sum(s2 - n * means ** 2), 0.0))
+    if total < 2 * k or within <= 0 or between <= 0:
+        return None   # batches of one value (or constant ones): no spread within to compare
+    eta2 = between / (between + within)
+    p_value = float(f_dist.sf((between / (k - 1)) / (within / (total - k)), k - 1, total - k))
+    return {"samples": k, "values": int(total), "between_batch_share": eta2,
+            "expected_if_shuffled": (k - 1) / total, "p_value": p_value,
+            "batch_mean_range": [float(means.min()), float(means.max())]}
+
+
 @register_detector
 class Unshuffled(Detector):
     name = "unshuffled_data"
@@ -150,19 +184,52 @@ class Unshuffled(Detector):
     # turn: a large gradient in one direction at every change of class (loss swings, gradient
     # bursts that look like a divergence), the output saturated or its ReLUs pushed below zero
     # (dead units, which pass no gradient back), and label counts skewed by whichever stretch of
-    # the split the sampled steps fell in
+    # the split the sampled steps fell in; targets sorted by value do the same to the output's
+    # level
     consequences = ("saturated_activations", "dying_relu", "lr_too_high", "exploding_gradients",
                     "vanishing_gradients", "class_imbalance")
-    rule = ("the sampled training batches hold fewer distinct classes than random batches drawn "
-            "from the label shares seen would (their mean and variance are known in closed form): "
-            "over at least min_samples samples, the deficit is more than z standard deviations "
-            "and more than min_deficit of the most the batches could lack (every batch one class "
-            "= 1, random batches = 0). Any number of classes >= 2")
-    thresholds = {"z": 5.0, "min_deficit": 0.5, "min_samples": 8}
+    rule = ("classes: the sampled training batches hold fewer distinct classes than random "
+            "batches drawn from the label shares seen would (their mean and variance are known in "
+            "closed form): over at least min_samples samples, the deficit is more than z standard "
+            "deviations and more than min_deficit of the most the batches could lack (every "
+            "batch one class = 1, random batches = 0); any number of classes >= 2. Regression "
+            "targets: more than min_deficit of their variance lies between the sampled batches "
+            "(analysis of variance; random batches leave about 1 / batch size there), with an F "
+            "test's p below p_value")
+    thresholds = {"z": 5.0, "min_deficit": 0.5, "min_samples": 8, "p_value": 1e-6}
     fixes = ["shuffle the training data every epoch (DataLoader(shuffle=True))",
              "if the order is deliberate (curriculum), mix classes within each batch"]
 
+    def __init__(self, **overrides: float) -> None:
+        super().__init__(**overrides)
+        # regression: the targets' moments are recorded as running totals, so each sampled
+        # batch's share is their change since the previous check (the monitor runs the
+        # detectors after every sample); kept here, it is not in a saved state
+        self._totals = (0, 0.0, 0.0)
+        self._chunks: list[tuple[int, float, float]] = []
+
+    def _values(self, state):
+        t = state.targets
+        now = (int(t.get("n", 0)), float(t.get("sum", 0.0)), float(t.get("sumsq", 0.0)))
+        if now[0] > self._totals[0]:
+            self._chunks.append(tuple(a - b for a, b in zip(now, self._totals, strict=True)))
+            self._totals = now
+        if len(self._chunks) < self.t["min_samples"]:
+            return None
+        ev = value_order_evidence(self._chunks)
+        if ev is None or ev["between_batch_share"] < self.t["min_deficit"] or \
+                ev["p_value"] >= self.t["p_value"]:
+            return None
+        lo, hi = ev["batch_mean_range"]
+        return self.verdict(state, f"training batches are ordered by target, not shuffled: "
+                            f"{ev['between_batch_share']:.0%} of the targets' variance lies "
+                            f"between the {ev['samples']} sampled batches (random batches: about "
+                            f"{ev['expected_if_shuffled']:.0%}); batch means range {_fmt(lo)} to "
+                            f"{_fmt(hi)}", evidence={**ev, "onset_step": data_onset(state)})
+
     def check(self, state):
+        if state.targets.get("kind") == "values":
+            return self._values(state)
         ev = order_evidence(state)
         if ev is None or ev["samples"] < self.t["min_samples"]:
             return None
