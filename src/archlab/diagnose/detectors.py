@@ -454,15 +454,18 @@ class Vanishing(Detector):
     explains = SLOW
     rule = ("a layer gets no gradient at all (norm exactly 0) while it should learn, or the "
             "earliest layers' relative gradient |g| / max(|w|, default-init norm) is below ratio x "
-            "the largest layer's (medians over the last `samples` samples, leaving out samples on "
-            "which the loss itself gave no gradient: every layer exactly 0, e.g. a hinge loss past "
-            "its margin); or, at the first sample, the network was initialised far below the "
+            "the largest layer's (medians over the samples of the last min_steps optimiser steps, "
+            "at least `samples` of them, leaving out samples on which the loss itself gave no "
+            "gradient: every layer exactly 0, e.g. a hinge loss past its margin; a gradient small "
+            "for fewer steps is a transient of the initialisation that the first updates undo); or, at the first sample, the network was initialised far below the "
             "default scale: at least two layers below 0.25 x their default-init norm, so that "
             "even the best-placed layer's gradient, which scales with the product of the other "
             "layers' scales, is below init_ratio of a default initialisation's, and the output's "
             "standard deviation is below init_ratio x the input's (the signal does vanish: no "
             "normalisation or skip path restores it)")
-    thresholds = {"ratio": 1e-3, "samples": 3, "init_ratio": 1e-2}
+    # min_steps 20: the dense start samples every step, so 20 samples; a depth-driven vanishing
+    # lasts as long as the depth, i.e. the whole run
+    thresholds = {"ratio": 1e-3, "samples": 3, "init_ratio": 1e-2, "min_steps": 20}
     fixes = ["add skip connections (residual blocks)", "add normalisation (batch norm)",
              "replace sigmoid/tanh by ReLU-family activations", "use He/Glorot initialisation",
              "scale the inputs"]
@@ -495,6 +498,23 @@ class Vanishing(Detector):
                 fixes=["check the initialisation: all-zero or constant weights give no gradient "
                        "(use He/Glorot init)", "check for dead ReLUs upstream (leaky ReLU/PReLU)",
                        "check that no detach()/no_grad cuts the graph"] + self.fixes[:2])
+        # the relative gradients over a window of at least min_steps optimiser steps: a gradient
+        # small for a few steps after initialisation and then restored by the first updates (a
+        # symmetry they break: a mean over normalised features starts exactly insensitive to
+        # everything before the normalisation) is a transient, not a vanishing through depth
+        # (a state without step numbers, built by hand, is judged on its last `samples` rows)
+        kept_idx = np.flatnonzero(keep)
+        if len(state.sample_steps) == rows.shape[0]:
+            steps = np.asarray(state.sample_steps)[kept_idx]
+            if steps[-1] - steps[0] + 1 < self.t["min_steps"]:
+                return None
+            first_in = int(np.flatnonzero(steps[-1] - steps + 1 >= self.t["min_steps"])[-1])
+            idx = kept_idx[min(first_in, max(0, kept_idx.size - n)):]
+        g = _median_rows(rows[idx])
+        w = _median_rows(state.array("weight_norm")[idx])
+        live = ~np.isnan(g) & ~frozen
+        if not live.any():
+            return None
         scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers])
         ref = np.where(np.isfinite(scale), np.fmax(w, scale), w) if scale.size == w.size else w
         rel = np.where(live & (ref > 0), g / np.where(ref > 0, ref, 1.0), math.nan)
@@ -577,6 +597,57 @@ def examples_per_sample(state: HealthState) -> tuple[float, str]:
     return float(ACT_EXAMPLES), "batch size unknown"
 
 
+def loss_still_falling(state: HealthState, window: int | None = None) -> dict | None:
+    """Whether the loss still falls: the mean of the last ``window`` losses (default max(20, a
+    tenth of the run)) against the mean of the ``window`` before, in standard errors of the
+    difference (batch noise from successive differences / sqrt 2, as validation_noise reads
+    it). {'recent', 'before', 'z', 'falling'}; None with fewer than 2 x window finite losses."""
+    losses = state.loss_array()
+    w = window or max(20, len(losses) // 10)
+    if len(losses) < 2 * w:
+        return None
+    part = losses[-2 * w:]
+    if not np.all(np.isfinite(part)):
+        return None
+    before, recent = float(part[:w].mean()), float(part[w:].mean())
+    spread = float(np.std(np.diff(part), ddof=1) / math.sqrt(2))
+    se = spread * math.sqrt(2.0 / w)
+    z = (before - recent) / se if se > 0 else (math.inf if before > recent else 0.0)
+    return {"recent": recent, "before": before, "z": z, "falling": bool(z > 2)}
+
+
+# dead units matter while the loss is less than DEAD_MIN_DROP below the know-nothing level (as
+# lr_too_low's min_drop: nothing is learned), or stopped falling above DEAD_STILL_HIGH x it (as
+# lr_schedule_decayed's still_high: less than half of what can be learned is)
+DEAD_MIN_DROP, DEAD_STILL_HIGH = 0.1, 0.5
+
+
+def dead_units_matter(state: HealthState, min_drop: float = DEAD_MIN_DROP,
+                      still_high: float = DEAD_STILL_HIGH) -> dict | None:
+    """Evidence that dead ReLU units cost the run (None when they do not visibly): the loss is
+    less than ``min_drop`` below the know-nothing reference (nothing is learned), or it has
+    stopped falling while above ``still_high`` x the reference (a plateau of a network that fits
+    its data is no fault). With neither a reference nor enough losses the dead share alone decides
+    (returned as {'unknown': True})."""
+    ref = loss_reference(state)
+    p = progress(state)
+    trend = loss_still_falling(state)
+    out: dict = {}
+    if p is not None:
+        out.update({"recent_loss": p[0], "loss_over_reference": p[1],
+                    "reference": p[2].to_dict()})
+        if p[1] > 1 - min_drop:
+            return out | {"why": "the loss is not below the know-nothing level"}
+    if trend is not None:
+        out["trend"] = trend
+        if not trend["falling"] and (p is None or p[1] > still_high):
+            return out | {"why": "the loss has stopped falling, above still_high x the reference"}
+        return None
+    if ref is None or p is None:
+        return {"unknown": True, "why": "no loss reference or trend yet"}
+    return None
+
+
 @register_detector
 class DyingRelu(Detector):
     name = "dying_relu"
@@ -586,10 +657,14 @@ class DyingRelu(Detector):
             "consecutive samples that together watched at least min_examples examples and span "
             "at least min_steps optimiser steps (windows sized in examples and steps, not in "
             "batches: 4 batches of 4 examples say nothing about a unit that fires on 5 % of "
-            "the inputs)")
+            "the inputs), and the dead units matter: the recent loss is less than 10 % below "
+            "the know-nothing reference, or it has stopped falling (the mean of the last window "
+            "of losses is not 2 standard errors below the mean of the window before; window = "
+            "max(20, a tenth of the run)) above 0.5 x the reference. A network that keeps learning with half its units "
+            "dead has capacity to spare")
     # min_examples 300: a unit never active on 300 examples is active on fewer than 1 % of them
     # at 95 % confidence (the rule of three, 3/n; Hanley & Lippman-Hand 1983), whatever the
-    # batch size; min_steps 10: the first updates often revive units that start inactive
+    # batch size; min_steps 10: the first updates often revive units that start inactive;
     thresholds = {"dead_fraction": 0.5, "min_examples": 300, "min_steps": 10}
     fixes = ["use leaky ReLU or PReLU (Maas et al. 2013; He et al. 2015)",
              "lower the learning rate", "initialise biases at 0 (not negative) with He init",
@@ -615,6 +690,9 @@ class DyingRelu(Detector):
                 kept.append(i)
         if not kept:
             return None
+        matters = dead_units_matter(state)
+        if matters is None:
+            return None   # the loss keeps falling: the units still alive carry the learning
         row = d[-1]
         names = [state.act_layers[i] for i in kept]
         worst = max(kept, key=lambda i: row[i])
@@ -624,7 +702,10 @@ class DyingRelu(Detector):
                             f"{need}, >= {self.t['min_examples']:g} examples watched ({_fmt(per)} per "
                             f"sample, {how})", layers=names,
                             evidence={"dead_fraction": {state.act_layers[i]: row[i] for i in kept},
-                                      "examples_per_sample": per, "samples": need})
+                                      "dead_fraction_at_first_sample": {
+                                          state.act_layers[i]: float(d[0, i]) for i in kept},
+                                      "examples_per_sample": per, "samples": need,
+                                      "loss": matters})
 
 
 @register_detector
@@ -1012,6 +1093,40 @@ class LrHigh(Detector):
                    "or lower the learning rate by the same factor"])
 
 
+# optimizers that divide the gradient by sqrt(v) + eps (Adam's family, RMSprop, Adagrad)
+EPS_DIVIDED = ("adam", "adamw", "nadam", "radam", "adamax", "rmsprop", "adagrad", "sparseadam")
+DEFAULT_EPS = 1e-8
+
+
+def adam_eps_bound(state: HealthState, samples: int = 3) -> dict | None:
+    """How much an eps-divided optimizer's eps shrinks its steps, when its settings are known:
+    each parameter moves by about lr x m / (sqrt(v) + eps), m and sqrt(v) of the gradient's
+    size, so the step is lr x rms / (rms + eps) for a gradient of RMS ``rms`` per parameter (the
+    total gradient norm over sqrt(parameters in the optimizer), median over the last
+    ``samples`` samples). {'type', 'eps', 'lr', 'grad_rms', 'factor', 'effective_lr'}, or None
+    when the optimizer, eps, parameter count or gradients are unknown, or the default eps would
+    itself shrink the step (rms below 9 x 1e-8: the gradients vanish, eps is not the cause)."""
+    opt = getattr(state, "optimizer_settings", None) or {}
+    eps = opt.get("eps")
+    if str(opt.get("type", "")).lower() not in EPS_DIVIDED or not isinstance(eps, (int, float)) \
+            or not eps > 0:
+        return None
+    n = sum(g.get("params", 0) or 0 for g in opt.get("groups", []))
+    g = state.array("grad_norm", samples)
+    if not n > 0 or g.shape[0] == 0 or not state.lr:
+        return None
+    total = np.sqrt(np.nansum(g ** 2, axis=1))
+    rms = float(np.median(total)) / math.sqrt(n)
+    lr = float(state.lr[-1])
+    if not (math.isfinite(rms) and rms > 0 and math.isfinite(lr)):
+        return None
+    if rms / (rms + DEFAULT_EPS) < 0.9:
+        return None
+    factor = rms / (rms + float(eps))
+    return {"type": opt.get("type"), "eps": float(eps), "lr": lr, "grad_rms": rms,
+            "factor": factor, "effective_lr": lr * factor}
+
+
 @register_detector
 class LrLow(Detector):
     name = "lr_too_low"
@@ -1020,9 +1135,15 @@ class LrLow(Detector):
             "below min_update_ratio and the loss is less than min_drop below the know-nothing "
             "reference, and no visible alternative explains the small updates: binding gradient "
             "clipping, a learning rate decayed to ~0 (their detectors report those), a run that "
-            "diverged (a loss above `diverged` x the reference) or layers without gradient")
+            "diverged (a loss above `diverged` x the reference) or layers without gradient; or, "
+            "for Adam-family optimizers whose eps is known, eps dwarfs the gradient's RMS per "
+            "parameter (total gradient norm / sqrt(parameters), median over the last `samples` "
+            "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
+            "effective learning rate below max_eps_factor x lr (while the default eps 1e-8 would "
+            "leave it at least 0.9 x lr: the gradients themselves do not vanish)")
+    # max_eps_factor 0.1: eps ten times the gradient's RMS divides every step by eleven
     thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3,
-                  "diverged": 3.0}
+                  "diverged": 3.0, "max_eps_factor": 0.1}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
     severity = "warning"
@@ -1032,7 +1153,10 @@ class LrLow(Detector):
         if d is None or -d[2] >= self.t["min_drop"]:
             return None
         med, per = _update_ratio(state, int(self.t["samples"]))
-        if not (math.isfinite(med) and med < self.t["min_update_ratio"]):
+        eps = adam_eps_bound(state, int(self.t["samples"]))
+        if eps is not None and eps["factor"] > self.t["max_eps_factor"]:
+            eps = None
+        if not (math.isfinite(med) and med < self.t["min_update_ratio"]) and eps is None:
             return None
         if clipping_binding(state) or lr_decayed(state):
             return None
@@ -1051,6 +1175,19 @@ class LrLow(Detector):
         if mom is not None and math.isfinite(lr):
             said = (f" (lr {_fmt(lr)}, SGD momentum {mom['momentum']:g}: effective step "
                     f"lr/(1-m) = {_fmt(mom['effective_lr'])})")
+        if eps is not None:
+            return self.verdict(
+                state, f"{eps['type']}'s eps {eps['eps']:g} dwarfs the gradient's RMS "
+                f"{_fmt(eps['grad_rms'])}: each step is lr x m / (sqrt(v) + eps), about lr x rms / "
+                f"eps, an effective learning rate of {_fmt(eps['effective_lr'])} ({_fmt(eps['factor'])} "
+                f"x lr {_fmt(eps['lr'])}, < {self.t['max_eps_factor']:g}), and the loss is "
+                f"{relative_to_reference(d[2])} the know-nothing level",
+                layers=list(per), evidence={
+                    "adam_eps": eps, "median_update_ratio": med, "change": d[2],
+                    "ruled_out": ["gradient clipping", "decayed schedule", "divergence",
+                                  "layers without gradient"], **_reference_evidence(state)},
+                fixes=[f"set eps back to 1e-8 (PyTorch's default; it only guards the division): at "
+                       f"{eps['eps']:g} the optimizer is SGD with lr / eps"] + self.fixes[:1])
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
                             f"{self.t['min_update_ratio']:g} and the loss is {relative_to_reference(d[2])} "
                             f"the know-nothing level" + said,
@@ -1064,16 +1201,34 @@ class LrLow(Detector):
 NOISE_STEPS = 20   # at least this many training steps give the batch-loss spread
 
 
-def validation_noise(state: HealthState) -> tuple[float, str]:
+def batch_size(state: HealthState) -> float:
+    """The training batch size read from the targets seen on sampled steps (class ids per
+    batch, or target values per output); nan when unknown."""
+    t = state.targets
+    if t.get("batch_sizes"):
+        return float(np.median(t["batch_sizes"]))
+    if t.get("kind") == "values" and t.get("n") and t.get("matches_output") and state.sample_steps:
+        return t["n"] / (len(state.sample_steps) * max(state.output_width, 1))
+    return math.nan
+
+
+def validation_noise(state: HealthState, at_validation_level: bool = True) -> tuple[float, str]:
     """(standard error of a validation loss, how it was obtained). A validation pass averages
     the loss over its n examples; its standard error is sd / sqrt(n), sd the spread of the loss
-    over single examples. Training losses are batch means over B examples, whose spread is
-    sd / sqrt(B): with the validation set's size known (a validation row's ``examples``),
-    SE = spread x sqrt(B / n); without it, the spread of the batch losses itself, an upper bound
-    of the SE for every validation set of at least one batch (n >= B). The spread is read from
-    the steps of the last two epochs (at least NOISE_STEPS) as std(successive differences) /
-    sqrt(2): batch noise is independent from step to step, the loss's own fall is not, so the
-    trend of a memorising network does not count as noise."""
+    over single validation examples. Training losses are batch means over B examples, whose
+    spread is sd_train / sqrt(B), so sd_train = spread x sqrt(B). A non-negative loss spreads in
+    proportion to its level (a few confident mistakes carry a mean cross entropy), so single
+    validation examples spread by sd_train x (validation loss / training loss) when the
+    validation loss is the larger: the spread of a memorised training set (losses near 0) says
+    nothing about the examples the model gets wrong. With the validation set's size known (a
+    validation row's ``val_size``), SE = sd_val / sqrt(n), the standard error of a mean over n
+    examples; without it, sd_val / sqrt(B), an upper bound of the SE for every validation set
+    of at least one batch (n >= B). The spread is read from the steps of the last two epochs
+    (at least NOISE_STEPS) as std(successive differences) / sqrt(2): batch noise is independent
+    from step to step, the loss's own fall is not, so the trend of a memorising network does
+    not count as noise. ``at_validation_level=False`` leaves out the level factor: the noise of
+    a change between two passes over the same examples, which the model's per-example changes
+    make, not the spread of the examples' losses themselves."""
     v = state.validation
     losses = state.loss_array()
     end = v[-1]["step"] + 1 if v else len(losses)
@@ -1083,14 +1238,21 @@ def validation_noise(state: HealthState) -> tuple[float, str]:
     if part.size < 3:
         return math.nan, "too few training steps"
     spread = float(np.std(np.diff(part), ddof=1) / math.sqrt(2))
-    n = v[-1].get("examples") if v else None
-    t = state.targets
-    batch = float(np.median(t["batch_sizes"])) if t.get("batch_sizes") else math.nan
-    if isinstance(n, (int, float)) and n > 0 and math.isfinite(batch) and n > batch:
-        return spread * math.sqrt(batch / n), (f"spread of the batch losses {_fmt(spread)} x "
-                                                f"sqrt({batch:g} / {n:g} validation examples)")
-    return spread, (f"spread of {part.size} batch losses (successive differences / sqrt 2): an "
-                    "upper bound of the standard error for a validation set of at least one batch")
+    level = float(np.mean(part[-max(3, part.size // 4):]))
+    val = float(v[-1]["val_loss"]) if v else math.nan
+    scale, why = 1.0, ""
+    if at_validation_level and math.isfinite(val) and level > 0 and val > level:
+        scale = val / level
+        why = f" x {_fmt(scale)} (validation loss {_fmt(val)} / training loss {_fmt(level)})"
+    n = (v[-1].get("val_size") or v[-1].get("examples")) if v else None
+    batch = batch_size(state)
+    if isinstance(n, (int, float)) and n > 0 and math.isfinite(batch) and batch > 0:
+        return spread * scale * math.sqrt(batch / n), (
+            f"spread of the batch losses {_fmt(spread)}{why} x sqrt({batch:g} / {n:g} validation "
+            "examples)")
+    return spread * scale, (f"spread of {part.size} batch losses (successive differences / sqrt "
+                            f"2){why}: an upper bound of the standard error for a validation set "
+                            "of at least one batch")
 
 
 @register_detector
@@ -1102,10 +1264,13 @@ class Overfitting(Detector):
             "validation loss rose in each of the last two epochs, by more than rise (relative), "
             "more than abs_rise x the know-nothing reference and more than z standard errors of "
             "a validation loss above its best epoch, the training loss is more than z standard "
-            "errors below the validation loss, and the train/validation gap grew in the last "
-            "epochs, with a stable optimiser (median update/weight ratio below max_update_ratio). "
-            "The standard error comes from the spread of the training batch losses "
-            "(validation_noise): a rise the validation set's size makes noise is not overfitting")
+            "errors of the validation estimate below the validation loss, and the "
+            "train/validation gap grew in the last epochs, with a stable optimiser (median "
+            "update/weight ratio below max_update_ratio). The standard errors come from the "
+            "spread of the training batch losses and the validation set's size (validation_noise: "
+            "sd of one example's loss / sqrt(val_size); the batch spread, an upper bound, when "
+            "the size is unknown); for the gap, one example's spread is scaled by validation "
+            "loss / training loss, as a non-negative loss spreads in proportion to its level")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
     # level, not against a validation loss that depends on when the first epoch ended.
@@ -1137,13 +1302,14 @@ class Overfitting(Detector):
             return None   # a validation loss that also falls between epochs is noise, not a trend
         b = int(np.argmin(val))
         gap = val - train
-        se, how = validation_noise(state)
-        if not math.isfinite(se):
+        se, how = validation_noise(state, at_validation_level=False)   # a change on one set
+        se_gap, how_gap = validation_noise(state)   # the validation estimate against training
+        if not (math.isfinite(se) and math.isfinite(se_gap)):
             return None
         z = self.t["z"]
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
                 and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z * se)
-                and gap[-1] > z * se
+                and gap[-1] > z * se_gap
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
             return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
                                 f"epoch {v[b]['epoch']} (a rise of {_fmt((val[-1] - val[b]) / se)} "
@@ -1152,6 +1318,7 @@ class Overfitting(Detector):
                                     "best_epoch": v[b]["epoch"], "val_loss": val.tolist(),
                                     "train_loss": train.tolist(), "gap": gap.tolist(),
                                     "standard_error": se, "standard_error_from": how,
+                                    "gap_standard_error": se_gap, "gap_standard_error_from": how_gap,
                                     "reference": ref.to_dict()})
         return None
 
@@ -1172,9 +1339,14 @@ class Unscaled(Detector):
         mean, std = state.input_stats[-1]
         if abs(mean) > self.t["max_mean"] or std > self.t["max_std"]:
             first = state.param_layers[0] if state.param_layers else ""
+            one_piece = bool(state.affine.get("affine_on_data"))
             return self.verdict(state, f"inputs to '{first}' are not scaled: mean {_fmt(mean)}, "
-                                f"std {_fmt(std)}", layers=[first] if first else [],
+                                f"std {_fmt(std)}" + (
+                                    "; the network is affine on them (every unit stays in one "
+                                    "linear piece), though not on standardised inputs"
+                                    if one_piece else ""), layers=[first] if first else [],
                                 evidence={"input_mean": mean, "input_std": std,
+                                          "affine_on_data": one_piece,
                                           "onset_step": data_onset(state)})
         return None
 
@@ -1323,4 +1495,5 @@ class ProbabilitiesAsLogits(Detector):
         return None
 
 
-from . import taxonomy  # noqa: E402,F401  registers the taxonomy-derived detectors
+# register the detectors of the other modules (taxonomy-derived; regularisation too strong)
+from . import detectors_regularisation, taxonomy  # noqa: E402,F401

@@ -171,7 +171,7 @@ def run_plain(s: Setup, seed: int, steps: int, monitor: bool, folder: Path, opti
                 model.eval()
                 val_loss = float(lossf(model(xva), yva))
                 model.train()
-            rec.validation(val_loss, len(epoch_seconds) - 1)
+            rec.validation(val_loss, len(epoch_seconds) - 1, val_size=len(xva))
     if rec is not None:
         rec.finish(folder / "health")
     r = _result(s, seed, rec.events if rec else [], step, model, xva, yva,

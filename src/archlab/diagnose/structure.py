@@ -39,7 +39,11 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
     an error).
 
     Returns ``{"affine": bool, "midpoint_error", "extrapolation_error", "examples"}``; errors are
-    relative to the largest deviation of an output from its mean over the probe batch."""
+    relative to the largest deviation of an output from its mean over the probe batch. A network
+    that is affine on the examples as given but not on the same examples standardised (each
+    input element to zero mean and unit spread over the probe, paired with their negations) is
+    not affine: its inputs sit in one linear piece of its non-linearities, and the result says
+    so (``"affine_on_data": True`` with the standardised probe's errors)."""
     if not inputs or not isinstance(inputs[0], torch.Tensor) or len(inputs) > 1:
         return None
     x = inputs[0].detach()
@@ -54,6 +58,40 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
     apart = float((a - b).double().pow(2).mean().sqrt())
     if not size > 0 or apart < NEAR_COPY * size:
         return None
+    first = _affine_errors(module, a, b)
+    if first is None:
+        return None
+    mid, ext = first
+    out = {"affine": mid < tol and ext < tol, "midpoint_error": mid,
+           "extrapolation_error": ext, "examples": 2 * k}
+    if not out["affine"]:
+        return out
+    # affine on the data as fed. A function that is affine is affine everywhere; a ReLU network
+    # is affine on any set of inputs that keeps every unit on one side of its kink, which is
+    # what inputs far from unit scale do (an offset of 40, a column in the tens of thousands:
+    # w.x dwarfs every bias, so each unit is on, or off, for all of them). The same examples,
+    # standardised per input element over the probe and paired with their negations (z, -z:
+    # w.z changes sign between them, so the kinks near the origin are crossed), tell the two
+    # apart: still affine there, the function is affine (no non-linearity on any path); not
+    # affine, only the data sits in one linear piece (a consequence of the input's scale)
+    xs = x[:2 * k].double()
+    sd = xs.std(0, keepdim=True)
+    z = ((xs - xs.mean(0, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))).to(x.dtype)
+    zk = z[:k]
+    if float(zk.double().pow(2).mean()) > 0:
+        second = _affine_errors(module, zk, -zk)
+        if second is not None and not (second[0] < tol and second[1] < tol):
+            out.update({"affine": False, "affine_on_data": True,
+                        "standardised_midpoint_error": second[0],
+                        "standardised_extrapolation_error": second[1]})
+    return out
+
+
+def _affine_errors(module: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[float, float] | None:
+    """(midpoint error, extrapolation error) of ``module`` on the examples ``a`` and ``b``,
+    relative to the spread of its outputs; None when it cannot tell (an error, non-finite or
+    input-independent output)."""
+    k = a.shape[0]
     probe = torch.cat([a, b, 0.5 * (a + b), 3 * a - 2 * b])
     modes = {m: m.training for m in module.modules()}
     try:
@@ -79,8 +117,7 @@ def affine_test(module: nn.Module, inputs: tuple, pairs: int = 4, tol: float = 1
         return None   # the output does not depend on the input (dead or zero network)
     mid = float((fm - 0.5 * (fa + fb)).abs().max()) / spread
     ext = float((fe - (3 * fa - 2 * fb)).abs().max()) / spread
-    return {"affine": mid < tol and ext < tol, "midpoint_error": mid,
-            "extrapolation_error": ext, "examples": 2 * k}
+    return mid, ext
 
 
 def output_ranges(y: torch.Tensor) -> tuple[bool, bool]:

@@ -1,0 +1,277 @@
+"""Regularisation too strong (Humbatova et al. 2020, *Training / hyperparameters: suboptimal
+regularisation*; *Model / layer properties: wrong dropout rate*).
+
+A regulariser trades fit for generalisation. It is too strong when it costs the fit itself: the
+model cannot get its *training* loss down because the regulariser, not the data, decides where
+the weights go. Three visible forms, each read from what the quantities mean:
+
+* **a weight penalty that dominates the updates** (the optimizer's ``weight_decay``, read from
+  ``state.optimizer_settings``). Decoupled decay (AdamW) and SGD's L2 term move every weight by
+  ``lr x wd`` of itself per step (SGD's momentum amplifies it by 1/(1-m)), a quantity known
+  exactly; the measured update-to-weight ratio is the whole movement, so their quotient is the
+  share of each step spent on the penalty. Adam's coupled L2 adds ``wd x w`` to the gradient
+  before normalising it: its pull against the data is ``wd |w| / |g|`` (the recorded gradient
+  is the loss's alone: the optimizer adds the term inside ``step()``). When the penalty's pull is
+  at least ``pull`` of the data's while the training loss stays above ``still_high`` of the
+  know-nothing level, the penalty holds the weights where they are;
+* **weights shrinking far below their initial scale** (any penalty, an L2 term written into
+  the loss included, which no setting shows): the network's weight norm fell below ``shrink``
+  x both the norm PyTorch's default initialisation gives its shapes and its own first norm,
+  while the training loss stays above ``still_high`` of the know-nothing level. Learning moves
+  weights away from a random start; collapsing toward 0 while nothing is learned is a pull
+  toward 0;
+* **a train-mode penalty** (dropout, or any noise that acts only in training mode): the loss
+  the model has in training mode at the end of an epoch stays above the loss the same model has
+  in evaluation mode on the validation split on each of the last ``epochs`` validation passes
+  after the first (whose training losses lag a model still learning fast), and on their mean
+  by more than ``z`` standard errors and by more than ``penalty_share`` of what the evaluated
+  model has learned (the know-nothing level minus its validation loss, at least ``learned`` of
+  that level: a model that learned nothing has no share to give back), while the training
+  loss stays above ``still_high`` of the know-nothing level. A healthy network's validation loss
+  is at or above its training loss (the generalisation gap); a model that does better evaluated
+  than trained on the same distribution is being held back by what training mode adds. Wrong
+  labels in the training split alone also raise the training loss: when the label probe shows
+  them (``label_noise``) this rule stays silent, and so it does while batch norm normalises
+  over a handful of examples (its training-mode statistics are noise).
+
+The dead units, small gradients and small updates that a collapse toward 0 leaves behind are
+reported as this cause's consequences (``Detector.consequences``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .baselines import loss_reference
+from .detectors import (
+    INIT_SMALL,
+    SLOW,
+    Detector,
+    _fmt,
+    _median_rows,
+    data_onset,
+    momentum_of,
+    register_detector,
+    small_batch_norm,
+    validation_noise,
+)
+
+DECOUPLED = ("adamw",)                                  # decay applied to the weights directly
+NORMALISED = ("adam", "nadam", "radam", "adamax", "rmsprop", "adagrad", "adadelta")
+
+
+def decay_of(state) -> dict | None:
+    """The optimizer's weight decay as {'type', 'weight_decay', 'form'}: 'decoupled' (AdamW),
+    'sgd' (L2 added to the gradient, not normalised: the same movement as decoupled decay) or
+    'coupled' (L2 added to the gradient of an optimizer that normalises it: Adam, RMSprop);
+    None without settings or without decay."""
+    opt = getattr(state, "optimizer_settings", None) or {}
+    wd = opt.get("weight_decay")
+    if not isinstance(wd, (int, float)) or not wd > 0:
+        return None
+    kind = str(opt.get("type", "")).lower()
+    if kind in DECOUPLED or opt.get("decoupled_weight_decay"):
+        form = "decoupled"
+    elif kind == "sgd":
+        form = "sgd"
+    elif kind in NORMALISED:
+        form = "coupled"
+    else:
+        return None   # an optimizer whose use of weight_decay is not known
+    return {"type": opt.get("type"), "weight_decay": float(wd), "form": form}
+
+
+def train_end_loss(state, row: int) -> tuple[float, float, int]:
+    """(mean, standard error, steps) of the training losses of the last quarter (at least 5
+    steps) of the epoch that validation row ``row`` closes: the training-mode loss of the model
+    that was then evaluated (an epoch's mean lags a model still learning)."""
+    v = state.validation
+    losses = state.loss_array()
+    end = v[row]["step"] + 1
+    start = v[row - 1]["step"] + 1 if row > 0 else 0
+    m = max(5, (end - start) // 4)
+    part = losses[max(start, end - m):end]
+    part = part[np.isfinite(part)]
+    if part.size < 3:
+        return math.nan, math.nan, int(part.size)
+    return float(part.mean()), float(part.std(ddof=1) / math.sqrt(part.size)), int(part.size)
+
+
+@register_detector
+class OverRegularised(Detector):
+    name = "over_regularisation"
+    explains = SLOW
+    # a collapse toward 0 leaves dead units, tiny gradients, tiny updates and units in one
+    # flat piece behind
+    consequences = ("dying_relu", "vanishing_gradients", "lr_too_low", "saturated_activations",
+                    "frozen_layers")
+    rule = ("regularisation costs the fit itself, while the recent training loss stays above "
+            "still_high x the know-nothing reference (after min_steps steps): (a) the optimizer's "
+            "weight decay pulls at least `pull` as hard as the data: lr x wd (x 1/(1-momentum) for "
+            "SGD) over the measured update/weight ratio for AdamW's decoupled decay and SGD's L2, "
+            "wd |w| / |g| for the coupled L2 of Adam-family optimizers (medians over the weight "
+            "layers and the last `samples` samples); or (b) the network's weight norm fell below "
+            "shrink x both its default-init norm and its first norm (any penalty, an L2 term in "
+            "the loss included); or (c) on each of the last `epochs` validation passes the "
+            "training-mode loss at the end of the epoch exceeds the evaluation-mode validation "
+            "loss, on their mean by more than z standard errors and by more than penalty_share x "
+            "(reference - validation loss), on passes whose validation loss is at least learned x "
+            "the reference below it (the first pass, the warm-up, left out): dropout or another "
+            "train-mode penalty (silent while label_noise "
+            "or batchnorm_small_batch holds)")
+    thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
+                  "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
+                  "learned": 0.1}
+    fixes = ["lower the weight decay 10-100x (typical: 1e-4 to 5e-4 for SGD and Adam's L2, "
+             "0.01 to 0.1 for AdamW), or lower the dropout rate (0.1-0.5)",
+             "remove the hand-written L2 term from the loss, or scale it down",
+             "regularise only once the model fits its training data: a model that cannot fit "
+             "needs less regularisation, not more"]
+    severity = "warning"
+
+    def check(self, state):
+        ref = loss_reference(state)
+        losses = state.loss_array()
+        if ref is None or not ref.value > 0 or len(losses) < self.t["min_steps"]:
+            return None
+        recent = losses[-max(10, len(losses) // 10):]
+        if not np.all(np.isfinite(recent)):
+            return None
+        now = float(recent.mean())
+        if not now > self.t["still_high"] * ref.value:
+            return None   # the model fits its training data: the regulariser does not stop it
+        base = {"recent_loss": now, "reference": ref.to_dict(),
+                "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
+        return (self._decay(state, base) or self._shrink(state, base)
+                or self._train_mode(state, base, ref.value))
+
+    # ---------------------------------------------------------------- (a) weight decay ----
+    def _decay(self, state, base):
+        d = decay_of(state)
+        if d is None or not state.lr:
+            return None
+        n = int(self.t["samples"])
+        u = _median_rows(state.array("update_ratio", n))
+        w = _median_rows(state.array("weight_norm", n))
+        g = _median_rows(state.array("grad_norm", n))
+        lr = float(state.lr[-1])
+        if not (math.isfinite(lr) and lr > 0) or u.size == 0:
+            return None
+        amp = 1.0
+        if d["form"] == "sgd":
+            mom = momentum_of(state)
+            amp = mom["amplification"] if mom else 1.0
+        per = {}
+        for i, p in enumerate(state.param_layers):
+            scale = state.init_scale.get(p, math.nan)
+            if not math.isfinite(scale) or state.frozen.get(p) or i >= u.size:
+                continue   # weight layers that learn (norm scales and biases are often not decayed)
+            if state.optimizer_params and not state.optimizer_params.get(p, True):
+                continue
+            if d["form"] == "coupled":
+                if g[i] > 0 and w[i] > 0:
+                    per[p] = d["weight_decay"] * w[i] / g[i]
+            elif u[i] > 0:
+                per[p] = lr * d["weight_decay"] * amp / u[i]
+        vals = [v for v in per.values() if math.isfinite(v)]
+        if not vals:
+            return None
+        pull = float(np.median(vals))
+        if pull < self.t["pull"]:
+            return None
+        if d["form"] == "coupled":
+            how = (f"{d['type']}'s L2 weight decay {d['weight_decay']:g} adds wd x w to the gradient: "
+                   f"wd |w| / |g| = {_fmt(pull)} (median over the weight layers)")
+        else:
+            step = lr * d["weight_decay"] * amp
+            how = (f"{d['type']} weight decay {d['weight_decay']:g} at lr {_fmt(lr)} shrinks every "
+                   f"weight by {_fmt(step)} of itself per step"
+                   + (f" (x{_fmt(amp)} by momentum)" if amp > 1 else "")
+                   + f", {_fmt(pull)} x the measured update/weight ratio (median over the weight "
+                   "layers)")
+        return self.verdict(
+            state, f"regularisation too strong: {how}, >= {self.t['pull']:g}, while the training "
+            f"loss stays at {_fmt(base['loss_over_reference'])} x the know-nothing level: the "
+            "penalty, not the data, decides where the weights go", layers=list(per),
+            evidence={**base, "weight_decay": d, "lr": lr, "pull": pull, "pull_per_layer": per},
+            fixes=[f"lower the weight decay from {d['weight_decay']:g} by 10-100x (typical: 1e-4 to "
+                   "5e-4 for SGD and Adam's L2, 0.01 to 0.1 for AdamW)"] + self.fixes[2:])
+
+    # ------------------------------------------------------------------- (b) shrinking ----
+    def _shrink(self, state, base):
+        w = state.array("weight_norm")
+        if w.shape[0] < 2:
+            return None
+        cols = [i for i, p in enumerate(state.param_layers)
+                if math.isfinite(state.init_scale.get(p, math.nan)) and not state.frozen.get(p)]
+        if not cols:
+            return None
+        scale = math.sqrt(sum(state.init_scale[state.param_layers[i]] ** 2 for i in cols))
+        first = float(np.sqrt(np.nansum(w[0, cols] ** 2)))
+        last = float(np.sqrt(np.nansum(w[-1, cols] ** 2)))
+        s = self.t["shrink"]
+        if not (scale > 0 and first > 0 and last < s * scale and last < s * first):
+            return None
+        return self.verdict(
+            state, f"regularisation too strong: the weights collapsed toward 0, norm {_fmt(first)} "
+            f"-> {_fmt(last)} ({_fmt(last / scale)} x the {_fmt(scale)} a default initialisation "
+            f"gives these layers, < {s:g}), while the training loss stays at "
+            f"{_fmt(base['loss_over_reference'])} x the know-nothing level: a penalty on the "
+            "weights (weight decay, or an L2 term in the loss) outweighs the data",
+            layers=[state.param_layers[i] for i in cols],
+            evidence={**base, "first_weight_norm": first, "weight_norm": last,
+                      "default_init_norm": scale, "weight_decay": decay_of(state)},
+            fixes=["lower the weight decay, or the weight of the L2 term added to the loss, by "
+                   "10-100x"] + self.fixes[2:])
+
+    # ------------------------------------------------------------------ (c) train mode ----
+    def _train_mode(self, state, base, ref):
+        k = int(self.t["epochs"])
+        v = state.validation
+        if len(v) < k:
+            return None
+        if small_batch_norm(state):
+            return None   # batch norm over a handful of examples: its detector reports it
+        from .detectors import DETECTORS
+        noise = DETECTORS.get("label_noise")
+        if noise is not None and noise().check(state) is not None:
+            return None   # wrong training labels raise the training loss: their detector says so
+        se_val, how = validation_noise(state)
+        if not math.isfinite(se_val):
+            return None
+        if len(v) < k + 1:
+            return None   # the first pass ends the warm-up: its training losses lag the model most
+        rows = []
+        for r in range(len(v) - k, len(v)):
+            train, se_train, m = train_end_loss(state, r)
+            val = float(v[r]["val_loss"])
+            if not (math.isfinite(train) and math.isfinite(val) and val < (1 - self.t["learned"]) * ref):
+                return None   # the evaluated model learned (almost) nothing: no share to give back
+            gap, se = train - val, math.hypot(se_train, se_val)
+            if not gap > 0:
+                return None   # the evaluated model does worse somewhere: no persistent penalty
+            rows.append({"epoch": v[r]["epoch"], "train_mode_loss": train, "val_loss": val,
+                         "gap": gap, "standard_error": se, "share_of_learned": gap / (ref - val),
+                         "train_steps": m})
+        # pooled over the passes: the mean gap against its standard error, the mean share
+        gap = float(np.mean([r["gap"] for r in rows]))
+        se = math.sqrt(sum(r["standard_error"] ** 2 for r in rows)) / len(rows)
+        share = float(np.mean([r["share_of_learned"] for r in rows]))
+        if not (gap > self.t["z"] * se and share > self.t["penalty_share"]):
+            return None
+        last = rows[-1]
+        return self.verdict(
+            state, f"regularisation too strong in training mode (dropout or noise that acts only "
+            f"while training): on each of the last {k} validation passes the model's training-mode "
+            f"loss exceeds its evaluation-mode validation loss ({_fmt(last['train_mode_loss'])} vs "
+            f"{_fmt(last['val_loss'])} at epoch {last['epoch']}; mean gap {_fmt(gap)}, "
+            f"{_fmt(gap / se)} standard errors), giving back {share:.0%} of what the evaluated "
+            f"model learned (> {self.t['penalty_share']:.0%}), while the training loss stays at "
+            f"{_fmt(base['loss_over_reference'])} x the know-nothing level",
+            evidence={**base, "passes": rows, "mean_gap": gap, "standard_error": se,
+                      "mean_share_of_learned": share, "standard_error_from": how},
+            fixes=["lower the dropout rate (0.1-0.5; 0.5 is the usual ceiling for hidden layers), "
+                   "or weaken the training-only noise or augmentation",
+                   "check that model.train()/model.eval() are set as intended"] + self.fixes[2:])
