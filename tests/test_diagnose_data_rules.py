@@ -80,7 +80,8 @@ def test_what_sorted_data_causes_is_its_consequence():
     gradient, raised after the order's onset, are reported as symptoms of it."""
     order = Verdict("unshuffled_data", 60, "", evidence={"onset_step": 0})
     others = [Verdict(n, 15, "") for n in ("exploding_gradients", "class_imbalance",
-                                           "lr_too_high", "dying_relu", "vanishing_gradients")]
+                                           "lr_too_high", "dying_relu", "vanishing_gradients",
+                                           "over_regularisation")]
     attribute(others + [order], EXPLAINS)
     assert all(v.kind == "symptom" and "unshuffled_data" in v.consequence_of for v in others)
     assert order.kind == "cause"

@@ -185,9 +185,11 @@ class Unshuffled(Detector):
     # bursts that look like a divergence), the output saturated or its ReLUs pushed below zero
     # (dead units, which pass no gradient back), and label counts skewed by whichever stretch of
     # the split the sampled steps fell in; targets sorted by value do the same to the output's
-    # level
+    # level. The training loss at an epoch's end is the loss on the last stretch of the split,
+    # not on the data, so a train/validation comparison made there (over_regularisation's
+    # train-mode penalty) measures the order
     consequences = ("saturated_activations", "dying_relu", "lr_too_high", "exploding_gradients",
-                    "vanishing_gradients", "class_imbalance")
+                    "vanishing_gradients", "class_imbalance", "over_regularisation")
     rule = ("classes: the sampled training batches hold fewer distinct classes than random "
             "batches drawn from the label shares seen would (their mean and variance are known in "
             "closed form): over at least min_samples samples, the deficit is more than z standard "
@@ -225,7 +227,9 @@ class Unshuffled(Detector):
                             f"{ev['between_batch_share']:.0%} of the targets' variance lies "
                             f"between the {ev['samples']} sampled batches (random batches: about "
                             f"{ev['expected_if_shuffled']:.0%}); batch means range {_fmt(lo)} to "
-                            f"{_fmt(hi)}", evidence={**ev, "onset_step": data_onset(state)})
+                            f"{_fmt(hi)}", evidence={**ev, "onset_step": data_onset(state)},
+                            fixes=[self.fixes[0], "if the order is deliberate (a curriculum), "
+                                   "draw each batch from the whole range of the targets"])
 
     def check(self, state):
         if state.targets.get("kind") == "values":
