@@ -185,6 +185,14 @@ def test_imbalance_needs_enough_labels_and_a_real_shortfall():
             np.bincount(r.choice(10, size=20000, p=mild / mild.sum()), minlength=10), 10)) is None
     # a class missing from training altogether, once enough labels are seen
     assert ClassImbalance().check(counts_state([300] * 9 + [0], 10)) is not None
+    # one dominant class: half of the labels in class 0, the rest spread over nine (ratio 9)
+    dom = np.array([9.0] + [1.0] * 9)
+    r = np.random.default_rng(0)
+    v = ClassImbalance().check(counts_state(np.bincount(r.choice(10, size=4000, p=dom / dom.sum()),
+                                                        minlength=10), 10))
+    assert v is not None and v.evidence["largest_class"] == 0
+    # two classes 75/25 (ratio 3): imbalanced in the data check's sense, not a training fault
+    assert ClassImbalance().check(counts_state([3000, 1000], 2)) is None
 
 
 # ---------------------------------------------------------------- clipping_too_tight ----

@@ -249,20 +249,25 @@ class Unshuffled(Detector):
 
 
 def rare_class_test(counts, classes: int, share: float) -> dict:
-    """The rarest of ``classes`` classes against a fifth (``share``) of its balanced share: its
-    count k among the N labels seen, and the one-sided binomial probability of seeing k or fewer
-    if its true share were share / C (scipy's exact binomial tail). A class never seen has k 0."""
+    """The rarest of ``classes`` classes against ``share`` x the largest one (an imbalance ratio
+    above 1 / share; the largest class holds at least 1/C, so this also covers a rarest class
+    below share / C). Given the n = k_rare + k_large labels of the two, k_rare is binomial with
+    the rarest's share of the pair, at least q0 = share / (1 + share) when the ratio is at most
+    1 / share (the conditional test of two Poisson rates): the p-value is the exact binomial
+    tail P(X <= k_rare | n, q0). A class never seen has k 0."""
     from scipy.stats import binom
 
     c = np.array(list(counts) + [0] * max(0, classes - len(counts)), dtype=np.float64)
     total = float(c.sum())
-    k = int(c.min())
-    rare = int(np.argmin(c))
-    p0 = share / classes
-    return {"rarest_class": rare, "rarest_count": k, "labels": int(total),
+    rare, large = int(np.argmin(c)), int(np.argmax(c))
+    k, top = int(c[rare]), int(c[large])
+    q0 = share / (1.0 + share)
+    return {"rarest_class": rare, "rarest_count": k, "largest_class": large,
+            "largest_count": top, "labels": int(total),
+            "imbalance_ratio": top / k if k else math.inf,
             "rarest_share_over_balanced": k * classes / total if total else math.nan,
-            "p_value": float(binom.cdf(k, int(total), p0)) if total else 1.0,
-            "classes_below": [int(i) for i in np.flatnonzero(c * classes < share * total)]}
+            "p_value": float(binom.cdf(k, k + top, q0)) if top else 1.0,
+            "classes_below": [int(i) for i in np.flatnonzero(c < share * top)]}
 
 
 @register_detector
@@ -270,10 +275,11 @@ class ClassImbalance(Detector):
     name = "class_imbalance"
     explains = SLOW
     rule = ("the labels seen on sampled steps are imbalanced over the C outputs of the model: the "
-            "rarest class holds less than min_share of its balanced share 1/C (a binomial test: "
-            "seeing so few of it, were its share min_share / C, has probability below alpha / C), "
-            "or, after min_labels labels, the label entropy is below ratio x ln(C) (one dominant "
-            "class); unless the unshuffled-data rule explains the counts")
+            "rarest class holds less than min_share of the largest class's count (an imbalance "
+            "ratio above 1 / min_share; a binomial test on the labels of the two: seeing so few "
+            "of the rarest, were the ratio 1 / min_share, has probability below alpha / C), or, "
+            "after min_labels labels, the label entropy is below ratio x ln(C); unless the "
+            "unshuffled-data rule explains the counts")
     thresholds = {"min_share": 0.2, "alpha": 1e-4, "ratio": 0.7, "min_labels": 1000}
     fixes = ["rebalance: weight the loss by inverse class frequency or oversample rare classes",
              "report per-class metrics (balanced accuracy), not accuracy alone",
@@ -296,12 +302,12 @@ class ClassImbalance(Detector):
         if rare["p_value"] < self.t["alpha"] / C:
             below = rare["classes_below"]
             return self.verdict(state, f"labels are imbalanced: {len(below)} of {C} classes hold "
-                                f"less than {self.t['min_share']:g} of the balanced share 1/{C}; "
-                                f"the rarest, class {rare['rarest_class']}, has "
-                                f"{rare['rarest_count']} of {total} labels "
-                                f"({rare['rarest_share_over_balanced']:.2f} x balanced, binomial "
-                                f"p = {_fmt(rare['p_value'])}); the largest holds {share:.0%}",
-                                evidence=evidence)
+                                f"less than {self.t['min_share']:g} x the largest class; the "
+                                f"rarest, class {rare['rarest_class']}, has {rare['rarest_count']} "
+                                f"of {total} labels ({rare['rarest_share_over_balanced']:.2f} x "
+                                f"its balanced share 1/{C}), the largest, class "
+                                f"{rare['largest_class']}, {rare['largest_count']} ({share:.0%}); "
+                                f"binomial p = {_fmt(rare['p_value'])}", evidence=evidence)
         if total >= self.t["min_labels"] and h < self.t["ratio"] * hmax:
             return self.verdict(state, f"labels are imbalanced: entropy {h:.3f} < "
                                 f"{self.t['ratio']:g} x ln({C}) = {hmax:.3f}; the largest class "
