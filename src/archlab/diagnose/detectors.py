@@ -1419,9 +1419,13 @@ class Linear(Detector):
     explains = SLOW
     rule = ("the whole network is an affine map of its input: f((a+b)/2) = (f(a)+f(b))/2 and "
             "f(3a-2b) = 3f(a)-2f(b) to rounding on real examples, in evaluation mode (whatever "
-            "layers it uses: linear, convolution, pooling, normalisation, reshapes); a probe whose "
-            "examples are near-copies (RMS difference below 0.1 x their RMS size: they stay in one "
-            "linear piece of a ReLU network) is refused and tried again on a later batch")
+            "layers it uses: linear, convolution, pooling, normalisation, reshapes), and also on "
+            "the same examples standardised (each input element to zero mean and unit spread "
+            "over the probe) and paired with their negations: a network affine only on the data "
+            "as fed (inputs far from unit scale keep every unit in one linear piece) is not "
+            "affine, and unscaled_inputs names that cause; a probe whose examples are near-copies "
+            "(RMS difference below 0.1 x their RMS size: they stay in one linear piece of a ReLU "
+            "network) is refused and tried again on a later batch")
     thresholds: dict[str, float] = {}
     fixes = ["add an activation (ReLU) between the layers", "a stack of linear layers, "
              "convolutions and poolings equals one linear map: depth adds nothing without "
