@@ -67,6 +67,16 @@ def test_decoupled_decay_that_dominates_the_updates_is_named():
     assert check("over_regularisation", _state(_noisy(LN3), update=0.012, settings=usual)) is None
 
 
+def test_a_standard_decay_recipe_while_the_loss_falls_is_silent():
+    """SGD at 0.1, momentum 0.9, decay 5e-4 pulls lr x wd / (1 - m) = 5e-4 a step against
+    measured updates of 1e-3 (a pull of 0.5) early in training, while the loss still falls from
+    ln 3: the model is fitting, the penalty does not hold it."""
+    sgd = {"type": "SGD", "momentum": 0.9, "dampening": 0.0, "weight_decay": 5e-4,
+           "groups": [{"lr": 0.1, "params": 1000}]}
+    falling = LN3 * np.linspace(1.0, 0.6, 300) + 0.02 * np.random.default_rng(2).standard_normal(300)
+    assert check("over_regularisation", _state(falling, update=1e-3, settings=sgd, lr=0.1)) is None
+
+
 def test_coupled_l2_is_judged_against_the_loss_gradient():
     """Adam's L2 adds wd * w to the gradient: wd |w| / |g| = 1.0 * 4 / 0.5 = 8 pulls harder than
     the data; with wd 1e-3 it is 0.008."""

@@ -13,11 +13,14 @@ the weights go. Three visible forms, each read from what the quantities mean:
   before normalising it: its pull against the data is ``wd |w| / |g|`` (the recorded gradient
   is the loss's alone: the optimizer adds the term inside ``step()``). When the penalty's pull is
   at least ``pull`` of the data's while the training loss stays above ``still_high`` of the
-  know-nothing level, the penalty holds the weights where they are;
+  know-nothing level and has stopped falling, the penalty holds the weights where they are (a
+  standard recipe, SGD at 0.1 with momentum 0.9 and decay 5e-4, pulls 5e-4 a step against
+  updates of ~1e-3 early in training, while its loss still falls);
 * **weights shrinking far below their initial scale** (any penalty, an L2 term written into
   the loss included, which no setting shows): the network's weight norm fell below ``shrink``
   x both the norm PyTorch's default initialisation gives its shapes and its own first norm,
-  while the training loss stays above ``still_high`` of the know-nothing level. Learning moves
+  while the training loss stays above ``still_high`` of the know-nothing level and has stopped
+  falling. Learning moves
   weights away from a random start; collapsing toward 0 while nothing is learned is a pull
   toward 0;
 * **a train-mode penalty** (dropout, or any noise that acts only in training mode): the loss
@@ -52,6 +55,7 @@ from .detectors import (
     _fmt,
     _median_rows,
     data_onset,
+    loss_still_falling,
     momentum_of,
     register_detector,
     small_batch_norm,
@@ -108,7 +112,9 @@ class OverRegularised(Detector):
     consequences = ("dying_relu", "vanishing_gradients", "lr_too_low", "saturated_activations",
                     "frozen_layers")
     rule = ("regularisation costs the fit itself, while the recent training loss stays above "
-            "still_high x the know-nothing reference (after min_steps steps): (a) the optimizer's "
+            "still_high x the know-nothing reference (after min_steps steps; for (a) and (b) it has "
+            "also stopped falling: the mean of the last max(20, a tenth of the run) losses not 2 "
+            "standard errors below the window before): (a) the optimizer's "
             "weight decay pulls at least `pull` as hard as the data: lr x wd (x 1/(1-momentum) for "
             "SGD) over the measured update/weight ratio for AdamW's decoupled decay and SGD's L2, "
             "wd |w| / |g| for the coupled L2 of Adam-family optimizers (medians over the weight "
@@ -144,8 +150,16 @@ class OverRegularised(Detector):
             return None   # the model fits its training data: the regulariser does not stop it
         base = {"recent_loss": now, "reference": ref.to_dict(),
                 "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
-        return (self._decay(state, base) or self._shrink(state, base)
-                or self._train_mode(state, base, ref.value))
+        # a penalty on the weights that is too strong holds the loss where it is: while the loss
+        # still falls the model is still fitting (a standard recipe, SGD 0.1 with momentum 0.9
+        # and decay 5e-4, pulls 5e-4 a step against updates of ~1e-3 early in training)
+        trend = loss_still_falling(state)
+        if trend is not None and not trend["falling"]:
+            v = self._decay(state, {**base, "trend": trend}) or self._shrink(
+                state, {**base, "trend": trend})
+            if v is not None:
+                return v
+        return self._train_mode(state, base, ref.value)
 
     # ---------------------------------------------------------------- (a) weight decay ----
     def _decay(self, state, base):
