@@ -182,3 +182,27 @@ def test_benchmark_measures_the_thread_count(capsys, monkeypatch):
             assert f"keeping {faster}" in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)
+
+
+def test_gan_augments_what_the_discriminator_sees_real_and_generated(digits, tmp_path, monkeypatch):
+    """--augment shift=N in a GAN is differentiable augmentation: every discriminator input,
+    real and generated, is shifted inside the graph (the generator's gradient passes through)."""
+    from archlab.train.generative import gan as gan_module
+
+    seen = []
+    cap = Capture()
+    cap.on_train_end = lambda trainer, pl_module: setattr(cap, "module", pl_module)
+    original = gan_module.GANModule.d_input
+
+    def spy(self, images):
+        out = original(self, images)
+        seen.append((images.requires_grad, out.requires_grad, torch.equal(out, images)))
+        return out
+
+    monkeypatch.setattr(gan_module.GANModule, "d_input", spy)
+    archlab.train("dcgan_mnist_generator", digits, out=str(tmp_path), epochs=1, augment="shift=2",
+                  callbacks=[cap], **PAIR, **FAST)
+    module = cap.module
+    assert module.augment is not None and module.augment.shift == 2
+    assert seen and not any(same for _, _, same in seen)          # every input was shifted
+    assert any(src and out for src, out, _ in seen)               # the generator's batch keeps its graph

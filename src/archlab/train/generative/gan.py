@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from ..prepare import augment
 from .base import GenerativeModule, grad_norm, optimizer_for
 from .losses import discriminator_loss, generator_loss, gradient_penalty, probability_of_real
 
@@ -51,6 +52,15 @@ class GANModule(GenerativeModule):
         decay = float(getattr(config, "g_ema", 0.0) or 0.0)
         self.generator_ema = (AveragedModel(generator, avg_fn=ema_update(decay), use_buffers=True)
                               if decay > 0 else None)
+        # the config's image augmentation, for a GAN applied to every image the discriminator
+        # sees, real and generated, inside the graph (differentiable augmentation, Zhao et al.
+        # 2020): augmenting only the real images would teach the generator the augmentation
+        spec = getattr(config, "augment", None)
+        self.augment = spec if spec is not None and spec.active else None
+
+    def d_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees in training: the images, augmented when ``augment`` is set."""
+        return augment(images, self.augment, self.rng) if self.augment is not None else images
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
@@ -99,8 +109,8 @@ class GANModule(GenerativeModule):
         fake = self.generator(self.noise(n))
 
         # discriminator step on a real and a generated batch (separate batches: DCGAN)
-        real_scores = self.discriminator(x)
-        fake_scores = self.discriminator(fake.detach())
+        real_scores = self.discriminator(self.d_input(x))
+        fake_scores = self.discriminator(self.d_input(fake.detach()))
         d_loss = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.label_smoothing)
         penalty = torch.zeros(())
         if c.gan_loss == "wgan-gp":
@@ -117,7 +127,7 @@ class GANModule(GenerativeModule):
             record["penalty"] = penalty.item()
         # generator step every d_steps batches, against the updated discriminator
         if self._batches % c.d_steps == 0:
-            g_scores = self.discriminator(fake)
+            g_scores = self.discriminator(self.d_input(fake))
             g_loss = generator_loss(c.gan_loss, g_scores)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
