@@ -25,16 +25,18 @@ reported SEPARATELY:
 
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
-                                     [--fresh | --fresh2]
+                                     [--fresh | --fresh2 | --fresh3]
 
-``--fresh`` and ``--fresh2`` run only one of the two fresh held-out suites
-(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2), each written blind to the
-rules and judged once.
+``--fresh``, ``--fresh2`` and ``--fresh3`` run only one of the three fresh held-out suites
+(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2, fault_catalogue_fresh3), each
+written blind to the rules and judged once. The three go through one code path: the module's
+``SETUPS`` run by its ``run_<label>`` function, scored by :func:`report`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -46,6 +48,10 @@ import torch
 from archlab.diagnose.detectors import DETECTORS
 from archlab.diagnose.fault_catalogue import SETUPS, half, setups
 from archlab.diagnose.faults import Setup, run_setup
+
+# the fresh held-out suites (label -> module of archlab.diagnose), each judged once
+FRESH = {"fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
+         "fresh3": "fault_catalogue_fresh3"}
 
 
 def load() -> str:
@@ -63,19 +69,19 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=7, help="interleaved with/without pairs")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--generative", action="store_true", help="also the generative set-ups (GAN/VAE)")
-    ap.add_argument("--fresh", action="store_true", help="only the fresh held-out suite "
-                    "(archlab.diagnose.fault_catalogue_fresh: written blind to the rules, judged once)")
-    ap.add_argument("--fresh2", action="store_true", help="only the second fresh held-out suite "
-                    "(archlab.diagnose.fault_catalogue_fresh2: written blind to the rules, judged once)")
+    fresh = ap.add_mutually_exclusive_group()
+    for label, which in (("fresh", "the fresh"), ("fresh2", "the second fresh"),
+                         ("fresh3", "the third fresh")):
+        fresh.add_argument(f"--{label}", action="store_true", help=f"only {which} held-out suite "
+                           f"(archlab.diagnose.{FRESH[label]}: written blind to the rules, judged once)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(load())
     out: dict = {}
-    if args.fresh2 or args.fresh:
-        from archlab.diagnose import fault_catalogue_fresh, fault_catalogue_fresh2
-
-        label, module, run = (("fresh2", fault_catalogue_fresh2, fault_catalogue_fresh2.run_fresh2) if args.fresh2
-                              else ("fresh", fault_catalogue_fresh, fault_catalogue_fresh.run_fresh))
+    label = next((k for k in FRESH if getattr(args, k)), None)
+    if label:   # one code path for every fresh suite: its SETUPS, its run_<label>, report()
+        module = importlib.import_module(f"archlab.diagnose.{FRESH[label]}")
+        run = getattr(module, f"run_{label}")
         t0, results = time.perf_counter(), []
         for s in module.SETUPS:
             for seed in range(args.seeds):
