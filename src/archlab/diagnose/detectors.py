@@ -586,12 +586,7 @@ def examples_per_sample(state: HealthState) -> tuple[float, str]:
     or target values per output); unknown, a sample is taken to watch ``ACT_EXAMPLES``."""
     from .sampling import ACT_EXAMPLES
 
-    t = state.targets
-    batch = math.nan
-    if t.get("batch_sizes"):
-        batch = float(np.median(t["batch_sizes"]))
-    elif t.get("kind") == "values" and t.get("n") and t.get("matches_output") and state.sample_steps:
-        batch = t["n"] / (len(state.sample_steps) * max(state.output_width, 1))
+    batch = batch_size(state)
     if math.isfinite(batch) and batch > 0:
         return float(min(ACT_EXAMPLES, batch)), f"batches of {batch:g}"
     return float(ACT_EXAMPLES), "batch size unknown"
