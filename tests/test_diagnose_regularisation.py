@@ -238,3 +238,11 @@ def test_a_gradient_small_only_for_the_first_steps_is_a_transient():
     st = _vanishing_state(lambda k: 1e-5)
     v = DETECTORS["vanishing_gradients"]().check(st)
     assert v is not None and v.layers == ["first"]
+
+
+def test_small_gradients_of_a_fitted_model_are_not_vanishing():
+    """The same persistent 1e-5 ratio with the loss at 0.1 % of the know-nothing level: the
+    training data is fitted, every gradient is small because nothing is left to learn."""
+    st = _vanishing_state(lambda k: 1e-5)
+    st.losses = list(_noisy(1e-3 * LN3, 30, 1e-5))
+    assert DETECTORS["vanishing_gradients"]().check(st) is None

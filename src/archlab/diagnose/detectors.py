@@ -457,7 +457,9 @@ class Vanishing(Detector):
             "the largest layer's (medians over the samples of the last min_steps optimiser steps, "
             "at least `samples` of them, leaving out samples on which the loss itself gave no "
             "gradient: every layer exactly 0, e.g. a hinge loss past its margin; a gradient small "
-            "for fewer steps is a transient of the initialisation that the first updates undo); or, at the first sample, the network was initialised far below the "
+            "for fewer steps is a transient of the initialisation that the first updates undo; "
+            "and not once the recent loss is below floor x the know-nothing reference: a fitted "
+            "model has nothing left to learn); or, at the first sample, the network was initialised far below the "
             "default scale: at least two layers below 0.25 x their default-init norm, so that "
             "even the best-placed layer's gradient, which scales with the product of the other "
             "layers' scales, is below init_ratio of a default initialisation's, and the output's "
@@ -465,7 +467,8 @@ class Vanishing(Detector):
             "normalisation or skip path restores it)")
     # min_steps 20: the dense start samples every step, so 20 samples; a depth-driven vanishing
     # lasts as long as the depth, i.e. the whole run
-    thresholds = {"ratio": 1e-3, "samples": 3, "init_ratio": 1e-2, "min_steps": 20}
+    # floor: as gradients_cleared's min_loss, the level of an (almost) exact fit
+    thresholds = {"ratio": 1e-3, "samples": 3, "init_ratio": 1e-2, "min_steps": 20, "floor": 0.01}
     fixes = ["add skip connections (residual blocks)", "add normalisation (batch norm)",
              "replace sigmoid/tanh by ReLU-family activations", "use He/Glorot initialisation",
              "scale the inputs"]
@@ -498,6 +501,11 @@ class Vanishing(Detector):
                 fixes=["check the initialisation: all-zero or constant weights give no gradient "
                        "(use He/Glorot init)", "check for dead ReLUs upstream (leaky ReLU/PReLU)",
                        "check that no detach()/no_grad cuts the graph"] + self.fixes[:2])
+        # a loss at its floor (below floor x the know-nothing level: the training data is fitted)
+        # leaves every gradient small: there is nothing left to learn, whatever the depth
+        p = progress(state)
+        if p is not None and p[1] < self.t["floor"]:
+            return None
         # the relative gradients over a window of at least min_steps optimiser steps: a gradient
         # small for a few steps after initialisation and then restored by the first updates (a
         # symmetry they break: a mean over normalised features starts exactly insensitive to
