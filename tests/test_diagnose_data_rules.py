@@ -154,10 +154,22 @@ def test_a_sorted_two_class_run_is_named_and_its_symptoms_attributed():
 
 # --------------------------------------------------------------------- class_imbalance ----
 
-def counts_state(counts, classes) -> HealthState:
+def counts_state(counts, classes, samples=10) -> HealthState:
+    """Label counts over ``samples`` sampled batches that each held every class seen (shuffled)."""
     st = HealthState(output_width=classes)
-    st.targets.update(kind="classes", counts=list(counts), batch_classes=[], batch_sizes=[])
+    present = sum(1 for c in counts if c)
+    size = max(1, int(sum(counts) // samples))
+    st.targets.update(kind="classes", counts=list(counts), batch_classes=[present] * samples,
+                      batch_sizes=[size] * samples)
     return st
+
+
+def test_imbalance_waits_for_the_order_test():
+    """One batch of a sorted split holds one class: no imbalance verdict from it. After 8
+    shuffled batches the same shortfall is judged."""
+    assert ClassImbalance().check(counts_state([640, 0], 2, samples=1)) is None
+    sorted_state = batches_state(np.repeat(np.arange(2), 600), 64, 12, 2)
+    assert ClassImbalance().check(sorted_state) is None and Unshuffled().check(sorted_state)
 
 
 def test_half_the_classes_rare_is_imbalance():

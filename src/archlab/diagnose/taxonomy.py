@@ -278,8 +278,9 @@ class ClassImbalance(Detector):
             "rarest class holds less than min_share of the largest class's count (an imbalance "
             "ratio above 1 / min_share; a binomial test on the labels of the two: seeing so few "
             "of the rarest, were the ratio 1 / min_share, has probability below alpha / C), or, "
-            "after min_labels labels, the label entropy is below ratio x ln(C); unless the "
-            "unshuffled-data rule explains the counts")
+            "after min_labels labels, the label entropy is below ratio x ln(C); judged once the "
+            "order test can speak (8 sampled batches, two classes seen) and finds the batches "
+            "unordered")
     thresholds = {"min_share": 0.2, "alpha": 1e-4, "ratio": 0.7, "min_labels": 1000}
     fixes = ["rebalance: weight the loss by inverse class frequency or oversample rare classes",
              "report per-class metrics (balanced accuracy), not accuracy alone",
@@ -289,7 +290,14 @@ class ClassImbalance(Detector):
     def check(self, state):
         t = state.targets
         C = state.output_width
-        if t.get("kind") != "classes" or C < 2 or Unshuffled().check(state):
+        if t.get("kind") != "classes" or C < 2:
+            return None
+        # the counts describe the split only when the sampled batches are independent draws
+        # from it: the order test must have been able to speak (min_samples batches, two
+        # classes seen) and found no order (a sorted split's first batches are one class)
+        order = Unshuffled()
+        seen = order_evidence(state)
+        if seen is None or seen["samples"] < order.t["min_samples"] or order.check(state):
             return None
         counts = list(t.get("counts", [])) + [0] * max(0, C - len(t.get("counts", [])))
         total = sum(counts)
