@@ -602,11 +602,13 @@ def examples_per_sample(state: HealthState) -> tuple[float, str]:
 
 def loss_still_falling(state: HealthState, window: int | None = None) -> dict | None:
     """Whether the loss still falls: the mean of the last ``window`` losses (default max(20, a
-    tenth of the run)) against the mean of the ``window`` before, in standard errors of the
-    difference (batch noise from successive differences / sqrt 2, as validation_noise reads
-    it). {'recent', 'before', 'z', 'falling'}; None with fewer than 2 x window finite losses."""
+    quarter of the run so far)) against the mean of the ``window`` before, in standard errors of
+    the difference (batch noise from successive differences / sqrt 2, as validation_noise reads
+    it). A quarter, not a fixed count: a slowly learning run gains less than one standard error
+    in 20 steps and several in a quarter of its steps. {'recent', 'before', 'z', 'falling'};
+    None with fewer than 2 x window finite losses."""
     losses = state.loss_array()
-    w = window or max(20, len(losses) // 10)
+    w = window or max(20, len(losses) // 4)
     if len(losses) < 2 * w:
         return None
     part = losses[-2 * w:]
@@ -663,7 +665,7 @@ class DyingRelu(Detector):
             "the inputs), and the dead units matter: the recent loss is less than 10 % below "
             "the know-nothing reference, or it has stopped falling (the mean of the last window "
             "of losses is not 2 standard errors below the mean of the window before; window = "
-            "max(20, a tenth of the run)) above 0.5 x the reference. A network that keeps learning with half its units "
+            "max(20, a quarter of the run so far)) above 0.5 x the reference. A network that keeps learning with half its units "
             "dead has capacity to spare")
     # min_examples 300: a unit never active on 300 examples is active on fewer than 1 % of them
     # at 95 % confidence (the rule of three, 3/n; Hanley & Lippman-Hand 1983), whatever the

@@ -113,7 +113,7 @@ class OverRegularised(Detector):
                     "frozen_layers")
     rule = ("regularisation costs the fit itself, while the recent training loss stays above "
             "still_high x the know-nothing reference (after min_steps steps; for (a) and (b) it has "
-            "also stopped falling: the mean of the last max(20, a tenth of the run) losses not 2 "
+            "also stopped falling: the mean of the last max(20, a quarter of the run so far) losses not 2 "
             "standard errors below the window before): (a) the optimizer's "
             "weight decay pulls at least `pull` as hard as the data: lr x wd (x 1/(1-momentum) for "
             "SGD) over the measured update/weight ratio for AdamW's decoupled decay and SGD's L2, "
