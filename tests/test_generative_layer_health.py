@@ -39,7 +39,9 @@ def events(run) -> list[dict]:
 
 
 def test_vanishing_generator_is_named_with_its_layers(digits, tmp_path, capsys):
-    run = archlab.train(DEEP_SIGMOID, digits, out=str(tmp_path), **PAIR, **FAST)
+    # 6 epochs of 4-5 batches: the vanishing rule wants a window of >= 20 optimiser steps
+    # (a gradient small for fewer steps is a transient of the initialisation)
+    run = archlab.train(DEEP_SIGMOID, digits, out=str(tmp_path), **PAIR, **{**FAST, "epochs": 6})
     found = [e for e in events(run) if e["detector"] == "vanishing_gradients"]
     assert found, events(run)
     e = found[0]
@@ -111,8 +113,9 @@ def test_monitor_options_reach_each_network(digits, tmp_path):
     """archlab train's --health-* options arrive as a HealthMonitor; a generative run gives its
     options to the per-network recorders; its detector list selects among both kinds."""
     monitor = HealthMonitor(every=3, detectors=["vanishing_gradients"])
+    # 8 epochs: samples every 3rd step must span the vanishing rule's 20-step window
     run = archlab.train(DEEP_SIGMOID, digits, out=str(tmp_path), callbacks=[monitor], health=False,
-                        **PAIR, **FAST)
+                        **PAIR, **{**FAST, "epochs": 8})
     g = json.loads((run.path / "health" / "generator" / "monitor.json").read_text())
     assert g["schedule"]["every"] == 3 and list(g["detectors"]) == ["vanishing_gradients"]
     assert run.summary["health"]["detectors"] == []      # no generative detector was chosen
