@@ -77,6 +77,17 @@ def test_a_standard_decay_recipe_while_the_loss_falls_is_silent():
     assert check("over_regularisation", _state(falling, update=1e-3, settings=sgd, lr=0.1)) is None
 
 
+def test_decay_after_a_divergence_is_not_named():
+    """SGD at lr 2 with decay 0.01 blew up (a loss 20x the know-nothing level) and killed the
+    network: only the decay moves its weights now (a pull of exactly 1), but the cause is the
+    divergence, which lr_too_high and exploding_gradients name."""
+    sgd = {"type": "SGD", "momentum": 0.0, "weight_decay": 0.01, "groups": [{"lr": 2.0, "params": 1000}]}
+    losses = np.concatenate([[20 * LN3] * 5, _noisy(LN3, 295)])
+    assert check("over_regularisation", _state(losses, update=0.02, settings=sgd, lr=2.0)) is None
+    # the same flat loss without the blow-up: the decay holds the weights
+    assert check("over_regularisation", _state(_noisy(LN3), update=0.02, settings=sgd, lr=2.0)) is not None
+
+
 def test_coupled_l2_is_judged_against_the_loss_gradient():
     """Adam's L2 adds wd * w to the gradient: wd |w| / |g| = 1.0 * 4 / 0.5 = 8 pulls harder than
     the data; with wd 1e-3 it is 0.008."""

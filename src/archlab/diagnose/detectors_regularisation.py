@@ -37,6 +37,11 @@ the weights go. Three visible forms, each read from what the quantities mean:
   them (``label_noise``) this rule stays silent, and so it does while batch norm normalises
   over a handful of examples (its training-mode statistics are noise).
 
+None of the three is claimed for a run that diverged (``detectors.divergence_onset``: a dead
+network's weights are moved by the decay alone, and its training losses far exceed the
+evaluated model's) or whose inputs or targets are far from unit scale (they make the training
+losses spike): their own detectors name those causes.
+
 The dead units, small gradients and small updates that a collapse toward 0 leaves behind are
 reported as this cause's consequences (``Detector.consequences``).
 """
@@ -55,9 +60,11 @@ from .detectors import (
     _fmt,
     _median_rows,
     data_onset,
+    divergence_onset,
     loss_still_falling,
     momentum_of,
     register_detector,
+    scale_problems,
     small_batch_norm,
     validation_noise,
 )
@@ -88,9 +95,11 @@ def decay_of(state) -> dict | None:
 
 
 def train_end_loss(state, row: int) -> tuple[float, float, int]:
-    """(mean, standard error, steps) of the training losses of the last quarter (at least 5
+    """(median, standard error, steps) of the training losses of the last quarter (at least 5
     steps) of the epoch that validation row ``row`` closes: the training-mode loss of the model
-    that was then evaluated (an epoch's mean lags a model still learning)."""
+    that was then evaluated (an epoch's mean lags a model still learning). The median: a
+    train-mode penalty raises every batch's loss, a spike only a few; its standard error is
+    1.25 x a mean's, sd / sqrt(steps) (the large-sample ratio sqrt(pi / 2) for normal noise)."""
     v = state.validation
     losses = state.loss_array()
     end = v[row]["step"] + 1
@@ -100,7 +109,8 @@ def train_end_loss(state, row: int) -> tuple[float, float, int]:
     part = part[np.isfinite(part)]
     if part.size < 3:
         return math.nan, math.nan, int(part.size)
-    return float(part.mean()), float(part.std(ddof=1) / math.sqrt(part.size)), int(part.size)
+    return (float(np.median(part)), 1.25 * float(part.std(ddof=1) / math.sqrt(part.size)),
+            int(part.size))
 
 
 @register_detector
@@ -112,7 +122,8 @@ class OverRegularised(Detector):
     consequences = ("dying_relu", "vanishing_gradients", "lr_too_low", "saturated_activations",
                     "frozen_layers")
     rule = ("regularisation costs the fit itself, while the recent training loss stays above "
-            "still_high x the know-nothing reference (after min_steps steps; for (a) and (b) it has "
+            "still_high x the know-nothing reference, the run did not diverge and the inputs and "
+            "targets are scaled (after min_steps steps; for (a) and (b) it has "
             "also stopped falling: the mean of the last max(20, a quarter of the run so far) losses not 2 "
             "standard errors below the window before): (a) the optimizer's "
             "weight decay pulls at least `pull` as hard as the data: lr x wd (x 1/(1-momentum) for "
@@ -121,7 +132,8 @@ class OverRegularised(Detector):
             "layers and the last `samples` samples); or (b) the network's weight norm fell below "
             "shrink x both its default-init norm and its first norm (any penalty, an L2 term in "
             "the loss included); or (c) on each of the last `epochs` validation passes the "
-            "training-mode loss at the end of the epoch exceeds the evaluation-mode validation "
+            "training-mode loss at the end of the epoch (the median of its last quarter) exceeds "
+            "the evaluation-mode validation "
             "loss, on their mean by more than z standard errors and by more than penalty_share x "
             "(reference - validation loss), on passes whose validation loss is at least learned x "
             "the reference below it (the first pass, the warm-up, left out): dropout or another "
@@ -148,6 +160,12 @@ class OverRegularised(Detector):
         now = float(recent.mean())
         if not now > self.t["still_high"] * ref.value:
             return None   # the model fits its training data: the regulariser does not stop it
+        if divergence_onset(state) is not None or scale_problems(state):
+            # a run that diverged leaves weights that only the decay moves (no gradient gets
+            # through a dead network) and training losses far above the evaluated model's;
+            # inputs or targets far from unit scale make the training losses spike: their
+            # detectors name those causes
+            return None
         base = {"recent_loss": now, "reference": ref.to_dict(),
                 "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
         # a penalty on the weights that is too strong holds the loss where it is: while the loss
