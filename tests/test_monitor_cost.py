@@ -230,3 +230,48 @@ def test_sample_cost_in_ops_does_not_grow_with_depth():
     shallow, deep = _sample_ops(4), _sample_ops(16)
     assert shallow[1] == deep[1] == 2      # detach + the one read of the loss
     assert shallow[0] == deep[0], (shallow, deep)
+
+
+def test_incremental_state_statistics_equal_numpy():
+    """HealthState's incremental primitives (a row reduced once, a window computed once) equal
+    the numpy expressions they replace on the whole series, after every appended sample, with
+    nan in the rows and in the losses, and after the series is replaced by a new list."""
+    import random
+
+    import numpy as np
+
+    from archlab.diagnose.state import HealthState
+
+    st = HealthState(param_layers=["a", "b", "c", "d"])
+    rng = random.Random(0)
+    for i in range(140):
+        if i == 100:   # a new list (as HealthState.load makes): everything starts again
+            st.series["grad_norm"] = [list(r) for r in st.series["grad_norm"][:50]]
+            st.losses = list(st.losses)
+        st.series["grad_norm"].append([rng.lognormvariate(0, 2) if rng.random() > 0.25 else math.nan
+                                       for _ in range(4)])
+        st.losses.append(rng.random() if i % 37 != 5 else math.nan)
+        ref = np.array(st.series["grad_norm"], dtype=np.float64)
+        assert np.array_equal(st.array("grad_norm"), ref, equal_nan=True)
+        assert np.array_equal(st.array("grad_norm", 3), ref[-3:], equal_nan=True)
+        assert np.array_equal(st.row_norms("grad_norm"), np.sqrt(np.nansum(ref ** 2, axis=1)))
+        medians = [float(np.median(r[np.isfinite(r)])) if np.isfinite(r).any() else math.nan
+                   for r in ref]
+        assert np.array_equal(st.row_medians("grad_norm"), np.array(medians), equal_nan=True)
+        losses = np.array(st.losses)
+        assert np.array_equal(st.loss_array(), losses, equal_nan=True)
+        end = len(losses) - 5
+        for start, stop in ((max(0, end - 50), end), (0, 10), (-20, None), (3, 3)):
+            part = losses[start:stop]
+            part = part[np.isfinite(part)]
+            want = float(np.median(part)) if part.size else math.nan
+            got = st.loss_median(start, stop)
+            assert got == want or (math.isnan(got) and math.isnan(want)), (i, start, stop)
+        with pytest.raises(ValueError):   # read-only: a rule cannot corrupt the series
+            st.array("grad_norm")[0, 0] = 1.0
+    calls = []
+    assert st.per_sample("x", lambda: calls.append(1) or 7) == 7
+    assert st.per_sample("x", lambda: calls.append(1) or 8) == 7   # the same state: once
+    st.losses.append(0.5)
+    assert st.per_sample("x", lambda: calls.append(1) or 9) == 9   # a new step: again
+    assert len(calls) == 2

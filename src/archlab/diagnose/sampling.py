@@ -137,7 +137,7 @@ class ActivationSample:
         if not outs:
             return [], [], {"dead": [], "saturation": []}
         device = next(iter(outs.values())).device
-        key = (tuple((k, y.shape) for k, y in outs.items()), str(device))
+        key = (tuple([(k, y.shape) for k, y in outs.items()]), str(device))
         lay = self._cache.get(key)   # the same layers and shapes on every sample of a run
         if lay is None:
             lay = self._cache[key] = self._arrange(outs, device)
@@ -162,25 +162,36 @@ class ActivationSample:
             m, s = self._segment_moments(None, v, lay.flat_seg, lay.flat_n, rows=False)
             means.append(m)
             stds.append(s)
-        for k in large:   # two vectorised passes: 6x faster on a CPU than torch.std_mean's
-            v = _first(outs[k]).float()   # Welford reduction, the same value to rounding
-            m = v.mean()
-            d = v - m
-            means.append(m.reshape(1))
-            stds.append(((d * d).sum() / max(v.numel() - 1, 1)).sqrt().reshape(1))
+        if large:   # two passes, as torch.std_mean (7x faster on a CPU than its Welford
+            # reduction, the same value to rounding): the mean, then one fused norm of all the
+            # deviations (_foreach_norm: no squared copy), scaled by sqrt(n - 1) in one op
+            vs = [_first(outs[k]).float() for k in large]
+            ms = [v.mean() for v in vs]
+            means.append(torch.stack(ms))
+            devs = torch._foreach_norm([v - m for v, m in zip(vs, ms, strict=True)])
+            stds.append(torch.stack(devs) / lay.large_scale)
         labels = lay.wide_labels + lay.flat_labels + large
         # ReLU layers outside the wide group, and saturating ones: one op or two each
         # (few in practice: convolutional and sigmoid/tanh networks are shallow)
         dead_labels = list(lay.dead_wide)
         sat_labels = list(lay.sat_wide)
+        peaks = []   # the large ReLU outputs' largest value per unit, compared with 0 at once
         for k in lay.flat_labels + large:
             kind = self.kinds.get(k)
             if kind in DEAD_KINDS:
-                active.append(_units_active(_first(outs[k])))
+                y = _first(outs[k])
+                if k not in lay.large_set:
+                    active.append(_units_active(y))
+                elif y.dim() >= 2:
+                    peaks.append(y.amax(dim=(0, *range(2, y.dim()))))
+                else:   # a long (N,) output: one unit, as _units_active
+                    peaks.append((y > 0).any().reshape(1).to(y.dtype))
                 dead_labels.append(k)
             elif kind in SAT_KINDS:
                 tails.append(_tails(_first(outs[k]), kind).float().mean().reshape(1))
                 sat_labels.append(k)
+        if peaks:   # after every flat ReLU layer in dead_labels: the same order
+            active.append((torch.cat(peaks) if len(peaks) > 1 else peaks[0]) > 0)
         values = [torch.cat(means) if len(means) > 1 else means[0],
                   torch.cat(stds) if len(stds) > 1 else stds[0]]
         if active:
@@ -204,7 +215,9 @@ class ActivationSample:
             else:
                 large.append(k)
         lay = _Layout(wide, flat, self.kinds, device)
-        lay.wide, lay.flat, lay.large = wide, flat, large
+        lay.wide, lay.flat, lay.large, lay.large_set = wide, flat, large, set(large)
+        lay.large_scale = torch.tensor([max(_first(outs[k]).numel() - 1, 1) for k in large],
+                                       device=device, dtype=torch.float32).sqrt()
         return lay
 
     @staticmethod

@@ -96,32 +96,124 @@ class HealthState:
 
     def array(self, name: str, last: int | None = None) -> np.ndarray:
         """A per-layer series as ``(samples, layers)`` floats (read-only); ``last`` keeps the
-        newest rows. Extended incrementally: every detector reads these on every sample."""
+        newest rows. Every detector reads these on every sample, so the rows live in a buffer
+        of doubling capacity: a new sample's row is copied in once, and a call that finds no
+        new row is a few attribute reads (a new list, or changed layers, start it again)."""
         rows = self.series[name]
         width = len(self.param_layers) if name in PARAM_SERIES else len(self.act_layers)
         caches = self.__dict__.setdefault("_array_cache", {})
-        of, arr = caches.get(name, (None, None))
-        if of is not rows or arr is None or arr.shape[0] > len(rows) or arr.shape[1] != width:
-            arr = np.zeros((0, width))   # a new list, or the layers changed: start again
-        if arr.shape[0] < len(rows):
-            more = np.array([r + [math.nan] * (width - len(r)) for r in rows[arr.shape[0]:]],
-                            dtype=np.float64).reshape(-1, width)
-            arr = np.concatenate([arr, more])
-            arr.flags.writeable = False
-        caches[name] = (rows, arr)
-        return arr if last is None else arr[max(0, arr.shape[0] - last):]
+        entry = caches.get(name)
+        if entry is None or entry[0] is not rows or entry[2] > len(rows) or entry[1].shape[1] != width:
+            entry = caches[name] = [rows, np.zeros((max(8, len(rows)), width)), 0, None]
+        rows_of, buf, n, view = entry
+        if n < len(rows):
+            more = rows[n:]
+            if len(rows) > buf.shape[0]:
+                grown = np.zeros((max(2 * buf.shape[0], len(rows)), width))
+                grown[:n] = buf[:n]
+                entry[1] = buf = grown
+            buf[n:len(rows)] = [r if len(r) == width else r + [math.nan] * (width - len(r))
+                                for r in more]
+            entry[2] = n = len(rows)
+            view = None
+        if view is None:
+            view = buf[:n]
+            view.flags.writeable = False
+            entry[3] = view
+        return view if last is None else view[max(0, n - last):]
 
     def loss_array(self) -> np.ndarray:
-        """All losses as an array; extended incrementally, as detectors read it every sample."""
-        cached = getattr(self, "_loss_cache", None)
-        if cached is None or len(cached) > len(self.losses) or \
-                getattr(self, "_loss_cache_of", None) is not self.losses:
-            cached = np.zeros(0)   # a new list (not appended to): start again
-            self._loss_cache_of = self.losses
-        if len(cached) < len(self.losses):
-            cached = np.concatenate([cached, np.asarray(self.losses[len(cached):], dtype=np.float64)])
-            self._loss_cache = cached
-        return cached
+        """All losses as a read-only array; in a buffer of doubling capacity, as detectors read
+        it every sample (each loss is copied in once)."""
+        losses = self.losses
+        entry = self.__dict__.get("_loss_cache")
+        if entry is None or entry[0] is not losses or entry[2] > len(losses):
+            entry = self.__dict__["_loss_cache"] = [losses, np.zeros(max(64, len(losses))), 0, None]
+        _, buf, n, view = entry
+        if n < len(losses):
+            if len(losses) > buf.shape[0]:
+                grown = np.zeros(max(2 * buf.shape[0], len(losses)))
+                grown[:n] = buf[:n]
+                entry[1] = buf = grown
+            buf[n:len(losses)] = losses[n:]
+            entry[2] = n = len(losses)
+            view = None
+        if view is None:
+            view = buf[:n]
+            view.flags.writeable = False
+            entry[3] = view
+        return view
+
+    # -------------------------------------------- incremental statistics for the detectors --
+    # Exact: each equals the numpy expression in its docstring on the whole series, but a row
+    # (a sample) is reduced once, when it is first read, not again on every later sample.
+    def row_norms(self, name: str) -> np.ndarray:
+        """Per sample, the norm over the layers of a per-layer series, nan ignored (a row of
+        nan gives 0): ``np.sqrt(np.nansum(state.array(name) ** 2, axis=1))``; for
+        ``grad_norm``, the total gradient norm of each sample."""
+        return self._per_row("norms", name, lambda a: np.sqrt(np.nansum(a ** 2, axis=1)))
+
+    def row_medians(self, name: str) -> np.ndarray:
+        """Per sample, the median over the layers of the finite values of a per-layer series
+        (nan where none is finite): ``[np.median(r[np.isfinite(r)]) for r in rows]``."""
+        def medians(a):
+            out = np.full(a.shape[0], math.nan)
+            for i, r in enumerate(a):
+                f = r[np.isfinite(r)]
+                if f.size:
+                    out[i] = np.median(f)
+            return out
+        return self._per_row("medians", name, medians)
+
+    def _per_row(self, what: str, name: str, reduce) -> np.ndarray:
+        a = self.array(name)
+        caches = self.__dict__.setdefault("_row_cache", {})
+        of, width, done = caches.get((what, name), (None, None, None))
+        if of is not self.series[name] or width != a.shape[1] or done.shape[0] > a.shape[0]:
+            done = np.zeros(0)
+        if done.shape[0] < a.shape[0]:
+            done = np.concatenate([done, reduce(a[done.shape[0]:])])
+            done.flags.writeable = False
+        caches[(what, name)] = (self.series[name], a.shape[1], done)
+        return done
+
+    def loss_median(self, start: int, stop: int, finite: bool = True) -> float:
+        """The median of ``losses[start:stop]`` (its finite values with ``finite``; nan when
+        none): ``np.median(part[np.isfinite(part)])``. A window that ends at or before the
+        latest loss never changes, so each is computed once (running baselines and first-loss
+        references ask for the same windows on every sample and from several rules)."""
+        n = len(self.losses)
+        start, stop, _ = slice(start, stop).indices(n)
+        key = (start, stop, finite)
+        memo = self.__dict__.setdefault("_median_cache", {})
+        if memo.get("_of") is not self.losses or memo.get("_n", 0) > n:
+            memo.clear()
+            memo["_of"] = self.losses
+        memo["_n"] = n
+        if key in memo:
+            return memo[key]
+        part = self.loss_array()[start:stop]
+        if finite:
+            part = part[np.isfinite(part)]
+        value = float(np.median(part)) if part.size else math.nan
+        if len(memo) > 256:   # old windows are not asked for again
+            memo.clear()
+            memo.update({"_of": self.losses, "_n": n})
+        memo[key] = value
+        return value
+
+    def per_sample(self, key, compute):
+        """``compute()`` once per state of the run (the step, the samples and the validation
+        passes seen), shared by the rules that ask for the same thing on one sample (an
+        evidence dictionary two rules read, a reference). The result must not be modified."""
+        version = (len(self.losses), len(self.sample_steps), len(self.validation),
+                   id(self.losses), id(self.sample_steps))
+        memo = self.__dict__.get("_per_sample")
+        if memo is None or memo[0] != version:
+            memo = self.__dict__["_per_sample"] = (version, {})
+        if key not in memo[1]:
+            memo[1][key] = compute()
+        return memo[1][key]
 
     # ---------------------------------------------------------------------- files ----------
     def save(self, folder: str | Path) -> Path:
