@@ -34,8 +34,11 @@ the weights go. Three visible forms, each read from what the quantities mean:
   is at or above its training loss (the generalisation gap); a model that does better evaluated
   than trained on the same distribution is being held back by what training mode adds. Wrong
   labels in the training split alone also raise the training loss: when the label probe shows
-  them (``label_noise``) this rule stays silent, and so it does while batch norm normalises
-  over a handful of examples (its training-mode statistics are noise).
+  them (``label_noise``) this rule stays silent, and so it does while the batches come from one
+  stretch of sorted data (``unshuffled_data``: no sample of the validation split's
+  distribution) and while batch norm normalises over a handful of examples (its training-mode
+  statistics are noise). The mean gap's standard error keeps the validation estimate's whole:
+  the training batches are new each epoch, the validation examples the same every pass.
 
 None of the three is claimed for a run that diverged (``detectors.divergence_onset``: a dead
 network's weights are moved by the decay alone, and its training losses far exceed the
@@ -137,8 +140,8 @@ class OverRegularised(Detector):
             "loss, on their mean by more than z standard errors and by more than penalty_share x "
             "(reference - validation loss), on passes whose validation loss is at least learned x "
             "the reference below it (the first pass, the warm-up, left out): dropout or another "
-            "train-mode penalty (silent while label_noise "
-            "or batchnorm_small_batch holds)")
+            "train-mode penalty (silent while label_noise, "
+            "unshuffled_data or batchnorm_small_batch holds)")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
                   "learned": 0.1}
@@ -267,9 +270,13 @@ class OverRegularised(Detector):
         if small_batch_norm(state):
             return None   # batch norm over a handful of examples: its detector reports it
         from .detectors import DETECTORS
-        noise = DETECTORS.get("label_noise")
-        if noise is not None and noise().check(state) is not None:
-            return None   # wrong training labels raise the training loss: their detector says so
+        for other in ("label_noise", "unshuffled_data"):
+            # wrong training labels raise the training loss; batches drawn from one stretch of
+            # sorted data are no sample of the distribution the validation split is: their
+            # detectors name those causes
+            kind = DETECTORS.get(other)
+            if kind is not None and kind().check(state) is not None:
+                return None
         se_val, how = validation_noise(state)
         if not math.isfinite(se_val):
             return None
@@ -285,11 +292,15 @@ class OverRegularised(Detector):
             if not gap > 0:
                 return None   # the evaluated model does worse somewhere: no persistent penalty
             rows.append({"epoch": v[r]["epoch"], "train_mode_loss": train, "val_loss": val,
-                         "gap": gap, "standard_error": se, "share_of_learned": gap / (ref - val),
-                         "train_steps": m})
-        # pooled over the passes: the mean gap against its standard error, the mean share
+                         "gap": gap, "standard_error": se, "train_standard_error": se_train,
+                         "share_of_learned": gap / (ref - val), "train_steps": m})
+        # pooled over the passes: the mean gap against its standard error, the mean share. The
+        # training batches are new each epoch, so their noise averages over the passes; the
+        # validation examples are the same every pass, so their sampling noise does not (a
+        # validation split that happens to be easier stays easier)
         gap = float(np.mean([r["gap"] for r in rows]))
-        se = math.sqrt(sum(r["standard_error"] ** 2 for r in rows)) / len(rows)
+        se = math.sqrt(se_val ** 2 + sum(r["train_standard_error"] ** 2 for r in rows)
+                       / len(rows) ** 2)
         share = float(np.mean([r["share_of_learned"] for r in rows]))
         if not (gap > self.t["z"] * se and share > self.t["penalty_share"]):
             return None
