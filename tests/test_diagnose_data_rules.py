@@ -143,12 +143,12 @@ def _fired(rec):
 def test_a_sorted_two_class_run_is_named_and_its_symptoms_attributed():
     torch.manual_seed(0)
     x, y = blobs(1024, 2, 2.0, 0)
-    rec = _loop(_mlp(), x, y, 120, sort=True, lr=0.05)
+    rec = _loop(_mlp(), x, y, 60, sort=True, lr=0.05)
     fired = _fired(rec)
     assert fired["unshuffled_data"].kind == "cause"
     causes = [v.detector for v in rec.events if v.kind == "cause"]
     assert causes == ["unshuffled_data"], causes
-    shuffled = _fired(_loop(_mlp(), x, y, 120, lr=0.05))
+    shuffled = _fired(_loop(_mlp(), x, y, 60, lr=0.05))
     assert "unshuffled_data" not in shuffled and "class_imbalance" not in shuffled
 
 
@@ -360,3 +360,15 @@ def test_value_order_needs_a_spread_within_batches():
     pairs = [rng.normal(size=2) for _ in range(400)]   # random batches of 2: F ~ 1
     ev = value_order_evidence([(2, float(p.sum()), float((p * p).sum())) for p in pairs])
     assert ev["p_value"] > 1e-3
+
+
+def test_the_tails_match_scipy():
+    """The monitor's own binomial tail (exact) and F tail (Wilson-Hilferty) against scipy's."""
+    stats = pytest.importorskip("scipy.stats")
+    from archlab.diagnose.taxonomy import binomial_cdf, f_sf
+
+    for k, n, q in [(19, 652, 1 / 6), (0, 64, 1 / 6), (100, 1000, 1 / 6), (150, 1000, 1 / 6),
+                    (5, 40, 0.3), (0, 300, 0.02)]:
+        assert binomial_cdf(k, n, q) == pytest.approx(stats.binom.cdf(k, n, q), rel=1e-9)
+    for f, d1, d2 in [(3.0, 10, 3000), (1.2, 40, 1200), (8.0, 8, 500), (2.0, 60, 4000)]:
+        assert f_sf(f, d1, d2) == pytest.approx(stats.f.sf(f, d1, d2), rel=0.15)

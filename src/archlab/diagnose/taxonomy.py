@@ -37,6 +37,34 @@ from .detectors import (
 )
 
 
+def binomial_cdf(k: int, n: int, q: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, q), summed exactly in log space (the pmf's ratio from i to
+    i + 1 is (n - i) / (i + 1) x q / (1 - q)); 1 at or above the mean, where no shortfall is
+    in question. Plain numpy: the monitor imports no statistics package for one tail."""
+    if n <= 0 or k >= n or not 0 < q < 1:
+        return 1.0
+    if k >= n * q:
+        return 1.0   # at or above the mean: the tail is above 1/2, no evidence of a shortfall
+    i = np.arange(k, dtype=np.float64)
+    steps = np.log((n - i) / (i + 1.0)) + math.log(q / (1.0 - q))
+    logs = n * math.log1p(-q) + np.concatenate([[0.0], np.cumsum(steps)])
+    top = float(logs.max())
+    return float(min(1.0, math.exp(top) * float(np.exp(logs - top).sum())))
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """P(F > f) for F ~ F(d1, d2), by the Wilson-Hilferty normal approximation of the scaled
+    chi-square d1 F (d2 is the values within the batches, thousands, so F x d1 ~ chi2(d1);
+    the approximation's error at p ~ 1e-6 is a few percent of p, immaterial to a threshold
+    set in orders of magnitude)."""
+    if not f > 0:
+        return 1.0
+    x = f * d1 * (d2 / (d2 - 2.0)) ** -1 if d2 > 2 else f * d1
+    a = 2.0 / (9.0 * d1)
+    z = ((x / d1) ** (1.0 / 3.0) - (1.0 - a)) / math.sqrt(a)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
 @register_detector
 class UnscaledTargets(Detector):
     name = "unscaled_targets"
@@ -152,10 +180,7 @@ def value_order_evidence(chunks: list[tuple[int, float, float]]) -> dict | None:
     eta^2 = SS_between / SS_total, is about (batches - 1) / values (1 / batch size); batches cut
     from data sorted by target hold neighbouring values, so nearly all the variance lies between
     them (eta^2 near 1). The F statistic (between / within mean squares) gives its significance
-    (scipy's F distribution: the batch means are averages, near normal by the central limit
-    theorem)."""
-    from scipy.stats import f as f_dist
-
+    (:func:`f_sf`: the batch means are averages, near normal by the central limit theorem)."""
     c = [x for x in chunks if x[0] > 0]
     k = len(c)
     if k < 2:
@@ -171,7 +196,7 @@ def value_order_evidence(chunks: list[tuple[int, float, float]]) -> dict | None:
     if total < 2 * k or within <= 0 or between <= 0:
         return None   # batches of one value (or constant ones): no spread within to compare
     eta2 = between / (between + within)
-    p_value = float(f_dist.sf((between / (k - 1)) / (within / (total - k)), k - 1, total - k))
+    p_value = f_sf((between / (k - 1)) / (within / (total - k)), k - 1, total - k)
     return {"samples": k, "values": int(total), "between_batch_share": eta2,
             "expected_if_shuffled": (k - 1) / total, "p_value": p_value,
             "batch_mean_range": [float(means.min()), float(means.max())]}
@@ -254,9 +279,7 @@ def rare_class_test(counts, classes: int, share: float) -> dict:
     below share / C). Given the n = k_rare + k_large labels of the two, k_rare is binomial with
     the rarest's share of the pair, at least q0 = share / (1 + share) when the ratio is at most
     1 / share (the conditional test of two Poisson rates): the p-value is the exact binomial
-    tail P(X <= k_rare | n, q0). A class never seen has k 0."""
-    from scipy.stats import binom
-
+    tail P(X <= k_rare | n, q0) (:func:`binomial_cdf`). A class never seen has k 0."""
     c = np.array(list(counts) + [0] * max(0, classes - len(counts)), dtype=np.float64)
     total = float(c.sum())
     rare, large = int(np.argmin(c)), int(np.argmax(c))
@@ -266,7 +289,7 @@ def rare_class_test(counts, classes: int, share: float) -> dict:
             "largest_count": top, "labels": int(total),
             "imbalance_ratio": top / k if k else math.inf,
             "rarest_share_over_balanced": k * classes / total if total else math.nan,
-            "p_value": float(binom.cdf(k, k + top, q0)) if top else 1.0,
+            "p_value": binomial_cdf(k, k + top, q0) if top else 1.0,
             "classes_below": [int(i) for i in np.flatnonzero(c < share * top)]}
 
 
