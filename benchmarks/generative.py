@@ -1,8 +1,9 @@
 """Generative benchmarks (issue 12), on this machine's CPUs, with the load average beside each figure.
 
 1. DCGAN-style pair at 28x28 (zoo: dcgan_mnist_generator + dcgan_mnist_discriminator with the
-   gan task's defaults: non-saturating loss, Adam 2e-4 / beta1 0.5, samples from the weight
-   average g_ema 0.999) on mnist5k (4,000 training images, batch 64: 63 steps per epoch), epoch
+   gan task's defaults: non-saturating loss, Adam beta1 0.5, samples from the weight average
+   g_ema 0.999; but Adam's learning rate ``--lr``, default GAN_LR = 1e-3 for both networks,
+   measured ahead of the task's DCGAN default 2e-4 at equal steps; ``--lr 0`` runs the default) on mnist5k (4,000 training images, batch 64: 63 steps per epoch), epoch
    by epoch until the target is met or a wall-time budget (default 600 s) runs out. Per epoch:
    wall time since the start of training, steps, wall and CPU milliseconds per training step,
    the seconds of the epoch's evaluation (validation, sample grid, judging), classifier-FID on
@@ -21,7 +22,7 @@
    budget: on a loaded machine, develop against the number of steps a quiet one does in 600 s
    (the table's ms/step on a quiet run gives it); ``--budget 0`` then leaves the steps alone to stop it.
 
-Usage: ``python benchmarks/generative.py [--budget 600] [--steps N] [--seed 0] [--threads auto|1|2]
+Usage: ``python benchmarks/generative.py [--budget 600] [--steps N] [--seed 0] [--lr 1e-3] [--threads auto|1|2]
 [--skip vae,dae]``.
 ``--threads auto`` (the default) measures instead of guessing: the first training steps of the GAN
 run alternate between 1 and 2 torch threads (after two warm-up steps, 4 steps each in the order
@@ -47,6 +48,10 @@ import archlab
 from archlab.judge import Judge, class_coverage, frechet_distance, precision_recall
 
 TARGET_CONFIDENT, TARGET_MIN_SHARE, TARGET_SECONDS = 0.9, 0.05, 600.0
+# the benchmark's learning rate for both networks: measured ahead of the gan task's DCGAN default
+# 2e-4 at equal steps (docs/training.md, the GAN benchmark); it is not yet the task's default
+# because the generative fault suite's set-ups state their learning rates against 2e-4
+GAN_LR = 1e-3
 
 
 def load() -> str:
@@ -164,15 +169,16 @@ class EpochClock(Callback):
 
 
 def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: int = 0,
-        threads: ThreadChooser | None = None) -> None:
+        threads: ThreadChooser | None = None, lr: float | None = None) -> None:
     limits = ([f"budget {budget:.0f} s"] if budget > 0 else []) + ([f"{steps} steps"] if steps else [])
-    print(f"\n1. DCGAN pair on mnist5k (gan task defaults), seed {seed}, {' or '.join(limits)}; {load()}",
+    print(f"\n1. DCGAN pair on mnist5k (gan task defaults, lr {lr or 'default'}), seed {seed}, {' or '.join(limits)}; {load()}",
           flush=True)
     clock = EpochClock(budget, steps)
     t0 = time.perf_counter()
     run = archlab.train("dcgan_mnist_generator", "mnist5k", task="gan",
                         discriminator="dcgan_mnist_discriminator", epochs=1000, batch=64,
                         split=(0.8, 0.1, 0.1), progress=False, out=out, judge_model=judge, seed=seed,
+                        **({"lr": lr} if lr else {}),
                         callbacks=[clock] + ([threads] if threads is not None else []))
     wall = time.perf_counter() - t0
     c = run.config
@@ -245,6 +251,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=TARGET_SECONDS, help="GAN wall-time budget (s)")
     ap.add_argument("--steps", type=int, default=None, help="GAN: stop after this many training steps")
     ap.add_argument("--seed", type=int, default=0, help="GAN: the run's seed")
+    ap.add_argument("--lr", type=float, default=GAN_LR,
+                    help=f"GAN: Adam's learning rate for both networks (default {GAN_LR:g}; 0 = the gan task's default)")
     ap.add_argument("--threads", default="auto", help="torch threads: auto (time the first GAN steps with 1 and 2, keep the faster), 1 or 2")
     ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--dae-epochs", type=int, default=8)
@@ -268,7 +276,7 @@ def main() -> None:
           f"confident share) ({judge.run}; {time.perf_counter() - t0:.0f} s incl. training when not cached)")
     skip = set(args.skip.split(","))
     if "gan" not in skip:
-        gan(args.budget, out, judge, args.steps, args.seed, chooser)
+        gan(args.budget, out, judge, args.steps, args.seed, chooser, args.lr or None)
     if "vae" not in skip:
         vae(args.vae_epochs, out)
     if "dae" not in skip:
