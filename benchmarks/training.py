@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import statistics
@@ -129,6 +130,9 @@ class EpochWallClock(Callback):
         return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
+MONITOR_SECONDS: list[dict] = []   # monitor.json "seconds" of each run with the monitor
+
+
 def archlab_epochs(design: str, data: str, epochs: int, batch: int, seed: int, out: str,
                    health: bool, loop: str = "auto") -> tuple[list[tuple[float, float]], float]:
     """(wall, CPU) seconds of each epoch, and the wall seconds of the whole ``archlab.train``
@@ -140,9 +144,14 @@ def archlab_epochs(design: str, data: str, epochs: int, batch: int, seed: int, o
     clock = EpochWallClock()
     started = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
-        archlab.train(design, data, epochs=epochs, batch=batch, seed=seed, out=out, health=health,
-                      callbacks=[clock], loop=loop)
-    return clock.epochs, time.perf_counter() - started
+        run = archlab.train(design, data, epochs=epochs, batch=batch, seed=seed, out=out,
+                            health=health, callbacks=[clock], loop=loop)
+    took = time.perf_counter() - started
+    path = run.health_dir / "monitor.json" if health else None
+    if path is not None and path.exists() and loop == "auto":   # the monitor's own timing
+        got = json.loads(path.read_text())
+        MONITOR_SECONDS.append(got["seconds"] | {"samples": got["samples"]})
+    return clock.epochs, took
 
 
 class _SlicedBatches:
@@ -216,6 +225,7 @@ def overhead(args, out: str, design: str, data: str) -> None:
     print(f"\n== overhead: {design} on {data}, batch {BATCH}, Adam 1e-3, {args.overhead_epochs} epochs "
           f"per run, {args.repeats} repeats, each repeat: {', '.join(loops)}  [{load()}]")
     runs: dict[str, list[list[tuple[float, float]]]] = {k: [] for k in loops}
+    MONITOR_SECONDS.clear()
     fits: list[float] = []
     for r in range(args.repeats):
         runs["hand"].append(hand_loop_epochs(design, data, args.overhead_epochs, BATCH, seed=r))
@@ -249,6 +259,15 @@ def overhead(args, out: str, design: str, data: str) -> None:
             print(f"{label:4s} {k:16s} / hand: median {med:.3f}  range {min(ratio):.3f}-{max(ratio):.3f}  "
                   f"(mean epochs: hand {statistics.median(_mean(h, which) for h in runs['hand']):.3f} s, "
                   f"{k} {statistics.median(_mean(a, which) for a in runs[k]):.3f} s){verdict}")
+    own = list(MONITOR_SECONDS)
+    if own:   # its seconds / the rest of the step time, as timed by the monitor itself
+        share = [m["monitor"] / (m["train"] - m["monitor"]) for m in own if m["train"] > m["monitor"]]
+        det = [m["detectors"] / (m["train"] - m["monitor"]) for m in own if m["train"] > m["monitor"]]
+        print(f"the monitor's own timing (monitor.json, archlab+monitor runs): its seconds / the rest "
+              f"of the step time median {statistics.median(share):.3f} range {min(share):.3f}-"
+              f"{max(share):.3f}, of which the detectors {statistics.median(det):.3f}; "
+              f"{own[-1]['samples']} samples a run, {1e3 * statistics.median(m['monitor'] for m in own) / own[-1]['samples']:.1f} "
+              f"ms a sample  [{load()}]")
     monitor = [_mean(m, 0) / _mean(a, 0) for m, a in zip(runs["archlab+monitor"], runs["archlab"], strict=True)]
     print(f"the health monitor's share: archlab+monitor / archlab, wall: median {statistics.median(monitor):.3f} "
           f"range {min(monitor):.3f}-{max(monitor):.3f}  [{load()}]")
