@@ -15,8 +15,6 @@ a taxonomy source per fault) and the recorded development/held-out split are che
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from archlab.diagnose.fault_catalogue import FAULTS, HEALTHY, HELD_OUT, SETUPS, half, split
@@ -72,17 +70,8 @@ def test_scoring_follows_the_verdict_hierarchy():
     assert r.false_alarms == ["dying_relu"]                               # left a cause: wrong
 
 
-# causes that a detector written after the catalogue names, for set-ups whose taxonomy source
-# is that cause (p_weight_decay_huge: "H20 Training/regularisation too strong"; the catalogue
-# lists only its loss symptom). The catalogue's owner is asked to list them there; until then
-# they count as plausible here, and only here.
-NAMED_SINCE = {"p_weight_decay_huge": ("over_regularisation",)}
-
-
 @pytest.mark.parametrize("setup", [s for s in FAULTS if half(s) == "dev"], ids=lambda s: s.name)
 def test_development_fault_is_found(setup):
-    if setup.name in NAMED_SINCE:
-        setup = replace(setup, plausible=tuple(setup.plausible) + NAMED_SINCE[setup.name])
     r = run_setup(setup, seed=0, steps=setup.ci_steps)
     assert r.detected, f"{setup.name}: expected one of {setup.expected}, fired {r.fired}"
     assert not r.false_alarms, f"{setup.name}: wrong-cause alarms {r.false_alarms}: {r.messages}"

@@ -200,7 +200,10 @@ FAULTS = [
            ("unshuffled_data",), "H20 Training data/not shuffled",
            ("oscillating_loss", "lr_too_high", "exploding_gradients", "class_imbalance"),
            labels="sort"),
-    faulty(P_DIGITS, "p_weight_decay_huge", "Adam with L2 weight decay 1.0", ("loss_not_decreasing",),
+    # over_regularisation listed since the detector exists (2026-12-02): it names this fault's
+    # own taxonomy leaf; the loss symptom stays a right answer
+    faulty(P_DIGITS, "p_weight_decay_huge", "Adam with L2 weight decay 1.0",
+           ("over_regularisation", "loss_not_decreasing"),
            "H20 Training/regularisation too strong", ("lr_too_low",), weight_decay=1.0,
            ci_steps=110),
     faulty(P_DIGITS_SGD, "p_clip_tight", "clip_grad_norm_ to 1e-3 before every step (not declared)",
