@@ -372,3 +372,15 @@ def test_the_tails_match_scipy():
         assert binomial_cdf(k, n, q) == pytest.approx(stats.binom.cdf(k, n, q), rel=1e-9)
     for f, d1, d2 in [(3.0, 10, 3000), (1.2, 40, 1200), (8.0, 8, 500), (2.0, 60, 4000)]:
         assert f_sf(f, d1, d2) == pytest.approx(stats.f.sf(f, d1, d2), rel=0.15)
+
+
+def test_what_a_decayed_schedule_leaves_is_its_consequence():
+    """Tiny updates and a training loss left high, raised after the rate fell, are the
+    schedule's; raised before it, they stay causes."""
+    decayed = Verdict("lr_schedule_decayed", 176, "", evidence={"onset_step": 144})
+    low, reg = Verdict("lr_too_low", 150, ""), Verdict("over_regularisation", 160, "")
+    early = Verdict("over_regularisation", 100, "")
+    attribute([low, reg, decayed], EXPLAINS)
+    assert low.consequence_of == reg.consequence_of == ["lr_schedule_decayed"]
+    attribute([early, decayed], EXPLAINS)
+    assert early.kind == "cause"

@@ -388,6 +388,10 @@ class ClippingTooTight(Detector):
 class LrScheduleDecayed(Detector):
     name = "lr_schedule_decayed"
     explains = SLOW
+    # a learning rate at ~0 moves nothing: the updates are tiny (lr_too_low's reading) and the
+    # training loss stays where the schedule left it, high, which over_regularisation reads as
+    # a penalty costing the fit; both act from the step the rate fell below the threshold
+    consequences = ("lr_too_low", "over_regularisation")
     rule = ("the optimizer's learning rate has been below ratio x its first value for at least "
             "min_steps steps and min_fraction of the run, while the loss is above "
             "still_high x the know-nothing reference: the schedule stopped training early")
@@ -409,7 +413,8 @@ class LrScheduleDecayed(Detector):
                             f"{self.t['ratio']:g} x its first value {_fmt(ev['initial_lr'])} since "
                             f"step {ev['below_since_step']}, with the loss still {_fmt(now)} "
                             f"(reference {_fmt(ref.value)})",
-                            evidence={**ev, "recent_loss": now, "reference": ref.to_dict()})
+                            evidence={**ev, "recent_loss": now, "reference": ref.to_dict(),
+                                      "onset_step": ev["below_since_step"]})
 
 
 @register_detector
