@@ -5,6 +5,9 @@ step, as WGAN's critic iterations), then, every ``d_steps`` batches, one generat
 defaults follow DCGAN (Radford et al. 2016): Adam, lr 2e-4, beta1 0.5; ``d_lr`` gives the
 discriminator its own rate (TTUR, Heusel et al. 2017: e.g. lr 1e-4, d_lr 4e-4); one-sided label
 smoothing (Salimans et al. 2016) lowers the real targets of the non-saturating loss to 1 - s.
+The config's ``augment`` (``--augment shift=2``) is differentiable augmentation (Zhao et al.
+2020): every image the discriminator sees in training, real and generated, is augmented inside
+the graph (:meth:`GANModule.d_input`); validation scores the plain images.
 
 Samples come from an exponential moving average of the generator's weights (``g_ema``, default
 0.999; Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training"; Karras et
