@@ -20,8 +20,8 @@ after the forward pass. The overhead is kept low by making each sample cheap, no
 output (a dead unit must stay inactive on all of them, over the last ``dead_window`` samples)
 come from a fixed number of fused tensor ops whatever the number of layers, and the outputs are
 let go of before backward; gradients and weights are copied into one flat buffer (one
-``_foreach_copy_``) whose per-layer squared norms are one segment reduction, and its weight half
-is the snapshot the update-to-weight ratio is measured against (Karpathy's ~1e-3 rule of
+``_foreach_copy_``) whose per-layer norms are one ``_foreach_norm`` over each layer's slice, and
+its weight half is the snapshot the update-to-weight ratio is measured against (Karpathy's ~1e-3 rule of
 thumb); one device-to-host copy per sample brings everything back, the output's range and the
 batch's label counts included. An unsampled step costs one read of the loss (a device sync on
 accelerators) so that NaN/Inf is caught at the step it appears, and nothing else.
