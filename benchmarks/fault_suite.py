@@ -63,7 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--half", choices=["dev", "held-out", "both"], default="both")
-    ap.add_argument("--only", nargs="*", help="set-up names (default: all of the half)")
+    ap.add_argument("--only", nargs="*", help="set-up names (default: all of the half, or of the "
+                    "fresh suite chosen)")
     ap.add_argument("--overhead", action="store_true", help="also measure the monitor's overhead")
     ap.add_argument("--overhead-only", action="store_true")
     ap.add_argument("--pairs", type=int, default=7, help="interleaved with/without pairs")
@@ -82,14 +83,21 @@ def main() -> None:
     if label:   # one code path for every fresh suite: its SETUPS, its run_<label>, report()
         module = importlib.import_module(f"archlab.diagnose.{FRESH[label]}")
         run = getattr(module, f"run_{label}")
+        chosen = module.SETUPS
+        if args.only:   # a subset (its healthy twins come along, for the scores they are against)
+            unknown = sorted(set(args.only) - {s.name for s in module.SETUPS})
+            if unknown:
+                raise SystemExit(f"--only: no set-up {', '.join(unknown)} in the {label} suite")
+            twins = {s.twin for s in module.SETUPS if s.name in args.only and s.twin}
+            chosen = [s for s in module.SETUPS if s.name in set(args.only) | twins]
         t0, results = time.perf_counter(), []
-        for s in module.SETUPS:
+        for s in chosen:
             for seed in range(args.seeds):
                 results.append(r := run(s, seed))
                 print(f"  [{label}] {s.name:30s} seed {seed}: {r.steps:4d} steps {r.seconds:5.1f}s "
                       f"score {r.score:6.3f} fired {r.fired}", flush=True)
         print(f"\n{label} suite: {len(results)} runs in {time.perf_counter() - t0:.0f}s; {load()}\n")
-        out[label] = report(label, module.SETUPS, results)
+        out[label] = report(label, chosen, results)
         out[label]["runs"] = [r.__dict__ for r in results]
     elif not args.overhead_only:
         halves = ["dev", "held-out"] if args.half == "both" else [args.half]
