@@ -136,6 +136,33 @@ def test_a_training_mode_penalty_is_named():
     assert "dropout" in v.fixes[0]
 
 
+def test_a_training_mode_gap_without_any_training_mode_noise_is_not_a_penalty():
+    """The same losses as above, from a model with no dropout-like module (attach found none):
+    training labels noisier than the validation labels give that gap too, so no penalty is
+    named; with a dropout layer recorded the penalty is named again."""
+    n = 5
+    st = _with_validation(_state(np.zeros(n * 50)), [0.85 * LN3] * n, [0.5 * LN3] * n)
+    st.train_mode_noise = {}
+    assert check("over_regularisation", st) is None
+    st.train_mode_noise = {"drop": 0.9}
+    assert check("over_regularisation", st) is not None
+
+
+def test_attach_records_the_modules_that_add_noise_in_training_mode():
+    from archlab.blocks.stochastic import DropPath
+    from archlab.diagnose import HealthRecorder
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.3), nn.Dropout(0.0),
+                          nn.GRU(8, 8, num_layers=2, dropout=0.2), DropPath(0.1),
+                          nn.MultiheadAttention(8, 2))
+    rec = HealthRecorder()
+    rec.attach(model)
+    assert rec.state.train_mode_noise == {"2": 0.3, "4": 0.2, "5": 0.1}
+    plain = HealthRecorder()
+    plain.attach(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)))
+    assert plain.state.train_mode_noise == {}
+
+
 @pytest.mark.parametrize("train, val", [
     (0.45, 0.5),    # healthy: validation at or above training (the generalisation gap)
     (0.55, 0.5),    # a small train-mode penalty (usual dropout): 10 % of what was learned

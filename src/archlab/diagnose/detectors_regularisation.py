@@ -140,8 +140,10 @@ class OverRegularised(Detector):
             "loss, on their mean by more than z standard errors and by more than penalty_share x "
             "(reference - validation loss), on passes whose validation loss is at least learned x "
             "the reference below it (the first pass, the warm-up, left out): dropout or another "
-            "train-mode penalty (silent while label_noise, "
-            "unshuffled_data or batchnorm_small_batch holds)")
+            "train-mode penalty, judged only when the model has a module that adds noise in "
+            "training mode (dropout, drop-path, recurrent or attention dropout: found when the "
+            "monitor attaches) and silent while label_noise, "
+            "unshuffled_data or batchnorm_small_batch holds")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
                   "learned": 0.1}
@@ -266,6 +268,12 @@ class OverRegularised(Detector):
         k = int(self.t["epochs"])
         v = state.validation
         if len(v) < k:
+            return None
+        noise = getattr(state, "train_mode_noise", None)
+        if noise is not None and not noise:
+            # no module of the model adds noise in training mode: a training loss above the
+            # validation loss comes from somewhere else (training labels noisier than the
+            # validation labels, a split that differs, a model still moving within the epoch)
             return None
         if small_batch_norm(state):
             return None   # batch norm over a handful of examples: its detector reports it

@@ -195,6 +195,7 @@ class HealthRecorder:
                 if kind:
                     st.act_kinds[label] = kind
             self._modules[label] = m
+        st.train_mode_noise = {display(n): r for n, m in named if (r := _train_noise(m)) > 0}
         for label, params in self._params.items():
             st.init_scale[label] = init_scale(params, isinstance(self._modules[label], NORM_TYPES))
         same = [label for label, params in self._params.items()
@@ -891,6 +892,17 @@ def _plain_number(v):
     if isinstance(v, (int, float)):
         return float(v) if not isinstance(v, int) else v
     return str(v)
+
+
+def _train_noise(m: nn.Module) -> float:
+    """The rate of the noise ``m`` adds in training mode only (0: none it declares): dropout
+    of any kind, drop-path, the dropout between a recurrent module's layers, attention dropout."""
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return float(m.p)
+    rate = getattr(m, "rate", None) if type(m).__name__ == "DropPath" else None
+    if rate is None and isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
+        rate = getattr(m, "dropout", 0.0)
+    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else 0.0
 
 
 def _act_kind(m: nn.Module) -> str | None:

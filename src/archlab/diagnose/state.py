@@ -62,6 +62,10 @@ class HealthState:
     # the optimizer's settings when known: {'type': class name, 'momentum', 'dampening',
     # 'nesterov', 'betas', 'eps', 'weight_decay' (of the group with the largest lr), 'groups'}
     optimizer_settings: dict = field(default_factory=dict)
+    # modules that add noise only in training mode (dropout with p > 0, drop-path, recurrent or
+    # attention dropout), found by attach: layer -> rate; None when not known (a hand-written
+    # F.dropout call is not visible here)
+    train_mode_noise: dict | None = None
     # layer -> norm of a default initialisation of its shapes (structure.init_scale): the scale
     # below which an update-to-weight ratio means nothing (the weights are ~0)
     init_scale: dict[str, float] = field(default_factory=dict)
@@ -252,6 +256,7 @@ class HealthState:
             "lr": self.lr, "initial_lr": self.initial_lr, "clip": self.clip,
             "optimizer_params": self.optimizer_params, "norm_batch": self.norm_batch,
             "optimizer_settings": self.optimizer_settings,
+            "train_mode_noise": self.train_mode_noise,
             "init_scale": self.init_scale, "symmetry": self.symmetry, "output_op": self.output_op,
             "bounded_output": self.bounded_output,
             "output_is_probability": self.output_is_probability,
@@ -294,7 +299,7 @@ class HealthState:
         if path.exists():
             ctx = json.loads(path.read_text())
             for key in ("reference", "targets", "output_width", "clip", "optimizer_params",
-                        "optimizer_settings",
+                        "optimizer_settings", "train_mode_noise",
                         "symmetry", "output_op", "bounded_output",
                         "norm_batch", "output_is_probability", "output_in_unit_range",
                         "linear_chain", "affine", "grad_read", "backward_seen", "label_probe"):
