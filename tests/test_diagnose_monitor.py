@@ -485,7 +485,14 @@ def test_loss_curve_detectors_on_known_curves():
     st.series["grad_norm"] = [[0.0]] * 3        # no gradient: not the learning rate's fault
     assert LrLow().check(st) is None
     st.series["grad_norm"] = [[0.1]] * 3
-    assert "median update/weight ratio 2e-07 < 1e-05" in LrLow().check(st).message
+    assert "median update/weight ratio 2e-07 < 0.0001" in LrLow().check(st).message
+    # Adam at lr 1e-5 moves weights of rms ~0.1 by ~1e-4 of themselves a step: ten times below
+    # the healthy ~1e-3; a healthy ratio with the same flat loss is not the learning rate
+    st.series["update_ratio"] = [[5e-5]] * 3
+    assert LrLow().check(st) is not None
+    st.series["update_ratio"] = [[1e-3]] * 3
+    assert LrLow().check(st) is None
+    st.series["update_ratio"] = [[2e-7]] * 3
     st.validation = [{"step": 30 * i + 29, "epoch": i, "train_loss": t, "val_loss": v}
                      for i, (t, v) in enumerate([(2.0, 2.1), (1.0, 1.3), (0.5, 1.5), (0.2, 1.8)])]
     v = Overfitting().check(st)

@@ -1146,8 +1146,11 @@ class LrLow(Detector):
             "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
             "effective learning rate below max_eps_factor x lr (while the default eps 1e-8 would "
             "leave it at least 0.9 x lr: the gradients themselves do not vanish)")
-    # max_eps_factor 0.1: eps ten times the gradient's RMS divides every step by eleven
-    thresholds = {"min_update_ratio": 1e-5, "min_drop": 0.1, "min_steps": 100, "samples": 3,
+    # max_eps_factor 0.1: eps ten times the gradient's RMS divides every step by eleven;
+    # min_update_ratio 1e-4: ten times below the healthy ~1e-3 a step (Karpathy's rule of thumb;
+    # Adam moves each weight by about lr a step, so at lr 1e-5 the ratio is ~1e-4 for weights of
+    # rms ~0.1), and it counts only together with a loss that has not moved 10 % in 100 steps
+    thresholds = {"min_update_ratio": 1e-4, "min_drop": 0.1, "min_steps": 100, "samples": 3,
                   "diverged": 3.0, "max_eps_factor": 0.1}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
