@@ -158,6 +158,15 @@ def test_attach_records_the_modules_that_add_noise_in_training_mode():
     rec = HealthRecorder()
     rec.attach(model)
     assert rec.state.train_mode_noise == {"2": 0.3, "4": 0.2, "5": 0.1}
+
+    class StochasticDepth(nn.Module):   # torchvision's name and attribute, written here
+        def __init__(self):
+            super().__init__()
+            self.p = 0.2
+
+    other = HealthRecorder()
+    other.attach(nn.Sequential(nn.Linear(4, 8), StochasticDepth()))
+    assert other.state.train_mode_noise == {"1": 0.2}
     plain = HealthRecorder()
     plain.attach(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)))
     assert plain.state.train_mode_noise == {}

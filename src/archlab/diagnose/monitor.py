@@ -879,7 +879,8 @@ def optimizer_settings(optimizer) -> dict:
         groups.append(row)
     out: dict = {"type": type(optimizer).__name__, "groups": groups}
     if groups:
-        top = max(groups, key=lambda r: r["lr"] if isinstance(r["lr"], float) else -math.inf)
+        top = max(groups, key=lambda r: r["lr"] if isinstance(r["lr"], (int, float))
+                  and not isinstance(r["lr"], bool) else -math.inf)
         out.update({k: v for k, v in top.items() if k not in ("lr", "params")})
     return out
 
@@ -887,10 +888,8 @@ def optimizer_settings(optimizer) -> dict:
 def _plain_number(v):
     if isinstance(v, torch.Tensor) and v.numel() == 1:
         v = v.item()
-    if isinstance(v, bool) or v is None:
+    if v is None or isinstance(v, (bool, int, float)):
         return v
-    if isinstance(v, (int, float)):
-        return float(v) if not isinstance(v, int) else v
     return str(v)
 
 
@@ -899,8 +898,11 @@ def _train_noise(m: nn.Module) -> float:
     of any kind, drop-path, the dropout between a recurrent module's layers, attention dropout."""
     if isinstance(m, nn.modules.dropout._DropoutNd):
         return float(m.p)
-    rate = getattr(m, "rate", None) if type(m).__name__ == "DropPath" else None
-    if rate is None and isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
+    rate = None
+    if any(k in type(m).__name__ for k in ("DropPath", "StochasticDepth")):
+        # archlab's DropPath (rate), timm's (drop_prob), torchvision's StochasticDepth (p)
+        rate = next((getattr(m, a) for a in ("rate", "drop_prob", "p") if hasattr(m, a)), None)
+    elif isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
         rate = getattr(m, "dropout", 0.0)
     return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else 0.0
 
