@@ -22,8 +22,13 @@
    budget: on a loaded machine, develop against the number of steps a quiet one does in 600 s
    (the table's ms/step on a quiet run gives it); ``--budget 0`` then leaves the steps alone to stop it.
 
+   ``--truncation T`` also judges the final generator's samples drawn with the truncation trick
+   (latent from a normal truncated to [-T, T], Brock et al. 2019; sampling only) and prints the
+   target's verdict with and without it. Off by default: on this batch-norm pair it lowered the
+   confident share (docs/training.md).
+
 Usage: ``python benchmarks/generative.py [--budget 600] [--steps N] [--seed 0] [--lr 1e-3] [--threads auto|1|2]
-[--skip vae,dae]``.
+[--truncation T] [--skip vae,dae]``.
 ``--threads auto`` (the default) measures instead of guessing: the first training steps of the GAN
 run alternate between 1 and 2 torch threads (after two warm-up steps, 4 steps each in the order
 1, 2, 2, 1, 1, 2, 2, 1, so a drift of the load hits both alike), and the rest of the run keeps
@@ -169,7 +174,7 @@ class EpochClock(Callback):
 
 
 def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: int = 0,
-        threads: ThreadChooser | None = None, lr: float | None = None) -> None:
+        threads: ThreadChooser | None = None, lr: float | None = None, truncation: float | None = None) -> None:
     limits = ([f"budget {budget:.0f} s"] if budget > 0 else []) + ([f"{steps} steps"] if steps else [])
     print(f"\n1. DCGAN pair on mnist5k (gan task defaults, lr {lr or 'default'}), seed {seed}, {' or '.join(limits)}; {load()}",
           flush=True)
@@ -203,6 +208,14 @@ def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: i
     print(f"run folder: {run.path}", flush=True)
     data = archlab.train.load_data("mnist5k")
     splits = run.splits
+    if truncation:
+        tr = truncated_report(run.path, judge, truncation, data, n=int(t.get("samples") or 1000), seed=seed)
+        print(f"with the truncation trick (sampling only: latent from a normal truncated to [-{truncation:g}, "
+              f"{truncation:g}], the same final generator, {tr['samples']} fresh samples): classifier-FID "
+              f"{tr['classifier_fid']:.2f}, precision {tr['precision']:.2f}, recall {tr['recall']:.2f}, "
+              f"confident {tr['confident_share']:.3f}, classes {tr['classes_covered']}, min class share "
+              f"{tr['min_class_share']:.3f}; target {'MET' if met(tr) else 'NOT met'} with truncation, "
+              f"{'MET' if met(t) else 'NOT met'} without (final fresh samples)", flush=True)
     # 1000 training images spread over the split (mnist5k is sorted by class)
     real_train = data.x[torch.as_tensor(splits.train)[torch.linspace(0, len(splits.train) - 1, 1000).long()]]
     real_test = data.x[torch.as_tensor(splits.test)]
@@ -215,6 +228,25 @@ def gan(budget: float, out: str, judge: Judge, steps: int | None = None, seed: i
           f"{pr['precision']:.2f}, recall {pr['recall']:.2f}; the judge labels {cov['confident_share']:.3f} of "
           f"these training images and {cov_test['confident_share']:.3f} of the test images with probability "
           f">= 0.9 (smallest class share {cov['min_class_share']:.3f} / {cov_test['min_class_share']:.3f})")
+
+
+def truncated_report(run_path, judge: Judge, truncation: float, data, n: int = 1000, seed: int = 0) -> dict:
+    """The judge's report of ``n`` samples of a GAN run's final generator (``model.safetensors``:
+    the weight average) whose latents come from a normal truncated to [-truncation, truncation]
+    (BigGAN's truncation trick), against the run's test images."""
+    from archlab.train.generative.gan import truncated_normal
+    from archlab.train.run import Run
+
+    run = Run.open(run_path)
+    net = run.model()   # eval mode: batch norm uses its running statistics, as the run's own samples
+    nz = run.design().input_shape[0]
+    z = truncated_normal((n, nz), truncation, torch.Generator().manual_seed(int(seed) + 31))
+    with torch.no_grad():
+        x = torch.cat([net(z[i:i + 256]) for i in range(0, n, 256)])
+    s = run.scaling
+    raw = x * torch.tensor(s.std).view(1, -1, 1, 1) + torch.tensor(s.mean).view(1, -1, 1, 1)
+    real = data.x[torch.as_tensor(run.splits.test)].float()
+    return judge.report(raw, real)
 
 
 def vae(epochs: int, out: str) -> None:
@@ -253,6 +285,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="GAN: the run's seed")
     ap.add_argument("--lr", type=float, default=GAN_LR,
                     help=f"GAN: Adam's learning rate for both networks (default {GAN_LR:g}; 0 = the gan task's default)")
+    ap.add_argument("--truncation", type=float, default=0.0,
+                    help="GAN: also judge the final generator with latents from a normal truncated to [-T, T] "
+                         "(BigGAN's truncation trick, sampling only) and report the target with and without "
+                         "it; default 0 = off (measured to lower the confident share of this batch-norm pair)")
     ap.add_argument("--threads", default="auto", help="torch threads: auto (time the first GAN steps with 1 and 2, keep the faster), 1 or 2")
     ap.add_argument("--vae-epochs", type=int, default=8)
     ap.add_argument("--dae-epochs", type=int, default=8)
@@ -276,7 +312,7 @@ def main() -> None:
           f"confident share) ({judge.run}; {time.perf_counter() - t0:.0f} s incl. training when not cached)")
     skip = set(args.skip.split(","))
     if "gan" not in skip:
-        gan(args.budget, out, judge, args.steps, args.seed, chooser, args.lr or None)
+        gan(args.budget, out, judge, args.steps, args.seed, chooser, args.lr or None, args.truncation or None)
     if "vae" not in skip:
         vae(args.vae_epochs, out)
     if "dae" not in skip:

@@ -5,6 +5,8 @@ step, as WGAN's critic iterations), then, every ``d_steps`` batches, one generat
 defaults follow DCGAN (Radford et al. 2016): Adam, lr 2e-4, beta1 0.5; ``d_lr`` gives the
 discriminator its own rate (TTUR, Heusel et al. 2017: e.g. lr 1e-4, d_lr 4e-4); one-sided label
 smoothing (Salimans et al. 2016) lowers the real targets of the non-saturating loss to 1 - s.
+``schedule: cosine`` decays both learning rates to zero over the run (:meth:`GANModule.lr_factor`);
+``constant`` (the default) keeps them.
 The config's ``augment`` (``--augment shift=2``) is differentiable augmentation (Zhao et al.
 2020): every image the discriminator sees in training, real and generated, is augmented inside
 the graph (:meth:`GANModule.d_input`); validation scores the plain images.
@@ -18,6 +20,11 @@ ExponentialMovingAverage), so early averages are not dominated by the random ini
 The average is :class:`torch.optim.swa_utils.AveragedModel`; it is what :meth:`sample` and the
 sample grids draw from, and at the end of training the generator takes its weights (so
 ``model.safetensors`` holds them). ``g_ema: 0`` turns it off.
+
+The truncation trick (Brock et al. 2019, BigGAN), off by default: ``sample(n, truncation=t)``
+draws the latent from a standard normal truncated to ``[-t, t]`` (every value outside is drawn
+again until none is, :func:`truncated_normal`), trading variety for fidelity at sampling time
+only; training always draws the full normal. ``truncation=None`` is the plain normal.
 
 Every step records the health scalars the generative detectors read: both losses, the mean
 D(x) and D(G(z)) (probabilities for the ns loss, raw scores otherwise), the gradient norms of
@@ -77,9 +84,11 @@ class GANModule(GenerativeModule):
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples in the generator's value range, eval mode, reproducible with ``generator``."""
-        z = torch.randn((n, self.latent), generator=generator or self.rng).to(self.device)
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               truncation: float | None = None) -> torch.Tensor:
+        """n samples in the generator's value range, eval mode, reproducible with ``generator``;
+        ``truncation`` t: the latent from a normal truncated to [-t, t] (BigGAN's trick; None = off)."""
+        z = truncated_normal((n, self.latent), truncation, generator or self.rng).to(self.device)
         return self.generate(z)
 
     @torch.no_grad()
@@ -97,8 +106,22 @@ class GANModule(GenerativeModule):
         if self.generator_ema is not None:
             self.generator.load_state_dict(self.generator_ema.module.state_dict())
 
+    def lr_factor(self) -> float:
+        """The learning rates' multiplier at this batch: 1 for ``schedule: constant``; for
+        ``cosine``, ``0.5 (1 + cos(pi t / T))`` after t batches of T = epochs x steps per epoch
+        (both networks decay to zero at the end of the run). A function of the batch count, which
+        a resumed run restores, so it needs no scheduler state of its own."""
+        if self.config.schedule != "cosine":
+            return 1.0
+        total = max(1, int(self.steps_per_epoch) * int(self.config.epochs))
+        return 0.5 * (1.0 + math.cos(math.pi * min(self._batches, total) / total))
+
     def configure_optimizers(self):
         c = self.config
+        if c.schedule not in ("constant", "cosine"):
+            raise ValueError(f"gan: schedule {c.schedule!r} is not available for the generator/discriminator pair "
+                             f"(expected 'constant' or 'cosine', which decays both learning rates to zero over "
+                             f"the run); fix: --schedule cosine or --schedule constant")
         steps = self.steps_per_epoch
         opt_g = optimizer_for(self.generator, c, c.lr, steps)["optimizer"]
         opt_d = optimizer_for(self.discriminator, c, c.d_lr or c.lr, steps)["optimizer"]
@@ -108,6 +131,11 @@ class GANModule(GenerativeModule):
         c = self.config
         x = batch[0]
         opt_g, opt_d = self.optimizers()
+        if c.schedule == "cosine":
+            f = self.lr_factor()
+            for opt, lr in ((opt_g, c.lr), (opt_d, c.d_lr or c.lr)):
+                for group in getattr(opt, "optimizer", opt).param_groups:
+                    group["lr"] = lr * f
         n = x.shape[0]
         fake = self.generator(self.noise(n))
 
@@ -170,6 +198,24 @@ class GANModule(GenerativeModule):
         x = batch[0]
         scores = self.discriminator(x)
         self._add("test", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
+
+
+def truncated_normal(shape, truncation: float | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal values of ``shape``; with ``truncation`` t > 0 every value with |z| > t is
+    drawn again (from the same generator) until none is: the truncated normal of BigGAN's
+    truncation trick (Brock et al. 2019). ``None`` gives the plain normal (``torch.randn``)."""
+    z = torch.randn(shape, generator=generator)
+    if truncation is None:
+        return z
+    if not truncation > 0:
+        raise ValueError(f"truncated_normal: truncation must be a threshold > 0 (e.g. 1.0) or None for the "
+                         f"plain normal; got {truncation!r}")
+    while True:
+        out = z.abs() > truncation
+        k = int(out.sum())
+        if not k:
+            return z
+        z[out] = torch.randn(k, generator=generator)
 
 
 def ema_update(decay: float):
