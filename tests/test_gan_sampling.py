@@ -131,3 +131,50 @@ def test_benchmark_truncated_report_judges_the_saved_generator_on_truncated_late
         want = net(z) * s.std[0] + s.mean[0]
     assert torch.allclose(got["samples"], want, atol=1e-6)
     assert torch.equal(got["real"], digits.x[torch.as_tensor(run.splits.test)].float())
+
+
+def test_r1_penalty_of_a_linear_critic_is_the_squared_weight_norm():
+    from archlab.train.generative.losses import r1_penalty
+
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1))
+    x = torch.randn(5, 3, 2, 2, requires_grad=True)
+    penalty = r1_penalty(x, critic(x))
+    w = critic[1].weight
+    assert float(penalty.detach()) == pytest.approx(float(w.detach().pow(2).sum()), rel=1e-6)   # grad_x D = w
+    penalty.backward()   # the graph is kept: d penalty / dw = 2 w
+    assert torch.allclose(w.grad, 2 * w.detach(), atol=1e-6)
+
+
+def test_r1_is_added_to_the_discriminator_loss_when_set(digits, tmp_path, monkeypatch):
+    from archlab.train.generative import gan as gan_module
+
+    parts = []
+    orig_loss, orig_r1 = gan_module.discriminator_loss, gan_module.r1_penalty
+
+    def loss(*args):
+        parts.append(("loss", float(out := orig_loss(*args))))
+        return out
+
+    def r1(real_in, scores):
+        assert real_in.requires_grad and real_in.is_leaf
+        parts.append(("r1", float(out := orig_r1(real_in, scores))))
+        return out
+
+    monkeypatch.setattr(gan_module, "discriminator_loss", loss)
+    monkeypatch.setattr(gan_module, "r1_penalty", r1)
+    bench = _benchmark()
+    cap = Rates()
+    archlab.train("dcgan_mnist_generator", digits, out=str(tmp_path), epochs=1,
+                  callbacks=[bench.R1Penalty(4.0), cap], **PAIR, **FAST)
+    history = cap.module.history
+    assert len(history) == 2 and [k for k, _ in parts] == ["loss", "r1", "loss", "r1"]
+    for i, row in enumerate(history):
+        base, pen = parts[2 * i][1], parts[2 * i + 1][1]
+        assert pen > 0 and row["r1"] == pytest.approx(pen)
+        assert row["d_loss"] == pytest.approx(base + 4.0 / 2 * pen, rel=1e-6)
+
+
+def test_r1_is_off_by_default(digits, tmp_path):
+    cap = Rates()
+    archlab.train("dcgan_mnist_generator", digits, out=str(tmp_path), epochs=1, callbacks=[cap], **PAIR, **FAST)
+    assert cap.module.r1 == 0.0 and all("r1" not in row for row in cap.module.history)

@@ -6,7 +6,9 @@ defaults follow DCGAN (Radford et al. 2016): Adam, lr 2e-4, beta1 0.5; ``d_lr`` 
 discriminator its own rate (TTUR, Heusel et al. 2017: e.g. lr 1e-4, d_lr 4e-4); one-sided label
 smoothing (Salimans et al. 2016) lowers the real targets of the non-saturating loss to 1 - s.
 ``schedule: cosine`` decays both learning rates to zero over the run (:meth:`GANModule.lr_factor`);
-``constant`` (the default) keeps them.
+``constant`` (the default) keeps them. ``r1`` > 0 (module attribute, or the config's ``r1``
+when it has one) adds R1 on real images (Mescheder et al. 2018), ``r1 / 2 x E ||grad_x D(x)||^2``,
+to the discriminator's loss every step.
 The config's ``augment`` (``--augment shift=2``) is differentiable augmentation (Zhao et al.
 2020): every image the discriminator sees in training, real and generated, is augmented inside
 the graph (:meth:`GANModule.d_input`); validation scores the plain images.
@@ -41,7 +43,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..prepare import augment
 from .base import GenerativeModule, grad_norm, optimizer_for
-from .losses import discriminator_loss, generator_loss, gradient_penalty, probability_of_real
+from .losses import discriminator_loss, generator_loss, gradient_penalty, probability_of_real, r1_penalty
 
 
 class GANModule(GenerativeModule):
@@ -67,6 +69,10 @@ class GANModule(GenerativeModule):
         # 2020): augmenting only the real images would teach the generator the augmentation
         spec = getattr(config, "augment", None)
         self.augment = spec if spec is not None and spec.active else None
+        # R1 on real images (Mescheder et al. 2018): r1 / 2 x E ||grad_x D(x)||^2 added to the
+        # discriminator's loss every step (not lazily); 0 = off. The config's ``r1`` when it has
+        # one, else set on the module (the benchmark's R1Penalty callback)
+        self.r1 = float(getattr(config, "r1", 0.0) or 0.0)
 
     def d_input(self, images: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees in training: the images, augmented when ``augment`` is set."""
@@ -140,9 +146,15 @@ class GANModule(GenerativeModule):
         fake = self.generator(self.noise(n))
 
         # discriminator step on a real and a generated batch (separate batches: DCGAN)
-        real_scores = self.discriminator(self.d_input(x))
+        real_in = self.d_input(x)
+        if self.r1 > 0:
+            real_in = real_in.detach().requires_grad_(True)
+        real_scores = self.discriminator(real_in)
         fake_scores = self.discriminator(self.d_input(fake.detach()))
         d_loss = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.label_smoothing)
+        r1 = r1_penalty(real_in, real_scores) if self.r1 > 0 else None
+        if r1 is not None:
+            d_loss = d_loss + self.r1 / 2 * r1
         penalty = torch.zeros(())
         if c.gan_loss == "wgan-gp":
             penalty = gradient_penalty(self.discriminator, x, fake, self.rng)
@@ -156,6 +168,8 @@ class GANModule(GenerativeModule):
                   "d_fake": float(probability_of_real(c.gan_loss, fake_scores.detach()).mean()), "d_grad": d_grad}
         if c.gan_loss == "wgan-gp":
             record["penalty"] = penalty.item()
+        if r1 is not None:
+            record["r1"] = r1.item()
         # generator step every d_steps batches, against the updated discriminator
         if self._batches % c.d_steps == 0:
             g_scores = self.discriminator(self.d_input(fake))

@@ -12,6 +12,10 @@ wgan-gp      D(G(z)) - D(x) + gp_weight x (|grad D(x_hat)|  -D(G(z)) (Gulrajani 
              - 1)^2 on random interpolates x_hat
 ============ ============================================== ==========================================
 
+Any of them can add R1 (Mescheder et al. 2018): ``r1 / 2 x ||grad_x D(x)||^2`` on the real images
+the discriminator sees, averaged over the batch (:func:`r1_penalty`; GAN module attribute ``r1``,
+0 = off, the default).
+
 Reconstruction losses are summed over the elements of each sample and averaged over the batch
 (the per-sample convention of the ELBO, so ``beta x KL`` keeps its published meaning);
 ``bce`` takes probabilities (a sigmoid output), clamped away from 0 and 1.
@@ -53,6 +57,14 @@ def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor,
     scores = discriminator(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(real_input: torch.Tensor, real_scores: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the batch mean of ``||grad_x D(x)||_2^2`` at the real images
+    ``real_input`` (a leaf that requires grad, from which ``real_scores`` were computed), with
+    the graph kept so the penalty trains the discriminator."""
+    (grad,) = torch.autograd.grad(real_scores.sum(), real_input, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
 
 
 def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
