@@ -77,8 +77,10 @@ SLOW = ("loss_not_decreasing",)   # causes that slow or stop learning but cannot
 # what a run that diverged (weights thrown far from their scale, a loss far above knowing
 # nothing) leaves behind: dead units, saturated units, layers with no gradient or no update,
 # tiny updates once nothing moves, and clipping that binds on the huge gradients
+# ... and a validation loss that rises while the training loss falls: weights thrown about by
+# an unstable optimiser generalise worse at every epoch, which is no memorisation (overfitting)
 AFTER_DIVERGENCE = ("vanishing_gradients", "dying_relu", "saturated_activations", "frozen_layers",
-                    "lr_too_low", "clipping_too_tight")
+                    "lr_too_low", "clipping_too_tight", "overfitting")
 DIVERGENCE = ("nan_inf", "exploding_gradients", "lr_too_high")
 # inputs or regression targets far from unit scale make the loss and the gradients as large as
 # they are, so every rule about the size of the updates or the loss fires on them, and the
@@ -374,6 +376,9 @@ class Exploding(Detector):
                                 else [], evidence={"nonfinite_step": nf["step"],
                                                    **_reference_evidence(state)})
         ref = loss_reference(state)
+        v = self._large_init(state, losses, ref)
+        if v is not None:
+            return v
         base = running_baseline(losses)
         if finite.size >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
             peak = float(finite[-5:].max())
@@ -387,8 +392,9 @@ class Exploding(Detector):
         g = state.array("grad_norm")
         if g.shape[0] == 0:
             return None
-        early = float(np.median(np.sqrt(np.nansum(g[:3] ** 2, axis=1))))
-        latest = float(np.sqrt(np.nansum(g[-1] ** 2)))
+        totals = state.row_norms("grad_norm")   # each sample's total norm, reduced once
+        early = float(np.median(totals[:3]))
+        latest = float(totals[-1])
         if g.shape[0] > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
             return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
                                 f"(from {_fmt(early)} to {_fmt(latest)})",
@@ -411,15 +417,56 @@ class Exploding(Detector):
                                                        for n in top}})
         return None
 
+    def _large_init(self, state, losses, ref):
+        """Weights initialised far above their standard scale (rule): at least two layers
+        start above INIT_LARGE x their default-init norm and the first losses are above
+        loss_factor x the know-nothing reference, with inputs and targets scaled."""
+        r = init_ratios(state)
+        large = {p: x for p, x in r.items() if x > INIT_LARGE}
+        if len(large) < 2 or ref is None or not ref.value > 0 or losses.size < 3:
+            return None
+        first = float(np.median(losses[:3]))
+        if not (math.isfinite(first) and first > self.t["loss_factor"] * ref.value):
+            return None
+        if scale_problems(state):
+            return None   # unscaled inputs or targets make a huge first loss by themselves
+        w = state.array("weight_norm")[0]
+        g = state.array("grad_norm")[0]
+        norms = {p: float(w[state.param_layers.index(p)]) for p in large}
+        v = self.verdict(
+            state, f"initialisation far above the default scale: {len(large)} of {len(r)} layers "
+            f"start above {INIT_LARGE:g} x the norm PyTorch's default gives their shapes ("
+            + ", ".join(f"'{p}' {_fmt(norms[p])} vs {_fmt(state.init_scale[p])}"
+                        for p in list(large)[:4])
+            + f"), and the first losses (median {_fmt(first)}) are {_fmt(first / ref.value)} x the "
+            f"know-nothing level {_fmt(ref.value)}: the outputs, and the gradients they send back, "
+            "are as large as the weights' product", layers=list(large),
+            evidence={"initial_norm": norms, "norm_over_default": r,
+                      "first_losses_median": first, "reference": ref.to_dict(),
+                      "initial_grad_norm": {p: float(g[state.param_layers.index(p)]) for p in large},
+                      "cause": "initialisation",
+                      "onset_step": int(state.sample_steps[0]) if state.sample_steps else 0},
+            fixes=["initialise the weights at their standard scale: remove the scaling of the "
+                   "initial weights and keep PyTorch's default, or use He (ReLU) / Glorot (tanh, "
+                   "sigmoid) initialisation", "or add normalisation (batch/layer norm) after the "
+                   "layers, which undoes their scale"] + self.fixes[:1])
+        return v
+
     @staticmethod
     def _top_layers(state, row) -> list[str]:
         order = np.argsort(-np.nan_to_num(row, nan=-1.0, posinf=1e308))
         return [state.param_layers[i] for i in order[:3] if not math.isnan(row[i])]
 
 
+# the largest slope of the logistic sigmoid, s(x)(1 - s(x)) at x = 0: each sigmoid layer passes
+# back at most this fraction of the gradient it receives
+SIGMOID_SLOPE = 0.25
 # a layer below a quarter of the norm PyTorch's default initialisation gives its shapes is
 # outside the standard initialisations (Glorot and He are 1.4-2.4x the default, none is below it)
 INIT_SMALL = 0.25
+# ... and a layer above four times it (the mirror image) is outside them too: He's normal
+# initialisation, the largest standard one, is sqrt(6) = 2.45 x the default
+INIT_LARGE = 4.0
 
 
 def init_ratios(state: HealthState, row: int = 0) -> dict[str, float]:
@@ -534,7 +581,7 @@ class Vanishing(Detector):
         low = [i for i in np.flatnonzero(~np.isnan(rel)) if rel[i] < self.t["ratio"] * best]
         first = int(np.flatnonzero(~np.isnan(rel))[0])
         if first not in low:
-            return None
+            return self._through_sigmoid(state, rel, first, best)
         names = [state.param_layers[i] for i in low]
         small = {p: r for p, r in init_ratios(state).items() if r < INIT_SMALL and p in names}
         fixes = None
@@ -548,6 +595,47 @@ class Vanishing(Detector):
             evidence={"relative_grad": {state.param_layers[i]: rel[i] for i in
                                         np.flatnonzero(~np.isnan(rel))},
                       "initial_norm_over_default": small}, fixes=fixes)
+
+    def _through_sigmoid(self, state, rel, first, best):
+        """Gradients shrunk by sigmoid hidden layers while the run does not learn (rule): each
+        sigmoid multiplies the gradient passing back by its derivative, at most 1/4."""
+        top = int(np.nanargmax(rel))
+        order = {n: i for i, n in enumerate(state.act_layers)}
+        a, b = state.param_layers[first], state.param_layers[top]
+        if a not in order or b not in order:
+            return None
+        between = [n for n in state.act_layers[order[a] + 1:order[b]]
+                   if state.act_kinds.get(n) == "sigmoid"]
+        if not between:
+            return None
+        bound = SIGMOID_SLOPE ** len(between)
+        if not rel[first] < bound * best:
+            return None
+        flat = LossFlat.thresholds
+        d = loss_drop(state, int(flat["min_steps"]))
+        if d is None or -d[2] >= flat["min_drop"]:
+            return None   # the run learns: the sigmoids cost it nothing visible
+        low = LrLow.thresholds
+        med, _ = _update_ratio(state, int(low["samples"]))
+        if not (math.isfinite(med) and med >= low["min_update_ratio"]):
+            return None   # nothing moves much: the learning rate, not the activations
+        if clipping_binding(state) or lr_decayed(state):
+            return None
+        return self.verdict(
+            state, f"gradients shrink through {len(between)} sigmoid hidden layers: the relative "
+            f"gradient of '{a}' is {_fmt(rel[first])}, {_fmt(rel[first] / best)} of '{b}''s "
+            f"({_fmt(best)}), below {SIGMOID_SLOPE:g}^{len(between)} = {_fmt(bound)} (a sigmoid's "
+            f"slope is at most {SIGMOID_SLOPE:g}), and the loss is {relative_to_reference(d[2])} "
+            f"the know-nothing level after {state.step + 1} steps",
+            layers=[a] + between,
+            evidence={"sigmoid_layers": between, "relative_grad": {
+                state.param_layers[i]: rel[i] for i in np.flatnonzero(~np.isnan(rel))},
+                "bound": bound, "median_update_ratio": med, "change": d[2],
+                "cause": "sigmoid hidden activations", **_reference_evidence(state)},
+            fixes=["replace the sigmoid hidden activations by ReLU-family ones (or tanh, whose "
+                   "slope reaches 1 and whose outputs are centred; LeCun et al. 1998, Glorot & "
+                   "Bengio 2010)", "or use Adam, which rescales each layer's step, and "
+                   "Glorot initialisation"] + self.fixes[1:2])
 
     def _small_init(self, state):
         if len(state.sample_steps) != 1:
@@ -1263,6 +1351,23 @@ def validation_noise(state: HealthState, at_validation_level: bool = True) -> tu
                             "of at least one batch")
 
 
+VAL_NOISE_EPOCHS = 10   # the validation losses whose epoch-to-epoch noise is read
+
+
+def validation_series_noise(val: np.ndarray, epochs: int = VAL_NOISE_EPOCHS) -> float:
+    """The noise of one epoch's validation loss read from the validation series itself: the
+    standard deviation of its second differences over the last ``epochs`` epochs / sqrt(6).
+    For a smooth trend plus independent noise of sd s, a second difference cancels the trend to
+    first order and has variance (1 + 4 + 1) s^2 = 6 s^2. This is the noise a change of the
+    validation loss between epochs must be compared with: the weights' own wandering from epoch
+    to epoch (SGD noise) moves the validation loss on the same examples, which the training
+    batches' spread (validation_noise) does not see. nan with fewer than 5 epochs."""
+    part = np.asarray(val[-epochs:], dtype=np.float64)
+    if part.size < 5 or not np.all(np.isfinite(part)):
+        return math.nan
+    return float(np.std(np.diff(part, 2), ddof=1) / math.sqrt(6.0))
+
+
 @register_detector
 class Overfitting(Detector):
     name = "overfitting"
@@ -1278,7 +1383,17 @@ class Overfitting(Detector):
             "spread of the training batch losses and the validation set's size (validation_noise: "
             "sd of one example's loss / sqrt(val_size); the batch spread, an upper bound, when "
             "the size is unknown); for the gap, one example's spread is scaled by validation "
-            "loss / training loss, as a non-negative loss spreads in proportion to its level")
+            "loss / training loss, as a non-negative loss spreads in proportion to its level). "
+            "What else makes a train/validation gap is ruled out: the validation loss must first "
+            "have fallen (its best epoch is not the first, and it is more than z standard errors "
+            "below the first epoch's: a network learns what generalises before it memorises, "
+            "Arpit et al. 2017; a validation loss that rises from the first epoch while the "
+            "training loss falls says the two splits differ, or that the run is unstable), and "
+            "the rise must exceed z x the validation loss's own epoch-to-epoch noise (second "
+            "differences of the last 10 validation losses / sqrt 6: the weights' wandering "
+            "between epochs, which the training batches do not show). A validation rise after a "
+            "divergence, or with a found data fault (class imbalance, unshuffled data, wrong "
+            "labels), is reported as that cause's consequence")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
     # level, not against a validation loss that depends on when the first epoch ended.
@@ -1315,6 +1430,16 @@ class Overfitting(Detector):
         if not (math.isfinite(se) and math.isfinite(se_gap)):
             return None
         z = self.t["z"]
+        # the validation loss first fell: the model learned what generalises before it memorised
+        # (a rise from the first epoch on is a distribution shift between the splits, or an
+        # unstable run, not overfitting)
+        if b == 0 or not val[0] - val[b] > z * se:
+            return None
+        wander = validation_series_noise(val)
+        if math.isfinite(wander) and wander > se:
+            se, how = wander, (f"the validation losses' own epoch-to-epoch noise (second "
+                               f"differences of the last {min(len(val), VAL_NOISE_EPOCHS)} / "
+                               f"sqrt 6), above the batch-based {_fmt(se)} ({how})")
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
                 and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z * se)
                 and gap[-1] > z * se_gap
@@ -1369,11 +1494,20 @@ class Frozen(Detector):
         """Only layers that have a gradient and do not move can be another fault's trace; a
         layer with requires_grad=False or outside the optimizer is a configuration fact."""
         ev = verdict.evidence
-        return not ev.get("requires_grad_false") and not ev.get("not_in_optimizer")
+        return (not ev.get("requires_grad_false") and not ev.get("not_in_optimizer")
+                and not ev.get("frozen_on_purpose"))
     rule = ("a layer with parameters never changes: requires_grad is off, it is not in the "
             "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
             "gradient but no update while other layers do move; when no layer moves, the "
-            "learning rate is the cause (lr_schedule_decayed), not membership")
+            "learning rate is the cause (lr_schedule_decayed), not membership. Layers frozen on "
+            "purpose (expected_frozen, archlab train's --freeze) are named only when the freeze "
+            "keeps the run from learning: after loss_not_decreasing's min_steps the loss is less "
+            "than its min_drop below the know-nothing reference (the symptom's own test) while "
+            "the layers that do train move at a healthy rate (median update/weight ratio at "
+            "least lr_too_low's min_update_ratio), no clipping binds and the learning rate has "
+            "not decayed: the trainable part learns, and what it can reach through the frozen "
+            "layers does not fit the data (frozen at their initial weights, or at weights that do "
+            "not suit the task)")
     thresholds = {"samples": 2}
     fixes = ["set requires_grad=True on these layers", "pass all parameters to the optimizer",
              "if the freeze is deliberate, list the layers in HealthMonitor(expected_frozen=...)"]
@@ -1403,7 +1537,7 @@ class Frozen(Detector):
         if not moving or lr_decayed(state):
             stuck = []   # nothing moves: a learning-rate problem, not membership
         if not frozen and not stuck and not outside:
-            return None
+            return self._frozen_on_purpose(state, expected)
         parts = []
         if frozen:
             parts.append(f"requires_grad=False: {', '.join(frozen[:5])}")
@@ -1419,6 +1553,39 @@ class Frozen(Detector):
                             + "; ".join(parts), layers=frozen + outside + stuck,
                             evidence={"requires_grad_false": frozen, "not_in_optimizer": outside,
                                       "not_updated": stuck, "layers_moving": moving}, fixes=fixes)
+
+    def _frozen_on_purpose(self, state, expected):
+        """The layers frozen on purpose, when the freeze keeps the run from learning (rule)."""
+        if not self.expected:
+            return None
+        held = [p for p in state.param_layers if expected(p) and (
+            state.frozen.get(p) or (state.optimizer_params and not state.optimizer_params.get(p, True)))]
+        if not held:
+            return None
+        flat = LossFlat.thresholds
+        d = loss_drop(state, int(flat["min_steps"]))
+        if d is None or -d[2] >= flat["min_drop"]:
+            return None   # the run learns: the freeze is what was meant
+        low = LrLow.thresholds
+        med, per = _update_ratio(state, int(low["samples"]))
+        if not (math.isfinite(med) and med >= low["min_update_ratio"]):
+            return None   # the trainable layers hardly move: the learning rate, not the freeze
+        if clipping_binding(state) or lr_decayed(state):
+            return None
+        return self.verdict(
+            state, f"{len(held)} layers frozen on purpose ({', '.join(held[:5])}) keep the run "
+            f"from learning: the loss is {relative_to_reference(d[2])} the know-nothing level after "
+            f"{state.step + 1} steps while the {len(per)} trainable layers move at a median "
+            f"update/weight ratio of {_fmt(med)}", layers=held,
+            evidence={"frozen_on_purpose": held, "trainable_layers": list(per),
+                      "median_update_ratio": med, "change": d[2],
+                      "ruled_out": ["a learning rate too low for the trainable layers",
+                                    "gradient clipping", "decayed schedule"],
+                      **_reference_evidence(state)},
+            fixes=["unfreeze these layers (drop them from --freeze / expected_frozen): frozen at "
+                   "their initial random weights they are fixed random features",
+                   "if they are meant to stay fixed, load trained weights into them first "
+                   "(--init-from a checkpoint of the same design) and check that they suit this task"])
 
 
 @register_detector

@@ -53,8 +53,13 @@ def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0
     to 0.1 % on most samples is a rescaling, not chance. None when none of these holds."""
     read = state.grad_read
     g_all = state.array("grad_norm")
-    rows = [i for i in range(g_all.shape[0]) if (i >= len(read) or read[i])
-            and np.any(~np.isnan(g_all[i]))][-window:]
+    rows = []   # the last `window` samples read before a step that have a gradient, newest
+    i = g_all.shape[0] - 1   # first: walked back from the end, not over the whole run
+    while i >= 0 and len(rows) < window:
+        if (i >= len(read) or read[i]) and np.any(~np.isnan(g_all[i])):
+            rows.append(i)
+        i -= 1
+    rows.reverse()
     if len(rows) < samples:
         return None
     g = g_all[rows]

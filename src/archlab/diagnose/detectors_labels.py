@@ -68,18 +68,25 @@ def movement_between(state, first_step: int, last_step: int) -> float:
     """Median over the samples from ``first_step`` to ``last_step`` of the median update-to-
     weight ratio over the layers that moved or have a gradient (nan: none recorded)."""
     u = state.array("update_ratio")
-    steps = np.asarray(state.sample_steps[:u.shape[0]])
-    rows = u[(steps >= first_step) & (steps <= last_step)] if u.size else u
-    if rows.size == 0:
+    if u.size == 0:
         return math.nan
-    per = [float(np.median(r[np.isfinite(r)])) for r in rows if np.any(np.isfinite(r))]
-    return float(np.median(per)) if per else math.nan
+    steps = np.asarray(state.sample_steps[:u.shape[0]])
+    keep = (steps >= first_step) & (steps <= last_step)
+    if not keep.any():
+        return math.nan
+    # each sample's median over its finite layers, reduced once per sample (HealthState)
+    per = state.row_medians("update_ratio")[:u.shape[0]][keep]
+    per = per[np.isfinite(per)]
+    return float(np.median(per)) if per.size else math.nan
 
 
 @register_detector
 class LabelNoise(Detector):
     name = "label_noise"
     explains = SLOW
+    # a network memorising wrong labels raises its validation loss (Arpit et al. 2017): the
+    # overfitting that follows is this cause's consequence, and its fix is the labels
+    consequences = ("overfitting",)
     severity = "warning"
     rule = ("on each of the last `evaluations` evaluations of a fixed probe of training "
             "examples (every 64 steps from step 64), the model fits every class (at least "

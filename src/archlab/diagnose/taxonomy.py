@@ -147,7 +147,16 @@ def order_evidence(state) -> dict | None:
     the deficit as a fraction of the most a batch can lack, sum(E_i - 1) (a batch holds at
     least one class): 0 for random batches, 1 for batches of one class each. Works for any
     number of classes >= 2: with 2 balanced classes a random batch of 32 holds one class with
-    probability 2^-31, a sorted split on nearly every batch. None without class labels."""
+    probability 2^-31, a sorted split on nearly every batch. None without class labels.
+    Computed once per sample (unshuffled_data and class_imbalance both read it); the result
+    must not be modified."""
+    per_sample = getattr(state, "per_sample", None)
+    if per_sample is not None:
+        return per_sample("order_evidence", lambda: _order_evidence(state))
+    return _order_evidence(state)
+
+
+def _order_evidence(state) -> dict | None:
     t = state.targets
     if t.get("kind") != "classes":
         return None
@@ -214,7 +223,7 @@ class Unshuffled(Detector):
     # not on the data, so a train/validation comparison made there (over_regularisation's
     # train-mode penalty) measures the order
     consequences = ("saturated_activations", "dying_relu", "lr_too_high", "exploding_gradients",
-                    "vanishing_gradients", "class_imbalance", "over_regularisation")
+                    "vanishing_gradients", "class_imbalance", "over_regularisation", "overfitting")
     rule = ("classes: the sampled training batches hold fewer distinct classes than random "
             "batches drawn from the label shares seen would (their mean and variance are known in "
             "closed form): over at least min_samples samples, the deficit is more than z standard "
@@ -297,6 +306,10 @@ def rare_class_test(counts, classes: int, share: float) -> dict:
 class ClassImbalance(Detector):
     name = "class_imbalance"
     explains = SLOW
+    # a training split whose class shares differ from the validation split's (prior shift)
+    # makes the validation loss rise while the training loss falls, as the model grows
+    # confident in the majority classes: no memorisation, this cause's consequence
+    consequences = ("overfitting",)
     rule = ("the labels seen on sampled steps are imbalanced over the C outputs of the model: the "
             "rarest class holds less than min_share of the largest class's count (an imbalance "
             "ratio above 1 / min_share; a binomial test on the labels of the two: seeing so few "
