@@ -4,8 +4,10 @@
 
 Judge it once with ``python benchmarks/fault_suite.py --fresh4 --seeds 3``.
 
-Written 2026-12-02, 13:13-14:00 UTC, by an author who had not seen the rules. **Not judged
-yet**: before the judging run no run with the health monitor on has been made on any set-up of
+Written 2026-12-02, 13:13-14:00 UTC, by an author who had not seen the rules. **Judged once**,
+13:46-13:51 UTC, on commit 9c9a143 (recall 0.767, 1/180 wrong-cause runs, 2/45 healthy alarms:
+docs/diagnostics.md, "The fourth fresh suite"); since then it is development material. Before
+the judging run no run with the health monitor on has been made on any set-up of
 this module. The only monitored calls were a plumbing check that the three runners work with
 the monitor attached (13:20-13:21 UTC): one throwaway model per path, not a model of this suite
 (on the Lightning and plain paths an embedding of 8 -> mean -> linear on the token data, 3
