@@ -152,12 +152,12 @@ def test_r1_is_added_to_the_discriminator_loss_when_set(digits, tmp_path, monkey
     orig_loss, orig_r1 = gan_module.discriminator_loss, gan_module.r1_penalty
 
     def loss(*args):
-        parts.append(("loss", float(out := orig_loss(*args))))
+        parts.append(("loss", float((out := orig_loss(*args)).detach())))
         return out
 
     def r1(real_in, scores):
         assert real_in.requires_grad and real_in.is_leaf
-        parts.append(("r1", float(out := orig_r1(real_in, scores))))
+        parts.append(("r1", float((out := orig_r1(real_in, scores)).detach())))
         return out
 
     monkeypatch.setattr(gan_module, "discriminator_loss", loss)
