@@ -178,3 +178,25 @@ def test_r1_is_off_by_default(digits, tmp_path):
     cap = Rates()
     archlab.train("dcgan_mnist_generator", digits, out=str(tmp_path), epochs=1, callbacks=[cap], **PAIR, **FAST)
     assert cap.module.r1 == 0.0 and all("r1" not in row for row in cap.module.history)
+
+
+def test_r1_reaches_the_module_from_the_config(digits, tmp_path):
+    cap = Rates()
+    archlab.train("dcgan_mnist_generator", digits, out=str(tmp_path), epochs=1, callbacks=[cap], r1=2.5,
+                  **PAIR, **FAST)
+    assert cap.module.r1 == 2.5 and all(row["r1"] > 0 for row in cap.module.history)
+
+
+def test_r1_cli_option_is_passed_and_a_negative_weight_is_refused():
+    import argparse
+
+    from archlab.train import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "dcgan_mnist_generator", "--r1", "1"])
+    assert command._options(args)["r1"] == 1.0
+    from archlab.train.config import TrainConfig
+
+    with pytest.raises(Exception, match="r1"):
+        TrainConfig(r1=-1)

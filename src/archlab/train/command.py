@@ -66,6 +66,7 @@ def register(subparsers) -> None:
     g.add_argument("--label-smoothing", type=float, help="one-sided: real targets 1 - S (ns loss)")
     g.add_argument("--gp-weight", type=float, help="wgan-gp gradient penalty weight (default 10)")
     g.add_argument("--g-ema", type=float, help="gan: decay of the generator's weight average (default 0.999; 0 = off)")
+    g.add_argument("--r1", type=float, help="gan: R1 penalty weight on real images (Mescheder et al. 2018; default 0 = off)")
     g.add_argument("--adversarial", type=float, help="image-to-image: adversarial loss weight (default 0.01)")
     g.add_argument("--kl-weight", type=float, help="vae: weight of the KL term (beta; default 1)")
     g.add_argument("--corrupt", metavar="KIND=AMOUNT",
@@ -118,7 +119,7 @@ def _options(args) -> dict:
     for key in ("task", "loss", "epochs", "batch", "lr", "optimizer", "momentum", "schedule", "l1", "l2",
                 "clip", "clip_by", "patience", "workers", "init_from", "accelerator", "strategy",
                 "precision", "num_nodes", "out", "name", "discriminator", "gan_loss", "d_lr", "d_steps",
-                "label_smoothing", "gp_weight", "g_ema", "adversarial", "kl_weight", "corrupt", "judge_samples",
+                "label_smoothing", "gp_weight", "g_ema", "r1", "adversarial", "kl_weight", "corrupt", "judge_samples",
                 "judge_cache", "loop"):
         value = getattr(args, key, None)
         if value is not None:

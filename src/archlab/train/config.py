@@ -86,6 +86,8 @@ class TrainConfig(BaseModel):
     gp_weight: float = Field(10.0, ge=0, description="wgan-gp: gradient penalty weight (Gulrajani 2017)")
     g_ema: float = Field(0.999, ge=0, lt=1, description="gan: decay of the generator's weight average "
                          "that samples come from (Yazici et al. 2019); 0 = off")
+    r1: float = Field(0.0, ge=0, description="gan: R1 weight on real images, r1 / 2 x E|grad_x D(x)|^2 "
+                      "(Mescheder et al. 2018); 0 = off")
     adversarial: float = Field(0.01, ge=0, description="image-to-image: adversarial loss weight with a discriminator")
     corrupt: str | None = Field(None, description="autoencoder/image-to-image input corruption: mask=0.5, noise=0.3, "
                                 "blur=1.5, erase=0.4")
