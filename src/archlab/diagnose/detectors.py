@@ -1393,13 +1393,38 @@ class Overfitting(Detector):
             "differences of the last 10 validation losses / sqrt 6: the weights' wandering "
             "between epochs, which the training batches do not show). A validation rise after a "
             "divergence, or with a found data fault (class imbalance, unshuffled data, wrong "
-            "labels), is reported as that cause's consequence")
+            "labels), is reported as that cause's consequence. The rise is a test repeated over "
+            "epochs: its best epoch is the lowest of m noisy validation losses and the rule looks "
+            "at every pass, so it is judged at the Bonferroni-corrected level z_m = the one-sided "
+            "normal quantile of 1 - alpha / m (alpha 0.05, m the validation passes so far: 2.50 "
+            "at 8 passes, 2.88 at 25) against the batch-based and the epoch-to-epoch noise; and, "
+            "with val_size known, the rise must be more than a few examples' sampling: a rise "
+            "of d on n examples moves n d / reference examples' worth of the know-nothing loss "
+            "(ln C for C classes), and a rise carried by k examples has a t statistic of about "
+            "sqrt(k) (one example's change of d n / k among n - k unchanged ones), so it must "
+            "move more than z_k^2 examples' worth, k the passes after the best epoch (the "
+            "examples are the same on every pass, so choosing the lowest epoch adds no sampling "
+            "comparison; the looks are the passes tested since; 6.0 at 7): a memorising model that "
+            "grows more confident on the one or two validation examples it gets wrong raises "
+            "the loss of a small validation set while its score holds")
     # abs_rise: a network that memorises its data may move the validation loss from 0.01 to
     # 0.02, a 100 % rise of no consequence; the rise is measured against the know-nothing
     # level, not against a validation loss that depends on when the first epoch ended.
     # z = 2: two standard errors, a two-sided 95 % level
+    # alpha: the family-wise one-sided level of the rise test over the m passes looked at
+    # (Bonferroni: z_m = inv_cdf(1 - alpha / m)); z = 2 stays the level of the single
+    # comparisons (the first fall, the gap)
     thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
-                  "train_low": 0.5, "max_update_ratio": 0.1, "z": 2.0}   # 100x the healthy ~1e-3
+                  "train_low": 0.5, "max_update_ratio": 0.1, "z": 2.0,   # 100x the healthy ~1e-3
+                  "alpha": 0.05}
+
+    @staticmethod
+    def rise_z(m: int, alpha: float) -> float:
+        """The Bonferroni-corrected one-sided z for a rise above the lowest of ``m`` validation
+        losses, tested at each of ``m`` passes: P(any of m noise-only comparisons > z) <= alpha."""
+        from statistics import NormalDist
+
+        return NormalDist().inv_cdf(1.0 - alpha / max(1, int(m)))
     fixes = ["add regularisation: weight decay (L2) or dropout", "stop early at the best epoch",
              "collect more data or augment it", "use a smaller model"]
     severity = "warning"
@@ -1440,17 +1465,30 @@ class Overfitting(Detector):
             se, how = wander, (f"the validation losses' own epoch-to-epoch noise (second "
                                f"differences of the last {min(len(val), VAL_NOISE_EPOCHS)} / "
                                f"sqrt 6), above the batch-based {_fmt(se)} ({how})")
+        z_rise = self.rise_z(len(v), self.t["alpha"])
+        n_val = v[-1].get("val_size")
+        # the examples' worth of know-nothing loss the rise moves (rule): nan when the size is
+        # unknown, and then not judged
+        carried = ((val[-1] - val[b]) * n_val / ref.value
+                   if isinstance(n_val, (int, float)) and n_val > 0 and ref.value > 0 else math.nan)
+        # the validation examples are the same on every pass, so picking the lowest epoch adds
+        # no sampling comparison: the looks are the passes after the best epoch (rule)
+        z_count = self.rise_z(len(v) - 1 - b, self.t["alpha"])
+        if math.isfinite(carried) and not carried > z_count ** 2:
+            return None   # a rise a few examples carry: their sampling, not the model's
         if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
-                and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z * se)
+                and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z_rise * se)
                 and gap[-1] > z * se_gap
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
             return self.verdict(state, f"validation loss {_fmt(val[b])} -> {_fmt(val[-1])} since "
                                 f"epoch {v[b]['epoch']} (a rise of {_fmt((val[-1] - val[b]) / se)} "
-                                f"standard errors) while training loss {_fmt(train[b])} -> "
+                                f"standard errors, > {_fmt(z_rise)} for {len(v)} passes looked at) while training loss {_fmt(train[b])} -> "
                                 f"{_fmt(train[-1])} (reference {_fmt(ref.value)})", evidence={
                                     "best_epoch": v[b]["epoch"], "val_loss": val.tolist(),
                                     "train_loss": train.tolist(), "gap": gap.tolist(),
                                     "standard_error": se, "standard_error_from": how,
+                                    "rise_z": z_rise, "passes_looked_at": len(v),
+                                    "examples_carrying_rise": carried, "count_z": z_count,
                                     "gap_standard_error": se_gap, "gap_standard_error_from": how_gap,
                                     "reference": ref.to_dict()})
         return None

@@ -40,7 +40,15 @@ the weights go. Three visible forms, each read from what the quantities mean:
   statistics are noise). The mean gap's standard error keeps the validation estimate's whole:
   the training batches are new each epoch, the validation examples the same every pass.
 
-None of the three is claimed for a run that diverged (``detectors.divergence_onset``: a dead
+* **a drop rate above 1/2** (the module's own setting, read when the monitor attaches):
+  inverted dropout multiplies a unit by m / (1 - p), m ~ Bernoulli(1 - p), a noise whose
+  variance is p / (1 - p) x the unit's square: above its signal once p > 1/2 (0.5, the usual
+  ceiling for hidden layers, is where they are equal). Such a rate is named with its measured
+  cost: the training loss held above ``still_high`` and no longer falling, or, at any loss
+  level, the train-mode test of the form above on its gap alone (the rate says where the gap
+  comes from, so no share of what was learned is asked).
+
+None of the four is claimed for a run that diverged (``detectors.divergence_onset``: a dead
 network's weights are moved by the decay alone, and its training losses far exceed the
 evaluated model's) or whose inputs or targets are far from unit scale (they make the training
 losses spike): their own detectors name those causes.
@@ -143,10 +151,16 @@ class OverRegularised(Detector):
             "train-mode penalty, judged only when the model has a module that adds noise in "
             "training mode (dropout, drop-path, recurrent or attention dropout: found when the "
             "monitor attaches) and silent while label_noise, "
-            "unshuffled_data or batchnorm_small_batch holds")
+            "unshuffled_data or batchnorm_small_batch holds; or (d) a module drops with rate "
+            "p > max_rate = 1/2 (inverted dropout multiplies a unit by Bernoulli(1 - p) / (1 - p): "
+            "noise of variance p / (1 - p) x the unit's square, above its signal past 1/2) and "
+            "what it costs is measured: the training loss stays above still_high x the reference "
+            "and has stopped falling, or, at any loss level, the test of (c) on the train-mode "
+            "gap alone (more than z standard errors on each of the last `epochs` passes; the "
+            "penalty share is not asked, the rate says where the gap comes from)")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
-                  "learned": 0.1}
+                  "learned": 0.1, "max_rate": 0.5}
     fixes = ["lower the weight decay 10-100x (typical: 1e-4 to 5e-4 for SGD and Adam's L2, "
              "0.01 to 0.1 for AdamW), or lower the dropout rate (0.1-0.5)",
              "remove the hand-written L2 term from the loss, or scale it down",
@@ -163,7 +177,8 @@ class OverRegularised(Detector):
         if not np.all(np.isfinite(recent)):
             return None
         now = float(recent.mean())
-        if not now > self.t["still_high"] * ref.value:
+        high = now > self.t["still_high"] * ref.value
+        if not high and not self._high_rates(state):
             return None   # the model fits its training data: the regulariser does not stop it
         if divergence_onset(state) is not None or scale_problems(state):
             # a run that diverged leaves weights that only the decay moves (no gradient gets
@@ -173,6 +188,8 @@ class OverRegularised(Detector):
             return None
         base = {"recent_loss": now, "reference": ref.to_dict(),
                 "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
+        if not high:   # (d), its measured cost: the train-mode gap alone, at any loss level
+            return self._train_mode(state, base, ref.value, rates=self._high_rates(state))
         # a penalty on the weights that is too strong holds the loss where it is: while the loss
         # still falls the model is still fitting (a standard recipe, SGD 0.1 with momentum 0.9
         # and decay 5e-4, pulls 5e-4 a step against updates of ~1e-3 early in training)
@@ -182,7 +199,30 @@ class OverRegularised(Detector):
                 state, {**base, "trend": trend})
             if v is not None:
                 return v
-        return self._train_mode(state, base, ref.value)
+            rates = self._high_rates(state)
+            if rates:   # (d) with the loss held near the know-nothing level
+                return self._rate_verdict(state, {**base, "trend": trend}, rates)
+        return self._train_mode(state, base, ref.value) or self._train_mode(
+            state, base, ref.value, rates=self._high_rates(state))
+
+    # ------------------------------------------------------- (d) a drop rate above 1/2 ----
+    def _high_rates(self, state) -> dict:
+        """The modules whose training-mode drop rate p exceeds max_rate (1/2): inverted dropout
+        multiplies a unit by m / (1 - p), m ~ Bernoulli(1 - p), a noise of variance p / (1 - p)
+        x the unit's square, more than its signal once p > 1/2."""
+        noise = getattr(state, "train_mode_noise", None) or {}
+        return {k: float(r) for k, r in noise.items() if float(r) > self.t["max_rate"]}
+
+    def _rate_verdict(self, state, base, rates):
+        p = max(rates.values())
+        return self.verdict(
+            state, f"regularisation too strong: dropout rate {p:g} (> {self.t['max_rate']:g}: the "
+            f"training-mode noise of each unit, variance p / (1 - p) = {_fmt(p / (1 - p))} x its "
+            f"signal, exceeds the signal) in {', '.join(list(rates)[:5])}, while the training loss "
+            f"stays at {_fmt(base['loss_over_reference'])} x the know-nothing level and has stopped "
+            "falling", layers=list(rates), evidence={**base, "drop_rates": rates},
+            fixes=["lower the dropout rate (0.1-0.5; 0.5 is the usual ceiling for hidden "
+                   "layers)"] + self.fixes[2:])
 
     # ---------------------------------------------------------------- (a) weight decay ----
     def _decay(self, state, base):
@@ -264,7 +304,11 @@ class OverRegularised(Detector):
                    "10-100x"] + self.fixes[2:])
 
     # ------------------------------------------------------------------ (c) train mode ----
-    def _train_mode(self, state, base, ref):
+    def _train_mode(self, state, base, ref, rates=None):
+        """(c); with ``rates`` (the modules dropping more than max_rate, (d)) the significant
+        train-mode gap alone is the cost: the penalty share and the loss level are not asked."""
+        if rates is not None and not rates:
+            return None
         k = int(self.t["epochs"])
         v = state.validation
         if len(v) < k:
@@ -310,9 +354,24 @@ class OverRegularised(Detector):
         se = math.sqrt(se_val ** 2 + sum(r["train_standard_error"] ** 2 for r in rows)
                        / len(rows) ** 2)
         share = float(np.mean([r["share_of_learned"] for r in rows]))
-        if not (gap > self.t["z"] * se and share > self.t["penalty_share"]):
+        if not (gap > self.t["z"] * se and (rates or share > self.t["penalty_share"])):
             return None
         last = rows[-1]
+        if rates:
+            p = max(rates.values())
+            return self.verdict(
+                state, f"regularisation too strong: dropout rate {p:g} (> {self.t['max_rate']:g}: "
+                f"each unit's training-mode noise, variance p / (1 - p) = {_fmt(p / (1 - p))} x its "
+                f"signal, exceeds the signal) in {', '.join(list(rates)[:5])}, and on each of the "
+                f"last {k} validation passes the training-mode loss exceeds the evaluation-mode "
+                f"validation loss ({_fmt(last['train_mode_loss'])} vs {_fmt(last['val_loss'])} at "
+                f"epoch {last['epoch']}; mean gap {_fmt(gap)}, {_fmt(gap / se)} standard errors)",
+                layers=list(rates), evidence={**base, "drop_rates": rates, "passes": rows,
+                                              "mean_gap": gap, "standard_error": se,
+                                              "mean_share_of_learned": share,
+                                              "standard_error_from": how},
+                fixes=["lower the dropout rate (0.1-0.5; 0.5 is the usual ceiling for hidden "
+                       "layers)"] + self.fixes[2:])
         return self.verdict(
             state, f"regularisation too strong in training mode (dropout or noise that acts only "
             f"while training): on each of the last {k} validation passes the model's training-mode "
