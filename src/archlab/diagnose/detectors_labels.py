@@ -50,6 +50,43 @@ Two look-alikes of persistence are ruled out before wrong labels are named:
   (1 / C) to certainty; a model near chance (confidences ~0.5 on two classes) contradicts and
   fits examples alike by coin flip.
 
+**Heavy noise: the tests.** With wrong labels at rate r no class can be fitted much beyond
+1 - r, so under heavy noise (40-50 %) the model fits every class at 0.2-0.6 and the fixed ratios
+above (a class floor of 0.5, a confidence ratio) exclude exactly the faults they are for. The
+probe therefore also records every probe example's predicted class, top-class probability and
+label (one copy per evaluation), and the rule names wrong labels, on the last ``evaluations``
+evaluations (the probe's common first examples), when all of these hold:
+
+* the two look-alikes above are ruled out (stopped learning; fitted confidence within
+  ``min_confidence`` of chance);
+* every class (>= 4 probe examples) is fitted beyond guessing (fitted share > 1 / C): a class
+  the model never gets right (a majority-class predictor, a class not learned yet) is
+  contradicted for that reason;
+* **persistence beyond chance** (exact binomial test): k examples are contradicted at every
+  evaluation with the same predicted class. Were each evaluation's misfits independent of the
+  others' (a model guessing, or still moving its boundary), an example would be so with
+  probability at most prod_j q_j (q_j: evaluation j's contradicted fraction); the rule asks
+  P(Binomial(n, prod q_j) >= k) < alpha / m, with alpha = ``alpha`` = 0.01 and m the number
+  of windows checked so far in the run (Bonferroni: the rule is tested once per evaluation),
+  and k >= ``min_contradicted`` x n (the size of fault worth naming);
+* **not a model still learning** (exact sign test, McNemar): between the first and the last
+  evaluation, the examples that went from contradicted to fitted are not significantly more
+  than those that went the other way (one-sided p >= alpha / m);
+* **the neighbours side with the model** (exact sign test): a wrong label sits on an ordinary
+  example of the predicted class, so its ``PROBE_NEIGHBOURS`` = 3 nearest probe examples in
+  input space (Euclidean; Hamming on token ids; computed once per probe size by the monitor)
+  carry the predicted class more often than the given label. Where the labels are right but
+  the model cannot read what decides them (an input slice it never sees, a region where the
+  classes overlap), the given label is as common there as the predicted one. Over the
+  contradicted examples, of the neighbours' labels equal to one of the two, the predicted
+  class must be the more frequent with P(Binomial(a + b, 1/2) >= a) < alpha / m;
+* **as confident as the fitted** (Mann-Whitney U, one-sided, normal approximation with tie and
+  continuity corrections): the persistently contradicted examples' top-class probabilities
+  are not significantly lower than those of the examples fitted at every evaluation
+  (p >= ``alpha_confidence`` = 0.05; a gate that must NOT reject, so no multiple-testing
+  correction, which would only loosen it). Hard but correct examples sit where the classes
+  overlap and are contradicted at visibly lower confidence, which this test detects.
+
 The fraction of contradicted probe examples estimates the wrong labels from below (random
 relabelling at rate r over C classes changes r (C - 1) / C of the labels; a network that has
 started memorising fits some of them).
@@ -80,6 +117,50 @@ def movement_between(state, first_step: int, last_step: int) -> float:
     return float(np.median(per)) if per.size else math.nan
 
 
+def mann_whitney_less(a, b) -> float:
+    """One-sided p-value of the Mann-Whitney U test that the values ``a`` tend to be smaller
+    than the values ``b`` (normal approximation with the tie and continuity corrections; 1.0
+    when either sample is empty)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    na, nb = a.size, b.size
+    if na == 0 or nb == 0:
+        return 1.0
+    both = np.concatenate((a, b))
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(both.size)
+    s = both[order]
+    # midranks of ties
+    edges = np.flatnonzero(np.diff(s)) + 1
+    starts = np.concatenate(([0], edges)); ends = np.concatenate((edges, [s.size]))
+    mid = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(mid, ends - starts)
+    u = ranks[:na].sum() - na * (na + 1) / 2.0
+    n = na + nb
+    t = (ends - starts).astype(float)
+    var = na * nb / 12.0 * ((n + 1) - (t ** 3 - t).sum() / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        return 1.0
+    z = (u - na * nb / 2.0 + 0.5) / math.sqrt(var)
+    return 0.5 * math.erfc(-z / math.sqrt(2))
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """Exact P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k, n + 1)]
+    m = max(terms)
+    return min(1.0, math.exp(m) * sum(math.exp(x - m) for x in terms))
+
+
 @register_detector
 class LabelNoise(Detector):
     name = "label_noise"
@@ -102,10 +183,20 @@ class LabelNoise(Detector):
             "model that stopped learning (learning rate decayed to ~0, or a median update/"
             "weight ratio between the evaluations below min_update_ratio: nothing it misfits "
             "can change), and an underfitting one (median confidence of the fitted examples "
-            "less than min_confidence of the way from chance 1/C to certainty)")
+            "less than min_confidence of the way from chance 1/C to certainty). Heavy noise "
+            "(no class fittable beyond ~1 - r): on the probe's per-example records, every class "
+            "fitted beyond guessing (> 1/C), k >= min_contradicted x n examples contradicted with "
+            "the same class at every evaluation where independent misfits would give "
+            "P(Binomial(n, prod q_j) >= k) < alpha / m (Bonferroni over the m windows checked), "
+            "no significant net move from contradicted to fitted (exact sign test, p >= alpha / "
+            "m), the contradicted examples' 3 nearest probe examples carrying the predicted class "
+            "more often than the given label (exact sign test, p < alpha / m), and the "
+            "contradicted not less confident than the fitted (one-sided Mann-Whitney "
+            "p >= alpha_confidence)")
     thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
                   "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75,
-                  "min_update_ratio": 1e-5, "min_confidence": 0.25}
+                  "min_update_ratio": 1e-5, "min_confidence": 0.25,
+                  "alpha": 0.01, "alpha_confidence": 0.05}
     fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
              "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
              "check the label pipeline for part of the data: labels shuffled, offset by a row or "
@@ -128,6 +219,101 @@ class LabelNoise(Detector):
             cf = e["confidence_fitted"]
             if not (math.isfinite(cf) and (cf - chance) / (1 - chance) >= self.t["min_confidence"]):
                 return None   # unsure about what it fits: underfitting, not wrong labels
+        return self._ratios(state, ev, moved) or self._tests(state, ev, moved)
+
+    def _tests(self, state, ev, moved):
+        """Heavy noise (the model cannot fit any class beyond about 1 - r): the tests of the
+        module docstring on every probe example's prediction and confidence."""
+        if any("all_predicted" not in e or "labels" not in e for e in ev):
+            return None
+        # the probe grows until it is full; its first examples are the same at every evaluation
+        n = min(min(len(e["all_predicted"]), len(e["all_confidence"]), len(e["labels"]))
+                for e in ev)
+        if n == 0:
+            return None
+        y = np.asarray(ev[-1]["labels"][:n])
+        pred = np.asarray([e["all_predicted"][:n] for e in ev])
+        conf = np.asarray([e["all_confidence"][:n] for e in ev], dtype=float)
+        classes = max(int(ev[-1].get("classes", 2)), 2)
+        chance = 1.0 / classes
+        wrong = pred != y
+        held = wrong.all(0) & (pred == pred[-1]).all(0)   # contradicted alike every time
+        agreed = (~wrong).all(0)                          # fitted every time
+        k = int(held.sum())
+        if k < self.t["min_contradicted"] * n or not agreed.any():
+            return None
+        # every class learned beyond guessing: a class the model never predicts right (a
+        # majority-class predictor, a class not learned yet) is contradicted for that reason
+        per_class = ev[-1].get("per_class_fitted", {})
+        if len(per_class) < 2 or min(per_class.values()) <= chance:
+            return None
+        c_held = float(np.median(conf[-1][held]))
+        # tested once per evaluation: Bonferroni over the windows checked so far
+        m = max(1, len(state.label_probe) - len(ev) + 1)
+        alpha = self.t["alpha"] / m
+        # (1) persistence beyond chance: were the misfits of each evaluation independent of
+        # the others' (a model guessing, still learning), an example would be contradicted at
+        # all of them with probability prod q_j at most (q_j: evaluation j's misfit fraction)
+        q = float(np.prod(wrong.mean(1)))
+        p_persist = binom_sf(k, n, q)
+        if p_persist >= alpha:
+            return None
+        # (2) not a model still learning: between the first and the last evaluation as many
+        # examples become contradicted as become fitted (exact sign test, McNemar)
+        down = int((wrong[0] & ~wrong[-1]).sum())
+        up = int((~wrong[0] & wrong[-1]).sum())
+        p_learning = binom_sf(down, down + up, 0.5) if down + up else 1.0
+        if p_learning < alpha:
+            return None
+        # (3) the neighbours side with the model: a wrong label sits on an ordinary example of
+        # the predicted class, whose nearest probe examples (in input space) carry that class's
+        # label more often than the given one; where the labels are right but the model cannot
+        # read what decides them (a hard region, an input it does not see), the given label is
+        # as common among the neighbours as the predicted one. Exact sign test on the
+        # neighbours' labels that equal one of the two, pooled over the contradicted examples.
+        near = ev[-1].get("neighbours") or []
+        side_pred = side_label = 0
+        for i in np.flatnonzero(held):
+            if i >= len(near):
+                continue
+            ln = [int(y[j]) for j in near[i] if j < n]
+            side_pred += sum(1 for c in ln if c == pred[-1][i])
+            side_label += sum(1 for c in ln if c == y[i])
+        p_neigh = binom_sf(side_pred, side_pred + side_label, 0.5) if side_pred + side_label else 1.0
+        if p_neigh >= alpha:
+            return None
+        # (4) as confident as the fitted: hard examples sit where the classes overlap and get
+        # lower confidence; the test must not find the contradicted less confident
+        p_less = mann_whitney_less(conf[-1][held], conf[-1][agreed])
+        if p_less < self.t["alpha_confidence"]:
+            return None
+        frac = k / n
+        worst = min(per_class.values())
+        steps = [x["step"] for x in ev]
+        return self.verdict(
+            state, f"wrong labels likely: the model contradicts {k} of {n} probe training "
+            f"examples ({frac:.0%}) with the same predicted class at every evaluation (steps "
+            f"{steps}; by chance p = {p_persist:.1e}), as confidently as it fits the rest "
+            f"(median {c_held:.2f} vs {float(np.median(conf[-1][agreed])):.2f}, Mann-Whitney "
+            f"p = {p_less:.2f} for 'less confident'), while it fits every class beyond guessing "
+            f"(worst {worst:.0%}) and their nearest probe examples carry the predicted class "
+            f"{side_pred} times, the given label {side_label} times (p = {p_neigh:.1e})",
+            evidence={"evaluation_steps": steps, "probe_examples": n,
+                      "persistently_contradicted": k, "p_persistence": p_persist,
+                      "p_still_learning": p_learning, "p_less_confident": p_less,
+                      "neighbours_with_prediction": side_pred,
+                      "neighbours_with_label": side_label, "p_neighbours": p_neigh,
+                      "alpha_bonferroni": alpha,
+                      "confidence_contradicted": c_held,
+                      "confidence_fitted": float(np.median(conf[-1][agreed])),
+                      "per_class_fitted": per_class, "median_update_ratio_between": moved,
+                      "wrong_label_estimate": f">= {frac:.0%} of the training labels",
+                      "predicted_classes_of_contradicted": np.bincount(
+                          pred[-1][held], minlength=classes).tolist()})
+
+    def _ratios(self, state, ev, moved):
+        """Moderate noise: the model fits every class; the fixed-ratio reading."""
+        for e in ev:
             per_class = e.get("per_class_fitted", {})
             if len(per_class) < 2 or min(per_class.values()) < self.t["min_class_fitted"]:
                 return None   # the model has not learned every class: no evidence on labels

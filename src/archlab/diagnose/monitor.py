@@ -79,6 +79,7 @@ PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init 
 PROBE_PER_SAMPLE, PROBE_EXAMPLES, PROBE_MIN, PROBE_VALUES = 8, 128, 32, 1 << 22
 PROBE_CLASS_MIN = 4              # a class's fitted fraction is read from >= 4 probe examples
 LABEL_PROBE_FROM, LABEL_PROBE_EVERY = 64, 64   # probe evaluations from step 64, every 64 steps
+PROBE_NEIGHBOURS = 3             # each probe example's nearest probe examples (label_noise)
 FLAT_LIMIT = 1 << 22   # parameter values up to which the norms use one flat buffer (sampling)
 SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
 __all__ = ["ACT_EXAMPLES", "HealthRecorder", "is_sampled", "sample_interval"]
@@ -98,6 +99,22 @@ def is_sampled(step: int, dense: int = 8, max_every: int = 64, every: int | None
     if every:
         return step % every == 0
     return step % sample_interval(step, dense, max_every) == 0
+
+
+def _neighbours(x: torch.Tensor, k: int) -> list[list[int]]:
+    """Each probe example's ``k`` nearest other probe examples in input space (the label
+    probe's neighbour test): Euclidean on float inputs, Hamming on integer ones (token ids)."""
+    n = x.shape[0]
+    if n <= k:
+        return []
+    with torch.no_grad():
+        flat = x.reshape(n, -1)
+        if flat.is_floating_point():
+            d = torch.cdist(flat.float(), flat.float())
+        else:   # row by row: n x n x width booleans at once could be large
+            d = torch.stack([(flat != flat[i]).sum(1) for i in range(n)]).float()
+        d.fill_diagonal_(math.inf)
+        return d.topk(k, dim=1, largest=False).indices.tolist()
 
 
 class HealthRecorder:
@@ -645,6 +662,12 @@ class HealthRecorder:
         counts = torch.bincount(yp, minlength=classes)
         hits = torch.bincount(yp[fitted], minlength=classes)
         wrong = (~fitted).nonzero().flatten()
+        # every example's predicted class and top-class confidence, brought back in one copy
+        # (the labels are the fixed probe's: copied once), for the rule's rank and binomial tests
+        every = torch.stack((pred.to(conf.dtype), conf)).tolist()
+        if getattr(self, "_probe_labels", None) is None or len(self._probe_labels) != len(yp):
+            self._probe_labels = yp.tolist()
+            self._probe_near = _neighbours(xp, PROBE_NEIGHBOURS)   # once per probe size
         # every class's fitted fraction in one division and one read (float32, as per class)
         share = (hits / counts.clamp_min(1)).tolist()
         st.label_probe.append({
@@ -654,7 +677,9 @@ class HealthRecorder:
                                  if k >= PROBE_CLASS_MIN},
             "contradicted": wrong.tolist(), "predicted": pred[wrong].tolist(),
             "confidence_contradicted": float(conf[wrong].median()) if len(wrong) else math.nan,
-            "confidence_fitted": float(conf[fitted].median()) if bool(fitted.any()) else math.nan})
+            "confidence_fitted": float(conf[fitted].median()) if bool(fitted.any()) else math.nan,
+            "labels": self._probe_labels, "all_predicted": [int(c) for c in every[0]],
+            "all_confidence": [round(c, 4) for c in every[1]], "neighbours": self._probe_near})
 
     def _lr(self) -> float:
         if self.optimizer is None:

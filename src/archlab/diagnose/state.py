@@ -86,7 +86,9 @@ class HealthState:
     backward_seen: list[bool | None] = field(default_factory=list)
     # the label probe (classification): per evaluation {'step', 'n', 'classes', 'fitted',
     # 'per_class_fitted', 'contradicted' (probe indices), 'predicted' (their predicted
-    # classes), 'confidence_contradicted', 'confidence_fitted'} (see detectors_labels)
+    # classes), 'confidence_contradicted', 'confidence_fitted', 'labels' (the probe's labels,
+    # one list shared by every evaluation), 'all_predicted' and 'all_confidence' (every probe
+    # example's predicted class and top-class probability)} (see detectors_labels)
     label_probe: list[dict] = field(default_factory=list)
     monitor_seconds: float = 0.0
     detector_seconds: float = 0.0   # the part of monitor_seconds spent in the detectors
