@@ -87,6 +87,14 @@ evaluations (the probe's common first examples), when all of these hold:
   correction, which would only loosen it). Hard but correct examples sit where the classes
   overlap and are contradicted at visibly lower confidence, which this test detects.
 
+Seen suites (3 seeds, 2026-12-02 14:09-14:22 UTC, load 4-5.5): the tests name 1 of the 6
+fresh3 wrong-label runs (45 % on digits, seed 1) and none of the 18 fresh4 ones, with no
+alarm on any healthy run and no label_noise anywhere else. What still stops them: the
+fitted-confidence gate (``min_confidence`` of the way from chance) at the first evaluation
+(step 64: 50 % noise on 10 classes gives 0.21-0.24), the Mann-Whitney gate on wine and blobs
+(their contradicted examples are significantly less confident, p < 1e-3), the sign test
+against still learning, and the neighbour test on token ids (Hamming distance says little).
+
 The fraction of contradicted probe examples estimates the wrong labels from below (random
 relabelling at rate r over C classes changes r (C - 1) / C of the labels; a network that has
 started memorising fits some of them).
