@@ -136,3 +136,41 @@ def test_no_feasible_design_names_the_closest_candidates(tmp_path, space_file):
     assert first.startswith(f'  {{"hidden": {smallest}}}: params ')  # the smallest is the closest
     assert "loosen a budget" in text
     assert not (tmp_path / "runs" / "none" / "trials").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("message", [
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num",
+    'duplicate key value violates unique constraint "alembic_version_pkc"'])
+def test_storage_creation_race_is_retried(monkeypatch, tmp_path, message):
+    """Two processes opening a new study file at once race to create Optuna's tables; the loser
+    sees the winner's row (SQLite: a failed UNIQUE constraint; PostgreSQL: a duplicate key) and
+    must try again, not fail the search (seen in CI: a poller and a search on one new file)."""
+    from archlab.search import study as study_module
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def flaky(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise RuntimeError(message)
+        return real(url, **kw)
+
+    monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", flaky)
+    monkeypatch.setattr(study_module.time, "sleep", lambda s: None)
+    storage = study_module._storage(f"sqlite:///{tmp_path / 'race.db'}")
+    assert len(calls) == 2 and storage is not None
+
+
+def test_storage_other_errors_are_not_retried(monkeypatch, tmp_path):
+    from archlab.search import study as study_module
+
+    calls = []
+
+    def broken(url, **kw):
+        calls.append(url)
+        raise RuntimeError("unable to open database file")
+
+    monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", broken)
+    with pytest.raises(SearchError, match="cannot open the study storage"):
+        study_module._storage(f"sqlite:///{tmp_path / 'x.db'}")
+    assert len(calls) == 1

@@ -145,7 +145,8 @@ def open_study(settings: SearchSettings, space: Space | None, *, create: bool = 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with heartbeats. Workers that start at the same moment may race to
-    create the tables (PostgreSQL then reports a duplicate key): the loser tries again."""
+    create the tables (PostgreSQL then reports a duplicate key, SQLite a failed UNIQUE constraint
+    on Optuna's ``alembic_version`` table): the loser tries again."""
     import random
 
     for attempt in range(6):
@@ -161,7 +162,8 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
         except Exception as exc:  # SQLAlchemy/driver errors: a bad URL, a server that is down
             text = str(exc)
             if attempt < 5 and ("duplicate key" in text or "already exists" in text
-                                or "UniqueViolation" in text or "locked" in text):
+                                or "UniqueViolation" in text or "UNIQUE constraint failed" in text
+                                or "locked" in text):
                 time.sleep(0.5 + random.random() * 2)
                 continue
             raise SearchError(f"cannot open the study storage '{url}': {text.splitlines()[0]}",
