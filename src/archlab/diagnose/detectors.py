@@ -611,16 +611,10 @@ class Vanishing(Detector):
         bound = SIGMOID_SLOPE ** len(between)
         if not rel[first] < bound * best:
             return None
-        flat = LossFlat.thresholds
-        d = loss_drop(state, int(flat["min_steps"]))
-        if d is None or -d[2] >= flat["min_drop"]:
-            return None   # the run learns: the sigmoids cost it nothing visible
-        low = LrLow.thresholds
-        med, _ = _update_ratio(state, int(low["samples"]))
-        if not (math.isfinite(med) and med >= low["min_update_ratio"]):
-            return None   # nothing moves much: the learning rate, not the activations
-        if clipping_binding(state) or lr_decayed(state):
-            return None
+        stall = stalled_while_moving(state)
+        if stall is None:
+            return None   # the run learns, or nothing moves much: not the activations
+        d, med, _ = stall
         return self.verdict(
             state, f"gradients shrink through {len(between)} sigmoid hidden layers: the relative "
             f"gradient of '{a}' is {_fmt(rel[first])}, {_fmt(rel[first] / best)} of '{b}''s "
@@ -1600,16 +1594,10 @@ class Frozen(Detector):
             state.frozen.get(p) or (state.optimizer_params and not state.optimizer_params.get(p, True)))]
         if not held:
             return None
-        flat = LossFlat.thresholds
-        d = loss_drop(state, int(flat["min_steps"]))
-        if d is None or -d[2] >= flat["min_drop"]:
-            return None   # the run learns: the freeze is what was meant
-        low = LrLow.thresholds
-        med, per = _update_ratio(state, int(low["samples"]))
-        if not (math.isfinite(med) and med >= low["min_update_ratio"]):
-            return None   # the trainable layers hardly move: the learning rate, not the freeze
-        if clipping_binding(state) or lr_decayed(state):
-            return None
+        stall = stalled_while_moving(state)
+        if stall is None:
+            return None   # the run learns (the freeze is what was meant), or nothing moves much
+        d, med, per = stall
         return self.verdict(
             state, f"{len(held)} layers frozen on purpose ({', '.join(held[:5])}) keep the run "
             f"from learning: the loss is {relative_to_reference(d[2])} the know-nothing level after "
@@ -1714,3 +1702,21 @@ class ProbabilitiesAsLogits(Detector):
 
 # register the detectors of the other modules (taxonomy-derived; regularisation too strong)
 from . import detectors_regularisation, taxonomy  # noqa: E402,F401
+
+
+def stalled_while_moving(state: HealthState):
+    """(loss drop, median update ratio, per-layer ratios) when the loss fails loss_not_decreasing's
+    own test while the trainable layers move at a healthy rate (median update/weight ratio at
+    least lr_too_low's min_update_ratio), no clip binds and the learning rate has not decayed:
+    a run held back by its structure (sigmoid layers, a freeze), not by its optimiser; else None."""
+    flat = LossFlat.thresholds
+    d = loss_drop(state, int(flat["min_steps"]))
+    if d is None or -d[2] >= flat["min_drop"]:
+        return None
+    low = LrLow.thresholds
+    med, per = _update_ratio(state, int(low["samples"]))
+    if not (math.isfinite(med) and med >= low["min_update_ratio"]):
+        return None
+    if clipping_binding(state) or lr_decayed(state):
+        return None
+    return d, med, per
