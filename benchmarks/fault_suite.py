@@ -25,11 +25,11 @@ reported SEPARATELY:
 
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
-                                     [--fresh | --fresh2 | --fresh3 | --fresh4]
+                                     [--fresh | --fresh2 | --fresh3 | --fresh4 | --fresh5]
 
-``--fresh``, ``--fresh2``, ``--fresh3`` and ``--fresh4`` run only one of the four fresh held-out
-suites (archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2, fault_catalogue_fresh3,
-fault_catalogue_fresh4), each written blind to the rules and judged once. The four go through one
+``--fresh`` .. ``--fresh5`` run only one of the five fresh held-out suites
+(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2 .. fault_catalogue_fresh5), each
+written blind to the rules and judged once. The five go through one
 code path: the module's ``SETUPS`` run by its ``run_<label>`` function, scored by :func:`report`.
 """
 
@@ -51,7 +51,8 @@ from archlab.diagnose.faults import Setup, run_setup
 
 # the fresh held-out suites (label -> module of archlab.diagnose), each judged once
 FRESH = {"fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
-         "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4"}
+         "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4",
+         "fresh5": "fault_catalogue_fresh5"}
 
 
 def load() -> str:
@@ -72,7 +73,8 @@ def main() -> None:
     ap.add_argument("--generative", action="store_true", help="also the generative set-ups (GAN/VAE)")
     fresh = ap.add_mutually_exclusive_group()
     for label, which in (("fresh", "the fresh"), ("fresh2", "the second fresh"),
-                         ("fresh3", "the third fresh"), ("fresh4", "the fourth fresh")):
+                         ("fresh3", "the third fresh"), ("fresh4", "the fourth fresh"),
+                         ("fresh5", "the fifth fresh")):
         fresh.add_argument(f"--{label}", action="store_true", help=f"only {which} held-out suite "
                            f"(archlab.diagnose.{FRESH[label]}: written blind to the rules, judged once)")
     args = ap.parse_args()
