@@ -62,13 +62,21 @@ def check_generative(design, data, *, variables: dict | None = None, examples: i
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:examples]
     x, y = ds.x[pick], ds.y[pick]
     if task == "gan":
-        g, d = copy.deepcopy(setup.model).train(), copy.deepcopy(setup.discriminator).train()
-        z = torch.randn((len(x), int(setup.design.input_shape[0])), generator=torch.Generator().manual_seed(seed))
+        from .gan import class_inputs
+
+        # a class-conditional pair: the generator is asked for each real image's class and the
+        # discriminator's score is the one of that class (ClassScore), for real and generated alike
+        classes = int(setup.classes)
+        wrap = (lambda net, labels: ClassScore(net, labels, classes)) if classes else (lambda net, labels: net)
+        g, d = copy.deepcopy(setup.model).train(), wrap(copy.deepcopy(setup.discriminator).train(), y)
+        z = torch.randn((len(x), int(setup.design.input_shape[0]) - classes),
+                        generator=torch.Generator().manual_seed(seed))
+        z = class_inputs(z, classes, y)
         report.checks.append(gan_loss_at_init(g, d, x, z, config.gan_loss))
         report.checks.append(generator_gradient_flow(g, lambda: generator_loss(config.gan_loss, d(g(z))),
                                                      setup.node_paths))
         k = min(overfit_examples, len(x))
-        report.checks.append(discriminator_overfit(copy.deepcopy(setup.discriminator).train(), x[:k],
+        report.checks.append(discriminator_overfit(wrap(copy.deepcopy(setup.discriminator).train(), y[:k]), x[:k],
                                                    copy.deepcopy(setup.model).eval(), z[:k], overfit_steps))
         return report
     module = copy.deepcopy(setup.module)
@@ -91,6 +99,20 @@ def check_generative(design, data, *, variables: dict | None = None, examples: i
 
     report.checks.append(overfit_reconstruction(copy.deepcopy(setup.model).train(), x[:k], x[:k], fn, overfit_steps))
     return report
+
+
+class ClassScore(torch.nn.Module):
+    """A class-conditional discriminator read as the gan task reads it: the score of class
+    ``labels[i]`` for image i (one label per image of the batches it is given)."""
+
+    def __init__(self, discriminator: torch.nn.Module, labels: torch.Tensor, classes: int) -> None:
+        super().__init__()
+        self.discriminator, self.classes = discriminator, int(classes)
+        self.register_buffer("labels", labels.long().view(-1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scores = self.discriminator(images).reshape(len(images), self.classes)
+        return scores.gather(1, self.labels[:len(images)])
 
 
 def gan_loss_at_init(g, d, x, z, kind: str):
@@ -158,7 +180,7 @@ def discriminator_overfit(d, real, g, z, steps: int):
         lossv.backward()
         opt.step()
         loss = lossv.item()
-        separated = float(real_s.min()) > float(fake_s.max())
+        separated = float(real_s.detach().min()) > float(fake_s.detach().max())
         if separated and loss < 0.1:
             return _result("discriminator_overfit", "pass",
                            f"the discriminator separates {len(real)} real from {len(fake)} generated images "

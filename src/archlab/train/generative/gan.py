@@ -23,6 +23,15 @@ The average is :class:`torch.optim.swa_utils.AveragedModel`; it is what :meth:`s
 sample grids draw from, and at the end of training the generator takes its weights (so
 ``model.safetensors`` holds them). ``g_ema: 0`` turns it off.
 
+A class-conditional pair (``classes`` C > 1; Mirza & Osindero 2014 for the generator, the
+projection discriminator of Miyato & Koyama 2018 for the discriminator): the generator's input
+is the latent followed by the class's one-hot vector (``nz + C`` values), and the discriminator
+gives one raw score per class, of which the loss reads the score of the image's class (real
+images: their label; generated: the class asked for). That is the projection discriminator's
+``embed(y) . phi(x)`` with a one-hot ``y`` (a linear layer's row y), without the unconditional
+term. Samples ask for the classes in turn (``i mod C`` for sample i), so every class is asked
+for equally; the judge labels them independently. :func:`class_inputs` builds the inputs.
+
 The truncation trick (Brock et al. 2019, BigGAN), off by default: ``sample(n, truncation=t)``
 draws the latent from a standard normal truncated to ``[-t, t]`` (every value outside is drawn
 again until none is, :func:`truncated_normal`), trading variety for fidelity at sampling time
@@ -51,14 +60,19 @@ class GANModule(GenerativeModule):
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, config, latent: int,
                  steps_per_epoch: int, value_range=(-1.0, 1.0), checkpoint_extra=None,
-                 grid: int = 64) -> None:
+                 grid: int = 64, classes: int = 0) -> None:
         super().__init__(config, steps_per_epoch, value_range, checkpoint_extra)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
+        # a class-conditional pair: ``latent`` is the noise part of the generator's input (the
+        # one-hot class follows it) and the discriminator scores each class; 0 = unconditional
+        self.classes = int(classes)
         self.latent = latent
         g = torch.Generator().manual_seed(int(config.seed) + 12_345)
-        self.register_buffer("fixed_noise", torch.randn((grid, latent), generator=g), persistent=False)
+        # the grid's generator inputs (with the class one-hot for a conditional pair: class i mod C)
+        self.register_buffer("fixed_noise", class_inputs(torch.randn((grid, latent), generator=g), self.classes),
+                             persistent=False)
         self._batches = 0
         self.nonfinite = False
         decay = float(getattr(config, "g_ema", 0.0) or 0.0)
@@ -84,6 +98,14 @@ class GANModule(GenerativeModule):
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn((n, self.latent), generator=self.rng).to(self.device)
 
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator's raw scores (N, 1): for a conditional pair, the score of each
+        image's class ``labels`` among the C it gives."""
+        scores = self.discriminator(images)
+        if not self.classes:
+            return scores
+        return scores.reshape(len(scores), self.classes).gather(1, labels.long().view(-1, 1))
+
     @property
     def sampler(self) -> nn.Module:
         """The network samples come from: the weight average when ``g_ema`` > 0, else the generator."""
@@ -94,12 +116,13 @@ class GANModule(GenerativeModule):
                truncation: float | None = None) -> torch.Tensor:
         """n samples in the generator's value range, eval mode, reproducible with ``generator``;
         ``truncation`` t: the latent from a normal truncated to [-t, t] (BigGAN's trick; None = off)."""
-        z = truncated_normal((n, self.latent), truncation, generator or self.rng).to(self.device)
-        return self.generate(z)
+        z = truncated_normal((n, self.latent), truncation, generator or self.rng)
+        return self.generate(class_inputs(z, self.classes).to(self.device))
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """The sampler's images for latent vectors z (eval mode, batches of 256)."""
+        """The sampler's images for generator inputs z (latent vectors, with the one-hot class for
+        a conditional pair: :func:`class_inputs`; eval mode, batches of 256)."""
         net = self.sampler
         was = net.training
         net.eval()
@@ -136,6 +159,7 @@ class GANModule(GenerativeModule):
     def training_step(self, batch, batch_idx: int) -> None:
         c = self.config
         x = batch[0]
+        labels = batch[1] if self.classes else None
         opt_g, opt_d = self.optimizers()
         if c.schedule == "cosine":
             f = self.lr_factor()
@@ -143,21 +167,24 @@ class GANModule(GenerativeModule):
                 for group in getattr(opt, "optimizer", opt).param_groups:
                     group["lr"] = lr * f
         n = x.shape[0]
-        fake = self.generator(self.noise(n))
+        # a conditional pair asks for classes drawn uniformly (the generated batch's labels)
+        asked = torch.randint(0, self.classes, (n,), generator=self.rng).to(self.device) if self.classes else None
+        fake = self.generator(class_inputs(self.noise(n), self.classes, asked))
 
         # discriminator step on a real and a generated batch (separate batches: DCGAN)
         real_in = self.d_input(x)
         if self.r1 > 0:
             real_in = real_in.detach().requires_grad_(True)
-        real_scores = self.discriminator(real_in)
-        fake_scores = self.discriminator(self.d_input(fake.detach()))
+        real_scores = self.score(real_in, labels)
+        fake_scores = self.score(self.d_input(fake.detach()), asked)
         d_loss = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.label_smoothing)
         r1 = r1_penalty(real_in, real_scores) if self.r1 > 0 else None
         if r1 is not None:
             d_loss = d_loss + self.r1 / 2 * r1
         penalty = torch.zeros(())
         if c.gan_loss == "wgan-gp":
-            penalty = gradient_penalty(self.discriminator, x, fake, self.rng)
+            critic = self.discriminator if not self.classes else (lambda im: self.score(im, labels))
+            penalty = gradient_penalty(critic, x, fake, self.rng)
             d_loss = d_loss + c.gp_weight * penalty
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
@@ -172,7 +199,7 @@ class GANModule(GenerativeModule):
             record["r1"] = r1.item()
         # generator step every d_steps batches, against the updated discriminator
         if self._batches % c.d_steps == 0:
-            g_scores = self.discriminator(self.d_input(fake))
+            g_scores = self.score(self.d_input(fake), asked)
             g_loss = generator_loss(c.gan_loss, g_scores)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
@@ -201,7 +228,7 @@ class GANModule(GenerativeModule):
     # ---- validation: the discriminator on held-out real images, then samples and judging -----
     def validation_step(self, batch, batch_idx: int) -> None:
         x = batch[0]
-        scores = self.discriminator(x)
+        scores = self.score(x, batch[1] if self.classes else None)
         self._add("val", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
 
     def on_validation_epoch_end(self) -> None:
@@ -210,8 +237,20 @@ class GANModule(GenerativeModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         x = batch[0]
-        scores = self.discriminator(x)
+        scores = self.score(x, batch[1] if self.classes else None)
         self._add("test", x.shape[0], d_real=probability_of_real(self.config.gan_loss, scores).mean())
+
+
+def class_inputs(z: torch.Tensor, classes: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """A conditional generator's inputs: each latent row of ``z`` (N, nz) followed by the one-hot
+    vector of its class (N, nz + C); ``labels`` None asks for the classes in turn (row i: class
+    i mod C). ``classes`` 0 (an unconditional pair) returns ``z`` unchanged."""
+    if not classes:
+        return z
+    if labels is None:
+        labels = torch.arange(len(z), device=z.device) % classes
+    onehot = torch.nn.functional.one_hot(labels.long().to(z.device), classes).to(z.dtype)
+    return torch.cat([z, onehot], dim=1)
 
 
 def truncated_normal(shape, truncation: float | None, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,7 +9,9 @@ what was received and the fix:
 * gan: the generator takes a latent vector (nz,); its output is the discriminator's input and
   the data's sample shape; the discriminator gives ONE raw score per sample (no sigmoid: the
   losses take logits); the generator's final activation bounds its samples (tanh -> data scaled
-  to [-1, 1], sigmoid -> [0, 1]); WGAN-GP's critic has no batch norm.
+  to [-1, 1], sigmoid -> [0, 1]); WGAN-GP's critic has no batch norm. A class-conditional pair
+  (:func:`gan_classes`): the discriminator gives one score per class of the data (C > 1 of
+  them) and the generator takes the latent followed by the class one-hot, (nz + C,) with nz >= 1.
 * vae / autoencoder: output shape = input shape; ``bce`` needs a sigmoid output; a vae has a
   variational block.
 * image-to-image: output = target shape; the discriminator sees the target (unconditional) or
@@ -127,9 +129,28 @@ def output_range(piece: Piece, task: str) -> tuple[float, float]:
         fix=f"end the {piece.role} with act: tanh (DCGAN) on node '{node}'")
 
 
+def gan_classes(generator: Piece, discriminator: Piece, classes: int) -> int:
+    """C when the pair is class-conditional, else 0: the discriminator gives C > 1 scores per
+    sample, one per class of the data (C = ``classes``), read as the projection discriminator's
+    per-class scores; the generator must then take (nz + C,) inputs, nz >= 1 (the latent, then
+    the class one-hot). Any other number of scores is left to :func:`check_scores` to refuse."""
+    out = tuple(discriminator.output_shape)
+    width = math.prod(out) if out else 1
+    if width <= 1 or len(out) != 1 or width != classes:
+        return 0
+    if len(generator.input_shape) == 1 and generator.input_shape[0] <= classes:
+        raise PairError(
+            f"a class-conditional gan generator takes the latent followed by the one-hot class, "
+            f"(nz + {classes},) with nz >= 1; '{generator.name}' takes {_shape(generator.input_shape)}",
+            source=generator.source,
+            fix=f"give the generator input: [$(nz + {classes})] (e.g. cdcgan_mnist_generator)")
+    return width
+
+
 def check_gan(generator: Piece, discriminator: Piece, sample_shape: tuple[int, ...],
-              gan_loss: str = "ns") -> tuple[float, float]:
-    """Raise PairError unless the pair fits; return the value range of the generator's samples."""
+              gan_loss: str = "ns", classes: int = 0) -> tuple[float, float]:
+    """Raise PairError unless the pair fits; return the value range of the generator's samples.
+    ``classes``: the data's number of classes, for a class-conditional pair (:func:`gan_classes`)."""
     if len(generator.input_shape) != 1:
         raise PairError(
             f"a gan generator takes a latent vector (nz,); '{generator.name}' takes "
@@ -148,7 +169,8 @@ def check_gan(generator: Piece, discriminator: Piece, sample_shape: tuple[int, .
             f"data's samples are {_shape(sample_shape)}", source=generator.source,
             fix=f"set the generator's size/channels to the data's {_shape(sample_shape)} "
                 "(e.g. --set channels=1)")
-    check_scores(discriminator, gan_loss, patches=False)
+    conditional = gan_classes(generator, discriminator, classes) if classes > 1 else 0
+    check_scores(discriminator, gan_loss, patches=False, classes=conditional, data_classes=classes)
     if gan_loss == "wgan-gp":
         bn = [n for n, m in discriminator.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if bn:
@@ -161,16 +183,25 @@ def check_gan(generator: Piece, discriminator: Piece, sample_shape: tuple[int, .
     return output_range(generator, "gan")
 
 
-def check_scores(discriminator: Piece, gan_loss: str, patches: bool) -> None:
-    """One raw score per sample (or per patch, ``patches``), no probability activation."""
+def check_scores(discriminator: Piece, gan_loss: str, patches: bool, classes: int = 0,
+                 data_classes: int = 0) -> None:
+    """One raw score per sample (or per patch, ``patches``; or per class, ``classes`` > 1), no
+    probability activation. ``data_classes``: the data's number of classes, named in the error
+    (a class-conditional pair's discriminator gives that many)."""
     out = tuple(discriminator.output_shape)
-    ok = math.prod(out) == 1 if not patches else (len(out) in (0, 1, 3) and (not out or out[0] == 1))
+    ok = math.prod(out) in (1, classes or 1) if not patches else (len(out) in (0, 1, 3) and (not out or out[0] == 1))
     if not ok:
         want = "one score per sample, shape (1,)" if not patches else "(1,) or a map of patch scores (1, h, w)"
+        cond = data_classes > 1 and not patches
+        if cond:
+            want += (f", or one score per class of the data ({data_classes},) for a class-conditional "
+                     f"pair")
         raise PairError(
             f"the discriminator '{discriminator.name}' outputs {_shape(out)} per sample; the "
             f"{gan_loss} loss needs {want}", source=discriminator.source,
-            fix="end the discriminator with a conv or linear of out: 1 (and a flatten)")
+            fix="end the discriminator with a conv or linear of out: 1 (and a flatten)"
+                + (f", or out: {data_classes} for a class-conditional pair (e.g. cdcgan_mnist_discriminator)"
+                   if cond else ""))
     path, kind = discriminator.final or final_activation_kind(discriminator.model)
     if kind != "none":
         node = _node(discriminator, path)

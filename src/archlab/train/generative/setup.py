@@ -3,7 +3,9 @@
 Data for generative tasks is scaled to the value range of the network's output, fitted on the
 training split (the minimum and maximum pixel value): tanh outputs -> [-1, 1], sigmoid outputs
 -> [0, 1] (``scaling.json`` records it as a mean/std pair, so ``Run.scaling`` reads it as for
-any run). Labels are kept only to judge samples (class coverage); training uses images alone.
+any run). Labels are kept to judge samples (class coverage); training uses images alone, except
+for a class-conditional gan pair (a discriminator with one score per class), which trains on
+each real image's label.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..data import ArrayData, DataError, load_data
 from ..engine import ArrayDataModule
 from ..prepare import Scaling, Splits, make_splits
 from .corrupt import Corruption
-from .pair import Piece, check_gan, check_image_discriminator, check_reconstruction, final_activation_kind
+from .pair import Piece, check_gan, gan_classes, check_image_discriminator, check_reconstruction, final_activation_kind
 
 GENERATIVE_TASKS = ("gan", "vae", "autoencoder", "image-to-image")
 # DCGAN (Radford et al. 2016) and pix2pix (Isola et al. 2017): Adam, lr 2e-4, beta1 0.5
@@ -57,6 +59,7 @@ class GenerativeSetup:
     loss: str | None = None
     corruption: Corruption | None = None
     conditional: bool = False
+    classes: int = 0             # gan: C for a class-conditional pair (the one-hot class of the generator's input)
     node_paths: list[str] = field(default_factory=list)
     transfer: dict | None = None
 
@@ -134,13 +137,15 @@ def prepare_generative(design: Any, data: Any, config: TrainConfig, *, variables
     if config.discriminator:
         d_design, discriminator = _build(config.discriminator, dict(config.d_variables))
     conditional = False
+    gan_conditional = 0
     corruption = Corruption.parse(config.corrupt) if config.corrupt else (
         Corruption.parse(DEFAULT_I2I_CORRUPTION) if task == "image-to-image" else None)
 
     if task == "gan":
         d = piece("discriminator", d_design, discriminator)
         shape = arrays.sample_shape if len(arrays.sample_shape) != 2 else (1, *arrays.sample_shape)
-        value_range = check_gan(g, d, shape, config.gan_loss)   # the pair first, then the data
+        value_range = check_gan(g, d, shape, config.gan_loss, arrays.n_classes)   # the pair first, then the data
+        gan_conditional = gan_classes(g, d, arrays.n_classes) if arrays.n_classes > 1 else 0
         arrays = _match(arrays, d.input_shape, d_design.source)
     else:
         arrays = _match(arrays, g.input_shape, g_design.source)
@@ -168,7 +173,7 @@ def prepare_generative(design: Any, data: Any, config: TrainConfig, *, variables
     setup = GenerativeSetup(config=config, task=task, design=g_design, model=model, data=arrays,
                             splits=splits, scaling=scaling, value_range=value_range, datamodule=datamodule,
                             discriminator_design=d_design, discriminator=discriminator, loss=loss,
-                            corruption=corruption, conditional=conditional,
+                            corruption=corruption, conditional=conditional, classes=gan_conditional,
                             node_paths=[n.path for n in g_design.graph.nodes])
     setup.module = make_module(setup)
     return setup
@@ -185,8 +190,8 @@ def make_module(setup: GenerativeSetup):
     extra = {"design": setup.design.to_yaml(), "code": json.dumps(code_revision()),
              "discriminator": setup.discriminator_design.to_yaml() if setup.discriminator_design else ""}
     if setup.task == "gan":
-        return GANModule(setup.model, setup.discriminator, c, int(setup.design.input_shape[0]), steps,
-                         setup.value_range, extra)
+        return GANModule(setup.model, setup.discriminator, c, int(setup.design.input_shape[0]) - setup.classes,
+                         steps, setup.value_range, extra, classes=setup.classes)
     if setup.task == "image-to-image":
         return ImageToImageModule(setup.model, setup.discriminator, setup.loss, c, steps,
                                   setup.value_range, setup.conditional, extra)
