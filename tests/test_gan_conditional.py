@@ -167,3 +167,54 @@ def test_class_score_picks_each_image_class():
     y = torch.tensor([2, 0, 1, 1, 2])
     with torch.no_grad():
         assert torch.equal(ClassScore(net, y, 3)(x)[:, 0], net(x)[torch.arange(5), y])
+
+
+class LabelJudge:
+    """A judge stand-in that labels sample i as class i mod C, except every fourth sample, which
+    it labels one class further on, with probability 0.95 (0.5 for samples 1 mod 8)."""
+
+    def __init__(self, classes: int) -> None:
+        self.classes = classes
+        self.seen = None
+
+    def features(self, raw):
+        self.seen = raw
+        n = len(raw)
+        i = torch.arange(n)
+        label = (i + (i % 4 == 0).long()) % self.classes
+        top = torch.where(i % 8 == 1, 0.5, 0.95)
+        probs = torch.full((n, self.classes), 0.0)
+        probs[i, label] = top
+        return torch.zeros(n, 3), probs
+
+
+def test_benchmark_class_agreement_counts_the_judge_labels_against_the_asked_classes(digits, tmp_path):
+    from test_gan_sampling import _benchmark
+
+    run, _ = _trained(digits, tmp_path)
+    judge = LabelJudge(10)
+    got = _benchmark().class_agreement(run.path, judge, 10, n=40, seed=1)
+    assert got["samples"] == 40 and got["agreement"] == pytest.approx(0.75)
+    # agreeing and p >= 0.9: the 30 agreeing samples less those at 1 mod 8 (5 of them, all agreeing)
+    assert got["confident_and_agreeing"] == pytest.approx(25 / 40)
+    i = torch.arange(40)
+    want = [float(((i % 4 != 0) & (i % 10 == k)).sum()) / 4 for k in range(10)]
+    assert got["per_class"] == pytest.approx(want)
+    # the images judged are the saved generator's for class i mod 10 (data units)
+    from archlab.train.run import Run
+
+    net = Run.open(run.path).model()
+    z = torch.randn((40, 8), generator=torch.Generator().manual_seed(1 + 37))
+    with torch.no_grad():
+        want_x = net(class_inputs(z, 10, i % 10)) * run.scaling.std[0] + run.scaling.mean[0]
+    assert torch.allclose(judge.seen, want_x, atol=1e-6)
+
+
+def test_benchmark_options_parse_as_json_or_text():
+    from test_gan_sampling import _benchmark
+
+    parse = _benchmark().parse_options
+    assert parse(["gan_loss=hinge", "d_steps=2", "betas=[0.0, 0.99]"]) == {
+        "gan_loss": "hinge", "d_steps": 2, "betas": [0.0, 0.99]}
+    with pytest.raises(SystemExit, match="expected NAME=VALUE"):
+        parse(["hinge"])
