@@ -10,6 +10,11 @@ From the trainer it also reads the optimizer (learning rate, which parameters it
 the targets (label entropy or target variance: the loss rules' reference, see
 :mod:`archlab.diagnose.baselines`). ``reference={...}`` declares the reference instead
 (:meth:`HealthRecorder.set_reference`).
+A regulariser written into the training loss (an L1 or L2 term) is reported by the module, so
+the regularisation rule can weigh it: set ``self.health_penalty = term`` (a float or 0-d tensor,
+the penalty part of the loss returned by ``training_step``; an L2 term), or ``{"value": term,
+"degree": 1, "what": "L1 0.05 x sum |w|"}`` (degree 1 for L1, 2 for L2), before returning
+the loss; the callback reads it once per step (:meth:`HealthState.record_penalty`).
 Events are appended to ``<folder>/events.jsonl`` as they are raised, so they survive a crash;
 the per-layer series are written at the end of training (and on an exception).
 """
@@ -97,6 +102,25 @@ def _validation_size(trainer) -> int | None:
     return total or None
 
 
+def _read_penalty(module, state) -> None:
+    """The penalty part of this step's loss, when the module reports it (``health_penalty``:
+    a number or 0-d tensor, an L2 term; or {"value", "degree", "what"}); read once (the
+    attribute is cleared, so a module that stops reporting is not read again)."""
+    term = getattr(module, "health_penalty", None)
+    if term is None:
+        return
+    module.health_penalty = None
+    if isinstance(term, dict):
+        if "value" not in term:
+            raise ValueError("health_penalty: a dict must have 'value' (the penalty term of the "
+                             f"loss), got keys {sorted(term)}; set {{'value': term, 'degree': 1 "
+                             "or 2, 'what': text}}")
+        state.record_penalty(term["value"], degree=term.get("degree", 2),
+                             what=str(term.get("what", "")))
+    else:
+        state.record_penalty(term, degree=2, what="an L2 term in the loss")
+
+
 class HealthMonitor(pl.Callback):
     """Samples per-layer health on a fixed schedule of steps (every step at first, then
     sparser: :func:`archlab.diagnose.monitor.sample_interval`), runs the detectors, and writes
@@ -176,6 +200,7 @@ class HealthMonitor(pl.Callback):
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         ok = self.recorder.after_loss(loss, replay=lambda: self._replay(pl_module))
+        _read_penalty(pl_module, self.recorder.state)
         if not ok and self.stop_on_nonfinite:
             trainer.should_stop = True
 

@@ -160,7 +160,7 @@ class OverRegularised(Detector):
             "penalty share is not asked, the rate says where the gap comes from)")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
-                  "learned": 0.1, "max_rate": 0.5}
+                  "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0}
     fixes = ["lower the weight decay 10-100x (typical: 1e-4 to 5e-4 for SGD and Adam's L2, "
              "0.01 to 0.1 for AdamW), or lower the dropout rate (0.1-0.5)",
              "remove the hand-written L2 term from the loss, or scale it down",
@@ -178,7 +178,7 @@ class OverRegularised(Detector):
             return None
         now = float(recent.mean())
         high = now > self.t["still_high"] * ref.value
-        if not high and not self._high_rates(state):
+        if not high and not self._high_rates(state) and not self._penalty_known(state):
             return None   # the model fits its training data: the regulariser does not stop it
         if divergence_onset(state) is not None or scale_problems(state):
             # a run that diverged leaves weights that only the decay moves (no gradient gets
@@ -188,8 +188,11 @@ class OverRegularised(Detector):
             return None
         base = {"recent_loss": now, "reference": ref.to_dict(),
                 "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
-        if not high:   # (d), its measured cost: the train-mode gap alone, at any loss level
-            return self._train_mode(state, base, ref.value, rates=self._high_rates(state))
+        if not high:   # (d), its measured cost: the train-mode gap alone, at any loss level;
+            # (e), the penalty's measured share, at any loss level
+            return (self._train_mode(state, base, ref.value, rates=self._high_rates(state))
+                    or self._elastic(state, base, ref.value)
+                    or self._collapse(state, base, ref.value))
         # a penalty on the weights that is too strong holds the loss where it is: while the loss
         # still falls the model is still fitting (a standard recipe, SGD 0.1 with momentum 0.9
         # and decay 5e-4, pulls 5e-4 a step against updates of ~1e-3 early in training)
@@ -202,8 +205,174 @@ class OverRegularised(Detector):
             rates = self._high_rates(state)
             if rates:   # (d) with the loss held near the know-nothing level
                 return self._rate_verdict(state, {**base, "trend": trend}, rates)
-        return self._train_mode(state, base, ref.value) or self._train_mode(
-            state, base, ref.value, rates=self._high_rates(state))
+        return (self._elastic(state, base, ref.value) or self._collapse(state, base, ref.value)
+                or self._train_mode(state, base, ref.value)
+                or self._train_mode(state, base, ref.value, rates=self._high_rates(state)))
+
+    # ------------------------------------------------- (e) the penalty's share -----------
+    def _penalty_known(self, state) -> bool:
+        """A penalty whose size is known: reported by the training code (state.penalty), or an
+        L2 weight decay added to the gradient (SGD's, or the coupled L2 of Adam-family
+        optimizers: the gradient of wd/2 x |w|^2)."""
+        d = decay_of(state)
+        return bool((state.penalty or {}).get("steps")) or (
+            d is not None and d["form"] in ("sgd", "coupled"))
+
+    def _decayed_layers(self, state) -> list[int]:
+        """The weight layers whose norm the data loss depends on: learning, in the optimizer,
+        not a batch norm and not feeding one (a layer whose output a batch norm normalises is
+        scale-invariant: its norm costs no fit, and decay on it raises its effective learning
+        rate instead)."""
+        bn = set()
+        for row in state.norm_batch:
+            bn.update(row)
+        names = state.param_layers
+        out = []
+        for i, p in enumerate(names):
+            if not math.isfinite(state.init_scale.get(p, math.nan)) or state.frozen.get(p):
+                continue
+            if state.optimizer_params and not state.optimizer_params.get(p, True):
+                continue
+            if p in bn or (i + 1 < len(names) and names[i + 1] in bn):
+                continue
+            out.append(i)
+        return out
+
+    def _collapse(self, state, base, ref):
+        """(f) A known penalty (reported with the loss, or the optimizer's weight decay of any
+        form) has pulled a weight layer below `shrink` x both its default-initialisation norm
+        and its own first norm, while the data term still holds at least `learned` of the
+        know-nothing level. The balance of (e) cannot hold on such a layer: a layer whose
+        output a batch norm normalises gives the data no say over its norm (the penalty
+        shrinks it until batch norm's eps, or the effective learning rate 1/|w|^2, binds), and
+        a layer pulled toward 0 passes less and less of its input on."""
+        dec = decay_of(state)
+        reported = bool((state.penalty or {}).get("steps"))
+        if dec is None and not reported:
+            return None
+        losses = state.loss_array()
+        n = len(losses)
+        w = max(20, n // 4)
+        if n < w or not np.all(np.isfinite(losses[-w:])):
+            return None
+        data = float(losses[-w:].mean())   # the data term (state.loss_array)
+        if not data > self.t["learned"] * ref:
+            return None
+        wn = state.array("weight_norm")
+        if wn.shape[0] < 2:
+            return None
+        bn = set()
+        for row in state.norm_batch:
+            bn.update(row)
+        s = self.t["shrink"]
+        hit = {}
+        for i, p in enumerate(state.param_layers):
+            scale = state.init_scale.get(p, math.nan)
+            if not math.isfinite(scale) or state.frozen.get(p) or p in bn or i >= wn.shape[1]:
+                continue
+            if state.optimizer_params and not state.optimizer_params.get(p, True):
+                continue
+            first, last = float(wn[0, i]), float(wn[-1, i])
+            if scale > 0 and first > 0 and last < s * scale and last < s * first:
+                hit[p] = {"first": first, "last": last, "default_init": scale}
+        if not hit:
+            return None
+        what = (state.penalty.get("what") or "the reported penalty") if reported else ""
+        if dec is not None:
+            what = " and ".join(x for x in (what, f"{dec['type']} weight decay "
+                                            f"{dec['weight_decay']:g}") if x)
+        name, h = min(hit.items(), key=lambda kv: kv[1]["last"] / kv[1]["default_init"])
+        return self.verdict(
+            state, f"regularisation too strong: {what} pulled {len(hit)} weight layer(s) toward 0 "
+            f"(worst {name}: norm {_fmt(h['first'])} -> {_fmt(h['last'])}, "
+            f"{_fmt(h['last'] / h['default_init'])} x its default-init norm {_fmt(h['default_init'])}, "
+            f"< {s:g}), while the data term stays at {_fmt(data / ref)} x the know-nothing level "
+            f"(>= {self.t['learned']:g})", layers=list(hit),
+            evidence={**base, "collapsed": hit, "data_term": data, "weight_decay": dec,
+                      "penalty_reported": state.penalty.get("what") if reported else None},
+            fixes=["lower the penalty's weight (the L1/L2 coefficient or the weight decay) by "
+                   "10-100x"] + self.fixes[2:])
+
+    def _scale_trend(self, state, since: int) -> dict | None:
+        """The norm of the penalised weight layers (see _decayed_layers) on the last sample
+        before step ``since`` and on the last sample: {'before', 'last', 'layers'}; None
+        without a sample on each side."""
+        cols = self._decayed_layers(state)
+        steps = state.sample_steps
+        wn = state.array("weight_norm")
+        if not cols or wn.shape[0] < 2 or wn.shape[0] != len(steps):
+            return None
+        j = int(np.searchsorted(np.asarray(steps), since)) - 1
+        if j < 0 or j >= wn.shape[0] - 1:
+            return None
+        norm = lambda r: float(np.sqrt(np.nansum(wn[r, cols] ** 2)))
+        return {"before": norm(j), "before_step": int(steps[j]), "last": norm(-1),
+                "layers": [state.param_layers[i] for i in cols]}
+
+    def _elastic(self, state, base, ref):
+        """(e) The penalty's share. Where the data term D and a penalty P of degree k (P(s w) =
+        s^k P(w): 1 for L1, 2 for L2) balance, d/ds [D(s w) + s^k P(w)] = 0 at s = 1: growing
+        every weight by a fraction e would lower D by k P e to first order. The ratio k P / D
+        is the data term's elasticity to the weights' scale: >= `elasticity` (1: the data
+        term would fall by at least the fraction the weights grew) where the balance holds (the
+        penalised weights' norm has stopped growing over the last max(20, a quarter of the
+        run) steps) and D still holds at least `learned` of the know-nothing level, the
+        penalty, not the data, decides where the weights stop. A healthy regulariser leaves a small ratio: its
+        pull is small beside what the data still asks."""
+        losses = state.loss_array()
+        n = len(losses)
+        w = max(20, n // 4)
+        if n < 2 * w or not np.all(np.isfinite(losses[-2 * w:])):
+            return None
+        terms = []
+        pen = state.penalty or {}
+        if pen.get("steps"):   # the loss array is already the data term (state.loss_array)
+            steps = np.asarray(pen["steps"], dtype=np.int64)
+            vals = np.asarray([float(v) for v in pen["values"]])
+            keep = (steps >= n - w) & (steps < n) & np.isfinite(vals)
+            if keep.sum() >= min(10, w):
+                terms.append({"what": pen.get("what") or "the reported penalty",
+                              "degree": float(pen.get("degree", 2)),
+                              "value": float(vals[keep].mean())})
+        dec = decay_of(state)
+        if dec is not None and dec["form"] in ("sgd", "coupled"):
+            cols = self._decayed_layers(state)
+            wn = _median_rows(state.array("weight_norm", int(self.t["samples"])))
+            sq = [float(wn[i]) ** 2 for i in cols if i < wn.size and math.isfinite(wn[i])]
+            if sq:
+                terms.append({"what": f"{dec['type']}'s L2 weight decay {dec['weight_decay']:g} "
+                              "(wd/2 x |w|^2 of the weight layers it pulls)",
+                              "degree": 2.0, "value": 0.5 * dec["weight_decay"] * sum(sq)})
+        if not terms:
+            return None
+        trend = loss_still_falling(state, w)
+        data = float(losses[-w:].mean())
+        # the balance is along the weights' scale: where it holds, the penalised weights' norm
+        # has stopped growing (still growing: the data outweighs the penalty there)
+        scale = self._scale_trend(state, n - w)
+        if scale is None or scale["last"] > scale["before"]:
+            return None
+        if not data > self.t["learned"] * ref:
+            return None    # the model fits its training data: little left for a penalty to cost
+        pull = sum(t["degree"] * t["value"] for t in terms)
+        ratio = pull / data
+        if not ratio >= self.t["elasticity"]:
+            return None
+        total = sum(t["value"] for t in terms)
+        what = " and ".join(f"{t['what']} = {_fmt(t['value'])}" for t in terms)
+        return self.verdict(
+            state, f"regularisation too strong: {what}, {total / (total + data):.0%} of the "
+            f"objective, against a data term of {_fmt(data)} ({_fmt(data / ref)} x the know-nothing "
+            f"level), while the penalised weights' norm has stopped growing ({_fmt(scale['before'])} "
+            f"at step {scale['before_step']} -> {_fmt(scale['last'])}): the data term's elasticity "
+            "to the weights' scale, "
+            f"sum(degree x penalty) / data = {_fmt(ratio)} (>= {self.t['elasticity']:g}: growing "
+            "the weights 1 % would lower the data term by more than 1 %, the penalty holds them "
+            "back)", layers=scale["layers"], evidence={**base, "penalties": terms, "data_term": data, "trend": trend,
+                              "penalised_norm": scale,
+                              "elasticity": ratio, "penalty_share": total / (total + data)},
+            fixes=["lower the penalty's weight (the L1/L2 coefficient or the weight decay) by "
+                   "10-100x"] + self.fixes[2:])
 
     # ------------------------------------------------------- (d) a drop rate above 1/2 ----
     def _high_rates(self, state) -> dict:

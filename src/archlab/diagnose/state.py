@@ -90,6 +90,11 @@ class HealthState:
     # one list shared by every evaluation), 'all_predicted' and 'all_confidence' (every probe
     # example's predicted class and top-class probability)} (see detectors_labels)
     label_probe: list[dict] = field(default_factory=list)
+    # the regulariser part of the training loss, as the training code reports it (the data
+    # term is the recorded loss minus it): {'steps': [...], 'values': [...], 'degree': k (the
+    # penalty's degree of homogeneity in the weights: 1 for L1, 2 for L2), 'what': text};
+    # empty when nothing is reported (see record_penalty)
+    penalty: dict = field(default_factory=dict)
     monitor_seconds: float = 0.0
     detector_seconds: float = 0.0   # the part of monitor_seconds spent in the detectors
     train_seconds: float = 0.0
@@ -129,8 +134,33 @@ class HealthState:
         return view if last is None else view[max(0, n - last):]
 
     def loss_array(self) -> np.ndarray:
-        """All losses as a read-only array; in a buffer of doubling capacity, as detectors read
-        it every sample (each loss is copied in once)."""
+        """All losses as a read-only array: the data term of each step, the recorded loss less
+        the penalty the training code reported for that step (:meth:`record_penalty`; the
+        know-nothing reference is the data term's, and a penalty's share is judged apart by
+        the regularisation rule); the recorded losses themselves when none is reported."""
+        raw = self._raw_loss_array()
+        pen = self.penalty
+        if not pen or not pen.get("steps"):
+            return raw
+        key = (id(self.losses), raw.shape[0], len(pen["steps"]))
+        entry = self.__dict__.get("_data_cache")
+        if entry is None or entry[0] != key:
+            steps = np.asarray(pen["steps"], dtype=np.int64)
+            vals = np.asarray([float(v) for v in pen["values"]])
+            ok = (steps >= 0) & (steps < raw.shape[0])
+            data = np.array(raw)
+            np.subtract.at(data, steps[ok], vals[ok])
+            data.flags.writeable = False
+            entry = self.__dict__["_data_cache"] = (key, data)
+        return entry[1]
+
+    def raw_loss_array(self) -> np.ndarray:
+        """The recorded losses (penalty included) as a read-only array."""
+        return self._raw_loss_array()
+
+    def _raw_loss_array(self) -> np.ndarray:
+        """All recorded losses as a read-only array; in a buffer of doubling capacity, as
+        detectors read it every sample (each loss is copied in once)."""
         losses = self.losses
         entry = self.__dict__.get("_loss_cache")
         if entry is None or entry[0] is not losses or entry[2] > len(losses):
@@ -192,10 +222,12 @@ class HealthState:
         start, stop, _ = slice(start, stop).indices(n)
         key = (start, stop, finite)
         memo = self.__dict__.setdefault("_median_cache", {})
-        if memo.get("_of") is not self.losses or memo.get("_n", 0) > n:
-            memo.clear()
+        pen = len((self.penalty or {}).get("steps", ()))
+        if memo.get("_of") is not self.losses or memo.get("_n", 0) > n or memo.get("_pen", 0) != pen:
+            memo.clear()   # (a penalty reported late changes the data term of its step)
             memo["_of"] = self.losses
         memo["_n"] = n
+        memo["_pen"] = pen
         if key in memo:
             return memo[key]
         part = self.loss_array()[start:stop]
@@ -204,7 +236,7 @@ class HealthState:
         value = float(np.median(part)) if part.size else math.nan
         if len(memo) > 256:   # old windows are not asked for again
             memo.clear()
-            memo.update({"_of": self.losses, "_n": n})
+            memo.update({"_of": self.losses, "_n": n, "_pen": pen})
         memo[key] = value
         return value
 
@@ -220,6 +252,27 @@ class HealthState:
         if key not in memo[1]:
             memo[1][key] = compute()
         return memo[1][key]
+
+    def record_penalty(self, value, degree: float = 2, what: str = "", step: int | None = None) -> None:
+        """Record the penalty part of this step's training loss (``value``: a float or a 0-d
+        tensor, the regulariser term already added to the loss the recorder saw, such as
+        ``l1 * sum |w|`` or ``l2 * sum w^2``); ``degree``: how the term grows with the weights
+        (1 for L1, 2 for L2: scaling every weight by s scales the term by s^degree); ``step``:
+        the training step it belongs to (default: the latest recorded loss's). The regularisation
+        rule reads the share of the loss that is penalty (detectors_regularisation, (e))."""
+        if not (isinstance(degree, (int, float)) and degree > 0):
+            raise ValueError(f"record_penalty: degree must be a number > 0 (1 for L1, 2 for L2), "
+                             f"got {degree!r}; pass degree=1 for an L1 term, 2 for an L2 term")
+        v = float(value.detach()) if hasattr(value, "detach") else float(value)
+        p = self.penalty
+        if not p:
+            p.update({"steps": [], "values": [], "degree": float(degree), "what": str(what)})
+        elif float(degree) != p["degree"]:
+            raise ValueError(f"record_penalty: degree {degree!r} differs from the {p['degree']:g} "
+                             "recorded before; report one penalty per run (add the terms of "
+                             "one degree together)")
+        p["steps"].append(len(self.losses) - 1 if step is None else int(step))
+        p["values"].append(v)
 
     # ---------------------------------------------------------------------- files ----------
     def save(self, folder: str | Path) -> Path:
@@ -265,7 +318,7 @@ class HealthState:
             "output_in_unit_range": self.output_in_unit_range,
             "linear_chain": self.linear_chain, "affine": self.affine,
             "grad_read": self.grad_read, "backward_seen": self.backward_seen,
-            "label_probe": self.label_probe}), indent=2))
+            "label_probe": self.label_probe, "penalty": self.penalty}), indent=2))
         return folder
 
     @classmethod
@@ -304,7 +357,8 @@ class HealthState:
                         "optimizer_settings", "train_mode_noise",
                         "symmetry", "output_op", "bounded_output",
                         "norm_batch", "output_is_probability", "output_in_unit_range",
-                        "linear_chain", "affine", "grad_read", "backward_seen", "label_probe"):
+                        "linear_chain", "affine", "grad_read", "backward_seen", "label_probe",
+                        "penalty"):
                 if key in ctx:
                     setattr(state, key, ctx[key])
             state.init_scale = {k: float(v) for k, v in ctx.get("init_scale", {}).items()}

@@ -293,7 +293,11 @@ class DesignModule(L.LightningModule):
         for extra in aux:  # auxiliary heads (Inception's): same target, smaller weight
             total = total + self.config.aux_weight * self.task.loss(extra, y)
         if self.config.l1:
-            total = total + self.config.l1 * sum(p.abs().sum() for p in self._penalised)
+            penalty = self.config.l1 * sum(p.abs().sum() for p in self._penalised)
+            total = total + penalty
+            if record:   # told to the health monitor (its regularisation rule weighs the share)
+                self.health_penalty = {"value": penalty.detach(), "degree": 1,
+                                       "what": f"L1 penalty {self.config.l1:g} x sum |w|"}
         if self._kl is not None:
             # the block stores the batch-mean KL per sample (ELBO convention); beta weights it
             total = total + self.config.kl_weight * self._kl(self.model)
@@ -487,7 +491,12 @@ class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` with its ``state_key`` formatted once. Lightning formats
     the key of every callback on every hook call, ten times a step, and the settings it is made
     of never change after construction. The key is ModelCheckpoint's own, so the callback state
-    in checkpoints written before or by a plain ``ModelCheckpoint`` is restored on resume."""
+    in checkpoints written before or by a plain ``ModelCheckpoint`` is restored on resume.
+
+    In archlab's own loop its writes go to the background writer
+    (``LoopTrainer.background_checkpoints``): the tensors are copied at the end of the epoch and
+    written by another thread, in order ('best' before 'last'); the loop waits for them before
+    the run ends. Under ``lightning.Trainer`` it writes as ``ModelCheckpoint`` does."""
 
     @property
     def state_key(self) -> str:
@@ -496,6 +505,13 @@ class RunCheckpoint(ModelCheckpoint):
             key = ModelCheckpoint.state_key.fget(self).replace(type(self).__qualname__, "ModelCheckpoint", 1)
             self.__dict__["_state_key"] = key
         return key
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        background = getattr(trainer, "background_checkpoints", None)
+        if background is None:
+            return super().on_train_epoch_end(trainer, pl_module)
+        with background():
+            return super().on_train_epoch_end(trainer, pl_module)
 
 
 def monitor_of(task: Task, has_val: bool) -> tuple[str, str]:
