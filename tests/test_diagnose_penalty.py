@@ -224,3 +224,69 @@ def _train(wd, steps=300, seed=0):
 def test_a_usual_decay_is_silent_and_a_huge_one_is_named_on_a_real_run():
     assert _train(5e-4) == []
     assert _train(3.0) == ["over_regularisation"]
+
+
+# ---------------------------------- (g) a penalty in the loss that nobody reported ----
+def _regression(first, shrink=True, op="AddmmBackward", n=300, samples=30):
+    """MSE on targets of mean 0 and variance 1; the output layer's outputs have mean 0.1 and
+    sd 0.1 (at most (0.1 + 1)^2 + 0.1^2 = 1.22 of data term); the loss falls from ``first`` to
+    1.3 x the target variance; 'out' shrinks 4.0 -> 0.04 when ``shrink``."""
+    st = HealthState()
+    st.param_layers, st.act_layers = ["h", "out"], ["h", "act", "out"]
+    st.init_scale = {"h": 4.0, "out": 4.0}
+    st.reference = {"loss": "mse"}
+    st.targets = {"kind": "values", "n": 1000, "sum": 0.0, "sumsq": 1000.0, "absmax": 3.0,
+                  "matches_output": True}
+    st.output_width = 1
+    st.losses = list(1.3 + (first - 1.3) * np.exp(-np.arange(n) / 30.0))
+    for k, s in enumerate(np.linspace(0, n - 1, samples).astype(int)):
+        st.sample_steps.append(int(s))
+        st.series["weight_norm"].append([4.0, 4.0 * (0.85 ** k if shrink else 1.0)])
+        st.series["grad_norm"].append([0.5, 0.5])
+        st.series["update_ratio"].append([1e-3, 1e-3])
+        st.series["act_mean"].append([0.0, 0.3, 0.1])
+        st.series["act_std"].append([1.0, 0.6, 0.1])
+        st.output_op.append(op)
+        st.lr.append(1e-3)
+    return st
+
+
+def test_a_loss_the_outputs_cannot_make_with_weights_collapsing_is_a_hidden_penalty():
+    bound = (0.1 + 1.0) ** 2 + 0.1 ** 2
+    v = check(_regression(40.0))
+    assert v is not None and v.evidence["output_bound"] == pytest.approx(bound)
+    assert v.layers == ["out"] and "remove the hand-written" in v.fixes[0]
+    assert check(_regression(2.0 * bound * 0.99)) is None   # within 2 x what the outputs cost
+    assert check(_regression(40.0, shrink=False)) is None   # nothing pulled toward 0
+    # the output made by something after the watched layer (a scale): the bound says nothing
+    assert check(_regression(40.0, op="MulBackward")) is None
+
+
+def _plain_regression(l2, steps=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1000, 6, generator=g)
+    y = (x[:, :1] * x[:, 1:2] + torch.sin(x[:, 2:3]))
+    y = (y - y.mean()) / y.std()
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rec = HealthRecorder(detectors=["over_regularisation"])
+    rec.attach(model, optimizer=opt)
+    for _ in range(steps):
+        i = torch.randint(0, 1000, (64,), generator=g)
+        rec.begin_step(targets=y[i])
+        loss = nn.functional.mse_loss(model(x[i]), y[i])
+        if l2:
+            loss = loss + l2 * sum((p ** 2).sum() for p in model.parameters() if p.dim() >= 2)
+        rec.after_loss(loss)
+        opt.zero_grad()
+        loss.backward()
+        rec.before_optimizer_step()
+        opt.step()
+        rec.end_step()
+    return [e.detector for e in rec.events]
+
+
+def test_an_unreported_l2_term_in_a_plain_loop_is_named_and_a_plain_mse_is_not():
+    assert _plain_regression(1.0) == ["over_regularisation"]
+    assert _plain_regression(0.0) == [] and _plain_regression(1e-4) == []

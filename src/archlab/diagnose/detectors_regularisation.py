@@ -80,6 +80,10 @@ from .detectors import (
     validation_noise,
 )
 
+# the autograd ops that a linear or convolution layer's output carries (trailing digits cut):
+# the model's output is then that watched layer's, whose mean and spread the monitor records
+AFFINE_OUTPUT_OPS = ("AddmmBackward", "MmBackward", "ConvolutionBackward", "ViewBackward",
+                     "UnsafeViewBackward", "MkldnnConvolutionBackward")
 DECOUPLED = ("adamw",)                                  # decay applied to the weights directly
 NORMALISED = ("adam", "nadam", "radam", "adamax", "rmsprop", "adagrad", "adadelta")
 
@@ -160,7 +164,7 @@ class OverRegularised(Detector):
             "penalty share is not asked, the rate says where the gap comes from)")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
-                  "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0}
+                  "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0, "excess": 2.0}
     fixes = ["lower the weight decay 10-100x (typical: 1e-4 to 5e-4 for SGD and Adam's L2, "
              "0.01 to 0.1 for AdamW), or lower the dropout rate (0.1-0.5)",
              "remove the hand-written L2 term from the loss, or scale it down",
@@ -180,6 +184,14 @@ class OverRegularised(Detector):
         high = now > self.t["still_high"] * ref.value
         if not high and not self._high_rates(state) and not self._penalty_known(state):
             return None   # the model fits its training data: the regulariser does not stop it
+        base = {"recent_loss": now, "reference": ref.to_dict(),
+                "loss_over_reference": now / ref.value, "onset_step": data_onset(state)}
+        if high and not state.nonfinite and not scale_problems(state):
+            # (g) before the divergence test: a term in the loss that the outputs cannot make
+            # lifts the loss above the divergence level with nothing diverging
+            v = self._hidden_term(state, base, ref)
+            if v is not None:
+                return v
         if divergence_onset(state) is not None or scale_problems(state):
             # a run that diverged leaves weights that only the decay moves (no gradient gets
             # through a dead network) and training losses far above the evaluated model's;
@@ -258,23 +270,8 @@ class OverRegularised(Detector):
         data = float(losses[-w:].mean())   # the data term (state.loss_array)
         if not data > self.t["learned"] * ref:
             return None
-        wn = state.array("weight_norm")
-        if wn.shape[0] < 2:
-            return None
-        bn = set()
-        for row in state.norm_batch:
-            bn.update(row)
+        hit = self._collapsed(state)
         s = self.t["shrink"]
-        hit = {}
-        for i, p in enumerate(state.param_layers):
-            scale = state.init_scale.get(p, math.nan)
-            if not math.isfinite(scale) or state.frozen.get(p) or p in bn or i >= wn.shape[1]:
-                continue
-            if state.optimizer_params and not state.optimizer_params.get(p, True):
-                continue
-            first, last = float(wn[0, i]), float(wn[-1, i])
-            if scale > 0 and first > 0 and last < s * scale and last < s * first:
-                hit[p] = {"first": first, "last": last, "default_init": scale}
         if not hit:
             return None
         what = (state.penalty.get("what") or "the reported penalty") if reported else ""
@@ -292,6 +289,92 @@ class OverRegularised(Detector):
                       "penalty_reported": state.penalty.get("what") if reported else None},
             fixes=["lower the penalty's weight (the L1/L2 coefficient or the weight decay) by "
                    "10-100x"] + self.fixes[2:])
+
+    def _output_bound(self, state, ref, row: int) -> float:
+        """The most the data term can be on sample ``row``, from the model's outputs (the last
+        watched layer: its mean and standard deviation over the batch): for MSE, mean (o - y)^2
+        = var(o - y) + (mean o - mean y)^2 <= (sd o + sd y)^2 + (mean o - mean y)^2; for cross
+        entropy over C outputs, logsumexp(z) - z_y <= ln C + max_j z_j - z_y <= ln C + 2 |z -
+        mean z|, whose mean is <= ln C + 2 sqrt(C) sd (Jensen). nan when unknown."""
+        if not state.act_layers or state.act_layers[-1] not in state.param_layers:
+            return math.nan   # the last watched layer must be the weight layer that makes the output
+        if not state.output_op or str(state.output_op[0]) not in AFFINE_OUTPUT_OPS:
+            return math.nan   # something after it (a scale, a reshape of unknown kind) made it
+        j = len(state.act_layers) - 1
+        am, sd = state.array("act_mean"), state.array("act_std")
+        if row >= am.shape[0] or j >= am.shape[1]:
+            return math.nan
+        m, s = float(am[row, j]), float(sd[row, j])
+        if not (math.isfinite(m) and math.isfinite(s)):
+            return math.nan
+        t = state.targets
+        if ref.kind == "target_variance" and t.get("kind") == "values" and t.get("n", 0) > 1:
+            my = t["sum"] / t["n"]
+            sy = math.sqrt(max(t["sumsq"] / t["n"] - my ** 2, 0.0))
+            return (s + sy) ** 2 + (m - my) ** 2
+        c = state.output_width
+        if ref.kind in ("label_entropy", "chance") and c >= 2:
+            return math.log(c) + 2 * math.sqrt(c) * s
+        return math.nan
+
+    def _hidden_term(self, state, base, ref):
+        """(g) A penalty written into the loss and not reported (an L2 term in a plain loop,
+        in the validation loss too): the first sampled loss exceeds `excess` x the most the
+        model's outputs can cost (_output_bound), a weight layer has since fallen below
+        `shrink` x both its default-init and its first norm, and the loss stays above
+        still_high x the know-nothing level. The part of the loss that the outputs cannot
+        make is a term on something else, and it fell as the weights shrank: a penalty on
+        them, which holds the loss at the know-nothing level."""
+        if (state.penalty or {}).get("steps") or not state.sample_steps:
+            return None
+        losses = state.loss_array()
+        if base["loss_over_reference"] < self.t["still_high"]:
+            return None
+        step0 = state.sample_steps[0]
+        if step0 >= len(losses) or not math.isfinite(losses[step0]):
+            return None
+        bound = self._output_bound(state, ref, 0)
+        if not (bound > 0 and losses[step0] > self.t["excess"] * bound):
+            return None
+        hit = self._collapsed(state)
+        if not hit:
+            return None
+        name, h = min(hit.items(), key=lambda kv: kv[1]["last"] / kv[1]["default_init"])
+        return self.verdict(
+            state, f"regularisation too strong: the loss holds a term the outputs do not make "
+            f"(first loss {_fmt(float(losses[step0]))}, > {self.t['excess']:g} x the "
+            f"{_fmt(bound)} the model's outputs can cost at most), a penalty in the loss that "
+            f"pulled {len(hit)} weight layer(s) toward 0 (worst {name}: norm {_fmt(h['first'])} "
+            f"-> {_fmt(h['last'])}, {_fmt(h['last'] / h['default_init'])} x its default-init "
+            f"norm), while the loss stays at {_fmt(base['loss_over_reference'])} x the "
+            "know-nothing level", layers=list(hit),
+            evidence={**base, "first_loss": float(losses[step0]), "output_bound": bound,
+                      "collapsed": hit},
+            fixes=["remove the hand-written L2/L1 term from the loss, or scale it down 10-100x "
+                   "(and report it: record_penalty, or health_penalty on a LightningModule)"]
+            + self.fixes[2:])
+
+    def _collapsed(self, state) -> dict:
+        """The weight layers (learning, in the optimizer, not batch norm) whose last norm is
+        below `shrink` x both their default-init norm and their first norm."""
+        wn = state.array("weight_norm")
+        if wn.shape[0] < 2:
+            return {}
+        bn = set()
+        for row in state.norm_batch:
+            bn.update(row)
+        s = self.t["shrink"]
+        hit = {}
+        for i, p in enumerate(state.param_layers):
+            scale = state.init_scale.get(p, math.nan)
+            if not math.isfinite(scale) or state.frozen.get(p) or p in bn or i >= wn.shape[1]:
+                continue
+            if state.optimizer_params and not state.optimizer_params.get(p, True):
+                continue
+            first, last = float(wn[0, i]), float(wn[-1, i])
+            if scale > 0 and first > 0 and last < s * scale and last < s * first:
+                hit[p] = {"first": first, "last": last, "default_init": scale}
+        return hit
 
     def _scale_trend(self, state, since: int) -> dict | None:
         """The norm of the penalised weight layers (see _decayed_layers) on the last sample
