@@ -218,3 +218,27 @@ def test_benchmark_options_parse_as_json_or_text():
         "gan_loss": "hinge", "d_steps": 2, "betas": [0.0, 0.99]}
     with pytest.raises(SystemExit, match="expected NAME=VALUE"):
         parse(["hinge"])
+
+
+def test_wgan_gp_penalises_the_score_of_the_real_image_class(digits, tmp_path, monkeypatch):
+    from archlab.train.generative import gan as gan_module
+
+    calls = []
+    orig = gan_module.gradient_penalty
+
+    def penalty(critic, real, fake, generator=None):
+        calls.append((critic, real))
+        return orig(critic, real, fake, generator)
+
+    monkeypatch.setattr(gan_module, "gradient_penalty", penalty)
+    batches = Batches()
+    cap = Capture()
+    archlab.train("cdcgan_mnist_generator", digits, out=str(tmp_path), epochs=1, gan_loss="wgan-gp",
+                  callbacks=[batches, cap], **{**PAIR, "d_variables": {"ndf": 4, "norm": "none"}}, **FAST)
+    assert len(calls) == 2
+    module = cap.module
+    for (critic, real), labels in zip(calls, batches.labels):
+        with torch.no_grad():
+            got = critic(real)
+            want = module.discriminator(real)[torch.arange(len(real)), labels]
+        assert got.shape == (len(real), 1) and torch.allclose(got[:, 0], want)
