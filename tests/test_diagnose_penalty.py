@@ -74,6 +74,22 @@ def test_a_reported_penalty_is_subtracted_from_the_loss_the_rules_judge(tmp_path
     assert back.penalty == st.penalty and np.allclose(back.loss_array(), st.loss_array())
 
 
+def test_the_data_term_read_as_the_run_goes_equals_the_whole_subtraction():
+    rng = np.random.default_rng(0)
+    st, pending = HealthState(), []
+    for step in range(300):
+        st.losses.append(float(rng.normal(5, 1)))
+        pending.append(step)
+        while pending and rng.random() < 0.6:   # penalties reported late, in step order
+            s = pending.pop(0)
+            st.record_penalty(0.01 * s, degree=2, step=s)
+        if step % 7 == 0:
+            want = np.asarray(st.losses)
+            want[np.asarray(st.penalty.get("steps", []), dtype=int)] -= np.asarray(
+                st.penalty.get("values", []))
+            assert np.allclose(st.loss_array(), want, rtol=0, atol=1e-12)
+
+
 def test_record_penalty_refuses_a_bad_or_changing_degree():
     st = HealthState()
     st.losses.append(1.0)

@@ -161,7 +161,21 @@ class OverRegularised(Detector):
             "what it costs is measured: the training loss stays above still_high x the reference "
             "and has stopped falling, or, at any loss level, the test of (c) on the train-mode "
             "gap alone (more than z standard errors on each of the last `epochs` passes; the "
-            "penalty share is not asked, the rate says where the gap comes from)")
+            "penalty share is not asked, the rate says where the gap comes from); or, at any "
+            "loss level, a known penalty (reported with the loss: HealthState.record_penalty, "
+            "a LightningModule's health_penalty, archlab's L1; or SGD's or Adam's coupled L2 "
+            "weight decay, wd/2 |w|^2 of the weight layers not feeding a batch norm) while the "
+            "data term (the loss less the reported penalty) holds at least learned x the "
+            "reference: (e) its elasticity sum(degree x penalty) / data term >= elasticity, with "
+            "the penalised weights' norm no longer growing over the last max(20, a quarter of "
+            "the run) steps (at the balance d/ds [D(s w) + s^k P(w)] = 0 growing the weights by "
+            "e lowers the data term by k P e), or (f) it pulled a weight layer below shrink x "
+            "both its default-init norm and its first norm; or (g) a penalty in the loss that "
+            "nobody reported: the first sampled loss exceeds excess x the most the model's "
+            "outputs can cost (MSE: (sd o + sd y)^2 + (mean o - mean y)^2; cross entropy: ln C "
+            "+ 2 sqrt(C) sd of the logits; the output made by a watched linear or convolution "
+            "layer), a weight layer fell below shrink x its default-init and first norms, and "
+            "the loss stays above still_high x the reference")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
                   "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0, "excess": 2.0}

@@ -142,17 +142,34 @@ class HealthState:
         pen = self.penalty
         if not pen or not pen.get("steps"):
             return raw
-        key = (id(self.losses), raw.shape[0], len(pen["steps"]))
+        # incremental, as the raw buffer: new losses are copied in once and each reported
+        # penalty is subtracted once, when its step's loss is there (a later one waits)
         entry = self.__dict__.get("_data_cache")
-        if entry is None or entry[0] != key:
-            steps = np.asarray(pen["steps"], dtype=np.int64)
-            vals = np.asarray([float(v) for v in pen["values"]])
-            ok = (steps >= 0) & (steps < raw.shape[0])
-            data = np.array(raw)
-            np.subtract.at(data, steps[ok], vals[ok])
-            data.flags.writeable = False
-            entry = self.__dict__["_data_cache"] = (key, data)
-        return entry[1]
+        n = raw.shape[0]
+        if entry is None or entry[0] is not self.losses or entry[1] > n or entry[4] is not pen["steps"]:
+            entry = self.__dict__["_data_cache"] = [self.losses, 0, 0, np.zeros(max(64, n)),
+                                                    pen["steps"], None]
+        _, done, applied, buf, steps, _ = entry
+        if done < n or applied < len(steps):
+            if n > buf.shape[0]:
+                grown = np.zeros(max(2 * buf.shape[0], n))
+                grown[:done] = buf[:done]
+                entry[3] = buf = grown
+            buf[done:n] = raw[done:n]
+            entry[1] = n
+            values = pen["values"]
+            while applied < len(steps) and applied < len(values):
+                s = int(steps[applied])
+                if s >= n:
+                    break
+                if s >= 0:
+                    buf[s] -= float(values[applied])
+                applied += 1
+            entry[2] = applied
+            view = buf[:n]
+            view.flags.writeable = False
+            entry[5] = view
+        return entry[5]
 
     def raw_loss_array(self) -> np.ndarray:
         """The recorded losses (penalty included) as a read-only array."""
