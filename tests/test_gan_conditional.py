@@ -237,7 +237,7 @@ def test_wgan_gp_penalises_the_score_of_the_real_image_class(digits, tmp_path, m
                   callbacks=[batches, cap], **{**PAIR, "d_variables": {"ndf": 4, "norm": "none"}}, **FAST)
     assert len(calls) == 2
     module = cap.module
-    for (critic, real), labels in zip(calls, batches.labels):
+    for (critic, real), labels in zip(calls, batches.labels, strict=True):
         with torch.no_grad():
             got = critic(real)
             want = module.discriminator(real)[torch.arange(len(real)), labels]

@@ -24,7 +24,14 @@ from ..data import ArrayData, DataError, load_data
 from ..engine import ArrayDataModule
 from ..prepare import Scaling, Splits, make_splits
 from .corrupt import Corruption
-from .pair import Piece, check_gan, gan_classes, check_image_discriminator, check_reconstruction, final_activation_kind
+from .pair import (
+    Piece,
+    check_gan,
+    check_image_discriminator,
+    check_reconstruction,
+    final_activation_kind,
+    gan_classes,
+)
 
 GENERATIVE_TASKS = ("gan", "vae", "autoencoder", "image-to-image")
 # DCGAN (Radford et al. 2016) and pix2pix (Isola et al. 2017): Adam, lr 2e-4, beta1 0.5
