@@ -99,8 +99,12 @@ def test_writer_keeps_the_order_bounds_the_queue_and_reports_a_failure_once(tmp_
         writer.submit(job, 5, tmp_path / "f5")
         time.sleep(0.1)
         assert done == [0, 1, 2] and writer.pending == 2
+    with writer.held():  # a flush inside starts and waits for the held jobs too
+        writer.submit(job, 6, tmp_path / "f6")
+        writer.flush()
+        assert done[-1] == 6
     writer.close()
-    assert done == [0, 1, 2, 4, 5]
+    assert done == [0, 1, 2, 4, 5, 6]
 
 
 # ---------------------------------------------------------------------- killed runs --------

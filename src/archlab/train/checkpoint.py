@@ -123,13 +123,16 @@ class BackgroundWriter:
         finally:
             jobs, self._held = self._held, None
             for job in jobs:
-                self.submit(*job)
+                self._start(*job)
 
     def submit(self, fn: Callable[..., None], obj: Any, path: Path) -> None:
         """Run ``fn(obj, path)`` in the writer thread, after the jobs handed in before it."""
         if self._held is not None:
             self._held.append((fn, obj, path))
             return
+        self._start(fn, obj, path)
+
+    def _start(self, fn: Callable[..., None], obj: Any, path: Path) -> None:
         self._raise_failures(wait_for=len(self._pending) - self.max_pending + 1)
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +149,11 @@ class BackgroundWriter:
         return sum(not f.done() for f, _ in self._pending) + len(self._held or ())
 
     def flush(self) -> None:
+        """Wait for every job handed in, held ones included (they start now)."""
+        if self._held:
+            jobs, self._held = self._held, []
+            for job in jobs:
+                self._start(*job)
         self._raise_failures(wait_for=len(self._pending))
 
     def close(self) -> None:
