@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError, unknown_name
-from .baselines import loss_reference, progress, running_baseline
+from .baselines import all_finite, finite_losses, loss_reference, median, progress, running_baseline
 from .state import PARAM_SERIES, HealthState
 
 DETECTORS: dict[str, type[Detector]] = {}
@@ -248,7 +248,7 @@ def loss_drop(state: HealthState, min_steps: int) -> tuple[float, float, float] 
     variance; the median of the first losses only when none is known). The change is negative
     for a drop: -0.45 means the loss is 45 % below the reference. None before ``min_steps``."""
     losses = state.loss_array()
-    if len(losses) < min_steps or not np.all(np.isfinite(losses)):
+    if len(losses) < min_steps or not all_finite(state):
         return None
     p = progress(state)
     if p is None:
@@ -332,8 +332,8 @@ def small_batch_norm(state: HealthState, samples: int = 3, min_batch: float = BN
     bad = {}
     for layer in sorted(set().union(*[r.keys() for r in rows])):
         sizes = [r[layer] for r in rows if layer in r]
-        if sizes and float(np.median(sizes)) < min_batch:
-            bad[layer] = float(np.median(sizes))
+        if sizes and median(sizes) < min_batch:
+            bad[layer] = median(sizes)
     return bad
 
 
@@ -367,7 +367,6 @@ class Exploding(Detector):
 
     def check(self, state):
         losses = state.loss_array()
-        finite = losses[np.isfinite(losses)]
         nf = state.nonfinite
         if nf and nf.get("cause") in ("weights", "loss") or (
                 nf and nf.get("cause") in ("forward", "gradient") and nf.get("builtin", True)):
@@ -380,8 +379,9 @@ class Exploding(Detector):
         if v is not None:
             return v
         base = running_baseline(losses)
-        if finite.size >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
-            peak = float(finite[-5:].max())
+        count, tail = finite_losses(state, 5)   # no filtering of the whole history per sample
+        if count >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
+            peak = float(tail.max())
             level = max(ref.value, base)
             if peak > self.t["loss_factor"] * level:
                 return self.verdict(state, f"loss blew up: {_fmt(peak)} > {self.t['loss_factor']:g}"
@@ -392,8 +392,8 @@ class Exploding(Detector):
         g = state.array("grad_norm")
         if g.shape[0] == 0:
             return None
-        totals = state.row_norms("grad_norm")   # each sample's total norm, reduced once
-        early = float(np.median(totals[:3]))
+        totals = total_grad_norms(state)   # each sample's total norm, reduced once
+        early = median(totals[:3])
         latest = float(totals[-1])
         if g.shape[0] > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
             return self.verdict(state, f"total gradient norm grew {_fmt(latest / early)}x "
@@ -425,7 +425,7 @@ class Exploding(Detector):
         large = {p: x for p, x in r.items() if x > INIT_LARGE}
         if len(large) < 2 or ref is None or not ref.value > 0 or losses.size < 3:
             return None
-        first = float(np.median(losses[:3]))
+        first = median(losses[:3])
         if not (math.isfinite(first) and first > self.t["loss_factor"] * ref.value):
             return None
         if scale_problems(state):
@@ -469,18 +469,59 @@ INIT_SMALL = 0.25
 INIT_LARGE = 4.0
 
 
+def total_grad_norms(state: HealthState) -> np.ndarray:
+    """Each sample's total gradient norm, nan ignored: ``np.sqrt(np.nansum(g ** 2, axis=1))``
+    of ``state.array("grad_norm")`` (the nansum written as a sum of the squares with nan set to
+    0: the same values in the same order), each row reduced once."""
+    g = state.array("grad_norm")
+    key = (state.series["grad_norm"], g.shape[1])
+    memo = state.__dict__.get("_total_norm_memo")
+    if memo is None or memo[0][0] is not key[0] or memo[0][1] != key[1] or memo[1].shape[0] > g.shape[0]:
+        memo = (key, np.zeros(0))
+    done = memo[1]
+    if done.shape[0] < g.shape[0]:
+        sq = g[done.shape[0]:] ** 2
+        more = np.sqrt(np.add.reduce(np.where(np.isnan(sq), 0.0, sq), axis=1))
+        done = np.concatenate([done, more]) if done.shape[0] else more
+        done.flags.writeable = False
+        memo = (key, done)
+    state.__dict__["_total_norm_memo"] = memo
+    return done
+
+
+def init_scales(state: HealthState) -> np.ndarray:
+    """``np.array([state.init_scale.get(p, nan) for p in state.param_layers])`` (float64),
+    built once per layers and scales (read-only: several rules read it on every sample)."""
+    key = (tuple(state.param_layers), tuple(state.init_scale.items()))
+    got = state.__dict__.get("_init_scale_memo")
+    if got is None or got[0] != key:
+        a = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers],
+                     dtype=np.float64)
+        a.flags.writeable = False
+        got = state.__dict__["_init_scale_memo"] = (key, a)
+    return got[1]
+
+
 def init_ratios(state: HealthState, row: int = 0) -> dict[str, float]:
     """{layer: weight norm / default-initialisation norm} on sample ``row`` (the first: how the
-    network was initialised), for the layers with a default scale and non-zero weights."""
+    network was initialised), for the layers with a default scale and non-zero weights. A row
+    once recorded never changes: remembered per row, layers and scales (returned as a copy)."""
     w = state.array("weight_norm")
     if w.shape[0] <= row:
         return {}
+    series = state.series["weight_norm"]
+    key = (tuple(state.param_layers), w.shape[1], tuple(state.init_scale.items()))
+    memo = state.__dict__.setdefault("_init_ratio_memo", {})
+    got = memo.get(row)
+    if got is not None and got[2] is series and got[0] == key:
+        return dict(got[1])
     out = {}
     for i, p in enumerate(state.param_layers):
         s = state.init_scale.get(p, math.nan)
         if i < w.shape[1] and math.isfinite(s) and s > 0 and w[row, i] > 0:
             out[p] = float(w[row, i] / s)
-    return out
+    memo[row] = (key, out, series)
+    return dict(out)
 
 
 def loss_gave_no_gradient(g: np.ndarray) -> np.ndarray:
@@ -526,15 +567,14 @@ class Vanishing(Detector):
             return v
         n = int(self.t["samples"])
         rows = state.array("grad_norm")
-        keep = ~loss_gave_no_gradient(rows)
+        keep = ~_no_gradient_rows(state)   # loss_gave_no_gradient(rows), each row once
         idx = np.flatnonzero(keep)[-n:]
         if idx.size == 0:
             return None
-        g = _median_rows(rows[idx])
-        w = _median_rows(state.array("weight_norm")[idx])
+        g = _median_rows(rows[idx])   # (the weights' medians are read over the window below)
         if g.size == 0:
             return None
-        frozen = np.array([state.frozen.get(p, False) for p in state.param_layers])
+        frozen = _frozen_mask(state)
         live = ~np.isnan(g) & ~frozen
         if not live.any():
             return None
@@ -560,7 +600,7 @@ class Vanishing(Detector):
         # (a state without step numbers, built by hand, is judged on its last `samples` rows)
         kept_idx = np.flatnonzero(keep)
         if len(state.sample_steps) == rows.shape[0]:
-            steps = np.asarray(state.sample_steps)[kept_idx]
+            steps = _steps_array(state)[kept_idx]
             if steps[-1] - steps[0] + 1 < self.t["min_steps"]:
                 return None
             first_in = int(np.flatnonzero(steps[-1] - steps + 1 >= self.t["min_steps"])[-1])
@@ -570,7 +610,7 @@ class Vanishing(Detector):
         live = ~np.isnan(g) & ~frozen
         if not live.any():
             return None
-        scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers])
+        scale = init_scales(state)
         ref = np.where(np.isfinite(scale), np.fmax(w, scale), w) if scale.size == w.size else w
         rel = np.where(live & (ref > 0), g / np.where(ref > 0, ref, 1.0), math.nan)
         if np.all(np.isnan(rel)):
@@ -669,6 +709,51 @@ class Vanishing(Detector):
                    "after the layers, which undoes their scale"])
 
 
+def _no_gradient_rows(state: HealthState) -> np.ndarray:
+    """:func:`loss_gave_no_gradient` of ``state.array("grad_norm")``, each row judged once (it
+    is a function of the row alone)."""
+    g = state.array("grad_norm")
+    series = state.series["grad_norm"]
+    memo = state.__dict__.get("_no_gradient_memo")
+    if memo is None or memo[0] is not series or memo[1] != g.shape[1] or memo[2].shape[0] > g.shape[0]:
+        memo = (series, g.shape[1], np.zeros(0, bool))
+    done = memo[2]
+    if done.shape[0] < g.shape[0]:
+        more = loss_gave_no_gradient(g[done.shape[0]:])
+        done = np.concatenate([done, more]) if done.shape[0] else more
+        done.flags.writeable = False
+        memo = (series, g.shape[1], done)
+    state.__dict__["_no_gradient_memo"] = memo
+    return done
+
+
+def _frozen_mask(state: HealthState) -> np.ndarray:
+    """``np.array([state.frozen.get(p, False) for p in state.param_layers])``, built once per
+    layers and frozen flags."""
+    key = (tuple(state.param_layers), tuple(state.frozen.items()))
+    got = state.__dict__.get("_frozen_memo")
+    if got is None or got[0] != key:
+        a = np.array([state.frozen.get(p, False) for p in state.param_layers])
+        a.flags.writeable = False
+        got = state.__dict__["_frozen_memo"] = (key, a)
+    return got[1]
+
+
+def _steps_array(state: HealthState) -> np.ndarray:
+    """``np.asarray(state.sample_steps)``, extended by the new samples only."""
+    steps = state.sample_steps
+    got = state.__dict__.get("_steps_memo")
+    if got is None or got[0] is not steps or got[1].shape[0] > len(steps):
+        got = (steps, np.asarray(steps[:0]))
+    a = got[1]
+    if a.shape[0] < len(steps):
+        a = np.asarray(steps) if a.shape[0] == 0 else np.concatenate([a, np.asarray(steps[a.shape[0]:])])
+        a.flags.writeable = False
+        got = (steps, a)
+    state.__dict__["_steps_memo"] = got
+    return a
+
+
 def examples_per_sample(state: HealthState) -> tuple[float, str]:
     """(examples whose activations one sample watches, how that is known): the first
     ``ACT_EXAMPLES`` of the batch (:mod:`archlab.diagnose.sampling`), fewer when the batch is
@@ -761,6 +846,8 @@ class DyingRelu(Detector):
         d = state.array("dead_fraction")
         if d.shape[0] == 0:
             return None
+        if not np.any(np.nan_to_num(d[-1], nan=0.0) > self.t["dead_fraction"]):
+            return None   # no layer over the bar on this sample (the test below, on its last row)
         over = np.nan_to_num(d, nan=0.0) > self.t["dead_fraction"]
         bad = [i for i in np.flatnonzero(over[-1])]
         if not bad:
@@ -810,7 +897,13 @@ class Saturated(Detector):
         s = state.array("saturation", int(self.t["samples"]))
         if s.shape[0] == 0:
             return None
-        count = (~np.isnan(s)).sum(axis=0)
+        seen = ~np.isnan(s)
+        if not seen.any():
+            return None   # no sigmoid/tanh layer: every mean below is nan
+        top = float(s[seen].max())
+        if self.t["fraction"] > 0 and top < self.t["fraction"] * (1 - 1e-9):
+            return None   # a mean of values below the bar (to rounding) stays below it
+        count = seen.sum(axis=0)
         mean = np.where(count > 0, np.nansum(s, axis=0) / np.maximum(count, 1), math.nan)
         bad = [i for i in range(mean.size) if not math.isnan(mean[i]) and mean[i] > self.t["fraction"]]
         if not bad:
@@ -874,11 +967,15 @@ class Oscillating(Detector):
         if len(losses) < c * k or not np.all(np.isfinite(losses[-c * k:])):
             return None
         window = losses[-c * k:]
-        ev = oscillation(window, c, self.t["z"], self.t["rise"])
         half = len(window) // 2
-        first, last = float(np.median(window[:half])), float(np.median(window[half:]))
-        if len(ev["rises"]) < self.t["rises"] or last < (1 - self.t["progress"]) * first:
-            return None   # too few rises, or the loss still falls (halves: a swing's phase cancels)
+        first, last = median(window[:half]), median(window[half:])
+        if last < (1 - self.t["progress"]) * first:
+            return None   # the loss still falls (halves: a swing's phase cancels)
+        if not might_oscillate(window, c, self.t["rise"], self.t["rises"]):
+            return None   # too few rises even against the smaller of the two bars
+        ev = oscillation(window, c, self.t["z"], self.t["rise"])
+        if len(ev["rises"]) < self.t["rises"]:
+            return None   # too few rises
         fixes, why = None, ""
         mom = momentum_of(state)
         if mom is not None and mom["amplification"] > LrHigh.thresholds["max_amplification"]:
@@ -910,11 +1007,23 @@ def oscillation(window: np.ndarray, chunk: int, z: float, rise: float) -> dict:
     rng = np.random.default_rng(0)   # fixed: the same losses always give the same verdict
     null = rng.permuted(np.broadcast_to(w, (PERMUTATIONS, w.size)), axis=1)
     null_sd = float(np.diff(null.reshape(PERMUTATIONS, k, chunk).mean(axis=2), axis=1).std())
-    baseline = float(np.median(w))
+    baseline = median(w)
     needed = max(z * null_sd, rise * abs(baseline))
     rises = [float(b - a) for a, b in zip(means[:-1], means[1:], strict=False) if b - a > needed]
     return {"chunk_means": means.tolist(), "rises": rises, "needed": needed, "baseline": baseline,
             "null_sd": null_sd}
+
+
+def might_oscillate(window: np.ndarray, chunk: int, rise: float, rises: float) -> bool:
+    """Whether :func:`oscillation` can find ``rises`` rises in ``window``: its bar is
+    max(z x the null spread, ``rise`` x |median|), so a rise of the chunk means (the same
+    expressions as there) must first exceed ``rise`` x |median|. False spares the 32 random
+    orders of the window when too few do (most samples of most runs); the verdict is the same."""
+    k = len(window) // chunk
+    w = np.asarray(window[-k * chunk:], dtype=np.float64)
+    means = w.reshape(k, chunk).mean(axis=1)
+    bar = rise * abs(median(w))
+    return int(np.count_nonzero(np.diff(means) > bar)) >= rises if k > 1 else rises <= 0
 
 
 def effective_update_ratios(state: HealthState, samples: int | None = None) -> np.ndarray:
@@ -933,7 +1042,7 @@ def effective_update_ratios(state: HealthState, samples: int | None = None) -> n
     w = state.array("weight_norm", samples)
     if u.size == 0 or u.shape != w.shape:
         return u
-    scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers], dtype=np.float64)
+    scale = init_scales(state)
     if scale.size != w.shape[1]:
         return u
     ref = np.where(np.isfinite(scale), np.fmax(w, scale), w)
@@ -956,11 +1065,38 @@ def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
     return value[0], dict(value[1])
 
 
+def _effective_tail(state: HealthState, samples: int) -> np.ndarray:
+    """``effective_update_ratios(state, samples)``, each sample's row computed once (the same
+    elementwise expressions on the new rows only; the rows of a sample never change)."""
+    u, w = state.array("update_ratio"), state.array("weight_norm")
+    scale = init_scales(state)
+    if not samples or u.size == 0 or u.shape != w.shape or scale.size != w.shape[1]:
+        return effective_update_ratios(state, samples)
+    key = (state.series["update_ratio"], state.series["weight_norm"],
+           state.__dict__["_init_scale_memo"][0])
+    memo = state.__dict__.get("_effective_memo")
+    if (memo is None or memo[0][0] is not key[0] or memo[0][1] is not key[1] or memo[0][2] != key[2]
+            or memo[1].shape != (memo[1].shape[0], u.shape[1]) or memo[1].shape[0] > u.shape[0]):
+        memo = (key, np.zeros((0, u.shape[1])))
+    done = memo[1]
+    if done.shape[0] < u.shape[0]:
+        uk, wk = u[done.shape[0]:], w[done.shape[0]:]
+        ref = np.where(np.isfinite(scale), np.fmax(wk, scale), wk)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            more = np.where(ref > 0, uk * wk / np.where(ref > 0, ref, 1.0), math.nan)
+        done = np.concatenate([done, more]) if done.shape[0] else more
+        done.flags.writeable = False
+        memo = (key, done)
+    state.__dict__["_effective_memo"] = memo
+    return done[-samples:]
+
+
 def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
-    u = _median_rows(effective_update_ratios(state, samples))
+    u = _median_rows(_effective_tail(state, samples))
     g = _median_rows(state.array("grad_norm", samples))
     ua = state.array("update_ratio", samples)
-    never = np.all(np.nan_to_num(ua, nan=0.0) == 0, axis=0) if ua.shape[0] else np.zeros(u.size, bool)
+    # nan counts as 0 (as np.nan_to_num(ua, nan=0.0) == 0 reads it)
+    never = np.all((ua == 0) | np.isnan(ua), axis=0) if ua.shape[0] else np.zeros(u.size, bool)
     per = {}
     for i, p in enumerate(state.param_layers):
         if i >= u.size or math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
@@ -971,7 +1107,7 @@ def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
             continue
         per[p] = u[i]
     vals = [v for v in per.values() if math.isfinite(v)]
-    return (float(np.median(vals)) if vals else math.nan), per
+    return (median(vals) if vals else math.nan), per
 
 
 # A loss above DIVERGED x the know-nothing level: the model does three times worse than
@@ -1001,7 +1137,7 @@ def divergence_onset(state: HealthState) -> int | None:
             found.append(int(bad[0]))
     u, w = state.array("update_ratio"), state.array("weight_norm")
     if u.size and u.shape == w.shape:
-        scale = np.array([state.init_scale.get(p, math.nan) for p in state.param_layers])
+        scale = init_scales(state)
         if scale.size == w.shape[1]:
             ref_w = np.where(np.isfinite(scale), np.fmax(w, scale), w)
             moved = np.nansum((u * w) ** 2, axis=1)
@@ -1032,7 +1168,7 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
     if clip:
         over = total / float(clip)
         if np.mean(over > ratio) >= 0.8:
-            return {"clip_value": float(clip), "median_norm_over_clip": float(np.median(over)),
+            return {"clip_value": float(clip), "median_norm_over_clip": median(over),
                     "how": "declared threshold"}
         return None
     # without a declared threshold: the total norm pinned at one value (to 1e-4) while the
@@ -1051,7 +1187,7 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
         np.any(shares.max(axis=0) - shares.min(axis=0) > 1e-3))
     if (g.shape[0] >= samples and total.max() > 0 and shares_move
             and (total.max() - total.min()) <= 1e-4 * total.max()):
-        return {"clip_value": float(np.median(total)), "how": "total gradient norm pinned at one "
+        return {"clip_value": median(total), "how": "total gradient norm pinned at one "
                 f"value on {samples} samples in a row (clipped before it was read)"}
     return None
 
@@ -1140,8 +1276,8 @@ class LrHigh(Detector):
                                 fixes=fixes)
         losses = state.loss_array()
         ref = loss_reference(state)
-        if len(losses) >= 30 and np.all(np.isfinite(losses)) and ref is not None and ref.value > 0:
-            start, now = float(np.median(losses[:10])), float(losses[-10:].mean())
+        if len(losses) >= 30 and all_finite(state) and ref is not None and ref.value > 0:
+            start, now = median(losses[:10]), float(losses[-10:].mean())
             level = max(start, ref.value)
             if now > self.t["rise_factor"] * level:
                 return self.verdict(state, f"loss rose to {_fmt(now)}, above {self.t['rise_factor']:g}"
@@ -1162,7 +1298,7 @@ class LrHigh(Detector):
             first, last = float(np.sqrt(np.nansum(w[0] ** 2))), float(np.sqrt(np.nansum(w[-1] ** 2)))
             grown = last / first if first > 0 else math.nan
         rise = math.nan
-        if len(losses) >= 30 and np.all(np.isfinite(losses)):
+        if len(losses) >= 30 and all_finite(state):
             k = len(losses) // 10
             chunks = losses[:k * 10].reshape(k, 10).mean(axis=1)
             best = float(chunks.min())
@@ -1203,7 +1339,7 @@ def adam_eps_bound(state: HealthState, samples: int = 3) -> dict | None:
     if not n > 0 or g.shape[0] == 0 or not state.lr:
         return None
     total = np.sqrt(np.nansum(g ** 2, axis=1))
-    rms = float(np.median(total)) / math.sqrt(n)
+    rms = median(total) / math.sqrt(n)
     lr = float(state.lr[-1])
     if not (math.isfinite(rms) and rms > 0 and math.isfinite(lr)):
         return None
@@ -1296,7 +1432,7 @@ def batch_size(state: HealthState) -> float:
     batch, or target values per output); nan when unknown."""
     t = state.targets
     if t.get("batch_sizes"):
-        return float(np.median(t["batch_sizes"]))
+        return median(t["batch_sizes"])
     if t.get("kind") == "values" and t.get("n") and t.get("matches_output") and state.sample_steps:
         return t["n"] / (len(state.sample_steps) * max(state.output_width, 1))
     return math.nan
@@ -1548,8 +1684,8 @@ class Frozen(Detector):
 
     def check(self, state):
         # a path, its sub-layers, or a glob such as archlab train's --freeze 'conv*'
-        expected = lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
-                                 for e in self.expected)
+        expected = (lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
+                                  for e in self.expected)) if self.expected else (lambda p: False)
         frozen = [p for p in state.param_layers if state.frozen.get(p) and not expected(p)]
         outside = [p for p in state.param_layers if state.optimizer_params
                    and not state.optimizer_params.get(p, True) and p not in frozen and not expected(p)]
