@@ -171,6 +171,7 @@ class HealthRecorder:
         self._backward: bool | None = None     # backward reached the sampled loss (None: unknown)
         self._probe_x: list[torch.Tensor] = []   # the label probe: fixed training examples
         self._probe_y: list[torch.Tensor] = []
+        self._probe_held = 0                     # examples in the label probe
         self._next_label_probe = LABEL_PROBE_FROM
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
@@ -270,7 +271,7 @@ class HealthRecorder:
         """Record the loss; on the first non-finite loss locate its origin. Returns False when
         the loss is non-finite (the caller may stop)."""
         t0 = time.perf_counter()
-        value = float(loss.detach())
+        value = loss.item()   # (float(loss.detach()) without the detached copy)
         self.state.losses.append(value)
         ok = math.isfinite(value)
         if self._sampling:
@@ -624,12 +625,13 @@ class HealthRecorder:
         x = call[1][0]
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != t.shape[0]:
             return
-        held = sum(len(v) for v in self._probe_y)
+        held = self._probe_held
         cap = max(PROBE_MIN, min(PROBE_EXAMPLES, PROBE_VALUES // max(1, x[0].numel())))
         if held < cap:
             k = min(PROBE_PER_SAMPLE, cap - held)
             self._probe_x.append(x[:k].detach().clone())
             self._probe_y.append(t[:k].detach().clone())
+            self._probe_held += len(self._probe_y[-1])   # (fewer than k in a small batch)
             held += k
         if st.step < self._next_label_probe or held < PROBE_MIN:
             return
