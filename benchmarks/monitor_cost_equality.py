@@ -10,6 +10,13 @@ loop and the HealthMonitor callback); a GRU classifier, an MLP with dropout and 
 (too high a learning rate, sigmoids, a frozen layer: verdicts to compare) driven by a
 hand-written loop on HealthRecorder; a small network in ``lightning.Trainer`` with HealthMonitor.
 Threads are set to 1 (the figures are then the same in every run). Timings are not compared.
+
+``python benchmarks/monitor_cost_equality.py suite FOLDER [--seeds N] [--suites main,fresh3,fresh4]``
+runs the fault suites' set-ups (archlab.diagnose.fault_catalogue and the fresh catalogues, each
+on its own user path) and writes, per run, the verdicts with their steps, messages and full
+evidence (every HealthRecorder's events, captured at ``finish``), the symptoms, the steps and the
+validation score to ``FOLDER/<suite>.json``; ``compare`` compares those files too, and says how
+many runs are identical to the last digit and how many only to float rounding.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import io
 import json
 import logging
 import math
+import re
 import shutil
 import sys
 import warnings
@@ -249,8 +257,87 @@ def _num(x: str):
         return x
 
 
+SUITES = {"main": None, "fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
+          "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4",
+          "fresh5": "fault_catalogue_fresh5"}
+
+
+def suite(out: Path, seeds: int, names: list[str]) -> None:
+    """Every set-up of each suite in ``names``, ``seeds`` seeds, its verdicts in full."""
+    import importlib
+    import time
+
+    from archlab.diagnose import HealthRecorder
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    captured: list[list[dict]] = []
+    finish = HealthRecorder.finish
+
+    def keep(self, folder):   # every recorder's events, with their evidence, at its end
+        finish(self, folder)
+        captured.append([v.to_dict() for v in self.events])
+
+    HealthRecorder.finish = keep
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if SUITES[name] is None:
+            from archlab.diagnose.fault_catalogue import SETUPS as chosen
+            from archlab.diagnose.faults import run_setup as run
+        else:
+            module = importlib.import_module(f"archlab.diagnose.{SUITES[name]}")
+            chosen, run = module.SETUPS, getattr(module, f"run_{name}")
+        runs, t0 = {}, time.perf_counter()
+        for s in chosen:
+            for seed in range(seeds):
+                before = len(captured)
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    r = run(s, seed)
+                runs[f"{s.name}/{seed}"] = {
+                    "fired": r.fired, "messages": r.messages, "symptoms": r.symptoms,
+                    "steps": r.steps, "score": r.score, "events": captured[before:]}
+        (out / f"{name}.json").write_text(json.dumps(runs, indent=1, default=str))
+        print(f"{name}: {len(runs)} runs in {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+def compare_suites(a: Path, b: Path) -> int:
+    failures = 0
+    for fa in sorted(a.glob("*.json")):
+        fb = b / fa.name
+        if not fb.exists():
+            continue
+        # a run's temporary folder is named at random: not part of what is compared
+        tmp = re.compile(r"/tmp/archlab-[A-Za-z0-9_-]+?/|/tmp/tmp[A-Za-z0-9_]+/")
+        ra, rb = (json.loads(tmp.sub("/TMP/", f.read_text())) for f in (fa, fb))
+        bad: list[str] = []
+        if set(ra) != set(rb):
+            bad.append(f"runs {sorted(set(ra) ^ set(rb))[:5]}")
+        exact = sum(ra[k] == rb[k] for k in set(ra) & set(rb))
+        for k in sorted(set(ra) & set(rb)):
+            _close(ra[k], rb[k], k, bad)
+        verdicts = sum(len(r["fired"]) for r in ra.values())
+        print(f"suite {fa.stem}: {len(ra)} runs, {verdicts} verdicts: "
+              f"{'same' if not bad else 'DIFFERENT'}; identical to the last digit: {exact}/{len(ra)}")
+        for line in bad[:15]:
+            print("   ", line)
+        failures += bool(bad)
+    return failures
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "dump":
         dump(Path(sys.argv[2]))
+    elif sys.argv[1] == "suite":
+        import argparse
+
+        ap = argparse.ArgumentParser()
+        ap.add_argument("folder")
+        ap.add_argument("--seeds", type=int, default=1)
+        ap.add_argument("--suites", default="main,fresh3,fresh4")
+        args = ap.parse_args(sys.argv[2:])
+        suite(Path(args.folder), args.seeds, args.suites.split(","))
     else:
-        sys.exit(compare(Path(sys.argv[2]), Path(sys.argv[3])))
+        a, b = Path(sys.argv[2]), Path(sys.argv[3])
+        failed = compare(a, b) if (a / next(iter(SETUPS))).exists() else 0
+        sys.exit(failed + compare_suites(a, b))
