@@ -150,6 +150,20 @@ def test_coupled_l2_is_judged_by_the_data_terms_elasticity(ratio):
     assert "weight decay" in v.fixes[0]
 
 
+def test_a_usual_decay_on_wide_layers_while_the_loss_falls_is_silent():
+    """SGD 0.1, momentum 0.9, decay 5e-4 on two wide layers (|w|^2 = 700 between them, a
+    random start the decay slowly shrinks): wd |w|^2 / D = 0.35 / 0.33 > 1 on the numbers,
+    but the data term still falls, so the two are not at the balance the ratio reads."""
+    sgd = {"type": "SGD", "momentum": 0.9, "dampening": 0.0, "weight_decay": 5e-4,
+           "groups": [{"lr": 0.1, "params": 10 ** 6}]}
+    falling = LN3 * np.linspace(0.5, 0.3, 300) + 0.01 * np.random.default_rng(3).standard_normal(300)
+    wide = lambda k: math.sqrt(350.0) * (1 - 1e-4 * k)   # noqa: E731  slowly shrinking
+    assert check(_state(falling, settings=sgd, lr=0.1, weight=wide)) is None
+    flat = _flat(0.3 * LN3)               # the same weights once the data term has stopped falling
+    v = check(_state(flat, settings=sgd, lr=0.1, weight=wide))
+    assert v is not None and v.evidence["elasticity"] > 1
+
+
 def test_weights_still_growing_are_not_held_by_the_penalty():
     """The balance is along the weights' scale: a norm still growing means the data still
     outweighs the penalty, whatever the ratio."""

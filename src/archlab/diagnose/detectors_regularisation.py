@@ -167,8 +167,8 @@ class OverRegularised(Detector):
             "weight decay, wd/2 |w|^2 of the weight layers not feeding a batch norm) while the "
             "data term (the loss less the reported penalty) holds at least learned x the "
             "reference: (e) its elasticity sum(degree x penalty) / data term >= elasticity, with "
-            "the penalised weights' norm no longer growing over the last max(20, a quarter of "
-            "the run) steps (at the balance d/ds [D(s w) + s^k P(w)] = 0 growing the weights by "
+            "the data term no longer falling and the penalised weights' norm no longer growing "
+            "over the last max(20, a quarter of the run) steps (at the balance d/ds [D(s w) + s^k P(w)] = 0 growing the weights by "
             "e lowers the data term by k P e), or (f) it pulled a weight layer below shrink x "
             "both its default-init norm and its first norm; or (g) a penalty in the loss that "
             "nobody reported: the first sampled loss exceeds excess x the most the model's "
@@ -411,9 +411,9 @@ class OverRegularised(Detector):
         s^k P(w): 1 for L1, 2 for L2) balance, d/ds [D(s w) + s^k P(w)] = 0 at s = 1: growing
         every weight by a fraction e would lower D by k P e to first order. The ratio k P / D
         is the data term's elasticity to the weights' scale: >= `elasticity` (1: the data
-        term would fall by at least the fraction the weights grew) where the balance holds (the
-        penalised weights' norm has stopped growing over the last max(20, a quarter of the
-        run) steps) and D still holds at least `learned` of the know-nothing level, the
+        term would fall by at least the fraction the weights grew) where the balance holds (D
+        has stopped falling, loss_still_falling's test, and the penalised weights' norm has
+        stopped growing, over the last max(20, a quarter of the run) steps) and D still holds at least `learned` of the know-nothing level, the
         penalty, not the data, decides where the weights stop. A healthy regulariser leaves a small ratio: its
         pull is small beside what the data still asks."""
         losses = state.loss_array()
@@ -444,8 +444,12 @@ class OverRegularised(Detector):
             return None
         trend = loss_still_falling(state, w)
         data = float(losses[-w:].mean())
-        # the balance is along the weights' scale: where it holds, the penalised weights' norm
-        # has stopped growing (still growing: the data outweighs the penalty there)
+        if trend is None or trend["falling"]:
+            # still fitting: not at the balance the ratio reads (a wide layer's random start
+            # shrinks under a usual decay long before the data and the penalty balance)
+            return None
+        # the balance is along the weights' scale too: where it holds, the penalised weights'
+        # norm has stopped growing (still growing: the data outweighs the penalty there)
         scale = self._scale_trend(state, n - w)
         if scale is None or scale["last"] > scale["before"]:
             return None
@@ -460,7 +464,8 @@ class OverRegularised(Detector):
         return self.verdict(
             state, f"regularisation too strong: {what}, {total / (total + data):.0%} of the "
             f"objective, against a data term of {_fmt(data)} ({_fmt(data / ref)} x the know-nothing "
-            f"level), while the penalised weights' norm has stopped growing ({_fmt(scale['before'])} "
+            f"level) that has stopped falling, while the penalised weights' norm has stopped "
+            f"growing ({_fmt(scale['before'])} "
             f"at step {scale['before_step']} -> {_fmt(scale['last'])}): the data term's elasticity "
             "to the weights' scale, "
             f"sum(degree x penalty) / data = {_fmt(ratio)} (>= {self.t['elasticity']:g}: growing "
