@@ -320,3 +320,18 @@ def _plain_regression(l2, steps=300, seed=0):
 def test_an_unreported_l2_term_in_a_plain_loop_is_named_and_a_plain_mse_is_not():
     assert _plain_regression(1.0) == ["over_regularisation"]
     assert _plain_regression(0.0) == [] and _plain_regression(1e-4) == []
+
+
+# ------------------------------------------------ archlab's --freeze, told to the monitor ----
+def test_a_freeze_is_on_purpose_only_over_loaded_weights():
+    """--freeze with --init-from holds trained weights (frozen on purpose: not reported);
+    without it the frozen nodes keep their random initialisation, which frozen_layers names."""
+    from pathlib import Path
+
+    from archlab.train.config import make_config
+    from archlab.train.engine import _health_monitor
+
+    random = _health_monitor(make_config({"freeze": ["conv*"]}), Path("run"))
+    loaded = _health_monitor(make_config({"freeze": ["conv*"], "init_from": "runs/base"}), Path("run"))
+    assert random.options["expected_frozen"] == ()
+    assert loaded.options["expected_frozen"] == ("conv*",)

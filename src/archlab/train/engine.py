@@ -664,12 +664,15 @@ class LoggerCallback(Callback):
 
 def _health_monitor(config: TrainConfig, run_dir: Path) -> Callback | None:
     """The diagnostics health monitor, writing ``<run>/health/``, when that capability is
-    installed; nodes frozen on purpose are not reported as frozen layers."""
+    installed. Nodes frozen over loaded weights (``--freeze`` with ``--init-from``) are frozen
+    on purpose and not reported as frozen layers; frozen without them they keep their random
+    initialisation (fixed random features), which ``frozen_layers`` names."""
     try:
         from ..diagnose.callback import HealthMonitor
     except ImportError:
         return None
-    return HealthMonitor(run_dir / "health", expected_frozen=tuple(config.freeze))
+    return HealthMonitor(run_dir / "health",
+                         expected_frozen=tuple(config.freeze) if config.init_from else ())
 
 
 def _progress_bar() -> Callback:
