@@ -165,7 +165,9 @@ def test_a_run_killed_while_a_checkpoint_is_written_keeps_the_previous_one(tmp_p
     run_dir = tmp_path / "killed"
     checkpoints = run_dir / "checkpoints"
     leftovers = [p for p in checkpoints.iterdir() if p.name.startswith(".last.ckpt.")]
-    assert len(leftovers) == 1  # the unfinished write, never published
+    # the unfinished write, never published (with the rename stalled, the training thread may
+    # have written the next epoch's temporary file too before the kill)
+    assert len(leftovers) == 1 if where == "write" else len(leftovers) >= 1
     if where == "write":
         with pytest.raises(CheckpointError, match="unreadable checkpoint"):
             read_checkpoint(leftovers[0])  # torn
