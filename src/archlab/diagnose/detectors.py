@@ -1668,8 +1668,8 @@ class Frozen(Detector):
             "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
             "gradient but no update while other layers do move; when no layer moves, the "
             "learning rate is the cause (lr_schedule_decayed), not membership. Layers frozen on "
-            "purpose (expected_frozen, archlab train's --freeze) are named only when the freeze "
-            "keeps the run from learning: after loss_not_decreasing's min_steps the loss is less "
+            "purpose (expected_frozen, archlab train's --freeze over --init-from weights) are "
+            "named only when the freeze keeps the run from learning: after loss_not_decreasing's min_steps the loss is less "
             "than its min_drop below the know-nothing reference (the symptom's own test) while "
             "the layers that do train move at a healthy rate (median update/weight ratio at "
             "least lr_too_low's min_update_ratio), no clipping binds and the learning rate has "
@@ -1678,7 +1678,9 @@ class Frozen(Detector):
             "not suit the task)")
     thresholds = {"samples": 2}
     fixes = ["set requires_grad=True on these layers", "pass all parameters to the optimizer",
-             "if the freeze is deliberate, list the layers in HealthMonitor(expected_frozen=...)"]
+             "if the freeze is deliberate, list the layers in HealthMonitor(expected_frozen=...)",
+             "archlab train: drop --freeze, or load trained weights for those layers with "
+             "--init-from RUN"]
 
     expected: tuple[str, ...] = ()   # layer paths frozen on purpose (set by the monitor)
 

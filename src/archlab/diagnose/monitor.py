@@ -701,16 +701,22 @@ class HealthRecorder:
         self.state.monitor_seconds += self._cost
         self._cost = 0.0
 
+    def penalty(self, value, degree: float = 2, what: str = "") -> None:
+        """Report the penalty part of the loss just given to :meth:`after_loss` (a regulariser
+        term the loop added, such as ``l2 * sum w^2``; ``degree`` 1 for L1, 2 for L2), so the
+        loss rules judge the data term and over_regularisation weighs the penalty's share."""
+        self.state.record_penalty(value, degree=degree, what=what)
+
     def validation(self, val_loss: float, epoch: int, train_loss: float | None = None,
                    val_size: int | None = None) -> list[Verdict]:
         """Record one validation pass; ``train_loss`` defaults to the mean loss since the last;
         ``val_size`` is the number of validation examples (the rules judge a gap between the
         losses against the noise of a set that size; None: unknown)."""
         st = self.state
-        if train_loss is None:
+        if train_loss is None:   # the data term's mean (a reported penalty is not in val_loss)
             start = st.validation[-1]["step"] + 1 if st.validation else 0
-            recent = st.losses[start:]
-            train_loss = sum(recent) / len(recent) if recent else math.nan
+            recent = st.loss_array()[start:]
+            train_loss = float(recent.mean()) if len(recent) else math.nan
         st.validation.append({"step": st.step, "epoch": epoch, "train_loss": float(train_loss),
                               "val_loss": float(val_loss),
                               "val_size": int(val_size) if val_size else None})
