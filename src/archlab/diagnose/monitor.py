@@ -853,6 +853,17 @@ class HealthRecorder:
             first = next(iter(self._modules), "")
             if found["layer"] == first or found["layer"] == self.state.param_layers[0]:
                 found["detail"] = "the input batch holds NaN/Inf"
+        elif found.get("cause") == "weights":
+            # weights made non-finite by an update whose batch held NaN/Inf inputs: the input's
+            # NaN reaches the weight gradients (0 x NaN is NaN) even where the loss stayed finite,
+            # so no divergence came first; seen when a sampled step's input was non-finite
+            bad = [i for i, (mean, std) in enumerate(self.state.input_stats)
+                   if not (math.isfinite(mean) and math.isfinite(std))]
+            if bad:
+                found.update(cause="input", detail=(
+                    f"the weights of '{found['layer']}' are non-finite after an update from "
+                    "input batches that held NaN/Inf (seen on a sampled step while the loss was "
+                    "still finite: a non-finite input reaches the weight gradients)"))
         return found
 
 

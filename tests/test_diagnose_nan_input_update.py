@@ -1,0 +1,69 @@
+"""A NaN in the inputs can leave the loss finite and still make the weight gradients NaN
+(0 x NaN is NaN: a convolution whose NaN positions the loss never reads). The next step finds
+the weights non-finite; the monitor names the input, not a divergence, when a sampled step saw
+the non-finite input."""
+
+import torch
+from torch import nn
+
+from archlab.diagnose.monitor import HealthRecorder
+
+
+class LastStep(nn.Module):
+    """Conv1d over a series; the forecast reads only the last position."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 8, 3)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x))[:, :, -1])
+
+
+def _run(poison: bool, lr: float = 1e-3, steps: int = 12):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 16, generator=g)
+    y = x[:, 0, -1:].clone()
+    first = x.clone()
+    if poison:   # only the first batch: the first reading of one window, which the loss never reads
+        first[3, 0, 0] = float("nan")
+    torch.manual_seed(0)
+    model = LastStep()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    rec = HealthRecorder()
+    rec.attach(model, optimizer=opt)
+    losses = []
+    for step in range(steps):
+        xb = first if step == 0 else x
+        rec.begin_step(targets=y)
+        loss = nn.functional.mse_loss(model(xb), y)
+        losses.append(float(loss.detach()))
+        if not rec.after_loss(loss, replay=lambda: model(xb)):
+            rec.run_detectors()   # the loop stops at the non-finite loss: judge what was seen
+            break
+        opt.zero_grad()
+        loss.backward()
+        rec.before_optimizer_step()
+        opt.step()
+        rec.end_step()
+    return rec, losses
+
+
+def test_a_nan_input_that_poisons_the_update_is_named_as_the_input():
+    rec, losses = _run(poison=True)
+    assert losses[0] == losses[0]   # the first loss is finite: the NaN positions are never read
+    nf = rec.state.nonfinite
+    assert nf is not None and nf["step"] == 1
+    assert nf["cause"] == "input", nf
+    assert "input batches that held NaN/Inf" in nf["detail"]
+    fired = {e.detector for e in rec.events}
+    assert "nan_inf" in fired and "exploding_gradients" not in fired
+    v = next(e for e in rec.events if e.detector == "nan_inf")
+    assert any("clean or impute the data" in f for f in v.fixes)
+
+
+def test_clean_inputs_with_diverged_weights_stay_a_divergence():
+    rec, _ = _run(poison=False, lr=1e6, steps=30)
+    nf = rec.state.nonfinite
+    assert nf is not None and nf["cause"] != "input"
