@@ -39,7 +39,7 @@ def _run(poison: bool, lr: float = 1e-3, steps: int = 12):
         rec.begin_step(targets=y)
         loss = nn.functional.mse_loss(model(xb), y)
         losses.append(float(loss.detach()))
-        if not rec.after_loss(loss, replay=lambda: model(xb)):
+        if not rec.after_loss(loss, replay=lambda xb=xb: model(xb)):
             rec.run_detectors()   # the loop stops at the non-finite loss: judge what was seen
             break
         opt.zero_grad()

@@ -111,17 +111,7 @@ def running_baseline(losses: np.ndarray, window: int = 50, skip: int = 5) -> flo
         return math.nan
     part = losses[max(0, end - window):end]
     part = part[np.isfinite(part)]
-    return _median(part) if part.size else math.nan
-
-
-def _median(v: np.ndarray) -> float:
-    """``np.median`` of a short finite 1-d array, written out (a sort and one or two reads, the
-    mean of the two middle values as np.median takes it): the same value, without np.median's
-    dispatch and nan checks (~60 us a call; a detector asks on every sample)."""
-    s = np.sort(v)
-    n = s.shape[0]
-    h = n // 2
-    return float(s[h]) if n % 2 else float((s[h - 1] + s[h]) / 2)
+    return median(part) if part.size else math.nan
 
 
 def median(values) -> float:

@@ -139,7 +139,8 @@ def mann_whitney_less(a, b) -> float:
     s = both[order]
     # midranks of ties
     edges = np.flatnonzero(np.diff(s)) + 1
-    starts = np.concatenate(([0], edges)); ends = np.concatenate((edges, [s.size]))
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [s.size]))
     mid = (starts + ends + 1) / 2.0
     ranks[order] = np.repeat(mid, ends - starts)
     u = ranks[:na].sum() - na * (na + 1) / 2.0

@@ -402,7 +402,9 @@ class OverRegularised(Detector):
         j = int(np.searchsorted(np.asarray(steps), since)) - 1
         if j < 0 or j >= wn.shape[0] - 1:
             return None
-        norm = lambda r: float(np.sqrt(np.nansum(wn[r, cols] ** 2)))
+        def norm(r):
+            return float(np.sqrt(np.nansum(wn[r, cols] ** 2)))
+
         return {"before": norm(j), "before_step": int(steps[j]), "last": norm(-1),
                 "layers": [state.param_layers[i] for i in cols]}
 
