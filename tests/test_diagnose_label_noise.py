@@ -143,11 +143,11 @@ def test_the_probe_records_every_example_in_one_copy():
         rec.end_step()
     e = rec.state.label_probe[-1]
     assert e["step"] == 128
-    xp = torch.cat(rec._probe_x)
+    xp = torch.cat(rec._label_probe.x)
     with torch.no_grad():
         p = torch.softmax(model(xp), 1)
     conf, pred = p.max(1)
-    assert e["labels"] == torch.cat(rec._probe_y).tolist()
+    assert e["labels"] == torch.cat(rec._label_probe.y).tolist()
     assert e["all_predicted"] == pred.tolist()
     assert np.allclose(e["all_confidence"], conf.numpy(), atol=1e-4)
     d = torch.cdist(xp, xp) + torch.diag(torch.full((len(xp),), math.inf))

@@ -180,8 +180,8 @@ def test_label_probe_count_follows_small_batches():
         rec.before_optimizer_step()
         opt.step()
         rec.end_step()
-        assert rec._probe_held == sum(len(v) for v in rec._probe_y)
-    assert rec._probe_held > 0 and rec.state.label_probe   # the probe ran on them
+        assert rec._label_probe.held == sum(len(v) for v in rec._label_probe.y)
+    assert rec._label_probe.held > 0 and rec.state.label_probe   # the probe ran on them
 
 
 @pytest.mark.parametrize("batch", [3, 32])

@@ -50,6 +50,7 @@ from torch import nn
 
 from . import detectors_gradients, detectors_labels  # noqa: F401  register their detectors
 from .detectors import SQUASHING_OPS, Detector, Verdict, attribute, make_detectors
+from .label_probe import LabelProbe
 from .sampling import ACT_EXAMPLES, ActivationSample, layer_norms
 from .state import HealthState
 from .structure import (
@@ -75,11 +76,6 @@ BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatch
 AFFINE_TRIES = 6   # sampled steps on which the affine test may run until it is conclusive
 PROBE_TRIES = 6    # ... and the output-bound probe (structure.bounded_probe)
 PROBE_FROM = 30    # the probe runs from this step on (values in [0, 1] at init mean nothing)
-# the label probe (detectors_labels): examples kept per sample, in all, at least, input values
-PROBE_PER_SAMPLE, PROBE_EXAMPLES, PROBE_MIN, PROBE_VALUES = 8, 128, 32, 1 << 22
-PROBE_CLASS_MIN = 4              # a class's fitted fraction is read from >= 4 probe examples
-LABEL_PROBE_FROM, LABEL_PROBE_EVERY = 64, 64   # probe evaluations from step 64, every 64 steps
-PROBE_NEIGHBOURS = 3             # each probe example's nearest probe examples (label_noise)
 FLAT_LIMIT = 1 << 22   # parameter values up to which the norms use one flat buffer (sampling)
 SYMMETRY_STEP = 10  # identical units are checked again on the first sample from this step
 __all__ = ["ACT_EXAMPLES", "HealthRecorder", "is_sampled", "sample_interval"]
@@ -99,22 +95,6 @@ def is_sampled(step: int, dense: int = 8, max_every: int = 64, every: int | None
     if every:
         return step % every == 0
     return step % sample_interval(step, dense, max_every) == 0
-
-
-def _neighbours(x: torch.Tensor, k: int) -> list[list[int]]:
-    """Each probe example's ``k`` nearest other probe examples in input space (the label
-    probe's neighbour test): Euclidean on float inputs, Hamming on integer ones (token ids)."""
-    n = x.shape[0]
-    if n <= k:
-        return []
-    with torch.no_grad():
-        flat = x.reshape(n, -1)
-        if flat.is_floating_point():
-            d = torch.cdist(flat.float(), flat.float())
-        else:   # row by row: n x n x width booleans at once could be large
-            d = torch.stack([(flat != flat[i]).sum(1) for i in range(n)]).float()
-        d.fill_diagonal_(math.inf)
-        return d.topk(k, dim=1, largest=False).indices.tolist()
 
 
 class HealthRecorder:
@@ -169,10 +149,7 @@ class HealthRecorder:
         self._reduced: tuple | None = None     # the sample's activation statistics (after_loss)
         self._seen: list[tuple] = []           # (module, inputs, output) of the sampled forward
         self._backward: bool | None = None     # backward reached the sampled loss (None: unknown)
-        self._probe_x: list[torch.Tensor] = []   # the label probe: fixed training examples
-        self._probe_y: list[torch.Tensor] = []
-        self._probe_held = 0                     # examples in the label probe
-        self._next_label_probe = LABEL_PROBE_FROM
+        self._label_probe = LabelProbe()              # the label probe (label_probe.py)
         self._flat: list[nn.Parameter] = []
         self._owner: list[int] = []           # index of the layer owning each flat parameter
         self._snapshot: list[torch.Tensor] | None = None
@@ -592,7 +569,7 @@ class HealthRecorder:
             probe = bounded_probe(*call)
             if probe is not None:
                 st.bounded_output = probe | {"step": st.step}
-        self._label_probe(call, y, targets)
+        self._label_probe.observe(st, call, y, targets)
         sym = st.symmetry
         if sym.get("initial") and "still" not in sym and st.step >= SYMMETRY_STEP:
             sym["still"] = [p for p in sym["initial"] if identical_units(self._params[p])]
@@ -609,79 +586,6 @@ class HealthRecorder:
 
     def _saw_backward(self, grad):
         self._backward = True
-
-    def _label_probe(self, call: tuple | None, y: torch.Tensor | None,
-                     t: torch.Tensor | None) -> None:
-        """The label probe (:mod:`archlab.diagnose.detectors_labels`): keep PROBE_PER_SAMPLE
-        training examples of each sampled classification batch until PROBE_EXAMPLES are held
-        (a fixed set, chosen by the schedule alone), and every LABEL_PROBE_EVERY steps from
-        LABEL_PROBE_FROM on run the model on them (evaluation mode, no gradients) to record
-        which of their labels the model fits, which it contradicts, and how confidently."""
-        st = self.state
-        if call is None or y is None or t is None or t.is_floating_point() or t.dim() != 1:
-            return
-        if y.dim() != 2 or y.shape[1] < 2 or len(call[1]) != 1 or y.shape[0] != t.shape[0]:
-            return
-        x = call[1][0]
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != t.shape[0]:
-            return
-        held = self._probe_held
-        cap = max(PROBE_MIN, min(PROBE_EXAMPLES, PROBE_VALUES // max(1, x[0].numel())))
-        if held < cap:
-            k = min(PROBE_PER_SAMPLE, cap - held)
-            self._probe_x.append(x[:k].detach().clone())
-            self._probe_y.append(t[:k].detach().clone())
-            self._probe_held += len(self._probe_y[-1])   # (fewer than k in a small batch)
-            held += k
-        if st.step < self._next_label_probe or held < PROBE_MIN:
-            return
-        # the first sample at or after each multiple of LABEL_PROBE_EVERY (with the default
-        # schedule: every multiple; with every=k, the next sampled step)
-        self._next_label_probe = (st.step // LABEL_PROBE_EVERY + 1) * LABEL_PROBE_EVERY
-        mod = call[0]
-        if len(self._probe_x) > 1:   # joined once: the probe is the same set from then on
-            self._probe_x, self._probe_y = [torch.cat(self._probe_x)], [torch.cat(self._probe_y)]
-        xp, yp = self._probe_x[0], self._probe_y[0].long()
-        modes = [(m, m.training) for m in mod.modules()]   # restored one by one: a
-        try:                                                # frozen batch norm stays in eval
-            mod.eval()
-            with torch.no_grad():
-                out = _first_tensor(mod(xp))
-        except Exception:   # the probe is best effort: keep training alive
-            return
-        finally:
-            for m, training in modes:
-                m.training = training
-        if out is None or out.dim() != 2 or out.shape[0] != len(yp) or int(yp.max()) >= out.shape[1]:
-            return
-        op = st.output_op[-1] if st.output_op else ""
-        out = out.float()
-        p = (out if op.startswith("SoftmaxBackward") else out.exp() if "LogSoftmax" in op
-             else torch.softmax(out, 1))
-        conf, pred = p.max(1)
-        fitted = pred == yp
-        classes = int(out.shape[1])
-        counts = torch.bincount(yp, minlength=classes)
-        hits = torch.bincount(yp[fitted], minlength=classes)
-        wrong = (~fitted).nonzero().flatten()
-        # every example's predicted class and top-class confidence, brought back in one copy
-        # (the labels are the fixed probe's: copied once), for the rule's rank and binomial tests
-        every = torch.stack((pred.to(conf.dtype), conf)).tolist()
-        if getattr(self, "_probe_labels", None) is None or len(self._probe_labels) != len(yp):
-            self._probe_labels = yp.tolist()
-            self._probe_near = _neighbours(xp, PROBE_NEIGHBOURS)   # once per probe size
-        # every class's fitted fraction in one division and one read (float32, as per class)
-        share = (hits / counts.clamp_min(1)).tolist()
-        st.label_probe.append({
-            "step": st.step, "n": len(yp), "classes": classes,
-            "fitted": float(fitted.float().mean()),
-            "per_class_fitted": {c: share[c] for c, k in enumerate(counts.tolist())
-                                 if k >= PROBE_CLASS_MIN},
-            "contradicted": wrong.tolist(), "predicted": pred[wrong].tolist(),
-            "confidence_contradicted": float(conf[wrong].median()) if len(wrong) else math.nan,
-            "confidence_fitted": float(conf[fitted].median()) if bool(fitted.any()) else math.nan,
-            "labels": self._probe_labels, "all_predicted": [int(c) for c in every[0]],
-            "all_confidence": [round(c, 4) for c in every[1]], "neighbours": self._probe_near})
 
     def _lr(self) -> float:
         if self.optimizer is None:
