@@ -311,7 +311,10 @@ def scale_problems(state: HealthState) -> dict:
     out = {}
     if state.input_stats:
         mean, std = state.input_stats[-1]
-        if abs(mean) > 5 or std > 5:
+        first = state.input_stats[0]
+        # as unscaled_inputs: out of scale on the first sample too (a trained embedding's output
+        # that grew later is no input scale)
+        if (abs(mean) > 5 or std > 5) and (abs(first[0]) > 5 or first[1] > 5):
             out["input_scale"] = {"input_mean": mean, "input_std": std}
     ref = loss_reference(state, fallback=False)
     if ref is not None and ref.kind == "target_variance" and ref.value > TARGET_VARIANCE_LIMIT:
@@ -432,7 +435,8 @@ class Exploding(Detector):
             return None   # unscaled inputs or targets make a huge first loss by themselves
         w = state.array("weight_norm")[0]
         g = state.array("grad_norm")[0]
-        norms = {p: float(w[state.param_layers.index(p)]) for p in large}
+        own = initial_weight_norms(state)
+        norms = {p: float(own.get(p, w[state.param_layers.index(p)])) for p in large}
         v = self.verdict(
             state, f"initialisation far above the default scale: {len(large)} of {len(r)} layers "
             f"start above {INIT_LARGE:g} x the norm PyTorch's default gives their shapes ("
@@ -502,15 +506,31 @@ def init_scales(state: HealthState) -> np.ndarray:
     return got[1]
 
 
+def initial_weight_norms(state: HealthState) -> dict[str, float]:
+    """{layer: norm of its weights alone (biases left out) at attach}, when the monitor recorded
+    it (``state.init_weight_norm``); empty otherwise. The default-init norm it is compared
+    with (structure.init_scale) counts the weights only, so the ratio must too: a layer's
+    recorded ``weight_norm`` holds its bias, and a bias left at PyTorch's default
+    (uniform +-1/sqrt(fan_in), norm sqrt(out / (3 fan_in))) is 1/sqrt(fan_in) of the default
+    weight norm: beside weights scaled by 0.01 it dominates a layer of small fan-in (3 inputs:
+    the bias is 0.58 x the default weight norm, 58x the weights), and the ratio reads 0.58."""
+    got = getattr(state, "init_weight_norm", None)
+    return got if isinstance(got, dict) else {}
+
+
 def init_ratios(state: HealthState, row: int = 0) -> dict[str, float]:
     """{layer: weight norm / default-initialisation norm} on sample ``row`` (the first: how the
-    network was initialised), for the layers with a default scale and non-zero weights. A row
+    network was initialised), for the layers with a default scale and non-zero weights. For the
+    first row the weights' own norm at attach is used where the monitor recorded it
+    (:func:`initial_weight_norms`: biases left out, as in the default-init norm). A row
     once recorded never changes: remembered per row, layers and scales (returned as a copy)."""
     w = state.array("weight_norm")
     if w.shape[0] <= row:
         return {}
     series = state.series["weight_norm"]
-    key = (tuple(state.param_layers), w.shape[1], tuple(state.init_scale.items()))
+    own = initial_weight_norms(state) if row == 0 else {}
+    key = (tuple(state.param_layers), w.shape[1], tuple(state.init_scale.items()),
+           tuple(own.items()))
     memo = state.__dict__.setdefault("_init_ratio_memo", {})
     got = memo.get(row)
     if got is not None and got[2] is series and got[0] == key:
@@ -518,8 +538,9 @@ def init_ratios(state: HealthState, row: int = 0) -> dict[str, float]:
     out = {}
     for i, p in enumerate(state.param_layers):
         s = state.init_scale.get(p, math.nan)
-        if i < w.shape[1] and math.isfinite(s) and s > 0 and w[row, i] > 0:
-            out[p] = float(w[row, i] / s)
+        norm = own.get(p, w[row, i] if i < w.shape[1] else math.nan)
+        if i < w.shape[1] and math.isfinite(s) and s > 0 and norm > 0:
+            out[p] = float(norm / s)
     memo[row] = (key, out, series)
     return dict(out)
 
@@ -691,7 +712,9 @@ class Vanishing(Detector):
         if not (in_std > 0 and math.isfinite(out_std) and out_std < self.t["init_ratio"] * in_std):
             return None
         w = state.array("weight_norm")[0]
-        norms = {p: (float(w[state.param_layers.index(p)]), state.init_scale[p]) for p in small}
+        own = initial_weight_norms(state)
+        norms = {p: (float(own.get(p, w[state.param_layers.index(p)])), state.init_scale[p])
+                 for p in small}
         return self.verdict(
             state, f"initialisation far below the default scale: {len(small)} of {len(r)} layers "
             f"start below {INIT_SMALL:g} x the norm PyTorch's default gives their shapes ("
@@ -1629,16 +1652,28 @@ class Unscaled(Detector):
     name = "unscaled_inputs"
     consequences = AFTER_SCALE
     rule = ("the first layer's input has |mean| > max_mean or std > max_std (standardised data "
-            "has mean 0, std 1; the range is deliberately not used)")
+            "has mean 0, std 1; the range is deliberately not used), on the latest sample and on "
+            "the first: the scale of the data is there from the first batch. An input at unit "
+            "scale on the first sample that leaves it later is not the data's: it is the output "
+            "of a layer training moved (the monitor measures the first floating-point input of "
+            "a layer with weights, which behind an embedding of integer token ids is the "
+            "embedding's output; Adam at lr 1 grows it by ~1 a step)")
     thresholds = {"max_mean": 5.0, "max_std": 5.0}
     fixes = ["standardise the inputs with training-split statistics (zero mean, unit variance)",
              "or divide raw pixels by 255"]
+
+    def _out_of_scale(self, stats) -> bool:
+        mean, std = stats
+        return abs(mean) > self.t["max_mean"] or std > self.t["max_std"]
 
     def check(self, state):
         if not state.input_stats:
             return None
         mean, std = state.input_stats[-1]
-        if abs(mean) > self.t["max_mean"] or std > self.t["max_std"]:
+        # the data do not change during training: a scale fault shows on the first sample too
+        # (rule); one that appears later is a trained layer's output (an embedding's), whose
+        # growth the divergence detectors explain
+        if self._out_of_scale(state.input_stats[-1]) and self._out_of_scale(state.input_stats[0]):
             first = state.param_layers[0] if state.param_layers else ""
             one_piece = bool(state.affine.get("affine_on_data"))
             return self.verdict(state, f"inputs to '{first}' are not scaled: mean {_fmt(mean)}, "
