@@ -192,7 +192,15 @@ class HealthRecorder:
             self._modules[label] = m
         st.train_mode_noise = {display(n): r for n, m in named if (r := _train_noise(m)) > 0}
         for label, params in self._params.items():
-            st.init_scale[label] = init_scale(params, isinstance(self._modules[label], NORM_TYPES))
+            is_norm = isinstance(self._modules[label], NORM_TYPES)
+            st.init_scale[label] = init_scale(params, is_norm)
+            # the weights' own norm at attach, biases left out as init_scale leaves them out
+            # (the init-ratio rules compare the two: detectors.initial_weight_norms)
+            weights = [p for p in params if p.dim() >= 2] or (params[:1] if is_norm else [])
+            if weights:
+                with torch.no_grad():
+                    st.init_weight_norm[label] = float(
+                        sum(float(p.detach().double().pow(2).sum()) for p in weights) ** 0.5)
         same = [label for label, params in self._params.items()
                 if not st.frozen[label] and identical_units(params)]
         st.symmetry = {"initial": same} if same else {}

@@ -69,6 +69,9 @@ class HealthState:
     # layer -> norm of a default initialisation of its shapes (structure.init_scale): the scale
     # below which an update-to-weight ratio means nothing (the weights are ~0)
     init_scale: dict[str, float] = field(default_factory=dict)
+    # layer -> norm of its weights at attach, biases left out (as in init_scale): the first
+    # sample's weight norm holds the biases too
+    init_weight_norm: dict[str, float] = field(default_factory=dict)
     # {'initial': layers whose units all started identical, 'still': those still identical at
     # 'step'} (structure.identical_units); empty when no layer started so
     symmetry: dict = field(default_factory=dict)
@@ -329,7 +332,8 @@ class HealthState:
             "optimizer_params": self.optimizer_params, "norm_batch": self.norm_batch,
             "optimizer_settings": self.optimizer_settings,
             "train_mode_noise": self.train_mode_noise,
-            "init_scale": self.init_scale, "symmetry": self.symmetry, "output_op": self.output_op,
+            "init_scale": self.init_scale, "init_weight_norm": self.init_weight_norm,
+            "symmetry": self.symmetry, "output_op": self.output_op,
             "bounded_output": self.bounded_output,
             "output_is_probability": self.output_is_probability,
             "output_in_unit_range": self.output_in_unit_range,
@@ -379,6 +383,7 @@ class HealthState:
                 if key in ctx:
                     setattr(state, key, ctx[key])
             state.init_scale = {k: float(v) for k, v in ctx.get("init_scale", {}).items()}
+            state.init_weight_norm = {k: float(v) for k, v in ctx.get("init_weight_norm", {}).items()}
             state.lr = [float(v) for v in ctx.get("lr", [])]
             state.initial_lr = float(ctx.get("initial_lr", math.nan))
         return state
