@@ -27,6 +27,35 @@ from .baselines import loss_reference
 from .detectors import SLOW, Detector, _fmt, register_detector
 
 PINNED = 1e-3   # relative spread of a total norm that clipping pinned (see clip_evidence)
+# The most the total's spread may be of its parts' for a common rescaling to be inferred (see
+# compensation): a tenth in standard deviation, a hundredth in variance. Without a rescaling
+# var(sum of the layers' squared norms) = sum of their variances + 2 x their covariances, so a
+# total this much steadier than its parts needs the parts to cancel each other as if
+# correlated below -0.99 (two layers of equal spread: 1 + rho < 0.01); clip_grad_norm_
+# cancels them exactly (the total is its threshold to float rounding, 1e-6 relative, the
+# layers moving by the batch's percents), chance does not over a handful of samples.
+COMPENSATED = 0.1
+
+
+def compensation(layers: np.ndarray) -> float:
+    """How much the total squared gradient norm moves, over how much its layers' squared norms
+    move in quadrature: std(sum_l g_l^2) / sqrt(sum_l var(g_l^2)) over the rows (samples) of
+    ``layers`` (samples x layers: the layers' gradient norms).
+
+    Clipping by norm rescales every layer by the common factor c / |g|, so the layers' squared
+    norms compensate each other and their sum stays at c^2: the ratio is ~0 (rounding). A
+    gradient whose norm is steady in every layer on its own is not rescaled: the total moves as
+    much as its parts, ratio ~1 (independent parts) or more (parts moving together). The case
+    it tells apart: a term of constant norm that dominates every layer's gradient, an L1
+    penalty's lambda sign(w) (norm lambda sqrt(n) in a layer of n non-zero weights, whatever
+    the batch), pins the total to a fraction of a percent as clipping does, while the data
+    term's small share still moves the layers' shares; its total moves as its parts do. nan
+    when the parts do not move at all (a constant gradient: nothing to compare)."""
+    sq = layers.astype(np.float64) ** 2
+    parts = math.sqrt(float(np.sum(np.var(sq, axis=0))))
+    if not parts > 0:
+        return math.nan
+    return float(np.std(sq.sum(axis=1))) / parts
 
 
 def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0,
@@ -47,7 +76,10 @@ def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0
       PINNED relative; the samples below it are steps where clipping did not bind), while the
       layers' shares of it move (by more than 1e-3) and no layer's non-zero norm repeats to
       float precision (a constant gradient, as a dead network whose gradients are never zeroed
-      leaves, pins every layer too: that is not clipping).
+      leaves, pins every layer too: that is not clipping), and the layers' squared norms
+      compensate each other: the total's spread is below COMPENSATED x theirs in quadrature
+      (:func:`compensation`; a term of constant norm in every layer, an L1 penalty's gradient
+      dominating the data term's, pins the total as much as its parts and is not clipping).
 
     Batch gradients vary by tens of percent from batch to batch, so a total norm that repeats
     to 0.1 % on most samples is a rescaling, not chance. None when none of these holds."""
@@ -95,11 +127,16 @@ def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0
     shares = live / total[pinned][:, None]
     if not np.any(shares.max(axis=0) - shares.min(axis=0) > 1e-3):
         return None
+    comp = compensation(live)
+    if not comp < COMPENSATED:
+        return None   # the total moves as its parts do: nothing rescales them (see compensation)
     return {**base, "clip_value": top, "fraction_at_clip": float(np.mean(pinned)),
+            "total_over_parts_spread": comp,
             "how": f"no declared threshold; the total gradient norm equals {_fmt(top)} (to "
                    f"{PINNED:g}) on {int(pinned.sum())} of {len(rows)} samples while the layers' "
-                   "shares of it move: the loop clips by norm before the monitor reads the "
-                   "gradients"}
+                   f"norms move and compensate each other (the total's spread is {_fmt(comp)} x "
+                   "theirs): the loop clips by norm before the monitor reads the gradients"}
+
 
 
 def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict:

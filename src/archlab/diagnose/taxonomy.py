@@ -66,13 +66,47 @@ class UnscaledTargets(Detector):
     rule = ("regression targets (float, shaped like the output, mean squared error) have a "
             "variance above max_variance or a mean above max_mean_over_std x their std: the "
             "loss and the gradients are as large as the targets, which looks like exploding "
-            "gradients but is a preprocessing fault")
+            "gradients but is a preprocessing fault. The mean against the std is judged on "
+            "moments that describe the split: declared (archlab train), or read from sampled "
+            "batches once the order test can speak (8 samples) and finds them unordered (a "
+            "stretch of targets sorted by value has an extreme mean and a small spread); the "
+            "variance bound holds whatever the order (a stretch is no more spread than the split)")
     thresholds = {"max_variance": TARGET_VARIANCE_LIMIT, "max_mean_over_std": 10.0}
     fixes = ["standardise the targets with training-split statistics (zero mean, unit "
              "variance) and undo it on the predictions",
              "or initialise the last layer's bias to the target mean"]
 
+    def __init__(self, **overrides: float) -> None:
+        super().__init__(**overrides)
+        # each sampled batch's (values, sum, sum of squares), as Unshuffled keeps them: the
+        # targets' moments are running totals, a batch's share is their change since the
+        # previous check (the detectors run after every sample)
+        self._totals = (0, 0.0, 0.0)
+        self._chunks: list[tuple[int, float, float]] = []
+
+    def _batches(self, state) -> None:
+        t = state.targets
+        now = (int(t.get("n", 0)), float(t.get("sum", 0.0)), float(t.get("sumsq", 0.0)))
+        if now[0] > self._totals[0]:
+            self._chunks.append(tuple(a - b for a, b in zip(now, self._totals, strict=True)))
+            self._totals = now
+
+    def random_draws(self, state) -> dict | None:
+        """The order evidence when the sampled batches can stand for the split: at least
+        Unshuffled's min_samples batches and no order found (its own test, thresholds and
+        all); None while too few batches are seen or when they are ordered."""
+        order = Unshuffled()
+        if len(self._chunks) < order.t["min_samples"]:
+            return None
+        ev = value_order_evidence(self._chunks)
+        if ev is None or (ev["between_batch_share"] >= order.t["min_deficit"]
+                          and ev["p_value"] < order.t["p_value"]):
+            return None
+        return ev
+
     def check(self, state):
+        if state.targets.get("kind") == "values":
+            self._batches(state)
         ref = loss_reference(state, fallback=False)
         if ref is None or ref.kind != "target_variance":
             return None
@@ -81,13 +115,25 @@ class UnscaledTargets(Detector):
         std = math.sqrt(ref.value)
         big_var = ref.value > self.t["max_variance"]
         offset = math.isfinite(mean) and std > 0 and abs(mean) > self.t["max_mean_over_std"] * std
+        order = None
+        if offset and not big_var and state.reference.get("target_variance") is None:
+            # the moments are the sampled batches': a mean far from 0 against a small spread is
+            # the split's only if the batches are random draws from it (the first batches of
+            # targets sorted by value hold the extreme values, close together)
+            order = self.random_draws(state)
+            if order is None:
+                return None
         if not (big_var or offset):
             return None
+        evidence = {"target_variance": ref.value, "target_mean": mean,
+                    "target_absmax": t.get("absmax", math.nan), "source": ref.detail,
+                    "onset_step": data_onset(state)}
+        if order is not None:
+            evidence["batches_unordered"] = {k: order[k] for k in (
+                "samples", "between_batch_share", "expected_if_shuffled", "p_value")}
         return self.verdict(state, f"regression targets are not scaled: variance {_fmt(ref.value)}"
                             f" (limit {self.t['max_variance']:g}), mean {_fmt(mean)}",
-                            evidence={"target_variance": ref.value, "target_mean": mean,
-                                      "target_absmax": t.get("absmax", math.nan),
-                                      "source": ref.detail, "onset_step": data_onset(state)})
+                            evidence=evidence)
 
 
 @register_detector
