@@ -80,7 +80,9 @@ class UnscaledTargets(Detector):
         super().__init__(**overrides)
         # each sampled batch's (values, sum, sum of squares), as Unshuffled keeps them: the
         # targets' moments are running totals, a batch's share is their change since the
-        # previous check (the detectors run after every sample)
+        # previous check (the detectors run after every sample). Kept only from the first check
+        # where an offset is in question (the first chunk then pools the batches before it): a
+        # run without one pays nothing for it
         self._totals = (0, 0.0, 0.0)
         self._chunks: list[tuple[int, float, float]] = []
 
@@ -105,8 +107,6 @@ class UnscaledTargets(Detector):
         return ev
 
     def check(self, state):
-        if state.targets.get("kind") == "values":
-            self._batches(state)
         ref = loss_reference(state, fallback=False)
         if ref is None or ref.kind != "target_variance":
             return None
@@ -120,6 +120,7 @@ class UnscaledTargets(Detector):
             # the moments are the sampled batches': a mean far from 0 against a small spread is
             # the split's only if the batches are random draws from it (the first batches of
             # targets sorted by value hold the extreme values, close together)
+            self._batches(state)
             order = self.random_draws(state)
             if order is None:
                 return None
