@@ -117,28 +117,26 @@ CHILD = textwrap.dedent("""
     from archlab.train import checkpoint as C
 
     where, out, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    real_save, real_publish = torch.save, C.publish_or_discard
+    real_write, real_publish = C.write_checkpoint_to, C.publish_or_discard
 
     def stall(note):
         marker.write_text(note)
         time.sleep(120)
 
-    def save(obj, f, *a, **k):  # epoch 1's last.ckpt: its temporary file half written, stall
+    def save(f, obj):  # epoch 1's last.ckpt: its temporary file half written, stall
         if where == "write" and "optimizer_states" in obj and obj.get("epoch") == 1:  # last.ckpt
-            import io
-            buf = io.BytesIO()
-            real_save(obj, buf, *a, **k)
-            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            data = C.torch_save_bytes(obj)
+            f.write(data[: len(data) // 2])
             f.flush()
             stall(threading.current_thread().name)
-        return real_save(obj, f, *a, **k)
+        return real_write(f, obj)
 
     def publish(tmp, path):  # epoch 1's last.ckpt fully written, its rename not done: stall
         if where == "rename" and path.name == "last.ckpt" and C.torch.load(tmp, weights_only=True)["epoch"] == 1:
             stall(threading.current_thread().name)
         return real_publish(tmp, path)
 
-    torch.save, C.publish_or_discard = save, publish
+    C.write_checkpoint_to, C.publish_or_discard = save, publish
     train(%r, %r, out=out, name="killed", epochs=3, batch=16, progress=False, health=False, seed=1)
 """) % (TINY, DATA)
 
