@@ -61,8 +61,9 @@ schedule) gave; ``TrainConfig``'s signature (printed with ``inspect``, and one g
 sampling, summary, label_probe, order_evidence, data_checks, checks, regularisation and
 generative modules; the fault lists of the earlier catalogues; docs/diagnostics.md from
 "Benchmark: the fault suite" on; any note in /work/notes but COMMON.md and the brief; ``issues
-stops``. No git command but ``git add`` / ``git commit -- <these files>`` was run (no log,
-status, diff or show). What that reading exposed, said plainly: (1) to find the fifth suite's
+stops``. No git command but ``git add`` / ``git commit -- <these files>`` was run (no
+status, diff or show), except one ``git log -1 --format=%h`` chained after the first commit
+(15:35 UTC) to read that commit's hash: it printed the hash only. What that reading exposed, said plainly: (1) to find the fifth suite's
 sections a grep of its top-level names was listed: it showed the line ``HEALTHY = [L_SPOTS,
 L_SEQ, ...`` and the comment on its HURT table (time and load); and printing ``_h`` printed
 the 15 healthy twins' definitions under it (names, descriptions, models, settings) and the
