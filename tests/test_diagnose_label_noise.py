@@ -166,3 +166,17 @@ def test_labels_the_model_cannot_read_are_not_wrong_labels():
     near = [[j for j in range(n) if j != i and y[j] == y[i]][:3] for i in range(n)]
     assert LabelNoise().check(_state(pred, conf, y, 10, neighbours=near)) is None
     assert LabelNoise().check(_state(pred, conf, y, 10)) is not None
+
+
+def test_heavy_noise_below_the_fitted_confidence_floor_is_named_by_the_tests():
+    """50 % wrong labels over 10 classes early in training: the fitted examples' median
+    confidence 0.3 is 0.22 of the way from chance (below min_confidence = 0.25, which guards
+    the ratio reading only); the tests still name it, and the ratio reading stays silent."""
+    pred, conf, y = _noisy(0.5)
+    rng = np.random.default_rng(5)
+    conf = [np.clip(rng.normal(0.3, 0.03, y.size), 0, 1) for _ in range(3)]
+    st = _state(pred, conf, y, 10)
+    cf = st.label_probe[-1]["confidence_fitted"]
+    assert (cf - 0.1) / 0.9 < LabelNoise().t["min_confidence"]
+    v = LabelNoise().check(st)
+    assert v is not None and "p_persistence" in v.evidence

@@ -57,8 +57,11 @@ probe therefore also records every probe example's predicted class, top-class pr
 label (one copy per evaluation), and the rule names wrong labels, on the last ``evaluations``
 evaluations (the probe's common first examples), when all of these hold:
 
-* the two look-alikes above are ruled out (stopped learning; fitted confidence within
-  ``min_confidence`` of chance);
+* a model that stopped learning is ruled out as above (the fitted-confidence floor is NOT
+  applied here: under wrong labels at rate r a calibrated model is at most about
+  (1 - r - 1/C) / (1 - 1/C) of the way from chance, and early in training far less, so the
+  floor excluded exactly the heavy noise these tests are for; a model near chance is read
+  by the persistence test and the every-class gate below instead);
 * every class (>= 4 probe examples) is fitted beyond guessing (fitted share > 1 / C): a class
   the model never gets right (a majority-class predictor, a class not learned yet) is
   contradicted for that reason;
@@ -95,6 +98,36 @@ fitted-confidence gate (``min_confidence`` of the way from chance) at the first 
 (their contradicted examples are significantly less confident, p < 1e-3), the sign test
 against still learning, and the neighbour test on token ids (Hamming distance says little).
 
+**Training labels worse than held-out ones: the gap test** (tried first, on its own). Where
+the training labels are wrong and the validation labels are not (a corrupted training label
+file, an annotation pass over the training split, a join on the wrong key), the model, in
+evaluation mode, fits its own training examples worse than examples it never trained on. On
+correctly labelled data of one distribution this cannot happen beyond noise: the
+generalisation gap is one-sided (E[training loss] <= E[held-out loss] at the same weights).
+The probe records each example's loss on its given label (-ln p(label), from the same
+forward pass), and each probe evaluation is compared with the larger validation loss of the
+pass at most 64 steps before it and the next pass after it (a model still learning makes the
+pass before the worse one, a model getting worse the pass after: either way the null holds).
+The rule asks, on each of the last ``gap_evaluations`` = 2 consecutive probe evaluations,
+z = (mean probe loss - validation loss) / (s sqrt(1/n + 1/val_size)) >= inv_cdf(1 - alpha/m)
+(s: the probe losses' standard deviation, the one spread both means share under the null;
+n: probe examples; m: the probe evaluations paired so far, Bonferroni, as the rule is tested
+once per evaluation; alpha = 0.01, the rule's test level). Each of the two is a test at the
+full level, so asking for both only lowers the false-alarm rate; two is the shortest
+persistence (a single evaluation can sit on a transient). The probe's size and the
+validation set's enter the error term; dropout and other train-mode regularisation do not
+matter (the probe runs in evaluation mode, as validation does). When the training code does
+not give the validation size (``validation(..., val_size=)``), the smallest sampled training
+batch stands for it (a validation set at least one batch large: the bound the overfitting
+rule uses). Not judged: when the probe's class counts do not fit those of every sampled
+batch (Pearson's chi-square p < alpha: data in label order, whose first batches, where the
+probe comes from, hold one or two classes), and after a divergence. The test assumes the
+validation loss is the mean cross entropy (as the loss rules' know-nothing reference ln C
+does). What it cannot tell apart (the verdict names both): augmentation that makes training
+inputs harder than validation ones (the probe holds the augmented inputs), and validation
+data from an easier distribution than the training data. Wrong labels in both splits leave
+no gap; the memorisation tests above still read them.
+
 The fraction of contradicted probe examples estimates the wrong labels from below (random
 relabelling at rate r over C classes changes r (C - 1) / C of the labels; a network that has
 started memorising fits some of them).
@@ -102,11 +135,14 @@ started memorising fits some of them).
 
 from __future__ import annotations
 
+import bisect
 import math
+from statistics import NormalDist
 
 import numpy as np
 
 from .detectors import SLOW, Detector, lr_decayed, register_detector
+from .label_probe import LABEL_PROBE_EVERY
 
 
 def movement_between(state, first_step: int, last_step: int) -> float:
@@ -170,6 +206,48 @@ def binom_sf(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(m) * sum(math.exp(x - m) for x in terms))
 
 
+def chi_square_sf(x: float, df: int) -> float:
+    """Exact P(X >= x) for X ~ chi-square(df), df a positive integer (the closed forms of the
+    regularised upper incomplete gamma function at half-integer and integer order)."""
+    if df <= 0 or x <= 0:
+        return 1.0
+    h = x / 2.0
+    if df % 2 == 0:   # e^-h sum_{i < df/2} h^i / i!
+        terms = [i * math.log(h) - math.lgamma(i + 1) - h for i in range(df // 2)]
+        base = 0.0
+    else:             # erfc(sqrt h) + e^-h sum_{i=1}^{(df-1)/2} h^(i - 1/2) / Gamma(i + 1/2)
+        terms = [(i - 0.5) * math.log(h) - math.lgamma(i + 0.5) - h for i in range(1, df // 2 + 1)]
+        base = math.erfc(math.sqrt(h))
+    return min(1.0, base + sum(math.exp(t) for t in terms))
+
+
+def probe_is_representative(labels, counts, alpha: float) -> tuple[bool, float]:
+    """Whether the probe's labels are drawn like the training batches' (Pearson's chi-square
+    goodness of fit of the probe's class counts against the class shares of every sampled
+    batch, ``counts``; classes with an expected count below 1 pooled into one cell). Data left
+    in label order (the probe is the first sampled batches: one or two classes) fails it.
+    Returns (passes at level ``alpha``, p-value)."""
+    counts = np.asarray(counts, float)
+    labels = np.asarray(labels, int)
+    if counts.size < 2 or counts.sum() <= 0 or labels.size == 0 or labels.max() >= counts.size:
+        return False, 0.0
+    observed = np.bincount(labels, minlength=counts.size).astype(float)
+    expected = labels.size * counts / counts.sum()
+    small = expected < 1
+    if small.any():
+        observed = np.append(observed[~small], observed[small].sum())
+        expected = np.append(expected[~small], expected[small].sum())
+    keep = expected > 0
+    if (observed[~keep] > 0).any():
+        return False, 0.0   # a class the batches never showed
+    observed, expected = observed[keep], expected[keep]
+    if observed.size < 2:
+        return False, 0.0
+    stat = float(((observed - expected) ** 2 / expected).sum())
+    p = chi_square_sf(stat, observed.size - 1)
+    return p >= alpha, p
+
+
 @register_detector
 class LabelNoise(Detector):
     name = "label_noise"
@@ -178,7 +256,18 @@ class LabelNoise(Detector):
     # overfitting that follows is this cause's consequence, and its fix is the labels
     consequences = ("overfitting",)
     severity = "warning"
-    rule = ("on each of the last `evaluations` evaluations of a fixed probe of training "
+    rule = ("(a) the held-out gap: on each of the last `gap_evaluations` probe evaluations the "
+            "model, in evaluation mode, fits its own training examples (the probe) worse than "
+            "the validation examples (the larger validation loss of the pass at most 64 steps "
+            "before and the next pass after): z = (mean probe loss "
+            "on the training labels - validation loss) / (s sqrt(1/n + 1/val_size)) >= "
+            "inv_cdf(1 - alpha/m) (s: the probe losses' sd; m: evaluations paired so far), which "
+            "correct labels cannot do beyond noise (training data is fitted at least as well as "
+            "held-out data; an unknown val_size taken as the smallest training batch); judged when "
+            "the probe's class counts fit the "
+            "sampled batches' (chi-square p >= alpha: not data in label order) and the run did "
+            "not diverge; or (b) "
+            "on each of the last `evaluations` evaluations of a fixed probe of training "
             "examples (every 64 steps from step 64), the model fits every class (at least "
             "min_class_fitted of each class's probe examples get their label as the top "
             "prediction) yet contradicts at least min_contradicted of the probe, as confidently "
@@ -191,8 +280,9 @@ class LabelNoise(Detector):
             "learning, which misfits fewer examples at every evaluation. Ruled out first: a "
             "model that stopped learning (learning rate decayed to ~0, or a median update/"
             "weight ratio between the evaluations below min_update_ratio: nothing it misfits "
-            "can change), and an underfitting one (median confidence of the fitted examples "
-            "less than min_confidence of the way from chance 1/C to certainty). Heavy noise "
+            "can change), and, for this ratio reading only, an underfitting one (median "
+            "confidence of the fitted examples less than min_confidence of the way from chance "
+            "1/C to certainty). Heavy noise "
             "(no class fittable beyond ~1 - r): on the probe's per-example records, every class "
             "fitted beyond guessing (> 1/C), k >= min_contradicted x n examples contradicted with "
             "the same class at every evaluation where independent misfits would give "
@@ -205,7 +295,7 @@ class LabelNoise(Detector):
     thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
                   "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75,
                   "min_update_ratio": 1e-5, "min_confidence": 0.25,
-                  "alpha": 0.01, "alpha_confidence": 0.05}
+                  "alpha": 0.01, "alpha_confidence": 0.05, "gap_evaluations": 2}
     fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
              "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
              "check the label pipeline for part of the data: labels shuffled, offset by a row or "
@@ -214,6 +304,9 @@ class LabelNoise(Detector):
              "epoch, label smoothing, small-loss selection (co-teaching, Han et al. 2018)"]
 
     def check(self, state):
+        gap = self._held_out_gap(state)
+        if gap is not None:
+            return gap
         n = int(self.t["evaluations"])
         ev = state.label_probe[-n:]
         if len(ev) < n:
@@ -223,12 +316,123 @@ class LabelNoise(Detector):
         moved = movement_between(state, ev[0]["step"], ev[-1]["step"])
         if math.isfinite(moved) and moved < self.t["min_update_ratio"]:
             return None   # the weights did not move between the evaluations: nothing could change
+        sure = True
         for e in ev:
             chance = 1.0 / max(int(e.get("classes", 2)), 2)
             cf = e["confidence_fitted"]
             if not (math.isfinite(cf) and (cf - chance) / (1 - chance) >= self.t["min_confidence"]):
-                return None   # unsure about what it fits: underfitting, not wrong labels
-        return self._ratios(state, ev, moved) or self._tests(state, ev, moved)
+                sure = False   # unsure about what it fits: the ratios cannot tell it from underfitting
+        # the fitted-confidence floor guards the fixed ratios only: under wrong labels at rate r
+        # a calibrated model's confidence is at most about (1 - r - 1/C) / (1 - 1/C) of the way
+        # from chance (0.44 at r = 0.5, C = 10), early in training far less; the tests read a
+        # model near chance through persistence beyond chance (the binomial) and every class
+        # fitted beyond guessing instead
+        return (self._ratios(state, ev, moved) if sure else None) or self._tests(state, ev, moved)
+
+    def _held_out_gap(self, state):
+        """Training labels worse than the held-out ones: the model, in evaluation mode, fits its
+        own training examples (the probe) worse than the validation set it never trained on.
+
+        The null: training and validation examples come from one distribution and carry labels
+        of one quality. A model trained on the training split then fits it at least as well as
+        held-out data in expectation (the generalisation gap is one-sided): E[probe loss] <=
+        E[validation loss] at the same weights. Each probe evaluation is compared with the
+        larger validation loss of the pass before it (at most LABEL_PROBE_EVERY steps) and the
+        next pass after it: for a model still learning the pass before is the worse one, for
+        a model getting worse the pass after, so either way the null holds. The test: z =
+        (mean probe loss - validation loss) / (s sqrt(1/n + 1/val_size)), s the probe losses'
+        standard deviation (the one spread
+        estimate both means share under the null; n probe examples, val_size validation ones),
+        one-sided against the normal at alpha / m (Bonferroni over the m evaluations paired so
+        far), on each of the last ``gap_evaluations`` pairs. Wrong labels in the training split
+        only (a corrupted label file for the training data, an annotation pass, a join on the
+        wrong key) give about r x (the loss of a contradicted label - that of a fitted one)
+        of excess per example.
+
+        Look-alikes ruled out: a probe not drawn like the training batches (data in label
+        order: the first sampled batches hold one or two classes; Pearson's chi-square of the
+        probe's class counts against every sampled batch's, at ``alpha``); a run that
+        diverged. An unknown validation size is taken as the smallest sampled training batch
+        (a validation set at least one batch large). Not ruled out (the
+        monitor cannot see them): augmentation that makes training inputs harder than
+        validation ones, and validation data from an easier distribution than the training
+        data; the verdict names both. Label noise in both splits leaves no gap: the
+        memorisation reading below covers it."""
+        if state.nonfinite:
+            return None   # a run that diverged: its losses say nothing about the labels
+        # judged once per new probe evaluation or validation pass (the detectors run on every
+        # sample): the same records give the same answer
+        key = (id(state), len(state.label_probe), len(state.validation))
+        memo = self.__dict__.get("_gap_memo")
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        result = self._gap_on(state)
+        self._gap_memo = (key, result)
+        return result
+
+    def _gap_on(self, state):
+        probes = [e for e in state.label_probe if e.get("all_label_loss")]
+        vals = [v for v in state.validation if math.isfinite(v.get("val_loss", math.nan))]
+        if not probes or not vals:
+            return None
+        # each probe evaluation between two validation passes: the one at most
+        # LABEL_PROBE_EVERY steps before it and the next one after it. Compared with the
+        # larger of the two, the null holds for a model that improves (the pass before is
+        # worse than the model at the probe) and for one that gets worse (the pass after is)
+        steps = [v["step"] for v in vals]   # in step order, as recorded
+        pairs = []
+        for i, e in enumerate(probes):
+            j = bisect.bisect_right(steps, e["step"])   # vals[:j] at or before the probe
+            if 0 < j < len(vals) and e["step"] - steps[j - 1] <= LABEL_PROBE_EVERY:
+                worse = max(vals[j - 1], vals[j], key=lambda v: v["val_loss"])
+                pairs.append((i, worse, e))
+        k = int(self.t["gap_evaluations"])
+        if len(pairs) < k or pairs[-1][0] - pairs[-k][0] != k - 1:
+            return None   # the last k pairs: consecutive probe evaluations
+        counts = (state.targets or {}).get("counts") or []
+        ok, p_repr = probe_is_representative(probes[-1]["labels"], counts, self.t["alpha"])
+        if not ok:
+            return None   # the probe is not the training batches' mix: its loss says nothing
+        m = len(pairs)
+        z_crit = NormalDist().inv_cdf(1 - self.t["alpha"] / m)
+        # the validation set's size; when the training code does not give it, at least one
+        # training batch (the smallest sampled one): the bound the overfitting rule uses too
+        batches = [b for b in (state.targets or {}).get("batch_sizes") or [] if b]
+        rows = []
+        for _, v, e in pairs[-k:]:
+            size = v.get("val_size") or (min(batches) if batches else None)
+            loss = np.asarray(e["all_label_loss"], float)
+            if not size or loss.size < 2 or not np.isfinite(loss).all():
+                return None
+            sd = float(loss.std(ddof=1))
+            if sd <= 0:
+                return None
+            z = (float(loss.mean()) - v["val_loss"]) / (sd * math.sqrt(1 / loss.size + 1 / size))
+            if z < z_crit:
+                return None
+            rows.append({"validation_step": v["step"], "probe_step": e["step"],
+                         "val_loss": v["val_loss"], "probe_loss": float(loss.mean()),
+                         "probe_loss_sd": sd, "probe_examples": int(loss.size),
+                         "val_size": int(size), "val_size_given": bool(v.get("val_size")),
+                         "z": z})
+        last = rows[-1]
+        p_one = 0.5 * math.erfc(min(r["z"] for r in rows) / math.sqrt(2))
+        e = pairs[-1][2]
+        return self.verdict(
+            state, f"wrong labels likely in the training data: in evaluation mode the model fits "
+            f"{last['probe_examples']} of its own training examples worse than the validation "
+            f"examples it never trained on (loss {last['probe_loss']:.3f} on their training "
+            f"labels vs validation loss {last['val_loss']:.3f} at step {last['validation_step']}; "
+            f"z >= {min(r['z'] for r in rows):.1f} on the last {k} evaluations, p = {p_one:.1e} "
+            f"against the Bonferroni level {self.t['alpha'] / m:.1e}), which correct labels "
+            f"cannot do beyond noise (training data is fitted at least as well as held-out data); "
+            f"it contradicts {len(e['contradicted'])} of {e['n']} of them. Unless the training "
+            f"inputs are augmented or the validation data is easier than the training data, the "
+            f"training labels are wrong more often than the validation labels",
+            evidence={"pairs": rows, "z_critical": z_crit, "alpha_bonferroni": self.t["alpha"] / m,
+                      "p_value": p_one, "probe_representative_p": p_repr,
+                      "contradicted_fraction": len(e["contradicted"]) / max(e["n"], 1),
+                      "per_class_fitted": e.get("per_class_fitted", {})})
 
     def _tests(self, state, ev, moved):
         """Heavy noise (the model cannot fit any class beyond about 1 - r): the tests of the

@@ -100,9 +100,11 @@ class LabelProbe:
         counts = torch.bincount(yp, minlength=classes)
         hits = torch.bincount(yp[fitted], minlength=classes)
         wrong = (~fitted).nonzero().flatten()
-        # every example's predicted class and top-class confidence, brought back in one copy
-        # (the labels are the fixed probe's: copied once), for the rule's rank and binomial tests
-        every = torch.stack((pred.to(conf.dtype), conf)).tolist()
+        # every example's predicted class, top-class confidence and loss on its given label
+        # (-ln p(label), the cross entropy the validation loss averages), brought back in one
+        # copy (the labels are the fixed probe's: copied once), for the rule's tests
+        nll = -p.gather(1, yp[:, None]).squeeze(1).clamp_min(1e-12).log()
+        every = torch.stack((pred.to(conf.dtype), conf, nll)).tolist()
         if self.labels is None or len(self.labels) != len(yp):
             self.labels = yp.tolist()
             self.near = neighbours(xp, PROBE_NEIGHBOURS)   # once per probe size
@@ -117,4 +119,5 @@ class LabelProbe:
             "confidence_contradicted": float(conf[wrong].median()) if len(wrong) else math.nan,
             "confidence_fitted": float(conf[fitted].median()) if bool(fitted.any()) else math.nan,
             "labels": self.labels, "all_predicted": [int(c) for c in every[0]],
-            "all_confidence": [round(c, 4) for c in every[1]], "neighbours": self.near})
+            "all_confidence": [round(c, 4) for c in every[1]],
+            "all_label_loss": [round(c, 4) for c in every[2]], "neighbours": self.near})
