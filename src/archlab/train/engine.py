@@ -499,6 +499,14 @@ class RunCheckpoint(ModelCheckpoint):
     writes as ``ModelCheckpoint`` does."""
 
     @property
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Hooks that do nothing with this callback's settings (archlab's loop leaves them out):
+        ``on_train_batch_end`` saves only every N training steps or after a time interval."""
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return ("on_train_batch_end",)
+        return ()
+
+    @property
     def state_key(self) -> str:
         key = self.__dict__.get("_state_key")
         if key is None:

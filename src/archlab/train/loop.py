@@ -199,6 +199,10 @@ class _StepOptimizer:
         trainer = self._loop
         if not trainer._automatic:
             trainer._manual_steps += 1
+            if closure is None and not trainer._before_optimizer_step_hooks():
+                # nothing would run in the closure: the optimiser's step without one (no
+                # enable_grad context, no closure call), as Lightning's would compute the same
+                return self._optimizer.step(**kwargs)
         return self._optimizer.step(closure=trainer._wrap_closure(self._optimizer, closure), **kwargs)
 
 
@@ -249,8 +253,8 @@ class LoopTrainer:
             self.gradient_clip_val = None
             self.gradient_clip_algorithm = None
         # Lightning's order: checkpoint callbacks move to the end of the list
-        self.callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)] + \
-                         [c for c in callbacks if isinstance(c, Checkpoint)]
+        self._callbacks = _CallbackList([c for c in callbacks if not isinstance(c, Checkpoint)] +
+                                        [c for c in callbacks if isinstance(c, Checkpoint)])
         self.callback_metrics: dict[str, torch.Tensor] = {}
         self.logged_metrics: dict[str, torch.Tensor] = {}
         self.progress_bar_metrics: dict[str, float] = {}
@@ -289,7 +293,8 @@ class LoopTrainer:
         self._val_last = False
         self._epochs_done = 0        # epoch_progress.completed
         self._epochs_started = 0     # epoch_progress.processed/started/ready
-        self._hooks: dict[str, list] = {}
+        self._hooks: dict[tuple, list] = {}
+        self._hooks_version = -1     # the callback list's version the hook lists were made for
         self._offsets: dict[str, int] = {}
         self._background_saves = False
 
@@ -303,6 +308,14 @@ class LoopTrainer:
             f"attribute; a callback run by it may use {', '.join(TRAINER_ATTRIBUTES[:12])} ... "
             "(archlab.train.loop.TRAINER_ATTRIBUTES). Fix: train with loop='lightning' "
             "(archlab train --loop lightning) to run lightning.Trainer")
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        return self._callbacks
+
+    @callbacks.setter
+    def callbacks(self, value) -> None:
+        self._callbacks = _CallbackList(value)
 
     @property
     def model(self):
@@ -353,16 +366,26 @@ class LoopTrainer:
     # ---- hook dispatch ------------------------------------------------------------------------
     def _callbacks_with(self, name: str, monitoring: bool | None = None) -> list:
         """The callbacks that override hook ``name`` (the base class's hooks do nothing, so
-        leaving them out changes nothing), in order; ``monitoring`` as Lightning's split."""
-        key = f"{name}:{monitoring}"
+        leaving them out changes nothing), in order; ``monitoring`` as Lightning's split. A
+        callback may name hooks it overrides but that do nothing with its settings
+        (``idle_hooks``: ``RunCheckpoint`` without step-wise saving, the progress line off a
+        terminal); they are left out too. The lists are made once per hook and made again
+        when the callback list changes."""
+        callbacks = self._callbacks
+        if self._hooks_version != callbacks.version:
+            self._hooks.clear()
+            self._hooks_version = callbacks.version
+        key = (name, monitoring)
         found = self._hooks.get(key)
         if found is None:
             base = getattr(Callback, name, None)
             found = []
-            for cb in self.callbacks:
+            for cb in callbacks:
                 if monitoring is True and not isinstance(cb, (EarlyStopping, Checkpoint)):
                     continue
                 if monitoring is False and isinstance(cb, (EarlyStopping, Checkpoint)):
+                    continue
+                if name in getattr(cb, "idle_hooks", ()):
                     continue
                 fn = getattr(type(cb), name, None)
                 if fn is not base or name in vars(cb):
@@ -383,6 +406,8 @@ class LoopTrainer:
 
     def _module_hook(self, name: str, *args, **kwargs):
         module = self.lightning_module
+        if getattr(type(module), name, None) in _NOOP_MODULE_HOOKS and name not in module.__dict__:
+            return None  # LightningModule's own empty hook: calling it changes nothing
         fn = getattr(module, name, None)
         if not callable(fn):
             return None
@@ -408,6 +433,13 @@ class LoopTrainer:
                 self.progress_bar_metrics[k] = float(t)
 
     # ---- optimisation ------------------------------------------------------------------------
+    def _before_optimizer_step_hooks(self) -> bool:
+        """Whether a callback or the module has an ``on_before_optimizer_step`` that does something."""
+        module = self.lightning_module
+        return bool(self._callbacks_with("on_before_optimizer_step")) or not (
+            getattr(type(module), "on_before_optimizer_step", None) in _NOOP_MODULE_HOOKS
+            and "on_before_optimizer_step" not in module.__dict__)
+
     def _wrap_closure(self, optimizer, closure):
         """The closure a step runs: the user's closure (or none), then the
         ``on_before_optimizer_step`` hooks and, in automatic optimisation, gradient clipping."""
@@ -791,6 +823,59 @@ class LoopTrainer:
         self._offsets = {}
 
 
+class _CallbackList(list):
+    """The trainer's callbacks: a list that counts its changes, so that the loop's per-hook
+    lists of callbacks (:meth:`LoopTrainer._callbacks_with`) are made again after any."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+
+def _counting(name: str):
+    method = getattr(list, name)
+
+    def changes(self, *args, **kwargs):
+        out = method(self, *args, **kwargs)
+        self._changed()
+        return out
+
+    changes.__name__ = name
+    return changes
+
+
+for _name in ("append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+              "__setitem__", "__delitem__", "__iadd__", "__imul__"):
+    setattr(_CallbackList, _name, _counting(_name))
+
+
+def _does_nothing(fn) -> bool:
+    """A function whose body is only a docstring or ``pass`` (its code loads None and returns)."""
+    import dis
+
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("RESUME", "NOP", "RETURN_VALUE"):
+            continue
+        if ins.opname in ("LOAD_CONST", "RETURN_CONST") and ins.argval is None:
+            continue
+        return False
+    return True
+
+
+# LightningModule's hooks that do nothing (most of ModelHooks, DataHooks and CheckpointHooks):
+# the loop does not call them, nor set the module's _current_fx_name around them. The hooks
+# with a body (on_validation_model_eval, backward, optimizer_step, ...) are called as before.
+_NOOP_MODULE_HOOKS = frozenset(
+    getattr(L.LightningModule, name) for name in dir(L.LightningModule)
+    if name.startswith(("on_", "configure_model", "setup", "teardown", "prepare_data"))
+    and callable(getattr(L.LightningModule, name, None))
+    and _does_nothing(getattr(L.LightningModule, name)))
+
+
 def _batches(loader):
     """The loader's batches. archlab's in-memory loader in this process (``IndexBatches`` over
     a dataset with ``__getitems__``, the identity collate, no worker processes) is read as
@@ -835,6 +920,11 @@ class LoopProgress(Callback):
         self._next = 0.0
         self._t0 = 0.0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    @property
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Off a terminal the line is drawn once an epoch: nothing to do per step."""
+        return () if self._tty else ("on_train_batch_end",)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()

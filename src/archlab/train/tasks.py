@@ -77,8 +77,9 @@ class Task:
 
     # ---- metrics as additive sums -----------------------------------------------------------
     def empty_state(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        state = {"loss_sum": torch.zeros((), dtype=torch.float64, device=device),
-                 "count": torch.zeros((), dtype=torch.float64, device=device)}
+        # the sample count is a Python int (known without a tensor op); a multi-device run
+        # turns it into a tensor before summing it over devices
+        state: dict = {"loss_sum": torch.zeros((), dtype=torch.float64, device=device), "count": 0}
         if self.name == "regression":
             state["se_sum"] = torch.zeros((), dtype=torch.float64, device=device)
             state["y_sum"] = torch.zeros((), dtype=torch.float64, device=device)
@@ -89,11 +90,17 @@ class Task:
             state["confusion"] = torch.zeros((self.classes, self.classes), dtype=torch.int64, device=device)
         return state
 
-    @torch.no_grad()
     def update(self, state: dict[str, torch.Tensor], out: torch.Tensor, y: torch.Tensor,
                loss: torch.Tensor) -> None:
+        if torch.is_grad_enabled():  # validation and tests run without: no context to enter
+            with torch.no_grad():
+                return self._update(state, out, y, loss)
+        return self._update(state, out, y, loss)
+
+    def _update(self, state: dict, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[0]
-        state["loss_sum"] += loss.detach().double() * n
+        # the float32 loss times n is exact in float64: one rounding, as loss.double() * n added
+        state["loss_sum"].add_(loss.detach(), alpha=n)
         state["count"] += n
         if self.name == "regression":
             # back to the data's units: the loss is on scaled targets, the metrics are not
@@ -108,7 +115,10 @@ class Task:
         else:
             pred = out.argmax(1)
             k = self.classes
-            state["confusion"] += torch.bincount((y * k + pred).flatten(), minlength=k * k).view(k, k)
+            cell = pred.add(y, alpha=k)  # y * k + pred in one op
+            if cell.ndim != 1:
+                cell = cell.flatten()
+            state["confusion"] += torch.bincount(cell, minlength=k * k).view(k, k)
 
     def empty_train_state(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Training-time sums: the loss and, for class tasks, the correct count only. Fewer
@@ -124,12 +134,12 @@ class Task:
     def update_train(self, state: dict, out: torch.Tensor, y: torch.Tensor,
                      loss: torch.Tensor) -> None:
         # detached values only, so no autograd context is needed: two tensor ops a step for the
-        # loss and three for the correct count
+        # loss and four for the correct count
         n = y.shape[0]
         state["loss_sum"].add_(loss.detach(), alpha=n)
         state["count"] += n
         if self.name != "regression":
-            state["correct"] += (out.detach().argmax(1) == y).sum()
+            state["correct"] += (out.argmax(1) == y).sum()  # argmax: an integer, no gradient
             state["total"] += y.numel()
 
     def compute_train(self, state: dict[str, torch.Tensor]) -> dict:
