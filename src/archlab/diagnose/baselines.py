@@ -57,15 +57,17 @@ def loss_reference(state: HealthState, *, fallback: bool = True) -> LossReferenc
     (the old rule, marked as such). None when nothing is known yet. Remembered until the
     losses, the samples, the declaration or the targets seen change (every detector asks)."""
     t = state.targets
+    # (the declaration compared as a dict with a copy kept of it: its values are numbers and
+    # names, so equal dicts are the same declaration; a nan never equals itself and only
+    # computes again)
     key = (fallback, len(state.losses), len(state.sample_steps), state.output_width,
-           tuple(sorted((k, str(v)) for k, v in state.reference.items())), id(t), t.get("n"),
-           sum(t.get("counts", ())))
+           id(t), t.get("n"), sum(t.get("counts", ())))
     caches = state.__dict__.setdefault("_reference_cache", {})
     cached = caches.get(fallback)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0] == key and cached[2] == state.reference:
         return cached[1]
     value = _loss_reference(state, fallback)
-    caches[fallback] = (key, value)
+    caches[fallback] = (key, value, dict(state.reference))
     return value
 
 
