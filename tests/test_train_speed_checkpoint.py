@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -41,13 +42,40 @@ def _odd_tensors() -> dict:
             "uint16": torch.zeros(4, dtype=torch.uint16), "scalar": torch.tensor(3.5),
             "param": torch.nn.Parameter(torch.ones(2)), "grad": torch.ones(2, requires_grad=True),
             "nested": [(1, 2.5, "s", b"b", None), {"k": [torch.zeros(2, dtype=torch.int8)]}],
-            "shared": [base, base], "complex": torch.ones(2, dtype=torch.complex64)}
+            "shared": [base, base], "complex": torch.ones(2, dtype=torch.complex64),
+            "conj": torch.ones(2, dtype=torch.complex64).conj(), "neg": torch.ones(2, dtype=torch.complex64).conj().imag,
+            "hooked": _hooked(), "attrs": _with_attribute(), "big_stride": torch.ones(3, 1).expand(3, 4)}
+
+
+def _hooked() -> torch.Tensor:
+    t = torch.ones(2, requires_grad=True)
+    t.register_hook(lambda g: g)
+    return t
+
+
+def _with_attribute() -> torch.Tensor:
+    t = torch.ones(2)
+    t.note = "kept"  # Python state: pickled by Tensor.__reduce_ex__'s own path
+    return t
 
 
 @pytest.mark.parametrize("make", [_checkpoint_like, _odd_tensors])
 def test_bytes_equal_torch_save(make):
     obj = make()
-    assert torch_save_bytes(obj) == _torch_save(obj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the hooked tensor: hooks are not saved, said alike
+        assert torch_save_bytes(obj) == _torch_save(obj)
+
+
+def test_the_pickler_is_used_and_reduces_plain_tensors_itself(monkeypatch):
+    """Every plain tensor of a checkpoint goes through reducer_override, not __reduce_ex__."""
+    calls = []
+    real = torch.Tensor.__reduce_ex__
+    monkeypatch.setattr(torch.Tensor, "__reduce_ex__", lambda self, proto: calls.append(1) or real(self, proto))
+    obj = _checkpoint_like()
+    ours = torch_save_bytes(obj)
+    assert calls == []
+    assert ours == _torch_save(obj) and len(calls) > 10
 
 
 def test_temporary_file_loads_as_written(tmp_path):
