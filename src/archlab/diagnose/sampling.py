@@ -145,8 +145,10 @@ class ActivationSample:
         means, stds, active, tails = [], [], [], []
         if wide:
             x = torch.cat([outs[k] for k, _ in wide], 1)[:ACT_EXAMPLES].float()   # (n, W)
-            n = x.shape[0] * lay.wide_width
-            m, s = self._segment_moments(x.sum(0), x, lay.wide_seg, n, rows=True)
+            consts = lay.consts.get(x.shape[0])
+            if consts is None:   # the examples per layer and what follows from them, once
+                consts = lay.consts[x.shape[0]] = _moment_constants(x.shape[0] * lay.wide_width)
+            m, s = self._segment_moments(x.sum(0), x, lay.wide_seg, consts, rows=True)
             means.append(m)
             stds.append(s)
             if lay.dead_cols is not None:
@@ -159,7 +161,10 @@ class ActivationSample:
                 tails.append(cnt / (x.shape[0] * lay.sat_width))
         if flat:
             v = torch.cat([_first(outs[k]).reshape(-1) for k, _ in flat]).float()
-            m, s = self._segment_moments(None, v, lay.flat_seg, lay.flat_n, rows=False)
+            consts = lay.consts.get("flat")
+            if consts is None:
+                consts = lay.consts["flat"] = _moment_constants(lay.flat_n)
+            m, s = self._segment_moments(None, v, lay.flat_seg, consts, rows=False)
             means.append(m)
             stds.append(s)
         if large:   # two passes, as torch.std_mean (7x faster on a CPU than its Welford
@@ -215,23 +220,24 @@ class ActivationSample:
             else:
                 large.append(k)
         lay = _Layout(wide, flat, self.kinds, device)
+        lay.consts = {}   # _moment_constants of the wide group (by its rows) and the flat one
         lay.wide, lay.flat, lay.large, lay.large_set = wide, flat, large, set(large)
         lay.large_scale = torch.tensor([max(_first(outs[k]).numel() - 1, 1) for k in large],
                                        device=device, dtype=torch.float32).sqrt()
         return lay
 
     @staticmethod
-    def _segment_moments(colsum, x, seg, n, rows):
+    def _segment_moments(colsum, x, seg, consts, rows):
         """Per segment mean and unbiased standard deviation (two-pass, as torch.std_mean):
         ``rows`` when x is (examples, columns) and ``seg`` maps columns to layers, else x is a
-        vector and ``seg`` maps its values to layers."""
-        layers = n.shape[0]
-        z = torch.zeros(layers, device=x.device)
-        mean = z.index_add(0, seg, colsum if rows else x) / n
+        vector and ``seg`` maps its values to layers; ``consts``: :func:`_moment_constants` of
+        the values per segment (the same on every sample of an arrangement)."""
+        z, n, denominator, several, zero = consts
+        mean = z.index_add(0, seg, colsum if rows else x) / n   # (out of place: z stays 0)
         dev = x - mean[seg]
         sq = (dev * dev).sum(0) if rows else dev * dev
-        var = z.index_add(0, seg, sq) / (n - 1).clamp_min(1)
-        return mean, torch.where(n > 1, var.sqrt(), torch.zeros_like(var))
+        var = z.index_add(0, seg, sq) / denominator
+        return mean, torch.where(several, var.sqrt(), zero)
 
     def _dead(self, labels: list[str], parts: list[torch.Tensor]) -> torch.Tensor:
         """Fraction of units never active (> 0) on any example of the last dead_window samples,
@@ -255,6 +261,14 @@ class ActivationSample:
         seg, n = cached
         live = torch.zeros(len(labels), device=active.device).index_add_(0, seg, ever.float())
         return 1.0 - live / n
+
+
+def _moment_constants(n: torch.Tensor) -> tuple:
+    """What the moments of segments of ``n`` values each divide by, computed once per
+    arrangement instead of on every sample: (zeros to sum into, n, n - 1 at least 1, n > 1,
+    the 0 of a segment of one value)."""
+    return (torch.zeros(n.shape[0], device=n.device), n, (n - 1).clamp_min(1), n > 1,
+            torch.zeros((), device=n.device))
 
 
 def layer_norms(norms: list[torch.Tensor], owner: torch.Tensor, size: int) -> torch.Tensor:
