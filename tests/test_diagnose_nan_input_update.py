@@ -1,7 +1,7 @@
 """A NaN in the inputs can leave the loss finite and still make the weight gradients NaN
 (0 x NaN is NaN: a convolution whose NaN positions the loss never reads). The next step finds
 the weights non-finite; the monitor names the input, not a divergence, when a sampled step saw
-the non-finite input."""
+the non-finite input, or when the previous step's batch (sampled or not) holds it."""
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ class LastStep(nn.Module):
         return self.head(torch.relu(self.conv(x))[:, :, -1])
 
 
-def _run(poison: bool, lr: float = 1e-3, steps: int = 12):
+def _run(poison: bool, lr: float = 1e-3, steps: int = 12, at: int = 0, corrupt: int | None = None):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 16, generator=g)
     y = x[:, 0, -1:].clone()
@@ -35,7 +35,7 @@ def _run(poison: bool, lr: float = 1e-3, steps: int = 12):
     rec.attach(model, optimizer=opt)
     losses = []
     for step in range(steps):
-        xb = first if step == 0 else x
+        xb = first if step == at else x
         rec.begin_step(targets=y)
         loss = nn.functional.mse_loss(model(xb), y)
         losses.append(float(loss.detach()))
@@ -46,6 +46,9 @@ def _run(poison: bool, lr: float = 1e-3, steps: int = 12):
         loss.backward()
         rec.before_optimizer_step()
         opt.step()
+        if step == corrupt:   # weights made non-finite by something other than the batch
+            with torch.no_grad():
+                model.head.weight[0, 0] = float("inf")
         rec.end_step()
     return rec, losses
 
@@ -67,3 +70,25 @@ def test_clean_inputs_with_diverged_weights_stay_a_divergence():
     rec, _ = _run(poison=False, lr=1e6, steps=30)
     nf = rec.state.nonfinite
     assert nf is not None and nf["cause"] != "input"
+
+
+def test_a_nan_input_at_an_unsampled_step_is_named_as_the_input():
+    # step 17 is not sampled (every 2nd step from 16 on): no input statistics were read there;
+    # the next step replays the previous batch, whose first reading is NaN
+    rec, losses = _run(poison=True, steps=30, at=17)
+    assert 17 not in rec.state.sample_steps and losses[17] == losses[17]
+    nf = rec.state.nonfinite
+    assert nf is not None and nf["step"] == 18
+    assert nf["cause"] == "input", nf
+    assert "previous step's input batch" in nf["detail"] and "'conv'" in nf["detail"]
+    fired = {e.detector for e in rec.events}
+    assert "nan_inf" in fired and "exploding_gradients" not in fired
+
+
+def test_weights_gone_non_finite_after_a_clean_unsampled_step_stay_the_weights():
+    # the same weights replayed on the previous (clean) batch: its input is finite there
+    rec, _ = _run(poison=False, steps=30, corrupt=17)
+    nf = rec.state.nonfinite
+    assert 17 not in rec.state.sample_steps
+    assert nf is not None and nf["step"] == 18 and nf["cause"] == "weights", nf
+    assert nf["layer"] == "head"

@@ -199,7 +199,10 @@ class HealthMonitor(pl.Callback):
         self.recorder.begin_step(targets=_targets_of(batch))
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        ok = self.recorder.after_loss(loss, replay=lambda: self._replay(pl_module))
+        # the replay holds its own batch: the recorder keeps the previous step's replay (a
+        # NaN input at an unsampled step is found by replaying that batch)
+        batch = self._batch
+        ok = self.recorder.after_loss(loss, replay=lambda: self._replay(pl_module, batch))
         _read_penalty(pl_module, self.recorder.state)
         if not ok and self.stop_on_nonfinite:
             trainer.should_stop = True
@@ -244,12 +247,14 @@ class HealthMonitor(pl.Callback):
         if self.echo:
             print(f"[health] step {verdict.step} {verdict.detector}: {verdict.message}")
 
-    def _replay(self, pl_module) -> None:
-        """Run the current batch's training_step again (forward only, logging silenced) so the
-        recorder's hooks can see which module made the first NaN/Inf."""
-        if self._batch is None:
+    def _replay(self, pl_module, held: tuple | None = None) -> None:
+        """Run a batch's training_step again (forward only, logging silenced) so the
+        recorder's hooks can see which module made the first NaN/Inf: ``held`` (batch,
+        batch_idx), by default the current batch."""
+        held = held if held is not None else self._batch
+        if held is None:
             return
-        batch, batch_idx = self._batch
+        batch, batch_idx = held
         pl_module.log = lambda *a, **k: None        # the replay must not log a second time
         pl_module.log_dict = lambda *a, **k: None
         try:

@@ -158,6 +158,9 @@ class HealthRecorder:
         self._norms: tuple | None = None
         self._cost = 0.0
         self._step_start: float | None = None
+        # the previous step's replay (a reference, kept one step): weights made non-finite by a
+        # NaN input at an unsampled step are found by replaying that step's batch (_locate)
+        self._previous_replay: Callable[[], object] | None = None
 
     @property
     def every(self) -> int:
@@ -276,6 +279,7 @@ class HealthRecorder:
             self._remove()
             self.state.nonfinite = self._locate(replay) | {"step": self.state.step,
                                                            "loss": str(value)}
+        self._previous_replay = replay
         self._cost += time.perf_counter() - t0
         return ok
 
@@ -388,7 +392,8 @@ class HealthRecorder:
         sizes: list[tuple[str, int]] = []   # what each part is, and how many values it holds
 
         def put(name: str, t: torch.Tensor) -> None:
-            t = t.reshape(-1)
+            if t.dim() != 1:   # (a reshape of a vector is one more op for nothing)
+                t = t.reshape(-1)
             parts.append(t)
             sizes.append((name, t.numel()))
 
@@ -419,13 +424,14 @@ class HealthRecorder:
             self._input = None
             y = self._last_output
             if y is not None and y.is_floating_point() and y.dim() >= 1 and y.numel() >= 2:
-                yd = y.detach()
-                dev = ((yd.sum(1) - 1).abs().max() if yd.dim() == 2 and yd.shape[1] >= 2
-                       else yd.new_full((), math.inf))
-                put("output", torch.stack([yd.min(), yd.max(), dev]))
+                # (no detach: nothing here is recorded by autograd; min and max in one op)
+                dev = ((y.sum(1) - 1).abs().max() if y.dim() == 2 and y.shape[1] >= 2
+                       else y.new_full((), math.inf))
+                low, high = torch.aminmax(y)
+                put("output", torch.stack([low, high, dev]))
             t = self._targets
             if t is not None and not t.is_floating_point() and t.numel():
-                flat = t.detach().reshape(-1).long()
+                flat = (t if t.dim() == 1 else t.reshape(-1)).long()
                 put("labels_min", flat.min())
                 put("labels", torch.bincount(flat.clamp_min(0)))
         if not parts:
@@ -776,6 +782,19 @@ class HealthRecorder:
                     f"the weights of '{found['layer']}' are non-finite after an update from "
                     "input batches that held NaN/Inf (seen on a sampled step while the loss was "
                     "still finite: a non-finite input reaches the weight gradients)"))
+            elif self._previous_replay is not None and replay is not self._previous_replay:
+                # the update that made them non-finite came from the previous step's batch,
+                # perhaps an unsampled one: replayed with the same (non-finite) weights, its
+                # first non-finite output has a non-finite input only if that batch held one
+                # (the current batch's, replayed above, had finite inputs there)
+                previous, self._previous_replay = self._previous_replay, None
+                before = self._locate(previous)
+                if before.get("cause") == "input":
+                    found.update(cause="input", detail=(
+                        f"the weights of '{found['layer']}' are non-finite after the update "
+                        f"from the previous step's input batch, which held NaN/Inf at "
+                        f"'{before.get('layer', '')}' while the loss was still finite (a "
+                        "non-finite input reaches the weight gradients)"))
         return found
 
 
