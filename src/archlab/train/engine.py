@@ -333,11 +333,13 @@ class DesignModule(L.LightningModule):
 
     def _reduced(self, name: str) -> dict[str, torch.Tensor]:
         state = self._state[name]
+        if name == "train":
+            self.task.settle_train(state)  # the held correct predictions counted
         if self._trainer is not None and self._trainer.world_size > 1:
             # counts kept as Python ints become tensors here, so every sum covers all devices
             state = {k: self.trainer.strategy.reduce(
                 v if isinstance(v, torch.Tensor) else torch.tensor(v, device=self.device),
-                reduce_op="sum") for k, v in state.items()}
+                reduce_op="sum") for k, v in state.items() if k not in ("hits", "hit_elements")}
         return state
 
     def on_validation_epoch_start(self) -> None:
