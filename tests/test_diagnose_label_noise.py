@@ -39,7 +39,7 @@ def _state(pred, conf, labels, classes, neighbours=None):
     confidences, the weights moving (update ratio 1e-3)."""
     st = HealthState(param_layers=["a"])
     y = np.asarray(labels)
-    for step, p, c in zip((64, 128, 192), pred, conf):
+    for step, p, c in zip((64, 128, 192), pred, conf, strict=True):
         p, c = np.asarray(p), np.asarray(c, float)
         fitted = p == y
         wrong = np.flatnonzero(~fitted)
@@ -150,11 +150,14 @@ def test_the_probe_records_every_example_in_one_copy():
     assert e["labels"] == torch.cat(rec._label_probe.y).tolist()
     assert e["all_predicted"] == pred.tolist()
     assert np.allclose(e["all_confidence"], conf.numpy(), atol=1e-4)
+    # each example's loss on its label: the model's own cross entropy, per example
+    want = nn.functional.cross_entropy(model(xp), torch.cat(rec._label_probe.y), reduction="none")
+    assert np.allclose(e["all_label_loss"], want.detach().numpy(), atol=1e-3)
     d = torch.cdist(xp, xp) + torch.diag(torch.full((len(xp),), math.inf))
     assert [sorted(r) for r in e["neighbours"]] == [sorted(r) for r in
                                                    d.topk(3, largest=False).indices.tolist()]
     assert sorted(e["contradicted"]) == [i for i, (a, b) in
-                                         enumerate(zip(e["all_predicted"], e["labels"])) if a != b]
+                                         enumerate(zip(e["all_predicted"], e["labels"], strict=True)) if a != b]
 
 
 def test_labels_the_model_cannot_read_are_not_wrong_labels():
