@@ -16,8 +16,11 @@ Overhead choices (benchmarks/training.py measures them against a hand-written lo
 ``lightning.Trainer``): the data lives in memory and is fetched a whole batch per index call (no
 per-sample collate); the step is taken in ``training_step`` (Lightning's manual optimisation, the
 same hooks without the automatic loop's closures); metrics are accumulated in tensors and logged
-once per epoch; the attribute Lightning sets around every hook call skips nn.Module's checks and
-the checkpoint callbacks format their state key once; no model summary, no sanity validation pass.
+once per epoch (the training accuracy from each step's kept hits, counted together); the
+attribute Lightning sets around every hook call skips nn.Module's checks and the checkpoint
+callbacks format their state key once and name their idle per-step hook; checkpoints are
+serialised by :func:`~archlab.train.checkpoint.torch_save_bytes` (torch.save's bytes, a leaner
+pickler); no model summary, no sanity validation pass.
 """
 
 from __future__ import annotations
