@@ -92,3 +92,37 @@ def test_weights_gone_non_finite_after_a_clean_unsampled_step_stay_the_weights()
     assert 17 not in rec.state.sample_steps
     assert nf is not None and nf["step"] == 18 and nf["cause"] == "weights", nf
     assert nf["layer"] == "head"
+
+
+def test_the_lightning_callback_replays_the_previous_batch_of_an_unsampled_nan_input(tmp_path):
+    import json
+
+    import lightning.pytorch as pl
+
+    from archlab.diagnose import HealthMonitor
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = LastStep()
+
+        def training_step(self, batch, i):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=1e-3)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8 * 24, 1, 16, generator=g)
+    y = x[:, 0, -1:].clone()
+    x[8 * 17 + 3, 0, 0] = float("nan")   # batch 17 (step 17, not sampled), a reading never read
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    torch.manual_seed(0)
+    trainer = pl.Trainer(max_steps=24, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[HealthMonitor(tmp_path / "health")])
+    trainer.fit(Module(), loader)
+    nf = json.loads((tmp_path / "health" / "nonfinite.json").read_text())
+    assert nf["step"] == 18 and nf["cause"] == "input", nf
+    assert "previous step's input batch" in nf["detail"]
