@@ -1373,6 +1373,36 @@ def adam_eps_bound(state: HealthState, samples: int = 3) -> dict | None:
             "factor": factor, "effective_lr": lr * factor}
 
 
+def constant_rate_fall(state: HealthState, z: float = 2.0, slowdown: float = 2.0) -> dict | None:
+    """The loss falls at an undiminished rate: the run so far cut into three equal windows,
+    the window means fall from the first to the second and from the second to the third by
+    more than z standard errors each (batch noise from successive differences / sqrt 2, as
+    loss_still_falling reads it), and neither fall is more than ``slowdown`` x the other.
+    A step too small for the curvature moves the loss by about lr |g|^2 a step, at a rate the
+    step sets, and the loss falls in a straight line; a step large enough falls fast, then
+    decelerates toward its floor (the rate halves well within the run); a plateau being left
+    has no first fall. {'means', 'falls', 'standard_error'}; None when not so or with fewer
+    than 60 finite losses."""
+    losses = state.loss_array()
+    w = len(losses) // 3
+    if w < 20:
+        return None
+    part = losses[-3 * w:]
+    # the three window sums in one reduction (a NaN or Inf anywhere leaves its sum non-finite)
+    sums = np.add.reduceat(part, [0, w, 2 * w])
+    if not np.all(np.isfinite(sums)):
+        return None
+    means = [float(x) / w for x in sums]
+    f1, f2 = means[0] - means[1], means[1] - means[2]
+    if not (f1 > 0 and f2 > 0 and f1 <= slowdown * f2 and f2 <= slowdown * f1):
+        return None   # (before the noise, which costs more to read)
+    spread = float(np.std(np.diff(part), ddof=1) / math.sqrt(2))
+    se = spread * math.sqrt(2.0 / w)
+    if not (se > 0 and f1 > z * se and f2 > z * se):
+        return None
+    return {"means": means, "falls": [f1, f2], "standard_error": se, "window": w}
+
+
 @register_detector
 class LrLow(Detector):
     name = "lr_too_low"
@@ -1386,13 +1416,22 @@ class LrLow(Detector):
             "parameter (total gradient norm / sqrt(parameters), median over the last `samples` "
             "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
             "effective learning rate below max_eps_factor x lr (while the default eps 1e-8 would "
-            "leave it at least 0.9 x lr: the gradients themselves do not vanish)")
+            "leave it at least 0.9 x lr: the gradients themselves do not vanish); or, with the "
+            "updates at a healthy size, plain SGD (step lr x g, no clipping declared) and every "
+            "layer learning (none frozen or outside the optimizer), the loss falls at an undiminished rate (the run "
+            "cut in three windows: both falls of the window means beyond z standard errors of "
+            "the batch noise, neither more than slowdown x the other), with the same stall and "
+            "alternatives: a step too small for the curvature moves the loss by about lr |g|^2 "
+            "a step, in a straight line, where a large enough one falls fast and then slows "
+            "toward its floor")
     # max_eps_factor 0.1: eps ten times the gradient's RMS divides every step by eleven;
     # min_update_ratio 1e-4: ten times below the healthy ~1e-3 a step (Karpathy's rule of thumb;
     # Adam moves each weight by about lr a step, so at lr 1e-5 the ratio is ~1e-4 for weights of
     # rms ~0.1), and it counts only together with a loss that has not moved 10 % in 100 steps
+    # z, slowdown: the constant-rate form (constant_rate_fall): each window's fall beyond 2
+    # standard errors, and the rate not halved (nor doubled) between the windows
     thresholds = {"min_update_ratio": 1e-4, "min_drop": 0.1, "min_steps": 100, "samples": 3,
-                  "diverged": 3.0, "max_eps_factor": 0.1}
+                  "diverged": 3.0, "max_eps_factor": 0.1, "z": 2.0, "slowdown": 2.0}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
     severity = "warning"
@@ -1405,8 +1444,22 @@ class LrLow(Detector):
         eps = adam_eps_bound(state, int(self.t["samples"]))
         if eps is not None and eps["factor"] > self.t["max_eps_factor"]:
             eps = None
-        if not (math.isfinite(med) and med < self.t["min_update_ratio"]) and eps is None:
-            return None
+        small = math.isfinite(med) and med < self.t["min_update_ratio"]
+        rate = None
+        if not small and eps is None:
+            # the updates look healthy, but the loss falls in a straight line far from its
+            # floor: the step sets the pace (an SGD step at a rate meant for Adam). Only for
+            # plain SGD, whose step is lr x g (an Adam step is lr x m / sqrt(v), about lr per
+            # weight whatever the gradient: the update-ratio rule reads it), and only with every
+            # layer learning: a network training its head alone on fixed features also falls
+            # slowly and steadily, and frozen_layers names that; nor with clipping declared
+            # (a clipped step is lr x clip x g / |g|, whatever lr |g|^2 says)
+            if (state.optimizer_settings.get("type") != "SGD" or any(state.frozen.values())
+                    or not all(state.optimizer_params.values()) or state.clip):
+                return None
+            rate = constant_rate_fall(state, self.t["z"], self.t["slowdown"])
+            if rate is None:
+                return None
         if clipping_binding(state) or lr_decayed(state):
             return None
         # small updates after a divergence, or from layers without gradient, are not a small
@@ -1437,6 +1490,20 @@ class LrLow(Detector):
                                   "layers without gradient"], **_reference_evidence(state)},
                 fixes=[f"set eps back to 1e-8 (PyTorch's default; it only guards the division): at "
                        f"{eps['eps']:g} the optimizer is SGD with lr / eps"] + self.fixes[:1])
+        if rate is not None:
+            m = rate["means"]
+            return self.verdict(
+                state, f"the loss falls at an undiminished rate far from its floor: window means "
+                f"{_fmt(m[0])} -> {_fmt(m[1])} -> {_fmt(m[2])} over {3 * rate['window']} steps "
+                f"(falls of {_fmt(rate['falls'][0] / rate['standard_error'])} and "
+                f"{_fmt(rate['falls'][1] / rate['standard_error'])} standard errors, neither "
+                f"{self.t['slowdown']:g}x the other), still {relative_to_reference(d[2])} the "
+                f"know-nothing level: each step moves the loss by about lr |g|^2, and the step, "
+                f"not the problem, sets the pace" + said, layers=list(per), evidence={
+                    "form": "constant-rate fall", "constant_rate": rate,
+                    "median_update_ratio": med, "change": d[2], "lr": lr, "momentum": mom,
+                    "ruled_out": ["gradient clipping", "decayed schedule", "divergence",
+                                  "layers without gradient"], **_reference_evidence(state)})
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
                             f"{self.t['min_update_ratio']:g} and the loss is {relative_to_reference(d[2])} "
                             f"the know-nothing level" + said,
@@ -1569,7 +1636,7 @@ class Overfitting(Detector):
     # comparisons (the first fall, the gap)
     thresholds = {"rise": 0.1, "abs_rise": 0.02, "train_fall": 0.05, "min_epochs": 3,
                   "train_low": 0.5, "max_update_ratio": 0.1, "z": 2.0,   # 100x the healthy ~1e-3
-                  "alpha": 0.05}
+                  "alpha": 0.05, "share": 0.5}
 
     @staticmethod
     def rise_z(m: int, alpha: float) -> float:
@@ -1583,6 +1650,100 @@ class Overfitting(Detector):
     severity = "warning"
 
     def check(self, state):
+        got = self._rise(state)
+        return got if got is not None else self._memorised(state)
+
+    def _memorised(self, state):
+        """Form (b), memorisation without a validation rise (rule): on a small training set the
+        validation loss flattens while the training loss keeps falling, and may never turn
+        up within the run. Over the second half of the passes (at least 2 x min_epochs), the
+        training loss fell significantly and the validation loss fell by less than `share` of
+        it (more than half of what the model learns there does not carry to new examples; a
+        validation loss that rose is the rise form's),
+        the gap ends more than z standard errors of a validation set that size and grew, on
+        each of the last min_epochs passes (each with its own window), and the model can
+        memorise its split (parameters >= training examples a pass)."""
+        v = state.validation
+        m = len(v)
+        if m < 2 * self.t["min_epochs"]:
+            return None
+        # judged once per validation pass (its quantities are the passes' and the losses up to
+        # the last pass), on the first sample after it: the cost is per epoch, not per sample
+        if state.__dict__.get("_memorised_judged") == m:
+            return None
+        state.__dict__["_memorised_judged"] = m
+        n_val = v[-1].get("val_size")
+        if not (isinstance(n_val, (int, float)) and n_val > 0):
+            return None   # the noise of a validation set of unknown size cannot be judged
+        val = np.array([r["val_loss"] for r in v])
+        train = np.array([r["train_loss"] for r in v])
+        if not (np.all(np.isfinite(val)) and np.all(np.isfinite(train))):
+            return None
+        share = self.t["share"]
+        gap = val - train
+        b = int(np.argmin(val))
+        # the window of each of the last min_epochs passes: the second half of the passes up to
+        # it (a trend that lasts, not one pass's jump)
+        n = int(self.t["min_epochs"])
+        ends = list(range(m - n, m))
+        falls = [(e, (e + 1) // 2, float(train[(e + 1) // 2] - train[e]),
+                  float(val[(e + 1) // 2] - val[e])) for e in ends]
+        if not (b > 0 and all(dt > 0 and share * dt > dv and gap[e] > gap[h] and gap[e] > 0
+                              for e, h, dt, dv in falls)):
+            return None   # (the shape first: the noise and the reference cost more to read)
+        h, d_train, d_val = falls[-1][1], falls[-1][2], falls[-1][3]
+        ref = loss_reference(state)
+        if ref is None or not ref.value > 0 or not train[-1] < self.t["train_low"] * ref.value:
+            return None
+        med, _ = _update_ratio(state, 3)
+        if math.isfinite(med) and med > self.t["max_update_ratio"]:
+            return None
+        # capacity: parameters the optimizer updates against the examples one pass holds
+        params = sum(int(g.get("params", 0)) for g in state.optimizer_settings.get("groups", []))
+        steps = v[-1]["step"] - v[-2]["step"]
+        batch = batch_size(state)
+        if not (params > 0 and steps > 0 and math.isfinite(batch) and batch > 0):
+            return None
+        examples = steps * batch
+        if params < examples:
+            return None
+        se, how = validation_noise(state, at_validation_level=False)
+        se_gap, how_gap = validation_noise(state)
+        if not (math.isfinite(se) and math.isfinite(se_gap)):
+            return None
+        # the epoch-to-epoch noise of either curve (an unstable run's training loss swings
+        # between passes: its falls over the window are that noise, not memorisation)
+        wander = max((x for x in (validation_series_noise(val), validation_series_noise(train))
+                      if math.isfinite(x)), default=math.nan)
+        if math.isfinite(wander) and wander > se:
+            se, how = wander, ("the epoch-to-epoch noise of the validation or training losses "
+                               "(second differences of the last passes / sqrt 6)")
+        z = self.t["z"]
+        if not val[0] - val[b] > z * se:
+            return None   # it never learned what generalises: the splits differ
+        # no lowest epoch is picked here (the window is the second half, whatever the losses):
+        # the repeated looks are met by asking the condition on each of the last min_epochs
+        # passes; a validation loss that rose beyond z standard errors is the rise form's to
+        # judge (with its corrections for the best of m epochs), not this one's
+        if not all(dt > z * se and share * dt - dv > z * se and dv > -z * se
+                   and gap[e] > z * se_gap and gap[e] - gap[hh] > z * se for e, hh, dt, dv in falls):
+            return None
+        return self.verdict(
+            state, f"the model memorises its training set: over passes {v[h]['epoch']}-"
+            f"{v[-1]['epoch']} the training loss fell {_fmt(train[h])} -> {_fmt(train[-1])} while "
+            f"the validation loss moved {_fmt(val[h])} -> {_fmt(val[-1])} (less than {share:g} of "
+            f"the training fall carries to new examples); gap {_fmt(gap[-1])} ({_fmt(gap[-1] / se_gap)} "
+            f"standard errors for {int(n_val)} validation examples), {params} parameters for "
+            f"{examples:g} training examples a pass (reference {_fmt(ref.value)})", evidence={
+                "form": "memorisation", "val_loss": val.tolist(), "train_loss": train.tolist(),
+                "gap": gap.tolist(), "window_start_epoch": v[h]["epoch"],
+                "train_fall": d_train, "val_fall": d_val, "share": share,
+                "standard_error": se, "standard_error_from": how,
+                "gap_standard_error": se_gap, "gap_standard_error_from": how_gap,
+                "parameters": params, "training_examples_per_pass": examples,
+                "reference": ref.to_dict()})
+
+    def _rise(self, state):
         v = state.validation
         if len(v) < self.t["min_epochs"]:
             return None
