@@ -108,10 +108,10 @@ fresh3 3 of 6 (digits 3/3; rings 0/3), fresh4 5 of 18 (50 % on tokens 3/3 by the
 1.7 standard errors below its level on two consecutive evaluations; one evaluation alone
 (``gap_evaluations`` = 1) would have named two healthy ResNet runs at step 64 (eval-mode batch
 norm early in training), which is why two are asked. On the probe records of 590 runs of the
-other classification faults of those suites no gap verdict and no label_noise; there the data
-left in label order (``f2_p_checker_sorted``, 3 seeds; ``f3_p_sensor_sorted``) clears the
-gap's level by 8.6 and 17 standard errors (a third seed by far more: its probe losses hardly
-spread) and is held back by the chi-square gate alone. Still missed: 35-45 % flips on two
+other classification faults of those suites no gap verdict and no label_noise; there data
+left in label order clears the gap's level (``f2_p_checker_sorted`` by 8.6 and 17 standard
+errors, its third seed by far more, its probe losses hardly spreading; ``f3_p_sensor_sorted``
+by 1.4) and is held back by the chi-square gate alone. Still missed: 35-45 % flips on two
 classes (circles, Hastie, rings: in 150-300 steps the model learns too little for either
 reading), labels shifted by a row (no signal left: ``loss_not_decreasing`` is the symptom),
 plain loops on wine and blobs (the gap closes as the model memorises, z 1.9-2.9 at the first
