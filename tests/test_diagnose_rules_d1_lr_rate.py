@@ -72,6 +72,11 @@ def test_the_straight_line_under_adam_or_with_frozen_layers_is_not_named_so():
     st = _state(LINE)   # a clipped step is lr x clip x g / |g|: not the step this form reads
     st.clip = {"value": 1e-3, "algorithm": "norm"}
     assert LrLow().check(st) is None
+    st = _state(LINE)   # a sigmoid before the loss flattens the gradient (fresh2 mnist14)
+    st.output_op = ["SigmoidBackward"] * 40
+    assert LrLow().check(st) is None
+    st.output_op = ["AddmmBackward"] * 40
+    assert LrLow().check(st) is not None
 
 
 def test_a_loss_slowing_toward_a_plateau_is_not_a_small_step():

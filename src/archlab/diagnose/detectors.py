@@ -1417,8 +1417,9 @@ class LrLow(Detector):
             "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
             "effective learning rate below max_eps_factor x lr (while the default eps 1e-8 would "
             "leave it at least 0.9 x lr: the gradients themselves do not vanish); or, with the "
-            "updates at a healthy size, plain SGD (step lr x g, no clipping declared) and every "
-            "layer learning (none frozen or outside the optimizer), the loss falls at an undiminished rate (the run "
+            "updates at a healthy size, plain SGD (step lr x g, no clipping declared), every "
+            "layer learning (none frozen or outside the optimizer) and an output not squashed by "
+            "a sigmoid or softmax, the loss falls at an undiminished rate (the run "
             "cut in three windows: both falls of the window means beyond z standard errors of "
             "the batch noise, neither more than slowdown x the other), with the same stall and "
             "alternatives: a step too small for the curvature moves the loss by about lr |g|^2 "
@@ -1453,9 +1454,12 @@ class LrLow(Detector):
             # weight whatever the gradient: the update-ratio rule reads it), and only with every
             # layer learning: a network training its head alone on fixed features also falls
             # slowly and steadily, and frozen_layers names that; nor with clipping declared
-            # (a clipped step is lr x clip x g / |g|, whatever lr |g|^2 says)
+            # (a clipped step is lr x clip x g / |g|, whatever lr |g|^2 says); nor when the
+            # output is squashed by a sigmoid or softmax (probabilities before the loss flatten
+            # its gradient: probabilities_as_logits names that)
             if (state.optimizer_settings.get("type") != "SGD" or any(state.frozen.values())
-                    or not all(state.optimizer_params.values()) or state.clip):
+                    or not all(state.optimizer_params.values()) or state.clip
+                    or any(o in SQUASHING_OPS for o in state.output_op[-3:])):
                 return None
             rate = constant_rate_fall(state, self.t["z"], self.t["slowdown"])
             if rate is None:
