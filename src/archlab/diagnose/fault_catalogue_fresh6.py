@@ -4,6 +4,11 @@
 
 Judge it once with ``python benchmarks/fault_suite.py --fresh6 --seeds 3``.
 
+**Judged once** on 2026-12-03, 16:40-16:43 UTC, from a clean copy of commit 5bb237e: recall
+0.856 (185/216), 1/216 wrong-cause runs, 1/45 healthy alarms (docs/diagnostics.md, "The sixth
+fresh suite, judged once"). From then on it is development material. The paragraph below
+records the state before that run.
+
 Written 2026-12-03, 15:09-15:40 UTC, by an author who had not seen the rules' code. **Not
 judged yet**: before the judging run no run with the health monitor on has been made on any
 set-up of this module. The only monitored calls were a plumbing check that the three runners
