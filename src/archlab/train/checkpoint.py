@@ -226,8 +226,8 @@ class _LeanPickler(pickle.Pickler):
     param groups), and torch answers through two Python calls and two ``isinstance`` tests
     each. Here an object whose type is one of the usual containers, scalars or tensors (never
     a storage) is answered None at one set lookup; anything else gets torch's own function, so
-    the file is the same, byte for byte. Plain CPU tensors are reduced as
-    ``Tensor.__reduce_ex__`` reduces them, without its Python chain (:meth:`reducer_override`)."""
+    the file is the same, byte for byte. Tensors are reduced by torch's own
+    ``Tensor.__reduce_ex__``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -242,30 +242,8 @@ class _LeanPickler(pickle.Pickler):
         # the C pickler's own slot (an instance attribute would shadow nothing it reads)
         _PICKLER_PERSISTENT_ID.__set__(self, persistent_id)
 
-    def reducer_override(self, obj):
-        """A plain CPU tensor's reduction as ``Tensor.__reduce_ex__`` makes it (its fast path:
-        ``_rebuild_tensor_v2`` of a TypedStorage, offset, size, stride, requires_grad, no hooks,
-        the conj/neg metadata if set), without its chain of checks; any other object, and a
-        tensor that is not exactly that, goes the usual way (NotImplemented)."""
-        if type(obj) is not torch.Tensor or obj.device.type != "cpu" or obj.layout is not torch.strided \
-                or obj.is_quantized or obj.is_nested or obj._backward_hooks \
-                or obj.dtype in _NEW_DTYPES or torch._utils._get_obj_state(obj):
-            return NotImplemented
-        tls = torch.serialization._serialization_tls
-        if tls.skip_data or tls.materialize_fake_tensors:
-            return NotImplemented
-        storage = torch.storage.TypedStorage(wrap_storage=obj.untyped_storage(), dtype=obj.dtype,
-                                             _internal=True)
-        args = (storage, obj.storage_offset(), tuple(obj.size()), obj.stride(), obj.requires_grad,
-                collections.OrderedDict())
-        metadata = torch._utils.get_tensor_metadata(obj)
-        if metadata:
-            args = (*args, metadata)
-        return (torch._utils._rebuild_tensor_v2, args)
-
 
 _PICKLER_PERSISTENT_ID = pickle.Pickler.__dict__.get("persistent_id")
-_NEW_DTYPES = frozenset(torch.storage._new_dtypes())  # saved as UntypedStorage by _rebuild_tensor_v3
 _NOT_STORAGES = frozenset({dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bool,
                            type(None), collections.OrderedDict, torch.Tensor, torch.nn.Parameter,
                            torch.dtype, torch.device, torch.Size, type, types.FunctionType,
