@@ -304,18 +304,24 @@ class NonFinite(Detector):
         return v
 
 
+def inputs_out_of_scale(state: HealthState, max_mean: float = 5.0, max_std: float = 5.0) -> bool:
+    """Whether the first layer's input is out of scale (|mean| > max_mean or std > max_std) on
+    the latest sample and on the first: the data's scale is there from the first batch, while
+    an input that leaves unit scale later is a trained layer's output (an embedding's)."""
+    if not state.input_stats:
+        return False
+    return all(abs(mean) > max_mean or std > max_std
+               for mean, std in (state.input_stats[-1], state.input_stats[0]))
+
+
 def scale_problems(state: HealthState) -> dict:
     """Visible alternatives to a training fault: inputs or regression targets far from unit
     scale make gradients large (or small) by themselves. {'input_scale': ..., 'target_scale':
     ...} for those present (their own detectors report them)."""
     out = {}
-    if state.input_stats:
+    if inputs_out_of_scale(state):   # as unscaled_inputs judges it, at its default thresholds
         mean, std = state.input_stats[-1]
-        first = state.input_stats[0]
-        # as unscaled_inputs: out of scale on the first sample too (a trained embedding's output
-        # that grew later is no input scale)
-        if (abs(mean) > 5 or std > 5) and (abs(first[0]) > 5 or first[1] > 5):
-            out["input_scale"] = {"input_mean": mean, "input_std": std}
+        out["input_scale"] = {"input_mean": mean, "input_std": std}
     ref = loss_reference(state, fallback=False)
     if ref is not None and ref.kind == "target_variance" and ref.value > TARGET_VARIANCE_LIMIT:
         out["target_scale"] = {"target_variance": ref.value}
@@ -1827,10 +1833,6 @@ class Unscaled(Detector):
     fixes = ["standardise the inputs with training-split statistics (zero mean, unit variance)",
              "or divide raw pixels by 255"]
 
-    def _out_of_scale(self, stats) -> bool:
-        mean, std = stats
-        return abs(mean) > self.t["max_mean"] or std > self.t["max_std"]
-
     def check(self, state):
         if not state.input_stats:
             return None
@@ -1838,7 +1840,7 @@ class Unscaled(Detector):
         # the data do not change during training: a scale fault shows on the first sample too
         # (rule); one that appears later is a trained layer's output (an embedding's), whose
         # growth the divergence detectors explain
-        if self._out_of_scale(state.input_stats[-1]) and self._out_of_scale(state.input_stats[0]):
+        if inputs_out_of_scale(state, self.t["max_mean"], self.t["max_std"]):
             first = state.param_layers[0] if state.param_layers else ""
             one_piece = bool(state.affine.get("affine_on_data"))
             return self.verdict(state, f"inputs to '{first}' are not scaled: mean {_fmt(mean)}, "
