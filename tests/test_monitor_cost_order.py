@@ -58,3 +58,14 @@ def test_kept_order_evidence_starts_again_on_new_lists_and_fewer_batches():
     assert _order_evidence_kept(st) is None and _order_evidence(st) is None
     st.targets = {"kind": "values", "n": 3}
     assert _order_evidence_kept(st) is None
+
+
+def test_grow_rows_keeps_room_or_doubles_with_the_rows_done():
+    from archlab.diagnose.state import grow_rows
+
+    buf = np.arange(12, dtype=np.int64).reshape(4, 3)
+    assert grow_rows(buf, 2, 4) is buf                       # room: the same buffer
+    big = grow_rows(buf, 2, 5)
+    assert big.shape == (8, 3) and big.dtype == np.int64     # doubled, same row shape and dtype
+    assert np.array_equal(big[:2], buf[:2]) and not big[2:].any()   # only the rows done copied
+    assert grow_rows(np.zeros(3), 3, 10).shape == (10,)      # to the need when more than double

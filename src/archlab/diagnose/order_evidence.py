@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .state import grow_rows
+
 
 def f_sf(f: float, d1: float, d2: float) -> float:
     """P(F > f) for F ~ F(d1, d2), by the Wilson-Hilferty normal approximation of the scaled
@@ -87,12 +89,8 @@ def _order_evidence_kept(state) -> dict | None:
             "sizes": [], "index": {}}
     done = memo["n"]
     if done < n:
-        if n > memo["d"].shape[0]:
-            cap = max(2 * memo["d"].shape[0], n)
-            for key in ("d", "b", "at"):
-                grown = np.zeros(cap, dtype=memo[key].dtype)
-                grown[:done] = memo[key][:done]
-                memo[key] = grown
+        for key in ("d", "b", "at"):
+            memo[key] = grow_rows(memo[key], done, n)
         new_b = [int(k) for k in sizes[done:n]]
         memo["d"][done:n] = per_batch[done:n]
         memo["b"][done:n] = new_b

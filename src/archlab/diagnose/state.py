@@ -122,10 +122,7 @@ class HealthState:
         rows_of, buf, n, view = entry
         if n < len(rows):
             more = rows[n:]
-            if len(rows) > buf.shape[0]:
-                grown = np.zeros((max(2 * buf.shape[0], len(rows)), width))
-                grown[:n] = buf[:n]
-                entry[1] = buf = grown
+            entry[1] = buf = grow_rows(buf, n, len(rows))
             buf[n:len(rows)] = [r if len(r) == width else r + [math.nan] * (width - len(r))
                                 for r in more]
             entry[2] = n = len(rows)
@@ -154,10 +151,7 @@ class HealthState:
                                                     pen["steps"], None]
         _, done, applied, buf, steps, _ = entry
         if done < n or applied < len(steps):
-            if n > buf.shape[0]:
-                grown = np.zeros(max(2 * buf.shape[0], n))
-                grown[:done] = buf[:done]
-                entry[3] = buf = grown
+            entry[3] = buf = grow_rows(buf, done, n)
             buf[done:n] = raw[done:n]
             entry[1] = n
             values = pen["values"]
@@ -387,6 +381,17 @@ class HealthState:
             state.lr = [float(v) for v in ctx.get("lr", [])]
             state.initial_lr = float(ctx.get("initial_lr", math.nan))
         return state
+
+
+def grow_rows(buf: np.ndarray, done: int, need: int) -> np.ndarray:
+    """``buf`` when it has room for ``need`` rows; otherwise a buffer of doubling capacity (the
+    same dtype and row shape) holding its first ``done`` rows. The monitor's series and the
+    rules' incremental arrays keep their rows this way: each row is copied in once."""
+    if need <= buf.shape[0]:
+        return buf
+    bigger = np.zeros((max(2 * buf.shape[0], need), *buf.shape[1:]), dtype=buf.dtype)
+    bigger[:done] = buf[:done]
+    return bigger
 
 
 def _plain(value):
