@@ -36,6 +36,19 @@ PINNED = 1e-3   # relative spread of a total norm that clipping pinned (see clip
 # layers moving by the batch's percents), chance does not over a handful of samples.
 COMPENSATED = 0.1
 
+# Output ops with a flat piece: their derivative is exactly 0 on part of their input range
+# (ReLU below 0, relu6 / hardtanh / clamp outside their bounds, hardsigmoid outside [-3, 3],
+# threshold below its cut; sigmoid and tanh in float32 once |z| passes ~17 and ~9, where
+# s(1 - s) and 1 - tanh^2 round to 0). A batch whose outputs all sit there sends back no
+# gradient to any layer before the op: every parameter's .grad is exactly 0 (autograd fills
+# zeros, not None, for parameters the graph reaches), with the loop intact.
+FLAT_OUTPUT_OPS = ("ReluBackward", "HardtanhBackward", "ClampBackward", "ClampMinBackward",
+                   "ClampMaxBackward", "HardsigmoidBackward", "ThresholdBackward",
+                   "SigmoidBackward", "TanhBackward")
+# the watched activation kinds (monitor.DEAD_KINDS) whose output is exactly 0 where their
+# derivative is 0: an output identically 0 over the batch (mean and spread 0) is a dead one
+ZERO_FLOOR_KINDS = ("relu", "relu6")
+
 
 def compensation(layers: np.ndarray) -> float:
     """How much the total squared gradient norm moves, over how much its layers' squared norms
@@ -139,12 +152,54 @@ def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0
 
 
 
+def dead_output(state, rows: list[int], learn: list[int]) -> dict:
+    """What, in the model itself, explains a gradient of exactly 0 on every learning layer on
+    the samples ``rows``: the gradient passed through an op with a flat piece after the last
+    of them and every output of the batch sat on it. Read two ways:
+
+    * a watched ReLU-kind activation after every learning layer (forward order, the monitor's
+      activation layers) whose output on the sample is identically 0 (mean and spread 0): the
+      batch's outputs are all dead, nothing flows back through them;
+    * the op that made the model's output has a flat piece (FLAT_OUTPUT_OPS) and no watched
+      activation after the learning layers shows a live output on that sample (a functional
+      ``F.relu`` on the output is not a module the monitor watches).
+
+    A watched ReLU after the learning layers whose output is not all 0 on a sample refutes it
+    there (the live outputs pass their gradient back). {'rows_steps', 'how'} when every row is
+    explained, empty otherwise."""
+    order = {name: i for i, name in enumerate(state.act_layers)}
+    last = max((order.get(state.param_layers[j], -1) for j in learn), default=-1)
+    after = [k for k, name in enumerate(state.act_layers)
+             if k > last >= 0 and state.act_kinds.get(name) in ZERO_FLOOR_KINDS]
+    mean, sd = state.array("act_mean"), state.array("act_std")
+    how = []
+    for i in rows:
+        dead = live = False
+        if after and i < mean.shape[0]:
+            m, s = mean[i, after], sd[i, after]
+            dead = bool(np.any((m == 0) & (s == 0)))
+            live = bool(np.any(np.isfinite(m) & ((m != 0) | (s != 0))))
+        op = str(state.output_op[i]) if i < len(state.output_op) else ""
+        if dead:
+            how.append(f"the output of {state.act_layers[after[0]]} "
+                       f"({state.act_kinds.get(state.act_layers[after[0]])}) is 0 on every example it watched")
+        elif op in FLAT_OUTPUT_OPS and not live:
+            how.append(f"the output is made by {op}, which has a flat piece")
+        else:
+            return {}
+    return {"steps": [state.sample_steps[i] for i in rows], "how": how[-1]}
+
+
 def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict:
     """Evidence that the optimizer stepped on no gradient: on each of the last ``samples``
     samples whose gradients were read before an optimizer step, every layer that should learn
     (not frozen, in the optimizer when it is known) had no gradient (None) or a zero one, while
     the recent loss is finite and above ``min_loss`` x the know-nothing reference (at an exact
-    minimum the gradients are 0 legitimately). Empty when it does not hold."""
+    minimum the gradients are 0 legitimately), and the zeros are not the model's own: a
+    gradient that is exactly 0 (not None) everywhere on a sample whose outputs all sat on a
+    flat piece of the output's activation (:func:`dead_output`: a ReLU after a regression's
+    output layer, dead on the whole batch) is a dead output, not the loop. Empty when it does
+    not hold."""
     rows = [i for i, read in enumerate(state.grad_read) if read][-samples:]
     if len(rows) < samples or not state.param_layers:
         return {}
@@ -166,6 +221,8 @@ def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict
     ref = loss_reference(state)
     if ref is not None and ref.value > 0 and level < min_loss * ref.value:
         return {}
+    if not np.any(np.isnan(sub)) and dead_output(state, rows, learn):
+        return {}   # exactly 0 everywhere behind a dead output: dying_relu's case, not the loop's
     none = [state.param_layers[j] for j in learn if np.all(np.isnan(g[rows, j]))]
     zero = [state.param_layers[j] for j in learn if state.param_layers[j] not in none]
     u = state.array("update_ratio")[rows][:, learn]
@@ -186,7 +243,11 @@ class GradientsCleared(Detector):
             "above min_loss x the know-nothing reference (an exact minimum has zero gradients). "
             "A working loop always leaves a gradient in the output layer's bias, however dead or "
             "vanishing the rest, so the gradients were cleared between backward() and step() "
-            "or never computed")
+            "or never computed; unless an activation after the output layer explains the zeros: "
+            "every gradient exactly 0 on samples whose outputs all sat on a flat piece of it (a "
+            "watched ReLU after the last learning layer outputting 0 on every example it watched, or an "
+            "output made by a ReLU, clamp, hardtanh, sigmoid or tanh with no watched live output "
+            "after the learning layers): a dead output, not the loop")
     thresholds = {"samples": 3, "min_loss": 0.01}
     fixes = ["call optimizer.zero_grad() before loss.backward() (or right after "
              "optimizer.step()), never between backward() and step()",
