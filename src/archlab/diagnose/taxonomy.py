@@ -356,8 +356,18 @@ class LrScheduleDecayed(Detector):
     consequences = ("lr_too_low", "over_regularisation")
     rule = ("the optimizer's learning rate has been below ratio x its first value for at least "
             "min_steps steps and min_fraction of the run, while the loss is above "
-            "still_high x the know-nothing reference: the schedule stopped training early")
-    thresholds = {"ratio": 1e-3, "min_steps": 20, "min_fraction": 0.1, "still_high": 0.5}
+            "still_high x the know-nothing reference: the schedule stopped training early; or, "
+            "at any loss level, below it for at least `early` of the run so far (the rate fell "
+            "in the run's first half) while the model was learning when it froze: the mean "
+            "loss of the second half of the steps before the rate fell below ratio x its first "
+            "value more than z standard errors below the first half's (batch noise from "
+            "successive differences / sqrt 2). No schedule that anneals at the end of training "
+            "freezes half of it: a cosine is below 1e-3 x its start over its last 2 %, a linear "
+            "decay over its last 0.1 %, the step decays of He et al. 2016 (x0.1 at 50 % and "
+            "75 %) never; a schedule meant per epoch and stepped per batch gets there in tens "
+            "of steps")
+    thresholds = {"ratio": 1e-3, "min_steps": 20, "min_fraction": 0.1, "still_high": 0.5,
+                  "early": 0.5, "z": 2.0}
     fixes = ["make the schedule decay over the whole run (cosine over max_steps, or step decay "
              "with fewer or smaller steps)", "check the schedule's step unit (per step vs per "
              "epoch)"]
@@ -369,14 +379,50 @@ class LrScheduleDecayed(Detector):
         ref = loss_reference(state)
         losses = state.loss_array()
         now = float(np.mean(losses[-10:])) if len(losses) else math.nan
-        if ref is None or not (now > self.t["still_high"] * ref.value):
+        since = ev["below_since_step"]
+        if ref is not None and now > self.t["still_high"] * ref.value:
+            return self.verdict(state, f"learning rate {_fmt(ev['current_lr'])} is below "
+                                f"{self.t['ratio']:g} x its first value {_fmt(ev['initial_lr'])} "
+                                f"since step {since}, with the loss still {_fmt(now)} "
+                                f"(reference {_fmt(ref.value)})",
+                                evidence={**ev, "recent_loss": now, "reference": ref.to_dict(),
+                                          "onset_step": since})
+        # at any loss level: frozen for half the run so far, while it was learning
+        if state.step - since < self.t["early"] * (state.step + 1):
             return None
-        return self.verdict(state, f"learning rate {_fmt(ev['current_lr'])} is below "
-                            f"{self.t['ratio']:g} x its first value {_fmt(ev['initial_lr'])} since "
-                            f"step {ev['below_since_step']}, with the loss still {_fmt(now)} "
-                            f"(reference {_fmt(ref.value)})",
-                            evidence={**ev, "recent_loss": now, "reference": ref.to_dict(),
-                                      "onset_step": ev["below_since_step"]})
+        fall = falling_before(losses, since)
+        if fall is None or not fall["z"] > self.t["z"]:
+            return None   # nothing was being learned when the rate fell: still_high's case
+        return self.verdict(
+            state, f"learning rate {_fmt(ev['current_lr'])} is below {self.t['ratio']:g} x its "
+            f"first value {_fmt(ev['initial_lr'])} since step {since}, "
+            f"{(state.step - since) / (state.step + 1):.0%} of the run so far, while the model "
+            f"was learning: the loss fell {_fmt(fall['before'])} -> {_fmt(fall['recent'])} "
+            f"between the halves of the {2 * fall['window']} steps before "
+            f"({_fmt(fall['z'])} standard errors). The schedule froze it in the first half of "
+            f"the run, its loss held at {_fmt(now)}"
+            + (f" (know-nothing level {_fmt(ref.value)})" if ref is not None else ""),
+            evidence={**ev, "recent_loss": now, "reference": ref.to_dict() if ref else None,
+                      "fall_before": fall, "onset_step": since})
+
+
+def falling_before(losses: np.ndarray, end: int) -> dict | None:
+    """Whether the loss fell over the steps before ``end``: the mean of the last w = end // 2
+    losses before it against the mean of the w before those, in standard errors of the
+    difference (batch noise as std(successive differences) / sqrt 2, as
+    detectors.loss_still_falling reads it). {'before', 'recent', 'z', 'window'}; None with
+    fewer than 10 finite losses."""
+    w = int(end) // 2
+    if w < 5 or end > len(losses):
+        return None
+    part = np.asarray(losses[end - 2 * w:end], dtype=np.float64)
+    if not np.all(np.isfinite(part)):
+        return None
+    before, recent = float(part[:w].mean()), float(part[w:].mean())
+    spread = float(np.std(np.diff(part), ddof=1) / math.sqrt(2))
+    se = spread * math.sqrt(2.0 / w)
+    z = (before - recent) / se if se > 0 else (math.inf if before > recent else 0.0)
+    return {"before": before, "recent": recent, "z": z, "window": w}
 
 
 @register_detector
