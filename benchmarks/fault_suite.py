@@ -26,11 +26,11 @@ reported SEPARATELY:
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
                                      [--fresh | --fresh2 | --fresh3 | --fresh4 | --fresh5
-                                      | --fresh6]
+                                      | --fresh6 | --fresh7]
 
-``--fresh`` .. ``--fresh6`` run only one of the six fresh held-out suites
-(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2 .. fault_catalogue_fresh6), each
-written blind to the rules and judged once. The six go through one
+``--fresh`` .. ``--fresh7`` run only one of the seven fresh held-out suites
+(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2 .. fault_catalogue_fresh7), each
+written blind to the rules and judged once. The seven go through one
 code path: the module's ``SETUPS`` run by its ``run_<label>`` function, scored by :func:`report`.
 """
 
@@ -53,7 +53,8 @@ from archlab.diagnose.faults import Setup, run_setup
 # the fresh held-out suites (label -> module of archlab.diagnose), each judged once
 FRESH = {"fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
          "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4",
-         "fresh5": "fault_catalogue_fresh5", "fresh6": "fault_catalogue_fresh6"}
+         "fresh5": "fault_catalogue_fresh5", "fresh6": "fault_catalogue_fresh6",
+         "fresh7": "fault_catalogue_fresh7"}
 
 
 def load() -> str:
@@ -75,7 +76,8 @@ def main() -> None:
     fresh = ap.add_mutually_exclusive_group()
     for label, which in (("fresh", "the fresh"), ("fresh2", "the second fresh"),
                          ("fresh3", "the third fresh"), ("fresh4", "the fourth fresh"),
-                         ("fresh5", "the fifth fresh"), ("fresh6", "the sixth fresh")):
+                         ("fresh5", "the fifth fresh"), ("fresh6", "the sixth fresh"),
+                         ("fresh7", "the seventh fresh")):
         fresh.add_argument(f"--{label}", action="store_true", help=f"only {which} held-out suite "
                            f"(archlab.diagnose.{FRESH[label]}: written blind to the rules, judged once)")
     args = ap.parse_args()
