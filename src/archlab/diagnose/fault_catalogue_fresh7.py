@@ -4,7 +4,7 @@
 
 Judge it once with ``python benchmarks/fault_suite.py --fresh7 --seeds 3``.
 
-Written 2026-12-03, 17:31-17:58 UTC, by an author who had not seen the rules' code. **Not
+Written 2026-12-03, 17:31-17:55 UTC, by an author who had not seen the rules' code. **Not
 judged yet**: before the judging run no run with the health monitor on has been made on any
 set-up of this module. The only monitored calls were a plumbing check that the three runners
 work with the monitor attached (17:40:55-17:41:50 UTC): one throwaway model per path, not a
