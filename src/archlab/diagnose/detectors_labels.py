@@ -269,6 +269,28 @@ def probe_is_representative(labels, counts, alpha: float) -> tuple[bool, float]:
     return p >= alpha, p
 
 
+def neighbour_agreement(labels, near) -> tuple[int, int, float, float]:
+    """Whether the labels follow from the inputs at all, read without the model: of the probe
+    examples' nearest probe examples in input space (``near``: PROBE_NEIGHBOURS each), how many
+    carry the example's own label, against chance (labels independent of the inputs: an
+    example and a neighbour agree with probability sum_c pi_c^2, pi the probe's class shares).
+    Returns (agreeing pairs, pairs, chance rate, one-sided exact binomial p of agreement beyond
+    chance). Each unordered pair counts once (i near j and j near i is one pair). Pairs that
+    share an example are still not independent, which makes the binomial's variance somewhat
+    too small: it rejects too easily, the safe side for a gate that must NOT reject."""
+    y = np.asarray(labels, int)
+    n = y.size
+    if n < 2:
+        return 0, 0, math.nan, 1.0
+    share = np.bincount(y) / n
+    chance = float((share ** 2).sum())
+    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(near[:n]) for j in row
+             if j < n and j != i}
+    agree = sum(1 for i, j in pairs if y[i] == y[j])
+    total = len(pairs)
+    return agree, total, chance, binom_sf(agree, total, chance) if total else 1.0
+
+
 @register_detector
 class LabelNoise(Detector):
     name = "label_noise"
@@ -311,12 +333,23 @@ class LabelNoise(Detector):
             "no significant net move from contradicted to fitted (exact sign test, p >= alpha / "
             "m), the contradicted examples' 3 nearest probe examples carrying the predicted class "
             "more often than the given label (exact sign test, p < alpha / m), and the "
-            "contradicted not less confident than the fitted (one-sided Mann-Whitney "
-            "p >= alpha_confidence)")
+            "contradicted not less confident than the fitted at the window's first evaluation "
+            "(one-sided Mann-Whitney p >= alpha_confidence; memorisation lowers it later), on "
+            "the last `evaluations` evaluations or, where only `test_evaluations` = 2 exist, on "
+            "those; or (c) labels the inputs do not predict (shifted or shuffled in both splits): "
+            "on the latest probe evaluation the probe fitted better than the smaller validation "
+            "loss of the passes around it (the gap's z <= -inv_cdf(1 - alpha/m)), below the "
+            "know-nothing loss H (entropy of the class shares; (H - mean probe loss) sqrt(n) / "
+            "s >= the same level), while no validation pass so far fell below H beyond noise "
+            "((val_loss - H) sqrt(val_size) / s > -level), the passes around it are at most "
+            "H + the probe's gain below H (not a shifted split or a blow-up), and the probe "
+            "examples' nearest neighbours in input space share their labels no more than chance "
+            "(exact binomial against sum pi_c^2, p >= alpha)")
     thresholds = {"evaluations": 3, "min_contradicted": 0.1, "min_class_fitted": 0.5,
                   "confidence_ratio": 0.9, "persistence": 0.67, "stable": 0.75,
                   "min_update_ratio": 1e-5, "min_confidence": 0.25,
-                  "alpha": 0.01, "alpha_confidence": 0.05, "gap_evaluations": 2}
+                  "alpha": 0.01, "alpha_confidence": 0.05, "gap_evaluations": 2,
+                  "test_evaluations": 2}
     fixes = ["find the wrong labels: examples the trained model contradicts confidently are "
              "the candidates (confident learning, Northcutt et al. 2021); relabel or drop them",
              "check the label pipeline for part of the data: labels shuffled, offset by a row or "
@@ -328,15 +361,23 @@ class LabelNoise(Detector):
         gap = self._held_out_gap(state)
         if gap is not None:
             return gap
+        unlearnable = self._memorised_not_generalised(state)
+        if unlearnable is not None:
+            return unlearnable
         n = int(self.t["evaluations"])
+        # the tests read the last `evaluations` evaluations, or the last
+        # `test_evaluations` (= 2, the fewest a persistence test can compare) where fewer exist:
+        # a run of 150-250 steps has two or three (every 64 steps from step 64)
         ev = state.label_probe[-n:]
-        if len(ev) < n:
+        if len(ev) < int(self.t["test_evaluations"]):
             return None
         if lr_decayed(state):
             return None   # the schedule stopped training: its misfits persist for that reason
         moved = movement_between(state, ev[0]["step"], ev[-1]["step"])
         if math.isfinite(moved) and moved < self.t["min_update_ratio"]:
             return None   # the weights did not move between the evaluations: nothing could change
+        if len(ev) < n:
+            return self._tests(state, ev, moved)   # the fixed ratios need all `evaluations`
         sure = True
         for e in ev:
             chance = 1.0 / max(int(e.get("classes", 2)), 2)
@@ -455,6 +496,101 @@ class LabelNoise(Detector):
                       "contradicted_fraction": len(e["contradicted"]) / max(e["n"], 1),
                       "per_class_fitted": e.get("per_class_fitted", {})})
 
+    def _memorised_not_generalised(self, state):
+        """Labels the inputs do not predict: the model fits its own training examples (the
+        probe, evaluation mode) beyond what it fits on held-out data, while the validation loss
+        never falls below the know-nothing level (the entropy of the class shares).
+
+        The null (labels that carry information about the inputs): whatever a model learns
+        that lowers its loss on training examples carries over, in part, to held-out ones, so
+        the validation loss falls below the know-nothing cross entropy H = -sum_c pi_c ln pi_c
+        (pi: the class shares of the sampled batches; ln C for balanced classes) once the
+        probe's does. Labels shuffled or shifted against their inputs (in both splits alike,
+        where the gap test sees nothing), or inputs with no information about the labels, give
+        the other picture: the model memorises training examples one by one (Zhang et al.
+        2017: networks fit random labels, slowly), which lowers the probe's loss and leaves
+        the validation loss at H or above. The test, on the latest probe evaluation paired as
+        in the gap test (with the SMALLER validation loss of the pass at most 64 steps before
+        and the next pass after, the conservative side here): z = (mean probe loss -
+        validation loss) / (s sqrt(1/n + 1/val_size)) <= -inv_cdf(1 - alpha/m) (the gap test's
+        statistic, the other tail), and at every validation pass up to the paired one
+        (val_loss - H) / (s / sqrt(val_size)) > -inv_cdf(1 - alpha/m): validation never beat
+        the know-nothing level beyond noise (s: the probe losses' sd, the per-example spread
+        of the cross entropy). Look-alikes: a tiny training set (``overfitting``) also
+        memorises, but its labels carry signal, so the validation loss falls below H at the
+        first passes before it rises; a model still learning has no significant gap yet; an
+        underfitting or stalled model fits its training examples no better than held-out
+        ones. Judged, as the gap test, only on a representative probe and a run that did not
+        diverge."""
+        if state.nonfinite:
+            return None
+        probes = [e for e in state.label_probe if e.get("all_label_loss")]
+        vals = [v for v in state.validation if math.isfinite(v.get("val_loss", math.nan))]
+        if not probes or len(vals) < 2:
+            return None
+        steps = [v["step"] for v in vals]
+        pairs = []
+        for e in probes:
+            j = bisect.bisect_right(steps, e["step"])
+            if 0 < j < len(vals) and e["step"] - steps[j - 1] <= LABEL_PROBE_EVERY:
+                pairs.append((j, min(vals[j - 1], vals[j], key=lambda v: v["val_loss"]), e))
+        if not pairs or pairs[-1][2] is not probes[-1]:
+            return None   # judged on the latest evaluation only
+        counts = np.asarray((state.targets or {}).get("counts") or [], float)
+        ok, p_repr = probe_is_representative(probes[-1]["labels"], counts, self.t["alpha"])
+        if not ok:
+            return None
+        share = counts[counts > 0] / counts.sum()
+        entropy = float(-(share * np.log(share)).sum())   # the know-nothing cross entropy
+        j, v, e = pairs[-1]
+        batches = [b for b in (state.targets or {}).get("batch_sizes") or [] if b]
+        size = v.get("val_size") or (min(batches) if batches else None)
+        loss = np.asarray(e["all_label_loss"], float)
+        if not size or loss.size < 2 or not np.isfinite(loss).all():
+            return None
+        sd = float(loss.std(ddof=1))
+        if sd <= 0:
+            return None
+        m = len(pairs)
+        z_crit = NormalDist().inv_cdf(1 - self.t["alpha"] / m)
+        z = (float(loss.mean()) - v["val_loss"]) / (sd * math.sqrt(1 / loss.size + 1 / size))
+        if z > -z_crit:
+            return None   # the probe is not fitted beyond the held-out data
+        gain = entropy - float(loss.mean())   # what memorisation gained on the training labels
+        if gain * math.sqrt(loss.size) / sd < z_crit:
+            return None   # the probe is not fitted beyond the know-nothing level
+        seen = vals[:j + 1]
+        if max(vals[j - 1]["val_loss"], vals[j]["val_loss"]) > entropy + gain:
+            return None   # held-out loss far above the know-nothing level: a shift, a blow-up
+        agree, pairs_n, p_same, p_agree = neighbour_agreement(e["labels"], e.get("neighbours") or [])
+        if not pairs_n or p_agree < self.t["alpha"]:
+            return None   # neighbours in input space share labels beyond chance: signal
+        z_chance = [(w["val_loss"] - entropy) / (sd / math.sqrt(w.get("val_size") or size))
+                    for w in seen]
+        if min(z_chance) <= -z_crit:
+            return None   # validation beat the know-nothing level: the labels carry signal
+        best = min(seen, key=lambda w: w["val_loss"])
+        return self.verdict(
+            state, f"wrong labels likely: the labels do not follow from the inputs. In "
+            f"evaluation mode the model fits {loss.size} of its own training examples (loss "
+            f"{loss.mean():.3f} on their labels, {len(e['contradicted'])} contradicted) far "
+            f"better than validation examples (loss {v['val_loss']:.3f}; z = {z:.1f} against "
+            f"-{z_crit:.1f}), while the validation loss never fell below the know-nothing level "
+            f"{entropy:.3f} (the entropy of the class shares; best {best['val_loss']:.3f} at step "
+            f"{best['step']}): it memorises its training labels one by one and learns nothing "
+            f"that carries over. Labels shuffled or shifted against their inputs (an offset by "
+            f"one row, a join on the wrong key) do this, in both splits alike; so do inputs that "
+            f"carry no information about the labels (a wrong column, constant inputs)",
+            evidence={"probe_step": e["step"], "validation_step": v["step"],
+                      "probe_loss": float(loss.mean()), "val_loss": v["val_loss"],
+                      "z": z, "z_critical": z_crit, "know_nothing_loss": entropy,
+                      "val_losses": [w["val_loss"] for w in seen],
+                      "z_validation_vs_know_nothing": z_chance, "val_size": int(size),
+                      "neighbours_agreeing": agree, "neighbour_pairs": pairs_n,
+                      "neighbour_chance": p_same, "p_neighbours_agree": p_agree,
+                      "probe_representative_p": p_repr,
+                      "contradicted_fraction": len(e["contradicted"]) / max(e["n"], 1)})
+
     def _tests(self, state, ev, moved):
         """Heavy noise (the model cannot fit any class beyond about 1 - r): the tests of the
         module docstring on every probe example's prediction and confidence."""
@@ -517,8 +653,12 @@ class LabelNoise(Detector):
         if p_neigh >= alpha:
             return None
         # (4) as confident as the fitted: hard examples sit where the classes overlap and get
-        # lower confidence; the test must not find the contradicted less confident
-        p_less = mann_whitney_less(conf[-1][held], conf[-1][agreed])
+        # lower confidence; the test must not find the contradicted less confident. Read at
+        # the window's FIRST evaluation: memorisation pulls each wrongly labelled example
+        # toward its given label, which lowers the top-class probability of exactly these
+        # examples as training goes on (Arpit et al. 2017), so the later evaluations show
+        # wrong labels less confident too; a hard example is unsure from the start
+        p_less = mann_whitney_less(conf[0][held], conf[0][agreed])
         if p_less < self.t["alpha_confidence"]:
             return None
         frac = k / n
@@ -527,9 +667,10 @@ class LabelNoise(Detector):
         return self.verdict(
             state, f"wrong labels likely: the model contradicts {k} of {n} probe training "
             f"examples ({frac:.0%}) with the same predicted class at every evaluation (steps "
-            f"{steps}; by chance p = {p_persist:.1e}), as confidently as it fits the rest "
-            f"(median {c_held:.2f} vs {float(np.median(conf[-1][agreed])):.2f}, Mann-Whitney "
-            f"p = {p_less:.2f} for 'less confident'), while it fits every class beyond guessing "
+            f"{steps}; by chance p = {p_persist:.1e}), as confidently as it fits the rest at "
+            f"step {steps[0]} (Mann-Whitney p = {p_less:.2f} for 'less confident'; median "
+            f"{c_held:.2f} vs {float(np.median(conf[-1][agreed])):.2f} at step {steps[-1]}, "
+            f"where memorisation pulls them toward their labels), while it fits every class beyond guessing "
             f"(worst {worst:.0%}) and their nearest probe examples carry the predicted class "
             f"{side_pred} times, the given label {side_label} times (p = {p_neigh:.1e})",
             evidence={"evaluation_steps": steps, "probe_examples": n,
