@@ -413,7 +413,10 @@ class EpochMetricsCSV(Callback):
     their row when the columns are unchanged (one ``write`` of one line instead of a new file
     and a rename each epoch). A run killed during an append can leave a torn last line; the
     resume skips it and rewrites the file. On resume, rows of epochs not covered by the
-    checkpoint are dropped.
+    checkpoint are dropped. The columns (every key of every row, in first-seen order) are
+    extended by the new rows' keys instead of gathered again from all rows each epoch, which
+    grew with the square of the epochs (rows are only ever appended to ``rows``; a new list,
+    as on resume, is read whole again).
     """
 
     def __init__(self, path: Path) -> None:
@@ -421,6 +424,7 @@ class EpochMetricsCSV(Callback):
         self.rows: list[dict] = []
         self._t0 = 0.0
         self._written: tuple[list[str], int] | None = None  # (columns, rows) this process wrote
+        self._columns: tuple[list | None, int, list[str]] = (None, 0, [])  # (rows, rows read, their columns)
 
     def on_train_start(self, trainer, pl_module) -> None:
         import csv
@@ -460,9 +464,7 @@ class EpochMetricsCSV(Callback):
 
         from .checkpoint import atomic_write_text
 
-        columns: list[str] = []
-        for r in self.rows:
-            columns += [k for k in r if k not in columns]
+        columns = self.columns()
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         written = self._written
@@ -476,6 +478,23 @@ class EpochMetricsCSV(Callback):
             writer.writerows(self.rows)
             atomic_write_text(self.path, buf.getvalue())
         self._written = (columns, len(self.rows))
+
+
+    def columns(self) -> list[str]:
+        """Every key of every row, in first-seen order (the file's header)."""
+        rows = self.rows
+        held, read, known = self._columns
+        if held is not rows or read > len(rows):
+            read, known = 0, []
+        columns = list(known)
+        seen = set(columns)
+        for r in rows[read:]:
+            for k in r:
+                if k not in seen:
+                    seen.add(k)
+                    columns.append(k)
+        self._columns = (rows, len(rows), columns)
+        return list(columns)
 
 
 def _whole_row(row: dict) -> bool:
