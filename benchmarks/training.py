@@ -25,8 +25,16 @@
    favours the loop that runs first) and a discarded warm-up round runs every loop once for
    ``--warmup-epochs`` epochs before the repeats (the first repeat's hand loop otherwise pays
    the process's first calls of the model's kernels alone, while the loops after it find them
-   warm). What a figure measures is unchanged: the mean epoch of a whole run, its first epoch
+   warm), and every run starts after a full garbage collection (a full collection of this
+   process's ~450k objects takes tens of ms, and one that fell inside a 0.3 s run was that
+   repeat's outlier; the collections a run's own allocations cause stay inside it). What a
+   figure measures is unchanged: the mean epoch of a whole run, its first epoch
    included, of archlab.train over that of the hand loop in the same repeat, median and range.
+   A run's first epoch carries its one-off costs (in archlab: the checkpoint writer's thread,
+   the first whole write of ``metrics.csv``, the first checkpoint files; in both loops the
+   optimiser's state), which 2 epochs weigh at a half and 20 at a twentieth, so the 20-epoch
+   figure of ``digits_mlp`` is lower than a 2-epoch one (``--overhead-epochs 2`` gives the old
+   weighting); the one-off cost of a whole ``archlab.train`` call is printed apart, as before.
    With 20 epochs, the monitor's dense start (every early step sampled) is a smaller part of a
    ``digits_mlp`` run with the monitor than it was over 2 epochs; that figure has no target.
 
@@ -68,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -251,6 +260,7 @@ def overhead(args, out: str, design: str, data: str) -> None:
     epochs = args.overhead_epochs or OVERHEAD_EPOCHS[design]
 
     def run(k: str, r: int, n: int) -> list[tuple[float, ...]]:
+        gc.collect()  # every run starts with the same collector state (see the docstring)
         if k == "hand":
             return hand_loop_epochs(design, data, n, BATCH, seed=r)
         if k == "lightning":
