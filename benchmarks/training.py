@@ -25,9 +25,11 @@
    favours the loop that runs first) and a discarded warm-up round runs every loop once for
    ``--warmup-epochs`` epochs before the repeats (the first repeat's hand loop otherwise pays
    the process's first calls of the model's kernels alone, while the loops after it find them
-   warm), and every run starts after a full garbage collection (a full collection of this
-   process's ~450k objects takes tens of ms, and one that fell inside a 0.3 s run was that
-   repeat's outlier; the collections a run's own allocations cause stay inside it). What a
+   warm), and every run starts after a full garbage collection, so that no loop inherits the
+   garbage of the runs before it (a full collection of this process's ~400k objects took
+   ~1 s at load 9-18; inside a 20-epoch digits_mlp run only young-generation collections
+   were seen, 5 in archlab's, 1 in the hand loop's; the collections a run's own allocations
+   cause stay inside it). What a
    figure measures is unchanged: the mean epoch of a whole run, its first epoch
    included, of archlab.train over that of the hand loop in the same repeat, median and range.
    A run's first epoch carries its one-off costs (in archlab: the checkpoint writer's thread,
