@@ -1148,9 +1148,36 @@ DIVERGED = 3.0
 UPDATE_LIMIT = 0.3
 
 
+# a divergence lasts: the loss counts as diverged at a step when the median of it and the
+# DIVERGED_SPAN - 1 losses after it is above DIVERGED x the reference (a majority of the span,
+# 3 of 5); one batch that spikes (dropout 0.8 on a small batch, a batch of outliers) and is
+# followed by ordinary losses is batch noise, not weights thrown away
+DIVERGED_SPAN = 5
+
+
+def diverged_loss_step(losses: np.ndarray, level: float, span: int = DIVERGED_SPAN) -> int | None:
+    """The first step whose loss is non-finite, or above ``level`` with the median of it and
+    the ``span - 1`` losses after it above ``level`` too (non-finite losses count as above);
+    a step with fewer than ``span - 1`` losses after it is not judged yet. None when none is."""
+    with np.errstate(invalid="ignore"):
+        high = ~(losses <= level)                  # nan and +inf count as above
+    bad = np.flatnonzero(high)
+    if not bad.size:
+        return None
+    need = span // 2 + 1                           # a majority above: the median is above
+    counts = np.concatenate(([0], np.cumsum(high)))
+    end = bad + span
+    judged = end <= len(losses)
+    above = np.zeros(bad.size, dtype=bool)
+    above[judged] = counts[end[judged]] - counts[bad[judged]] >= need
+    hit = np.flatnonzero(above | ~np.isfinite(losses[bad]))
+    return int(bad[hit[0]]) if hit.size else None
+
+
 def divergence_onset(state: HealthState) -> int | None:
     """The first step with evidence that the run diverged (None when there is none): a
-    non-finite loss or gradient, a loss above DIVERGED x the know-nothing reference, or a sample
+    non-finite loss or gradient, a loss above DIVERGED x the know-nothing reference on a
+    majority of DIVERGED_SPAN steps from it (:func:`diverged_loss_step`), or a sample
     where the whole network's weights moved by more than UPDATE_LIMIT of their scale
     (sum of squared layer updates over sum of squared max(|w|, default-init norm)). The
     divergence rules put it in their evidence (``onset_step``): what appears after it (dead
@@ -1161,9 +1188,9 @@ def divergence_onset(state: HealthState) -> int | None:
     losses = state.loss_array()
     ref = loss_reference(state)
     if losses.size and ref is not None and ref.value > 0:
-        bad = np.flatnonzero(~np.isfinite(losses) | (losses > DIVERGED * ref.value))
-        if bad.size:
-            found.append(int(bad[0]))
+        first = diverged_loss_step(losses, DIVERGED * ref.value)
+        if first is not None:
+            found.append(first)
     u, w = state.array("update_ratio"), state.array("weight_norm")
     if u.size and u.shape == w.shape:
         scale = init_scales(state)
@@ -1188,7 +1215,9 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
     """Evidence that gradient clipping scales (nearly) every update down: the total gradient
     norm before clipping is > ``ratio`` x the declared threshold on most recent samples, or
     (threshold unknown: the loop clipped before the monitor read the gradients) the total norm
-    is pinned at one value on ``samples`` samples in a row."""
+    is pinned at one value on ``samples`` samples in a row while the layers' squared norms
+    compensate each other (``detectors_gradients.compensation``: an L1 penalty's constant-norm
+    gradient pins the total too, without compensation)."""
     g = state.array("grad_norm", samples)
     if g.shape[0] < min(samples, 3):
         return None
@@ -1214,11 +1243,23 @@ def clipping_binding(state: HealthState, samples: int = 5, ratio: float = 10.0) 
     repeats = bool(np.any((hi > 0) & (hi - lo <= 1e-6 * hi)))
     shares_move = bool(shares.size) and bool(np.all(np.isfinite(shares))) and not repeats and bool(
         np.any(shares.max(axis=0) - shares.min(axis=0) > 1e-3))
-    if (g.shape[0] >= samples and total.max() > 0 and shares_move
+    if not (g.shape[0] >= samples and total.max() > 0 and shares_move
             and (total.max() - total.min()) <= 1e-4 * total.max()):
-        return {"clip_value": median(total), "how": "total gradient norm pinned at one "
-                f"value on {samples} samples in a row (clipped before it was read)"}
-    return None
+        return None
+    # and the layers' squared norms compensate each other, as only a common rescaling makes
+    # them: an L1 penalty's gradient lambda sign(w), of constant norm lambda sqrt(n) in every
+    # layer, pins the total to the same tolerance while the data term's small share moves the
+    # shares, but its total moves as much as its parts (the test and its level, COMPENSATED:
+    # detectors_gradients.compensation, the one clipping_too_tight applies)
+    from .detectors_gradients import COMPENSATED, compensation
+
+    comp = compensation(layers)
+    if not comp < COMPENSATED:
+        return None
+    return {"clip_value": median(total), "total_over_parts_spread": comp,
+            "how": "total gradient norm pinned at one "
+            f"value on {samples} samples in a row (clipped before it was read) while the "
+            "layers' squared norms compensate each other"}
 
 
 def lr_decayed(state: HealthState, ratio: float = 1e-3, min_steps: int = 20,
@@ -1379,6 +1420,48 @@ def adam_eps_bound(state: HealthState, samples: int = 3) -> dict | None:
             "factor": factor, "effective_lr": lr * factor}
 
 
+def skipped_steps(state: HealthState, share: float = 0.5, samples: int = 3) -> dict | None:
+    """Evidence that the optimizer steps on a fraction of the batches only (``opt.step()``
+    under an ``if`` meant for logging): on more than ``share`` of the samples whose gradients
+    were read (at least ``samples`` of them) every layer that should learn (requires_grad, in
+    the optimizer) had a non-zero gradient and none moved (update exactly 0), while on another
+    sample they did move. A step of lr x g on a non-zero gradient always moves a weight, so a
+    zero update there is a step not taken; the gradients of the skipped batches are cleared
+    unused, and stepping on a fraction f of the batches scales the learning rate by f. None
+    when it does not hold."""
+    g_all, u_all = state.array("grad_norm"), state.array("update_ratio")
+    if g_all.shape[0] == 0 or u_all.shape != g_all.shape or not state.param_layers:
+        return None
+    learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
+             and state.optimizer_params.get(p, True)]
+    if not learn or len(state.grad_read) < g_all.shape[0]:
+        return None
+    # the counts over the samples so far, extended by the new samples only (a sample's row
+    # never changes; a change of the layers that learn starts them again)
+    key = (state.series["grad_norm"], state.series["update_ratio"], tuple(learn))
+    memo = state.__dict__.get("_skipped_memo")
+    if (memo is None or memo[0][0] is not key[0] or memo[0][1] is not key[1]
+            or memo[0][2] != key[2] or memo[1] > g_all.shape[0]):
+        memo = [key, 0, 0, 0, 0, []]   # key, rows seen, fed, still, moved, stepped steps
+    seen = memo[1]
+    if seen < g_all.shape[0]:
+        read = np.array(state.grad_read[seen:g_all.shape[0]], dtype=bool)
+        g, u = g_all[seen:][read][:, learn], u_all[seen:][read][:, learn]
+        fed = np.all(g > 0, axis=1) & np.all(np.isfinite(u), axis=1)   # a gradient in every layer
+        still = fed & np.all(u == 0, axis=1)
+        moved = fed & np.all(u > 0, axis=1)
+        steps = np.asarray(state.sample_steps[seen:g_all.shape[0]])[read]
+        memo[1:5] = [g_all.shape[0], memo[2] + int(fed.sum()), memo[3] + int(still.sum()),
+                     memo[4] + int(moved.sum())]
+        memo[5] = (memo[5] + steps[moved].tolist())[-8:]
+    state.__dict__["_skipped_memo"] = memo
+    n_fed, n_still, n_moved = memo[2], memo[3], memo[4]
+    if n_fed < 2 * samples or n_still < samples or n_still <= share * n_fed or not n_moved:
+        return None
+    return {"samples": n_fed, "samples_without_update": n_still,
+            "stepped_share": n_moved / n_fed, "stepped_at": list(memo[5])}
+
+
 def constant_rate_fall(state: HealthState, z: float = 2.0, slowdown: float = 2.0) -> dict | None:
     """The loss falls at an undiminished rate: the run so far cut into three equal windows,
     the window means fall from the first to the second and from the second to the third by
@@ -1430,15 +1513,25 @@ class LrLow(Detector):
             "the batch noise, neither more than slowdown x the other), with the same stall and "
             "alternatives: a step too small for the curvature moves the loss by about lr |g|^2 "
             "a step, in a straight line, where a large enough one falls fast and then slows "
-            "toward its floor")
+            "toward its floor; or the optimizer steps on a fraction of the batches only: on "
+            "more than skip_share of the samples whose gradients were read (at least `samples`) "
+            "every layer that should learn had a non-zero gradient and none moved, while on "
+            "another they did (a step of lr x g on a non-zero gradient always moves a weight; "
+            "stepping on a fraction f of the batches scales the learning rate by f), with the "
+            "same stall and alternatives")
     # max_eps_factor 0.1: eps ten times the gradient's RMS divides every step by eleven;
     # min_update_ratio 1e-4: ten times below the healthy ~1e-3 a step (Karpathy's rule of thumb;
     # Adam moves each weight by about lr a step, so at lr 1e-5 the ratio is ~1e-4 for weights of
     # rms ~0.1), and it counts only together with a loss that has not moved 10 % in 100 steps
     # z, slowdown: the constant-rate form (constant_rate_fall): each window's fall beyond 2
     # standard errors, and the rate not halved (nor doubled) between the windows
+    # skip_share 0.5: steps skipped on more than half the sampled batches at least halve the
+    # learning rate; a loop that steps on every batch skips none (a zero update on a non-zero
+    # gradient is a step not taken), so the level only keeps an occasional skipped step (AMP's
+    # scaler skipping an overflow) out
     thresholds = {"min_update_ratio": 1e-4, "min_drop": 0.1, "min_steps": 100, "samples": 3,
-                  "diverged": 3.0, "max_eps_factor": 0.1, "z": 2.0, "slowdown": 2.0}
+                  "diverged": 3.0, "max_eps_factor": 0.1, "z": 2.0, "slowdown": 2.0,
+                  "skip_share": 0.5}
     fixes = ["raise the learning rate (x10) or run a learning-rate range test",
              "use Adam with default settings (lr 1e-3)"]
     severity = "warning"
@@ -1452,8 +1545,12 @@ class LrLow(Detector):
         if eps is not None and eps["factor"] > self.t["max_eps_factor"]:
             eps = None
         small = math.isfinite(med) and med < self.t["min_update_ratio"]
-        rate = None
-        if not small and eps is None:
+        rate = skipped = None
+        if not small and eps is None and not np.any(state.array("update_ratio", 1) > 0):
+            # (asked on a sample without any update, as most samples of such a loop are: a
+            # loop that steps on every batch spends one read here)
+            skipped = skipped_steps(state, self.t["skip_share"], int(self.t["samples"]))
+        if not small and eps is None and skipped is None:
             # the updates look healthy, but the loss falls in a straight line far from its
             # floor: the step sets the pace (an SGD step at a rate meant for Adam). Only for
             # plain SGD, whose step is lr x g (an Adam step is lr x m / sqrt(v), about lr per
@@ -1500,6 +1597,23 @@ class LrLow(Detector):
                                   "layers without gradient"], **_reference_evidence(state)},
                 fixes=[f"set eps back to 1e-8 (PyTorch's default; it only guards the division): at "
                        f"{eps['eps']:g} the optimizer is SGD with lr / eps"] + self.fixes[:1])
+        if skipped is not None:
+            f = skipped["stepped_share"]
+            return self.verdict(
+                state, f"the optimizer steps on a fraction of the batches only: on "
+                f"{skipped['samples_without_update']} of {skipped['samples']} sampled steps every "
+                f"layer had a gradient and none moved (an lr x g step always moves a weight), so "
+                f"stepping on ~{f:.0%} of the batches makes the effective learning rate ~{f:.2g} x "
+                f"lr{said}, and the loss is {relative_to_reference(d[2])} the know-nothing level",
+                layers=list(per), evidence={
+                    "form": "skipped optimizer steps", "skipped_steps": skipped,
+                    "change": d[2], "lr": lr, "ruled_out": [
+                        "gradient clipping", "decayed schedule", "divergence",
+                        "layers without gradient"], **_reference_evidence(state)},
+                fixes=["call optimizer.step() on every batch (check its indentation: it belongs "
+                       "beside loss.backward(), not under a logging `if`)",
+                       "to accumulate gradients over k batches, zero them only after each step"]
+                + self.fixes[:1])
         if rate is not None:
             m = rate["means"]
             return self.verdict(
@@ -1865,10 +1979,14 @@ class Frozen(Detector):
         layer with requires_grad=False or outside the optimizer is a configuration fact."""
         ev = verdict.evidence
         return (not ev.get("requires_grad_false") and not ev.get("not_in_optimizer")
-                and not ev.get("frozen_on_purpose"))
+                and not ev.get("frozen_on_purpose") and not ev.get("no_gradient"))
     rule = ("a layer with parameters never changes: requires_grad is off, it is not in the "
-            "optimizer (read from the optimizer when the monitor has it), or it has a non-zero "
-            "gradient but no update while other layers do move; when no layer moves, the "
+            "optimizer (read from the optimizer when the monitor has it), it has a non-zero "
+            "gradient but no update while other layers do move, or, with requires_grad on and "
+            "in the optimizer, it has no gradient at all (.grad None) on every sample whose "
+            "gradients were read since the first, at least `samples` of them, and never moved, "
+            "while other layers do move (backward never reaches it: its forward ran under "
+            "torch.no_grad() or on a detached tensor); when no layer moves, the "
             "learning rate is the cause (lr_schedule_decayed), not membership. Layers frozen on "
             "purpose (expected_frozen, archlab train's --freeze over --init-from weights) are "
             "named only when the freeze keeps the run from learning: after loss_not_decreasing's min_steps the loss is less "
@@ -1906,9 +2024,10 @@ class Frozen(Detector):
                     stuck.append(p)
                 elif moves[i]:
                     moving += 1
+        unreached = self._no_gradient(state, frozen, outside, expected, n, g) if moving else []
         if not moving or lr_decayed(state):
             stuck = []   # nothing moves: a learning-rate problem, not membership
-        if not frozen and not stuck and not outside:
+        if not frozen and not stuck and not outside and not unreached:
             return self._frozen_on_purpose(state, expected)
         parts = []
         if frozen:
@@ -1918,13 +2037,41 @@ class Frozen(Detector):
         if stuck:
             parts.append(f"gradient but no update while {moving} layers move (not in the optimizer, "
                          f"or a parameter group with lr 0): {', '.join(stuck[:5])}")
+        if unreached:
+            parts.append(f"no gradient (.grad None) on any of the {len(state.sample_steps)} "
+                         f"samples, with requires_grad on and in the optimizer, while {moving} "
+                         f"layers move: backward never reaches {', '.join(unreached[:5])}")
         fixes = (["set requires_grad=True on these layers"] if frozen else []) + \
             (["pass all parameters to the optimizer (model.parameters())"] if outside or stuck else []) + \
-            [self.fixes[2]]
-        return self.verdict(state, f"{len(frozen) + len(stuck) + len(outside)} layers never change; "
-                            + "; ".join(parts), layers=frozen + outside + stuck,
+            (["compute these layers outside torch.no_grad() and without .detach() / .data in "
+              "forward, so that backward reaches them"] if unreached else []) + [self.fixes[2]]
+        layers = frozen + outside + stuck + unreached
+        return self.verdict(state, f"{len(layers)} layers never change; "
+                            + "; ".join(parts), layers=layers,
                             evidence={"requires_grad_false": frozen, "not_in_optimizer": outside,
-                                      "not_updated": stuck, "layers_moving": moving}, fixes=fixes)
+                                      "not_updated": stuck, "no_gradient": unreached,
+                                      "layers_moving": moving}, fixes=fixes)
+
+    @staticmethod
+    def _no_gradient(state, frozen, outside, expected, samples, recent):
+        """Layers with requires_grad on and in the optimizer that had no gradient (a nan norm:
+        .grad None) on every sample whose gradients were read, at least ``samples`` of them,
+        and whose update ratio was 0 (or unknown) on every sample: backward never reached them.
+        A gradient that arrives on some steps only (a branch taken now and then) is not this."""
+        if recent.size and state.grad_read and state.grad_read[-1] and not np.isnan(recent[-1]).any():
+            return []   # every layer had a gradient on the latest read sample (most samples)
+        g_all = state.array("grad_norm")
+        read = np.array([bool(r) for r in state.grad_read[:g_all.shape[0]]], dtype=bool)
+        if g_all.shape[0] == 0 or read.size != g_all.shape[0] or int(read.sum()) < samples:
+            return []
+        g = g_all[read]
+        u = state.array("update_ratio")
+        if u.shape != g_all.shape:
+            return []
+        none = np.all(np.isnan(g), axis=0) & np.all((u == 0) | np.isnan(u), axis=0)
+        return [p for i, p in enumerate(state.param_layers) if i < none.size and none[i]
+                and p not in frozen and p not in outside and not expected(p)
+                and state.optimizer_params.get(p, True)]
 
     def _frozen_on_purpose(self, state, expected):
         """The layers frozen on purpose, when the freeze keeps the run from learning (rule)."""
