@@ -265,3 +265,21 @@ def test_end_to_end_shifted_label_column_named_clean_twin_quiet():
     assert named and "know_nothing_loss" in named[0].evidence
     clean = _run(False)
     assert not [v for v in clean.events if v.detector == "label_noise"]
+
+
+def test_the_readings_are_judged_once_per_new_record(monkeypatch):
+    """The detectors run on every sample; the probe readings change only with a new probe
+    evaluation or validation pass, so they are computed once per such record."""
+    y, near = _random_labels()
+    losses = [_memorised_losses(0, 0.1), _memorised_losses(1)]
+    st = _memorising_state([1.40, 1.20, 1.41], losses, y, near)   # not named: signal
+    det = LabelNoise()
+    calls = []
+    real = LabelNoise._memorised_not_generalised
+    monkeypatch.setattr(LabelNoise, "_memorised_not_generalised",
+                        lambda self, s: calls.append(1) or real(self, s))
+    assert det.check(st) is None and det.check(st) is None
+    assert len(calls) == 1
+    st.validation.append(dict(st.validation[-1], step=st.validation[-1]["step"] + 60))
+    det.check(st)
+    assert len(calls) == 2

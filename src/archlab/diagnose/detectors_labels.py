@@ -409,9 +409,18 @@ class LabelNoise(Detector):
         gap = self._held_out_gap(state)
         if gap is not None:
             return gap
-        unlearnable = self._memorised_not_generalised(state)
-        if unlearnable is not None:
-            return unlearnable
+        # the readings below change only with a new probe evaluation or validation pass (the
+        # detectors run on every sample): judged once per such record, as the gap test is
+        key = (id(state), len(state.label_probe), len(state.validation))
+        memo = self.__dict__.get("_probe_memo")
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        result = self._memorised_not_generalised(state) or self._persistence(state)
+        self._probe_memo = (key, result)
+        return result
+
+    def _persistence(self, state):
+        """The ratio reading and the tests on the last probe evaluations."""
         n = int(self.t["evaluations"])
         # the tests read the last `evaluations` evaluations, or the last
         # `test_evaluations` (= 2, the fewest a persistence test can compare) where fewer exist:
