@@ -122,12 +122,16 @@ def test_wrong_labels_are_found_on_the_probe():
     torch.manual_seed(0)
     rec = _loop(_mlp(), x, y, 200)
     v = _fired(rec)["label_noise"]
-    assert v.step == 192                            # probe evaluations at 64, 128, 192
-    # 30 % relabelled at random over 4 classes changes ~22 % of the labels
-    frac = v.evidence["contradicted_fraction"][-1]
-    assert 0.12 <= frac <= 0.3
-    assert min(v.evidence["same_prediction"]) >= 0.67
+    # probe evaluations at 64, 128, 192: the persistence tests may name it on the first two
+    assert v.step in (128, 192)
     assert v.severity == "warning"
+    # the ratio reading on all three: 30 % relabelled at random over 4 classes changes ~22 %
+    from archlab.diagnose.detectors_labels import LabelNoise
+
+    r = LabelNoise()._ratios(rec.state, rec.state.label_probe[-3:], 1e-3)
+    frac = r.evidence["contradicted_fraction"][-1]
+    assert 0.12 <= frac <= 0.3
+    assert min(r.evidence["same_prediction"]) >= 0.67
 
 
 @pytest.mark.parametrize("case", ["clean", "hard_clean", "imbalanced_clean"])
