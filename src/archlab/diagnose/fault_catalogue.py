@@ -17,6 +17,10 @@ shuffled the sorted names of the faulty set-ups and, separately, of the healthy 
 first half (rounded up) of each became the development half. The result is written out below
 (:data:`HELD_OUT`) so that adding set-ups later cannot move an old one between the halves;
 ``tests/test_fault_suite.py`` checks the rule still reproduces it.
+
+On 2026-12-03 (session 8) ``label_noise`` was added to the ``plausible`` causes of the three
+shuffled-label faults (source: "wrong labels"): the rule, as extended that day, names labels that
+do not follow from their inputs, which is what these faults inject. Nothing else changed.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ FAULTS = [
            model=lambda i, o, s: zero_init(mlp(i, o))),
     faulty(L_DIGITS, "l_shuffled_labels", "training labels shuffled (no signal)",
            ("loss_not_decreasing", "overfitting"), "H20 Training data quality/wrong labels",
-           ("lr_too_low",), labels="shuffle", ci_steps=110),
+           ("lr_too_low", "label_noise"), labels="shuffle", ci_steps=110),
     faulty(L_DIGITS, "l_adam_lr_0.1", "Adam with learning rate 0.1", ("lr_too_high", "oscillating_loss"),
            "H20 Hyperparameters/learning rate; AT OL", UNSTABLE, lr=0.1),
     faulty(L_DIGITS, "l_softmax_before_ce", "softmax layer at the end, then cross entropy",
@@ -175,8 +179,8 @@ FAULTS = [
            ("missing_nonlinearity",), "H20 Model/missing activation", ("loss_not_decreasing",),
            model=lambda i, o, s: mlp(i, o, (64, 64), act=None)),
     faulty(L_SEQ, "l_seq_shuffled_labels", "training labels shuffled", ("loss_not_decreasing",
-           "overfitting"), "H20 Training data quality/wrong labels", ("lr_too_low",),
-           labels="shuffle", ci_steps=110),
+           "overfitting"), "H20 Training data quality/wrong labels",
+           ("lr_too_low", "label_noise"), labels="shuffle", ci_steps=110),
     # --- lightning, tabular regression
     faulty(L_TAB, "l_tab_huge_targets", "regression targets 1e4 times their standardised scale",
            ("unscaled_targets",), "H20 Preprocessing/missing normalisation (targets)",
@@ -242,8 +246,8 @@ FAULTS = [
            ci_steps=110),
     # --- plain loop, synthetic
     faulty(P_SYN, "p_syn_shuffled_labels", "training labels shuffled", ("loss_not_decreasing",
-           "overfitting"), "H20 Training data quality/wrong labels", ("lr_too_low",),
-           labels="shuffle", ci_steps=110),
+           "overfitting"), "H20 Training data quality/wrong labels",
+           ("lr_too_low", "label_noise"), labels="shuffle", ci_steps=110),
     faulty(P_SYN, "p_syn_dead_relu", "ReLU layers with biases initialised at -4", ("dying_relu",),
            "AT DR; DD dead node", DEAD,
            model=lambda i, o, s: negative_bias(mlp(i, o, (128, 128), dropout=0.5))),

@@ -14,6 +14,11 @@ Each fault is its healthy twin with one fault injected, a source in the publishe
 conditions), ``expected`` (detectors that name the cause) and ``plausible`` (true consequences),
 both chosen from the fault's nature and the detectors' one-line meanings before any monitored
 run. :data:`HURT` records each one's validation score against its twin (monitor off).
+
+Two ``plausible`` lists were widened on 2026-12-03 (session 8), long after the judging, because a
+rule written later names the injected bug itself: ``label_noise`` on ``fl_lstm_labels_rolled``
+(its source is "wrong labels") and ``gradients_cleared`` on ``fp_digits_zero_grad_late`` (the
+rule's subject is exactly that bug). Nothing else changed; the judged figures stand as recorded.
 """
 
 from __future__ import annotations
@@ -345,8 +350,8 @@ FAULTS = [
           "learning rate too low; AT SC", ("lr_too_low",), NO_SIGNAL, train={"lr": 1e-6}),
     # --- lightning, waves LSTM
     fault(L_LSTM, "fl_lstm_labels_rolled", "the label column is one row out of step with the "
-          "signals", "H20 Training data quality/wrong labels", NO_SIGNAL, ("overfitting",),
-          prep={"roll_labels": True}),
+          "signals", "H20 Training data quality/wrong labels", NO_SIGNAL,
+          ("overfitting", "label_noise"), prep={"roll_labels": True}),
     fault(L_LSTM, "fl_lstm_40_examples", "only 40 training sequences", "H20 Training data "
           "quality/not enough data", ("overfitting",), (), prep={"train_limit": 40}),
     # --- lightning, digits conv-BN net
@@ -368,7 +373,7 @@ FAULTS = [
           NO_SIGNAL, train={"bug": "no_zero_grad"}),
     fault(P_GELU, "fp_digits_zero_grad_late", "zero_grad between backward and step: no update",
           "DD unchanged weights; H20 Training/optimiser misuse", ("frozen_layers", "vanishing_gradients"),
-          ("loss_not_decreasing", "lr_too_low"), train={"bug": "zero_grad_late"}),
+          ("loss_not_decreasing", "lr_too_low", "gradients_cleared"), train={"bug": "zero_grad_late"}),
     fault(P_GELU, "fp_digits_momentum_0.999", "SGD momentum 0.999 (meant 0.9)", "H20 Hyperparameters"
           "/optimiser settings; AT OL", ("oscillating_loss", "lr_too_high", "exploding_gradients"),
           ("nan_inf", "loss_not_decreasing"), train={"momentum": 0.999}),
