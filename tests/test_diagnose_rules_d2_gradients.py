@@ -112,3 +112,30 @@ def test_a_dead_output_on_a_live_loop_is_silent_but_cleared_none_gradients_still
     rec.finish(None)
     fired = {v.detector: v for v in rec.events}
     assert ".grad is None" in fired["gradients_cleared"].message
+
+
+def _sigmoid_model(saturated: bool) -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1), nn.Sigmoid())
+    if saturated:
+        with torch.no_grad():
+            m[2].bias.fill_(50.0)   # sigmoid(z > 17) is 1.0 in float32: s (1 - s) = 0
+    return m
+
+
+def test_a_live_sigmoid_output_does_not_excuse_cleared_gradients():
+    """A sigmoid's derivative is never 0 on a live output: zero_grad(set_to_none=False) between
+    backward and step behind a watched sigmoid (outputs spread over (0, 1)) is still named."""
+    fired, _ = _run(_sigmoid_model(saturated=False), bug="zero_grad_late_zeros")
+    v = fired["gradients_cleared"]
+    assert v.step == 2 and "cleared in between" in v.message
+
+
+def test_a_sigmoid_pinned_at_one_explains_the_zeros():
+    """Oracle: a sigmoid at exactly 1.0 passes back exactly 0 to every parameter before it."""
+    model = _sigmoid_model(saturated=True)
+    x = torch.randn(32, 4)
+    nn.functional.mse_loss(model(x), torch.randn(32, 1)).backward()
+    assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+    fired, _ = _run(_sigmoid_model(saturated=True))
+    assert "gradients_cleared" not in fired

@@ -38,16 +38,18 @@ COMPENSATED = 0.1
 
 # Output ops with a flat piece: their derivative is exactly 0 on part of their input range
 # (ReLU below 0, relu6 / hardtanh / clamp outside their bounds, hardsigmoid outside [-3, 3],
-# threshold below its cut; sigmoid and tanh in float32 once |z| passes ~17 and ~9, where
-# s(1 - s) and 1 - tanh^2 round to 0). A batch whose outputs all sit there sends back no
-# gradient to any layer before the op: every parameter's .grad is exactly 0 (autograd fills
-# zeros, not None, for parameters the graph reaches), with the loop intact.
+# threshold below its cut). A batch whose outputs all sit there sends back no gradient to any
+# layer before the op: every parameter's .grad is exactly 0 (autograd fills zeros, not None,
+# for parameters the graph reaches), with the loop intact. Sigmoid and tanh are left out: their
+# derivative is 0 only where float32 rounds it (|z| past ~17 and ~9), which a watched module's
+# output shows (FLOORS) and an op's name does not.
 FLAT_OUTPUT_OPS = ("ReluBackward", "HardtanhBackward", "ClampBackward", "ClampMinBackward",
-                   "ClampMaxBackward", "HardsigmoidBackward", "ThresholdBackward",
-                   "SigmoidBackward", "TanhBackward")
-# the watched activation kinds (monitor.DEAD_KINDS) whose output is exactly 0 where their
-# derivative is 0: an output identically 0 over the batch (mean and spread 0) is a dead one
-ZERO_FLOOR_KINDS = ("relu", "relu6")
+                   "ClampMaxBackward", "HardsigmoidBackward", "ThresholdBackward")
+# the values where a watched activation kind (monitor.DEAD_KINDS, SATURATING_KINDS) has
+# derivative 0: an output at one of them on every watched example (mean there, spread 0) passes
+# no gradient back (a sigmoid at exactly 1.0 in float32 has s (1 - s) = 0)
+FLOORS = {"relu": (0.0,), "relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0),
+          "tanh": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
 
 
 def compensation(layers: np.ndarray) -> float:
@@ -154,35 +156,40 @@ def clip_evidence(state, samples: int = 5, window: int = 10, ratio: float = 10.0
 
 def dead_output(state, rows: list[int], learn: list[int]) -> dict:
     """What, in the model itself, explains a gradient of exactly 0 on every learning layer on
-    the samples ``rows``: the gradient passed through an op with a flat piece after the last
-    of them and every output of the batch sat on it. Read two ways:
+    the samples ``rows``: the gradient passed through an activation with derivative 0 after the
+    last of them, and every output of the batch sat there. Read two ways:
 
-    * a watched ReLU-kind activation after every learning layer (forward order, the monitor's
-      activation layers) whose output on the sample is identically 0 (mean and spread 0): the
-      batch's outputs are all dead, nothing flows back through them;
+    * a watched activation after every learning layer (forward order, the monitor's activation
+      layers) whose output on the sample is one of its FLOORS on every watched example (mean
+      at it, spread 0): a ReLU dead on the whole batch, a sigmoid pinned at 1.0;
     * the op that made the model's output has a flat piece (FLAT_OUTPUT_OPS) and no watched
       activation after the learning layers shows a live output on that sample (a functional
       ``F.relu`` on the output is not a module the monitor watches).
 
-    A watched ReLU after the learning layers whose output is not all 0 on a sample refutes it
-    there (the live outputs pass their gradient back). {'rows_steps', 'how'} when every row is
-    explained, empty otherwise."""
+    A watched activation after the learning layers whose output is not pinned on a sample
+    refutes it there (the live outputs pass their gradient back). {'steps', 'how'} when every
+    row is explained, empty otherwise."""
     order = {name: i for i, name in enumerate(state.act_layers)}
     last = max((order.get(state.param_layers[j], -1) for j in learn), default=-1)
     after = [k for k, name in enumerate(state.act_layers)
-             if k > last >= 0 and state.act_kinds.get(name) in ZERO_FLOOR_KINDS]
+             if k > last >= 0 and state.act_kinds.get(name) in FLOORS]
     mean, sd = state.array("act_mean"), state.array("act_std")
     how = []
     for i in rows:
-        dead = live = False
-        if after and i < mean.shape[0]:
-            m, s = mean[i, after], sd[i, after]
-            dead = bool(np.any((m == 0) & (s == 0)))
-            live = bool(np.any(np.isfinite(m) & ((m != 0) | (s != 0))))
+        dead, live = None, False
+        for k in after:
+            if i >= mean.shape[0] or k >= mean.shape[1] or not math.isfinite(mean[i, k]):
+                continue
+            name = state.act_layers[k]
+            if sd[i, k] == 0 and float(mean[i, k]) in FLOORS[state.act_kinds[name]]:
+                dead = dead or name
+            else:
+                live = True
         op = str(state.output_op[i]) if i < len(state.output_op) else ""
         if dead:
-            how.append(f"the output of {state.act_layers[after[0]]} "
-                       f"({state.act_kinds.get(state.act_layers[after[0]])}) is 0 on every example it watched")
+            how.append(f"the output of {dead} ({state.act_kinds[dead]}) sits at "
+                       f"{_fmt(float(mean[i, order[dead]]))}, where its derivative is 0, on "
+                       "every example it watched")
         elif op in FLAT_OUTPUT_OPS and not live:
             how.append(f"the output is made by {op}, which has a flat piece")
         else:
@@ -244,10 +251,11 @@ class GradientsCleared(Detector):
             "A working loop always leaves a gradient in the output layer's bias, however dead or "
             "vanishing the rest, so the gradients were cleared between backward() and step() "
             "or never computed; unless an activation after the output layer explains the zeros: "
-            "every gradient exactly 0 on samples whose outputs all sat on a flat piece of it (a "
-            "watched ReLU after the last learning layer outputting 0 on every example it watched, or an "
-            "output made by a ReLU, clamp, hardtanh, sigmoid or tanh with no watched live output "
-            "after the learning layers): a dead output, not the loop")
+            "every gradient exactly 0 on samples whose outputs all sat where its derivative is 0 "
+            "(a watched activation after the last learning layer pinned there on every example "
+            "it watched: a ReLU at 0, a sigmoid at 1.0; or an output made by a ReLU, clamp, "
+            "hardtanh, hardsigmoid or threshold with no watched live output after the learning "
+            "layers): a dead output, not the loop")
     thresholds = {"samples": 3, "min_loss": 0.01}
     fixes = ["call optimizer.zero_grad() before loss.backward() (or right after "
              "optimizer.step()), never between backward() and step()",
