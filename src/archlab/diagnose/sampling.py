@@ -19,7 +19,9 @@ handful of ops each is milliseconds per sample. Here:
   output larger than FUSE_LIMIT values (a convolution's feature maps: its cost is the data, not
   the op) is reduced on its own, in two vectorised passes (mean, then the squared deviations:
   on a CPU 6x faster than ``torch.std_mean``'s Welford reduction, the same value to rounding),
-  and its active units come from one ``amax`` per channel;
+  and its active units come from one ``amax`` per channel. A map that is the same tensor as
+  another (an in-place ReLU returns its input, so a batch norm's output is its ReLU's) is
+  reduced once, and the deviations go into buffers kept between samples (SCRATCH_LIMIT);
 * :func:`layer_norms` turns the per-parameter norms of gradients, weights and updates
   (three ``_foreach_norm`` results) into per-layer norms with one stack, one square, one
   ``index_add_`` and one square root.
@@ -38,6 +40,9 @@ ACT_EXAMPLES = 16  # activation statistics read the first 16 examples of a sampl
 # outputs up to this many values (of ACT_EXAMPLES examples) are reduced together: (N, F) ones
 # column-wise (WIDE_LIMIT), others flattened into one vector with a per-value layer index
 WIDE_LIMIT, FUSE_LIMIT = 16384, 4096
+# the large maps' deviations are written into buffers kept between samples up to this many
+# values in all (16 MB of float32); beyond, into fresh memory on each sample
+SCRATCH_LIMIT = 1 << 22
 DEAD_KINDS = ("relu", "relu6")
 SIGMOID_KINDS = ("sigmoid", "hardsigmoid")
 TANH_KINDS = ("tanh", "hardtanh")
@@ -170,10 +175,19 @@ class ActivationSample:
         if large:   # two passes, as torch.std_mean (7x faster on a CPU than its Welford
             # reduction, the same value to rounding): the mean, then one fused norm of all the
             # deviations (_foreach_norm: no squared copy), scaled by sqrt(n - 1) in one op
-            vs = [_first(outs[k]).float() for k in large]
+            # an output that is the same tensor as an earlier one (an in-place ReLU returns its
+            # input: a batch norm's output and its ReLU's are one tensor, read after the
+            # forward pass) is reduced once: the same values, the same ops on the same data
+            ys = [outs[k] for k in large]
+            alias = _aliases(ys)
+            unique, where = alias if alias is not None else (ys, None)
+            vs = [_first(y).float() for y in unique]
             ms = [v.mean() for v in vs]
+            devs = torch._foreach_norm(_deviations(lay, vs, ms))
+            if where is not None:
+                ms = [ms[i] for i in where]
+                devs = [devs[i] for i in where]
             means.append(torch.stack(ms))
-            devs = torch._foreach_norm([v - m for v, m in zip(vs, ms, strict=True)])
             stds.append(torch.stack(devs) / lay.large_scale)
         labels = lay.wide_labels + lay.flat_labels + large
         # ReLU layers outside the wide group, and saturating ones: one op or two each
@@ -261,6 +275,41 @@ class ActivationSample:
         seg, n = cached
         live = torch.zeros(len(labels), device=active.device).index_add_(0, seg, ever.float())
         return 1.0 - live / n
+
+
+def _aliases(ys: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]] | None:
+    """None when the tensors ``ys`` are distinct objects; else (the distinct ones, in order of
+    first appearance; for each of ``ys`` its index among them). Identity, not equal values:
+    only a tensor that is the same object (an in-place op's result) is read once."""
+    ids = [id(y) for y in ys]
+    if len(set(ids)) == len(ids):
+        return None
+    first: dict[int, int] = {}
+    unique: list[torch.Tensor] = []
+    where = []
+    for key, y in zip(ids, ys, strict=True):
+        at = first.get(key)
+        if at is None:
+            at = first[key] = len(unique)
+            unique.append(y)
+        where.append(at)
+    return unique, where
+
+
+def _deviations(lay, vs: list[torch.Tensor], ms: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``[v - m for v, m in zip(vs, ms)]`` written into buffers kept on the arrangement ``lay``
+    (the same subtraction, element for element, into the same strides: identical values and
+    the same norm), so a sample does not allocate, and fault in, fresh memory for feature maps
+    of 10^5 values each; made again when shapes, strides, dtypes or the device change. Kept
+    only up to SCRATCH_LIMIT values in all (a large network's maps are subtracted into fresh
+    memory as before, not held between samples)."""
+    key = tuple([(v.shape, v.stride(), v.dtype, v.device) for v in vs])
+    kept = getattr(lay, "scratch", None)
+    if kept is None or kept[0] != key:   # empty_like: the strides v - m would have
+        if sum([v.numel() for v in vs]) > SCRATCH_LIMIT:
+            return [v - m for v, m in zip(vs, ms, strict=True)]
+        kept = lay.scratch = (key, [torch.empty_like(v) for v in vs])
+    return [torch.sub(v, m, out=b) for v, m, b in zip(vs, ms, kept[1], strict=True)]
 
 
 def _moment_constants(n: torch.Tensor) -> tuple:
