@@ -102,11 +102,36 @@ def _validation_size(trainer) -> int | None:
     return total or None
 
 
+_MODULE_GETATTR = torch.nn.Module.__getattr__
+
+
+def _penalty_of(module):
+    """``getattr(module, "health_penalty", None)`` without its cost when the attribute is not
+    set (every step of a module that reports nothing): on an ``nn.Module`` a missing attribute
+    goes through ``Module.__getattr__``, which raises and catches an AttributeError (~2.5 us a
+    step). Read from the instance's dict and the module's parameter, buffer and submodule
+    tables (where ``nn.Module.__setattr__`` puts it, and where ``Module.__getattr__`` looks); a
+    class that defines it (a property, a class attribute) or its own ``__getattr__`` is read
+    by ``getattr`` as before."""
+    cls = type(module)
+    d = getattr(module, "__dict__", None)
+    if (d is None or hasattr(cls, "health_penalty")
+            or getattr(cls, "__getattr__", _MODULE_GETATTR) is not _MODULE_GETATTR):
+        return getattr(module, "health_penalty", None)   # a class of its own making
+    if "health_penalty" in d:
+        return d["health_penalty"]
+    for table in ("_parameters", "_buffers", "_modules"):
+        held = d.get(table)
+        if held and "health_penalty" in held:
+            return held["health_penalty"]
+    return None
+
+
 def _read_penalty(module, state) -> None:
     """The penalty part of this step's loss, when the module reports it (``health_penalty``:
     a number or 0-d tensor, an L2 term; or {"value", "degree", "what"}); read once (the
     attribute is cleared, so a module that stops reporting is not read again)."""
-    term = getattr(module, "health_penalty", None)
+    term = _penalty_of(module)
     if term is None:
         return
     module.health_penalty = None

@@ -90,6 +90,15 @@ def sample_interval(step: int, dense: int = 8, max_every: int = 64) -> int:
     return k
 
 
+def interval_span(step: int, dense: int = 8, max_every: int = 64) -> tuple[int, int | None]:
+    """(:func:`sample_interval` at ``step``, the first later step where the interval changes;
+    None: it never does). The interval is the same on every step from ``step`` to that one."""
+    k = 1
+    while k < max_every and step >= 2 * dense * k:
+        k *= 2
+    return k, (2 * dense * k if k < max_every else None)
+
+
 def is_sampled(step: int, dense: int = 8, max_every: int = 64, every: int | None = None) -> bool:
     """Whether ``step`` is sampled: a pure function of the step (reproducible verdicts)."""
     if every:
@@ -161,6 +170,17 @@ class HealthRecorder:
         # the previous step's replay (a reference, kept one step): weights made non-finite by a
         # NaN input at an unsampled step are found by replaying that step's batch (_locate)
         self._previous_replay: Callable[[], object] | None = None
+        self._span: tuple | None = None   # (first step, end, interval) of the schedule's stretch
+
+    def _scheduled(self, step: int) -> bool:
+        """:func:`is_sampled` of ``step`` under the schedule, from the interval kept for the
+        stretch of steps it holds on (:func:`interval_span`): one comparison and one modulo a
+        step instead of the doubling loop."""
+        span = self._span
+        if span is None or not span[0] <= step < span[1]:
+            k, until = interval_span(step, self.dense, self.max_every)
+            span = self._span = (step, math.inf if until is None else until, k)
+        return step % span[2] == 0
 
     @property
     def every(self) -> int:
@@ -244,7 +264,8 @@ class HealthRecorder:
         self._step_start = time.perf_counter()
         self._cost = 0.0
         step = self.state.step + 1
-        self._sampling = is_sampled(step, self.dense, self.max_every, self.fixed_every)
+        self._sampling = (self._scheduled(step) if not self.fixed_every
+                          else is_sampled(step, self.dense, self.max_every, self.fixed_every))
         # a reference only (no copy): read on sampled steps, and when the loss turns NaN
         self._targets = targets if isinstance(targets, torch.Tensor) else None
         if self._sampling:
