@@ -12,6 +12,7 @@ hand-written loop on HealthRecorder; a small network in ``lightning.Trainer`` wi
 Threads are set to 1 (the figures are then the same in every run). Timings are not compared.
 
 ``python benchmarks/monitor_cost_equality.py suite FOLDER [--seeds N] [--suites main,fresh3,fresh4]``
+(main, fresh, fresh2 .. fresh6)
 runs the fault suites' set-ups (archlab.diagnose.fault_catalogue and the fresh catalogues, each
 on its own user path) and writes, per run, the verdicts with their steps, messages and full
 evidence (every HealthRecorder's events, captured at ``finish``), the symptoms, the steps and the
@@ -259,7 +260,7 @@ def _num(x: str):
 
 SUITES = {"main": None, "fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
           "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4",
-          "fresh5": "fault_catalogue_fresh5"}
+          "fresh5": "fault_catalogue_fresh5", "fresh6": "fault_catalogue_fresh6"}
 
 
 def suite(out: Path, seeds: int, names: list[str]) -> None:
