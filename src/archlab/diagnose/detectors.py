@@ -1311,8 +1311,13 @@ class LrHigh(Detector):
             "know-nothing reference and the median of the first 10 losses, or (when the "
             "optimizer's settings are known) SGD's heavy-ball momentum amplifies the step by "
             "1/(1-m) > max_amplification while the weights grow weight_growth x their first norm "
-            "or the loss rises rise_factor x above its best chunk mean. With momentum the "
-            "learning rate is reported as the effective step lr/(1-m)")
+            "or the loss rises rise_factor x above its best chunk mean; or the gradients are summed "
+            "over the steps instead of cleared (no zero_grad: each step applies lr x the sum of "
+            "all past gradients): over the reads of the first 32 steps the gradient norm of the "
+            "layers that learn rose on more reads than a one-sided sign test allows at 1e-3 "
+            "without a trend (a batch gradient's norm rises about half the time, a running sum's "
+            "at nearly every read) and at least doubled. With momentum the learning rate is "
+            "reported as the effective step lr/(1-m)")
     # max_amplification 100: momentum 0.99; the usual 0.9 amplifies 10x and averages over ~10
     # steps, 0.999 over ~1000: longer than most runs, so the velocity never settles
     thresholds = {"max_update_ratio": UPDATE_LIMIT, "rise_factor": 1.5, "samples": 2,
@@ -1355,7 +1360,23 @@ class LrHigh(Detector):
                                     evidence={"start_loss": start, "recent_loss": now,
                                               "reference": ref.to_dict(), "median_update_ratio": med})
         if mom is not None and mom["amplification"] > self.t["max_amplification"]:
-            return self._momentum(state, mom, losses)
+            v = self._momentum(state, mom, losses)
+            if v is not None:
+                return v
+        acc = summed_gradients(state)
+        if acc is not None:
+            return self.verdict(
+                state, f"the gradients are summed over the steps, not cleared: the gradient norm "
+                f"of the layers that learn rose on {acc['rises']} of {acc['reads'] - 1} reads in "
+                f"the first {acc['window_steps']} steps (a batch gradient's rises half the time; "
+                f"{acc['rises_needed']} rejects that at {acc['alpha']:g}) to "
+                f"{_fmt(acc['growth'])}x its first: each step applies lr x the sum of all past "
+                f"gradients, an effective learning rate that grows with the steps",
+                layers=acc["layers"][:3], evidence={"summed_gradients": acc},
+                fixes=["call optimizer.zero_grad() once per step, before loss.backward() (in "
+                       "Lightning, do not override optimizer_zero_grad with a no-op)",
+                       "if accumulation is meant, clear the gradients after each optimizer step "
+                       "and divide the loss by the accumulated batches"])
         return None
 
     def _momentum(self, state, mom, losses):
@@ -1460,6 +1481,68 @@ def skipped_steps(state: HealthState, share: float = 0.5, samples: int = 3) -> d
         return None
     return {"samples": n_fed, "samples_without_update": n_still,
             "stepped_share": n_moved / n_fed, "stepped_at": list(memo[5])}
+
+
+# gradients summed over the steps (zero_grad never called): the early window read, the level of
+# the sign test on its rises and the growth that makes them a trend (see summed_gradients)
+SUMMED_WINDOW = 32      # steps: the monitor reads every step to 16 and every 2nd to 32
+SUMMED_MIN_DIFFS = 10   # consecutive reads needed before the test is asked
+SUMMED_ALPHA = 1e-3     # one-sided sign test: P(>= k rises of n | no trend) below this
+SUMMED_GROWTH = 2.0     # the norm's peak in the window over its first read: a doubling
+
+
+def _rises_needed(n: int, alpha: float) -> int:
+    """The fewest rises k of n consecutive differences with P(Binomial(n, 1/2) >= k) < alpha:
+    under batch noise without a trend a read is above the one before about half the time."""
+    tail = 0
+    for k in range(n, -1, -1):
+        tail += math.comb(n, k)
+        if tail / 2.0 ** n >= alpha:
+            return k + 1
+    return n + 1
+
+
+def summed_gradients(state: HealthState, window: int = SUMMED_WINDOW,
+                     alpha: float = SUMMED_ALPHA, growth: float = SUMMED_GROWTH) -> dict | None:
+    """Evidence that the gradients are summed over the steps instead of cleared (no
+    ``zero_grad``): over the reads of the first ``window`` steps, the total gradient norm of the
+    layers that learn (in the optimizer, not frozen, moved on a read sample) rose from one read
+    to the next more often than a one-sided sign test allows at level ``alpha`` without a trend,
+    and its peak is ``growth`` x its first read. A batch gradient carries its batch's noise:
+    read after read its norm rises about half the time, even on a trend. A running sum
+    G_t = g_0 + ... + g_t changes by one batch gradient, ~1/t of itself, and early batch
+    gradients point the same way, so its norm rises at nearly every read and grows ~t. Layers
+    outside the optimizer (only the head given to it) also keep their gradients, but nothing
+    steps them: they are not asked. Judged once, on the first read after the window (its
+    reads never change; one look, so no correction for repeated tests).
+    None when it does not hold."""
+    memo = state.__dict__.get("_summed_memo")
+    if memo is not None and memo[0] is state.sample_steps:
+        return memo[1]
+    steps = state.sample_steps
+    if not steps or steps[-1] <= window:
+        return None   # judged once, when a read beyond the window shows it complete
+    n = int(np.searchsorted(np.asarray(steps), window, side="right"))
+    g_all, u_all = state.array("grad_norm"), state.array("update_ratio")
+    out = None
+    if (n >= SUMMED_MIN_DIFFS + 1 and g_all.shape[0] >= n and u_all.shape == g_all.shape
+            and len(state.grad_read) >= n and all(state.grad_read[:n])):
+        g, u = g_all[:n], u_all[:n]
+        learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
+                 and state.optimizer_params.get(p, True) and np.any(u[:, j] > 0)]
+        if learn:
+            total = np.sqrt(np.sum(np.nan_to_num(g[:, learn], nan=0.0) ** 2, axis=1))
+            if np.all(np.isfinite(total)) and total[0] > 0:
+                rises = int(np.count_nonzero(np.diff(total) > 0))
+                need = _rises_needed(n - 1, alpha)
+                peak = float(total.max() / total[0])
+                if rises >= need and peak >= growth:
+                    out = {"reads": n, "rises": rises, "rises_needed": need, "alpha": alpha,
+                           "growth": peak, "window_steps": int(steps[n - 1]),
+                           "grad_norms": total.tolist(),
+                           "layers": [state.param_layers[j] for j in learn]}
+    state.__dict__["_summed_memo"] = (state.sample_steps, out)
+    return out
 
 
 def constant_rate_fall(state: HealthState, z: float = 2.0, slowdown: float = 2.0) -> dict | None:
