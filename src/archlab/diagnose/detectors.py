@@ -1314,7 +1314,7 @@ class LrHigh(Detector):
             "or the loss rises rise_factor x above its best chunk mean; or the gradients are summed "
             "over the steps instead of cleared (no zero_grad: each step applies lr x the sum of "
             "all past gradients): over the reads of the first 32 steps the gradient norm of the "
-            "layers that learn rose on more reads than a one-sided sign test allows at 1e-3 "
+            "median layer that learns rose on more reads than a one-sided sign test allows at 1e-3 "
             "without a trend (a batch gradient's norm rises about half the time, a running sum's "
             "at nearly every read) and at least doubled. With momentum the learning rate is "
             "reported as the effective step lr/(1-m)")
@@ -1367,7 +1367,7 @@ class LrHigh(Detector):
         if acc is not None:
             return self.verdict(
                 state, f"the gradients are summed over the steps, not cleared: the gradient norm "
-                f"of the layers that learn rose on {acc['rises']} of {acc['reads'] - 1} reads in "
+                f"of the median layer that learns rose on {acc['rises']:g} of {acc['reads'] - 1} reads in "
                 f"the first {acc['window_steps']} steps (a batch gradient's rises half the time; "
                 f"{acc['rises_needed']} rejects that at {acc['alpha']:g}) to "
                 f"{_fmt(acc['growth'])}x its first: each step applies lr x the sum of all past "
@@ -1505,11 +1505,11 @@ def _rises_needed(n: int, alpha: float) -> int:
 def summed_gradients(state: HealthState, window: int = SUMMED_WINDOW,
                      alpha: float = SUMMED_ALPHA, growth: float = SUMMED_GROWTH) -> dict | None:
     """Evidence that the gradients are summed over the steps instead of cleared (no
-    ``zero_grad``): over the reads of the first ``window`` steps, the total gradient norm of the
-    layers that learn (in the optimizer, not frozen, moved on a read sample) rose from one read
+    ``zero_grad``): over the reads of the first ``window`` steps, the gradient norm of the median
+    layer that learns (in the optimizer, not frozen, moved on a read sample) rose from one read
     to the next more often than a one-sided sign test allows at level ``alpha`` without a trend,
-    and its peak is ``growth`` x its first read. A batch gradient carries its batch's noise:
-    read after read its norm rises about half the time, even on a trend. A running sum
+    and the total norm's peak is ``growth`` x its first read. A batch gradient carries its
+    batch's noise: read after read its norm rises about half the time, even on a trend. A running sum
     G_t = g_0 + ... + g_t changes by one batch gradient, ~1/t of itself, and early batch
     gradients point the same way, so its norm rises at nearly every read and grows ~t. Layers
     outside the optimizer (only the head given to it) also keep their gradients, but nothing
@@ -1531,15 +1531,19 @@ def summed_gradients(state: HealthState, window: int = SUMMED_WINDOW,
         learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
                  and state.optimizer_params.get(p, True) and np.any(u[:, j] > 0)]
         if learn:
-            total = np.sqrt(np.sum(np.nan_to_num(g[:, learn], nan=0.0) ** 2, axis=1))
+            gl = np.nan_to_num(g[:, learn], nan=0.0)
+            total = np.sqrt(np.sum(gl ** 2, axis=1))
             if np.all(np.isfinite(total)) and total[0] > 0:
-                rises = int(np.count_nonzero(np.diff(total) > 0))
+                # every layer's sum grows: the median layer's rises (the largest layer, which
+                # dominates the total, may swing back when new gradients oppose the sum)
+                per = np.count_nonzero(np.diff(gl, axis=0) > 0, axis=0)
+                rises = float(np.median(per))
                 need = _rises_needed(n - 1, alpha)
                 peak = float(total.max() / total[0])
                 if rises >= need and peak >= growth:
                     out = {"reads": n, "rises": rises, "rises_needed": need, "alpha": alpha,
                            "growth": peak, "window_steps": int(steps[n - 1]),
-                           "grad_norms": total.tolist(),
+                           "grad_norms": total.tolist(), "layer_rises": per.tolist(),
                            "layers": [state.param_layers[j] for j in learn]}
     state.__dict__["_summed_memo"] = (state.sample_steps, out)
     return out
