@@ -11,6 +11,10 @@ hidden layer of 8 units, not a model of this suite, 3 steps), run on commit e725
 on the working tree after commit 9b7a486; its verdicts were neither printed nor looked at.
 Judge it once with ``python benchmarks/fault_suite.py --fresh2 --seeds 3``.
 
+On 2026-12-03 (session 8), long after the judging, ``over_regularisation`` was added to the
+``plausible`` causes of ``f2_l_blobs_dropout_0.9`` and ``f2_a_checker_l2_1``: the rule, written
+after this suite, names the injected dropout and weight decay themselves. Nothing else changed.
+
 Size: 49 candidate faults were measured; 44 hurt and form :data:`FAULTS` (17 on the Lightning
 path, 19 plain loop, 8 ``archlab.train``), with 15 healthy twins (5 per path); data kinds:
 images (shapes, mnist14), tabular regression (hetero), tabular classification (wine),
@@ -606,7 +610,7 @@ CANDIDATES = [
           ("oscillating_loss", "loss_not_decreasing", "exploding_gradients", "lr_too_high"),
           train={"batch": 4}),
     fault(L_BLOBS, "f2_l_blobs_dropout_0.9", "dropout 0.9 after every hidden layer",
-          "H20 Model / Layer properties: wrong dropout rate", STALL, (),
+          "H20 Model / Layer properties: wrong dropout rate", STALL, ("over_regularisation",),
           model=_p(mlp, bn=True, dropout=0.9)),
     fault(L_BLOBS, "f2_l_blobs_sgd_lr_20", "SGD at lr 20 (momentum 0.9)",
           "H20 Training / Hyperparameters: suboptimal learning rate (too high); AT oscillating "
@@ -716,7 +720,8 @@ CANDIDATES = [
           STALL, model=_p(design_mlp, act="identity")),
     fault(A_CHECKER, "f2_a_checker_l2_1", "AdamW weight decay (l2) 1.0",
           "H20 Training / Hyperparameters: suboptimal regularisation (weight decay)", STALL,
-          ("lr_too_low", "vanishing_gradients", "dying_relu"), train={"l2": 1.0}),
+          ("lr_too_low", "vanishing_gradients", "dying_relu", "over_regularisation"),
+          train={"l2": 1.0}),
     fault(A_HETERO, "f2_a_hetero_sgd_lr_0.5", "SGD (Nesterov 0.9) at lr 0.5",
           "H20 Training / Hyperparameters: suboptimal learning rate (too high); AT exploding "
           "gradient", DIVERGE, AFTER_DIVERGE, train={"lr": 0.5}),
