@@ -4,9 +4,11 @@
 
 Judge it once with ``python benchmarks/fault_suite.py --fresh7 --seeds 3``.
 
-Written 2026-12-03, 17:31-17:55 UTC, by an author who had not seen the rules' code. **Not
-judged yet**: before the judging run no run with the health monitor on has been made on any
-set-up of this module. The only monitored calls were a plumbing check that the three runners
+Written 2026-12-03, 17:31-17:55 UTC, by an author who had not seen the rules' code. **Judged
+once**, 2026-12-03 18:57-19:00 UTC on commit 94a030f (recall 0.882, 10/195 wrong-cause runs,
+1/45 healthy alarms; docs/diagnostics.md, "The seventh fresh suite"): its cases are now seen.
+Before the judging run no run with the health monitor on had been made on any set-up of this
+module. The only monitored calls were a plumbing check that the three runners
 work with the monitor attached (17:40:55-17:41:50 UTC): one throwaway model per path, not a
 model of this suite (an MLP with one hidden layer of 4 units on the sine-front data, 3
 optimiser steps on the Lightning and plain paths, one whole epoch of 37 steps on the
