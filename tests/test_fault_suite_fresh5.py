@@ -36,6 +36,7 @@ import torch
 import archlab
 from archlab.diagnose import DETECTORS
 from archlab.diagnose import fault_catalogue_fresh5 as suite
+from archlab.diagnose import fault_suite_runner as runner
 from archlab.diagnose.fault_catalogue import SETUPS as MAIN_SETUPS
 from archlab.diagnose.fault_catalogue_fresh import SETUPS as FRESH1_SETUPS
 from archlab.diagnose.fault_catalogue_fresh2 import CANDIDATES as FRESH2_CANDIDATES
@@ -265,14 +266,14 @@ def test_every_setup_builds_and_takes_one_step(s):
             ytr = (ytr - ytr.mean()) / ytr.std()
         params = list(net.parameters())
     else:
-        net = suite._build(s, shape, 0)
-        params = suite._params(s.train, net)
-    opt = suite._optimizer(s.train, params)
+        net = suite.RUNNER.build(s, shape, 0)
+        params = runner.params(s.train, net)
+    opt = runner.optimizer(s.train, params)
     x, y = xtr[:16].nan_to_num(0.0) if xtr.is_floating_point() else xtr[:16], ytr[:16]
     out = net(x)
     assert out.shape[0] == 16
-    lossf = suite._loss(s)
-    loss = suite._loss_of(lossf, net, out, y.nan_to_num(0.0) if y.is_floating_point() else y)
+    lossf = runner.loss(s)
+    loss = lossf(net, out, y.nan_to_num(0.0) if y.is_floating_point() else y)
     opt.zero_grad()
     loss.backward()
     before = [p.detach().clone() for p in params]

@@ -159,7 +159,8 @@ def test_optimizer_and_schedule_knobs():
 
 
 @pytest.mark.parametrize("name, model_seed, loader_seed, freeze", [
-    ("fresh4", (4242, 17), 909, runner.WEIGHT_LAYERS)])
+    ("fresh4", (4242, 17), 909, runner.WEIGHT_LAYERS),
+    ("fresh5", (5252, 31), 505, (nn.Linear,))])
 def test_each_suite_keeps_the_seeds_its_hurt_table_was_measured_with(name, model_seed,
                                                                       loader_seed, freeze):
     import importlib

@@ -144,6 +144,15 @@ and its faults 77 s); about 4 minutes on one core without the monitor, plus the 
 cost (not measured on this suite, by the blindness rule): an estimate, not a measured judging
 time. The measurement of :data:`HURT` took about 650 s of wall time over 2 processes at that
 load; indicative only.
+
+Running code (2026-12-03, session 8): ``hurt`` .. ``measure_hurt`` now live in the shared
+``fault_suite_runner.py``; this module gives its own part in ``RUNNER`` (seeds 5252 + 31 x seed
+and 505 + seed, :data:`ARCHLAB_OPTIONS`, ``freeze`` counting linear layers) and keeps the names
+it exported. Same behaviour, proven old code against new on copies of commit 6a888bf (2026-12-03
+19:14-19:25 UTC): every set-up of :data:`SETUPS`, seed 0, the same validation score to the last
+digit with the monitor off (messages differ only in a random temporary folder's name), and the
+same verdicts, evidence, steps and scores with the monitor on
+(``benchmarks/monitor_cost_equality.py suite`` / ``compare``: 81/81 identical).
 """
 
 from __future__ import annotations
@@ -151,9 +160,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -163,7 +169,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .faults import Result
+from .fault_suite_runner import SuiteRunner
 
 PATHS = ("lightning", "plain", "archlab")
 DATA_KINDS = {"spots": "images", "friedman3": "tabular regression",
@@ -1014,272 +1020,17 @@ FAULTS = [s for s in CANDIDATES if s.name not in NOT_HURTING]
 SETUPS: list[Setup5] = FAULTS + HEALTHY
 
 
-def hurt(name: str) -> float:
-    """Twin's mean recorded score minus the fault's (non-finite counted as -1)."""
-    def mean(xs):
-        return sum(x if math.isfinite(x) else -1.0 for x in xs) / len(xs)
-
-    twin = next(s.twin for s in CANDIDATES if s.name == name)
-    return mean(HURT[twin]) - mean(HURT[name])
-
-
 # ------------------------------------------------------------------------------ running ----
-def _optimizer(t: dict, params):
-    kind, lr = t.get("optimizer", "adam"), t.get("lr", 1e-3)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=t.get("momentum", 0.0))
-    if t.get("adamw_wd"):   # fault: AdamW with this (decoupled) weight decay
-        return torch.optim.AdamW(params, lr=lr, weight_decay=t["adamw_wd"])
-    return torch.optim.Adam(params, lr=lr)
-
-
-def _params(t: dict, model: nn.Module):
-    """All parameters that require a gradient, or (fault) only those of the last layer."""
-    if t.get("head_only"):
-        last = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))][-1]
-        return list(last.parameters())
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _schedule(t: dict, opt):
-    kind = t.get("schedule")
-    if kind and kind[0] == "exp":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=kind[1])
-    if kind and kind[0] == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=kind[1], gamma=kind[2])
-    return None
-
-
-def _loss(s: Setup5):
-    base = F.mse_loss if s.task == "regression" else F.cross_entropy
-    l2 = s.train.get("l2_in_loss")
-    if not l2:
-        return base
-    return base, l2
-
-
-def _loss_of(lossf, model: nn.Module, out, y):
-    if isinstance(lossf, tuple):   # fault: a hand-written L2 term on every weight matrix
-        base, l2 = lossf
-        return base(out, y) + l2 * sum((p ** 2).sum() for p in model.parameters() if p.dim() >= 2)
-    return lossf(out, y)
-
-
-def _build(s: Setup5, shape: tuple, seed: int):
-    torch.manual_seed(5252 + 31 * seed)
-    model = s.model(tuple(shape), 1 if s.task == "regression" else CLASSES[s.data])
-    n = s.train.get("freeze", 0)
-    if isinstance(n, int) and n:   # fault: requires_grad=False on the first n linear layers
-        for m in [m for m in model.modules() if isinstance(m, nn.Linear)][:n]:
-            m.requires_grad_(False)
-    return model
-
-
-def _score(s: Setup5, model: nn.Module, xva, yva) -> float:
-    """Validation accuracy, or R^2 floored at -1; nan when the outputs are not finite."""
-    model.eval()
-    with torch.no_grad():
-        out = model(xva)
-    if not torch.isfinite(out).all():
-        return math.nan
-    if s.task == "regression":
-        r2 = 1 - float(((out.reshape(yva.shape) - yva) ** 2).mean() / ((yva - yva.mean()) ** 2).mean())
-        return max(-1.0, r2)
-    return float((out.argmax(1) == yva).float().mean())
-
-
-def _result(s: Setup5, seed: int, events, steps: int, score: float) -> Result:
-    r = Result(s.name, seed, s.healthy, s.expected, s.plausible, steps=steps, score=score)
-    for e in events:   # Verdict objects, or the dicts of events.jsonl
-        e = e if isinstance(e, dict) else {**e.to_dict(), "kind": getattr(e, "kind", None),
-                                           "explained_by": getattr(e, "explained_by", ())}
-        r.fired.setdefault(e["detector"], e["step"])
-        r.messages.setdefault(e["detector"], f"{e['message']} | evidence {e.get('evidence')}")
-        if e.get("kind") == "symptom":
-            r.symptoms[e["detector"]] = list(e.get("explained_by") or [])
-    return r
-
-
-def run_lightning(s: Setup5, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """A LightningModule of the user's own, with ``HealthMonitor`` in the trainer's callbacks."""
-    import logging
-
-    import lightning.pytorch as pl
-
-    from .callback import HealthMonitor
-
-    xtr, ytr, xva, yva = prepare(s, seed)
-    net, t, lossf = _build(s, xtr.shape[1:], seed), s.train, _loss(s)
-
-    class UserModule(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = _loss_of(lossf, self.net, self(x), y)
-            self.log("train_loss", loss)
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", _loss_of(lossf, self.net, self(x), y))
-
-        def configure_optimizers(self):
-            opt = _optimizer(t, _params(t, self.net))
-            sched = _schedule(t, opt)
-            if sched is None:
-                return opt
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-        if t.get("bug") == "no_zero_grad":   # the hook overridden and left doing nothing
-            def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
-                pass
-
-    train_loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(xtr, ytr), batch_size=t["batch"],
-        shuffle=not s.prep.get("sort"), generator=torch.Generator().manual_seed(505 + seed),
-        drop_last=len(xtr) > t["batch"])
-    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xva, yva),
-                                             batch_size=512)
-    hm = HealthMonitor(folder / "health") if monitor else None
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=steps,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0,
-                         gradient_clip_val=t.get("clip"), default_root_dir=str(folder),
-                         callbacks=[hm] if hm else [])
-    trainer.fit(UserModule(), train_loader, val_loader)
-    return _result(s, seed, hm.events if hm else [], trainer.global_step, _score(s, net, xva, yva))
-
-
-def run_plain(s: Setup5, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """A plain PyTorch loop driving ``HealthRecorder`` as docs/diagnostics.md shows. Some loops
-    pass the validation set's size to ``validation`` (``val_size``), others do not; a loop that
-    clips declares it to ``attach``."""
-    from . import HealthRecorder
-
-    xtr, ytr, xva, yva = prepare(s, seed)
-    model, t, lossf = _build(s, xtr.shape[1:], seed), s.train, _loss(s)
-    opt = _optimizer(t, _params(t, model))
-    sched = _schedule(t, opt)
-    rec = HealthRecorder() if monitor else None
-    if rec:
-        rec.attach(model, optimizer=opt, **({"clip": t["clip"]} if t.get("clip") else {}))
-    g = torch.Generator().manual_seed(505 + seed)
-    batch, step, epoch, stop = t["batch"], 0, 0, False
-    bug = t.get("bug")
-    if bug == "eval_mode":   # fault: eval() before the loop, train() never called
-        model.eval()
-    while step < steps and not stop:
-        order = torch.arange(len(xtr)) if s.prep.get("sort") else torch.randperm(len(xtr), generator=g)
-        for i in range(0, max(1, len(xtr) - batch + 1), batch):
-            if step >= steps:
-                break
-            x, y = xtr[order[i:i + batch]], ytr[order[i:i + batch]]
-            if rec:
-                rec.begin_step(targets=y)
-            loss = _loss_of(lossf, model, model(x), y)
-            if rec and not rec.after_loss(loss, replay=lambda x=x: model(x)):
-                stop = True   # NaN/Inf located: stop, as the documented loop does
-                break
-            if bug not in ("no_zero_grad", "zero_grad_after_backward"):
-                opt.zero_grad()
-            loss.backward()
-            if bug == "zero_grad_after_backward":
-                opt.zero_grad()
-            if t.get("clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
-            if rec:
-                rec.before_optimizer_step()
-            opt.step()
-            if sched:
-                sched.step()
-            if rec:
-                rec.end_step()
-            step += 1
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(_loss_of(lossf, model, model(xva), yva))
-        model.train(was)
-        if rec:
-            if t.get("val_size"):
-                rec.validation(val_loss, epoch, val_size=len(xva))
-            else:
-                rec.validation(val_loss, epoch)
-        epoch += 1
-    if rec:
-        rec.finish(folder / "health")
-    return _result(s, seed, rec.events if rec else [], step, _score(s, model, xva, yva))
-
-
+# The running code is shared with the other blind suites: fault_suite_runner.py.
 ARCHLAB_OPTIONS = ("optimizer", "lr", "batch", "l2", "l1", "scale", "scale_targets", "clip", "eps",
                    "freeze")
 
-
-def run_archlab(s: Setup5, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """``archlab.train`` on the design (a dict) with the data as an npz file; archlab splits
-    (0.8/0.2/0, seeded) and scales it itself; epochs = ceil(steps / batches per epoch)."""
-    from ..errors import ArchlabError
-    from ..train import train
-    from . import read_events
-
-    x, y = archlab_data(s)
-    np.savez(folder / "data.npz", x=x.numpy(), y=y.numpy())
-    t = s.train
-    per_epoch = max(1, int(0.8 * len(x)) // t["batch"])
-    epochs = max(1, math.ceil(steps / per_epoch))
-    opts = {k: t[k] for k in ARCHLAB_OPTIONS if k in t}
-    if s.task != "regression":
-        opts.pop("scale_targets", None)
-    design = s.model(tuple(x.shape[1:]), 1 if s.task == "regression" else CLASSES[s.data])
-    try:
-        run = train(design, {"source": str(folder / "data.npz")}, epochs=epochs, seed=seed,
-                    out=str(folder), name="run", progress=False, health=monitor, task=s.task,
-                    split=(0.8, 0.2, 0.0), **opts)
-    except ArchlabError as err:   # refused before training (bad data): found by archlab
-        r = Result(s.name, seed, s.healthy, s.expected, s.plausible)
-        r.fired, r.messages = {"data_error": 0}, {"data_error": str(err)}
-        return r
-    last = run.metrics[-1] if run.metrics else {}
-    if s.task == "regression":
-        yv = y.numpy()[np.asarray(run.splits.val)]
-        score = 1 - float(last.get("val_mse", math.nan)) / float(yv.var())
-        score = max(-1.0, score) if math.isfinite(score) else math.nan
-    else:
-        score = float(last.get("val_accuracy", math.nan))
-    events = read_events(run.path / "health") if monitor else []
-    return _result(s, seed, events, epochs * per_epoch, score if math.isfinite(score) else math.nan)
-
-
-def run_fresh5(s: Setup5, seed: int = 0, monitor: bool = True, steps: int | None = None) -> Result:
-    """Train one set-up on its user path (the monitor at its defaults unless ``monitor=False``)
-    in a temporary folder; the Result carries the verdicts, their evidence and the score."""
-    runner = {"lightning": run_lightning, "plain": run_plain, "archlab": run_archlab}[s.path]
-    with tempfile.TemporaryDirectory(prefix="archlab-fresh5-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        r = runner(s, seed, monitor, Path(tmp), steps or s.train["steps"])
-        r.seconds = time.perf_counter() - t0
-    return r
-
-
-def measure_hurt(names=None, seeds: int = 3) -> dict[str, list[float]]:
-    """Validation scores with the monitor OFF (how :data:`HURT` was recorded)."""
-    out = {}
-    for s in CANDIDATES + HEALTHY:
-        if names and s.name not in names:
-            continue
-        t0, c0 = time.perf_counter(), time.process_time()
-        out[s.name] = [run_fresh5(s, seed, monitor=False).score for seed in range(seeds)]
-        print(f'    "{s.name}": [{", ".join("NAN" if not math.isfinite(v) else f"{v:.3f}" for v in out[s.name])}],'
-              f"  # {time.perf_counter() - t0:.1f}s wall {time.process_time() - c0:.1f}s cpu", flush=True)
-    return out
+RUNNER = SuiteRunner("fresh5", classes=CLASSES, prepare=prepare, archlab_data=archlab_data,
+                     candidates=CANDIDATES, healthy=HEALTHY, hurt_table=HURT,
+                     model_seed=(5252, 31), loader_seed=505, archlab_options=ARCHLAB_OPTIONS,
+                     freeze_layers=(nn.Linear,))   # this suite's ``freeze: n`` counts linear layers
+hurt, run_fresh5, measure_hurt = RUNNER.hurt, RUNNER.run, RUNNER.measure_hurt
+run_lightning, run_plain, run_archlab = RUNNER.run_lightning, RUNNER.run_plain, RUNNER.run_archlab
 
 
 if __name__ == "__main__":   # python -m archlab.diagnose.fault_catalogue_fresh5 [names...]

@@ -162,26 +162,28 @@ thread each; ``time.process_time``, which the load changes little): the judging 
 without the monitor, plus the monitor's own cost (not measured on this suite, by the
 blindness rule): an estimate, not a measured judging time. The measurement of :data:`HURT`
 took about 600 s of wall time over 2 processes at that load; indicative only.
+
+Running code (2026-12-03, session 8): ``hurt`` .. ``measure_hurt`` now live in the shared
+``fault_suite_runner.py``; this module gives its own part in ``RUNNER`` (seeds 6262 + 37 x seed
+and 606 + seed) and keeps the names it exported. Same behaviour, proven old code against new on
+copies of commit 6a888bf (2026-12-03 19:14-19:25 UTC): every set-up of :data:`SETUPS`, seed 0,
+the same validation score to the last digit with the monitor off (messages differ only in a
+random temporary folder's name), and the same verdicts, evidence, steps and scores with the
+monitor on (``benchmarks/monitor_cost_equality.py suite`` / ``compare``: 87/87 identical).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .faults import Result
+from .fault_suite_runner import SuiteRunner
 
 PATHS = ("lightning", "plain", "archlab")
 DATA_KINDS = {"gratings": "images", "borehole": "tabular regression",
@@ -1084,290 +1086,13 @@ FAULTS = [s for s in CANDIDATES if s.name not in NOT_HURTING]
 SETUPS: list[Setup6] = FAULTS + HEALTHY
 
 
-def hurt(name: str) -> float:
-    """Twin's mean recorded score minus the fault's (non-finite counted as -1)."""
-    def mean(xs):
-        return sum(x if math.isfinite(x) else -1.0 for x in xs) / len(xs)
-
-    twin = next(s.twin for s in CANDIDATES if s.name == name)
-    return mean(HURT[twin]) - mean(HURT[name])
-
-
 # ------------------------------------------------------------------------------ running ----
-def _optimizer(t: dict, params):
-    kind, lr = t.get("optimizer", "adam"), t.get("lr", 1e-3)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=t.get("momentum", 0.0))
-    if t.get("adamw_wd"):   # fault: AdamW with this (decoupled) weight decay
-        return torch.optim.AdamW(params, lr=lr, weight_decay=t["adamw_wd"])
-    return torch.optim.Adam(params, lr=lr, eps=t.get("eps", 1e-8),
-                            betas=tuple(t.get("betas", (0.9, 0.999))))
-
-
-def _params(t: dict, model: nn.Module):
-    """All parameters that require a gradient, or (fault) only those of the last layer, or
-    (fault) those of a copy of the model made before training."""
-    if t.get("head_only"):
-        last = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))][-1]
-        return list(last.parameters())
-    if t.get("bug") == "copy_params":   # fault: the optimizer holds a deep copy's parameters
-        return [p for p in copy.deepcopy(model).parameters() if p.requires_grad]
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _schedule(t: dict, opt):
-    kind = t.get("schedule")
-    if kind and kind[0] == "exp":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=kind[1])
-    if kind and kind[0] == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=kind[1], gamma=kind[2])
-    if kind and kind[0] == "warmup":   # a linear warm-up over kind[1] steps
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i, n=kind[1]: min(1.0, (i + 1) / n))
-    return None
-
-
-def _loss(s: Setup6):
-    """The loss function ``(model, out, y) -> loss`` the user wrote."""
-    t = s.train
-    reduction = "sum" if t.get("bug") == "sum_reduction" else "mean"
-    if s.task == "regression":
-        def base(out, y):
-            if t.get("bug") == "squeeze_target":   # fault: (N, 1) outputs against (N,) targets
-                y = y.squeeze(1)
-            return F.mse_loss(out, y, reduction=reduction)
-    elif t.get("bug") == "nll_sign":   # fault: a hand-written NLL without its minus sign
-        def base(out, y):
-            return F.log_softmax(out, 1).gather(1, y[:, None]).mean()
-    else:
-        def base(out, y):
-            return F.cross_entropy(out, y, reduction=reduction)
-    l2 = t.get("l2_in_loss")
-
-    def lossf(model, out, y):
-        if l2:   # fault: a hand-written L2 term on every weight
-            return base(out, y) + l2 * sum((p ** 2).sum() for p in model.parameters()
-                                           if p.dim() >= 2)
-        return base(out, y)
-    return lossf
-
-
-def _build(s: Setup6, shape: tuple, seed: int):
-    torch.manual_seed(6262 + 37 * seed)
-    model = s.model(tuple(shape), 1 if s.task == "regression" else CLASSES[s.data])
-    n = s.train.get("freeze", 0)
-    if n:   # fault: requires_grad=False on the first n weight layers
-        layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-        for m in layers[:n]:
-            m.requires_grad_(False)
-    return model
-
-
-def _score(s: Setup6, model: nn.Module, xva, yva) -> float:
-    """Validation accuracy, or R^2 floored at -1; nan when the outputs are not finite."""
-    model.eval()
-    with torch.no_grad():
-        out = model(xva)
-    if not torch.isfinite(out).all():
-        return math.nan
-    if s.task == "regression":
-        r2 = 1 - float(((out.reshape(yva.shape) - yva) ** 2).mean() / ((yva - yva.mean()) ** 2).mean())
-        return max(-1.0, r2)
-    return float((out.argmax(1) == yva).float().mean())
-
-
-def _result(s: Setup6, seed: int, events, steps: int, score: float) -> Result:
-    r = Result(s.name, seed, s.healthy, s.expected, s.plausible, steps=steps, score=score)
-    for e in events:   # Verdict objects, or the dicts of events.jsonl
-        e = e if isinstance(e, dict) else {**e.to_dict(), "kind": getattr(e, "kind", None),
-                                           "explained_by": getattr(e, "explained_by", ())}
-        r.fired.setdefault(e["detector"], e["step"])
-        r.messages.setdefault(e["detector"], f"{e['message']} | evidence {e.get('evidence')}")
-        if e.get("kind") == "symptom":
-            r.symptoms[e["detector"]] = list(e.get("explained_by") or [])
-    return r
-
-
-def run_lightning(s: Setup6, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """A LightningModule of the user's own, with ``HealthMonitor`` in the trainer's callbacks."""
-    import logging
-
-    import lightning.pytorch as pl
-
-    from .callback import HealthMonitor
-
-    xtr, ytr, xva, yva = prepare(s, seed)
-    net, t, lossf = _build(s, xtr.shape[1:], seed), s.train, _loss(s)
-
-    class UserModule(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = lossf(self.net, self(x), y)
-            self.log("train_loss", loss)
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", lossf(self.net, self(x), y))
-
-        def configure_optimizers(self):
-            opt = _optimizer(t, _params(t, self.net))
-            sched = _schedule(t, opt)
-            if sched is None:
-                return opt
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-        if t.get("bug") == "no_zero_grad":   # the hook overridden and left doing nothing
-            def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
-                pass
-
-    train_loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(xtr, ytr), batch_size=t["batch"],
-        shuffle=not s.prep.get("sort"), generator=torch.Generator().manual_seed(606 + seed),
-        drop_last=len(xtr) > t["batch"])
-    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xva, yva),
-                                             batch_size=512)
-    hm = HealthMonitor(folder / "health") if monitor else None
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=steps,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0,
-                         gradient_clip_val=t.get("clip"), default_root_dir=str(folder),
-                         callbacks=[hm] if hm else [])
-    trainer.fit(UserModule(), train_loader, val_loader)
-    return _result(s, seed, hm.events if hm else [], trainer.global_step, _score(s, net, xva, yva))
-
-
-def run_plain(s: Setup6, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """A plain PyTorch loop driving ``HealthRecorder`` as docs/diagnostics.md shows. Some loops
-    pass the validation set's size to ``validation`` (``val_size``), others do not; a loop that
-    clips declares it to ``attach``."""
-    from . import HealthRecorder
-
-    xtr, ytr, xva, yva = prepare(s, seed)
-    model, t, lossf = _build(s, xtr.shape[1:], seed), s.train, _loss(s)
-    opt = _optimizer(t, _params(t, model))
-    sched = _schedule(t, opt)
-    rec = HealthRecorder() if monitor else None
-    if rec:
-        rec.attach(model, optimizer=opt, **({"clip": t["clip"]} if t.get("clip") else {}))
-    g = torch.Generator().manual_seed(606 + seed)
-    batch, step, epoch, stop = t["batch"], 0, 0, False
-    bug = t.get("bug")
-    while step < steps and not stop:
-        order = torch.arange(len(xtr)) if s.prep.get("sort") else torch.randperm(len(xtr), generator=g)
-        for i in range(0, max(1, len(xtr) - batch + 1), batch):
-            if step >= steps:
-                break
-            x, y = xtr[order[i:i + batch]], ytr[order[i:i + batch]]
-            if rec:
-                rec.begin_step(targets=y)
-            loss = lossf(model, model(x), y)
-            if rec and not rec.after_loss(loss, replay=lambda x=x: model(x)):
-                stop = True   # NaN/Inf located: stop, as the documented loop does
-                break
-            if bug not in ("no_zero_grad", "zero_grad_after_backward"):
-                opt.zero_grad()
-            loss.backward()
-            if bug == "zero_grad_after_backward":
-                opt.zero_grad()
-            if t.get("clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
-            if rec:
-                rec.before_optimizer_step()
-            if bug != "step_every" or step % t.get("step_every", 25) == 0:   # fault: indented
-                opt.step()                                                  # under an if
-            if sched:
-                sched.step()
-            if rec:
-                rec.end_step()
-            step += 1
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(lossf(model, model(xva), yva))
-        model.train(was)
-        if rec:
-            if t.get("val_size"):
-                rec.validation(val_loss, epoch, val_size=len(xva))
-            else:
-                rec.validation(val_loss, epoch)
-        epoch += 1
-    if rec:
-        rec.finish(folder / "health")
-    return _result(s, seed, rec.events if rec else [], step, _score(s, model, xva, yva))
-
-
-ARCHLAB_OPTIONS = ("optimizer", "lr", "batch", "l2", "l1", "scale", "scale_targets", "clip", "eps",
-                   "betas", "momentum", "schedule_name")
-
-
-def run_archlab(s: Setup6, seed: int, monitor: bool, folder: Path, steps: int) -> Result:
-    """``archlab.train`` on the design (a dict) with the data as an npz file; archlab splits
-    (0.8/0.2/0, seeded) and scales it itself; epochs = ceil(steps / batches per epoch)."""
-    from ..errors import ArchlabError
-    from ..train import train
-    from . import read_events
-
-    x, y = archlab_data(s)
-    np.savez(folder / "data.npz", x=x.numpy(), y=y.numpy())
-    t = s.train
-    per_epoch = max(1, int(0.8 * len(x)) // t["batch"])
-    epochs = max(1, math.ceil(steps / per_epoch))
-    opts = {k: t[k] for k in ARCHLAB_OPTIONS if k in t}
-    if "schedule_name" in opts:
-        opts["schedule"] = opts.pop("schedule_name")
-    if s.task != "regression":
-        opts.pop("scale_targets", None)
-    design = s.model(tuple(x.shape[1:]), 1 if s.task == "regression" else CLASSES[s.data])
-    try:
-        run = train(design, {"source": str(folder / "data.npz")}, epochs=epochs, seed=seed,
-                    out=str(folder), name="run", progress=False, health=monitor, task=s.task,
-                    split=(0.8, 0.2, 0.0), **opts)
-    except ArchlabError as err:   # refused before training (bad data): found by archlab
-        r = Result(s.name, seed, s.healthy, s.expected, s.plausible)
-        r.fired, r.messages = {"data_error": 0}, {"data_error": str(err)}
-        return r
-    last = run.metrics[-1] if run.metrics else {}
-    if s.task == "regression":
-        yv = y.numpy()[np.asarray(run.splits.val)]
-        score = 1 - float(last.get("val_mse", math.nan)) / float(yv.var())
-        score = max(-1.0, score) if math.isfinite(score) else math.nan
-    else:
-        score = float(last.get("val_accuracy", math.nan))
-    events = read_events(run.path / "health") if monitor else []
-    return _result(s, seed, events, epochs * per_epoch, score if math.isfinite(score) else math.nan)
-
-
-def run_fresh6(s: Setup6, seed: int = 0, monitor: bool = True, steps: int | None = None) -> Result:
-    """Train one set-up on its user path (the monitor at its defaults unless ``monitor=False``)
-    in a temporary folder; the Result carries the verdicts, their evidence and the score."""
-    runner = {"lightning": run_lightning, "plain": run_plain, "archlab": run_archlab}[s.path]
-    with tempfile.TemporaryDirectory(prefix="archlab-fresh6-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        r = runner(s, seed, monitor, Path(tmp), steps or s.train["steps"])
-        r.seconds = time.perf_counter() - t0
-    return r
-
-
-def measure_hurt(names=None, seeds: int = 3) -> dict[str, list[float]]:
-    """Validation scores with the monitor OFF (how :data:`HURT` was recorded)."""
-    out = {}
-    for s in CANDIDATES + HEALTHY:
-        if names and s.name not in names:
-            continue
-        t0, c0 = time.perf_counter(), time.process_time()
-        out[s.name] = [run_fresh6(s, seed, monitor=False).score for seed in range(seeds)]
-        print(f'    "{s.name}": [{", ".join("NAN" if not math.isfinite(v) else f"{v:.3f}" for v in out[s.name])}],'
-              f"  # {time.perf_counter() - t0:.1f}s wall {time.process_time() - c0:.1f}s cpu", flush=True)
-    return out
+# The running code is shared with the other blind suites: fault_suite_runner.py.
+RUNNER = SuiteRunner("fresh6", classes=CLASSES, prepare=prepare, archlab_data=archlab_data,
+                     candidates=CANDIDATES, healthy=HEALTHY, hurt_table=HURT,
+                     model_seed=(6262, 37), loader_seed=606)
+hurt, run_fresh6, measure_hurt = RUNNER.hurt, RUNNER.run, RUNNER.measure_hurt
+run_lightning, run_plain, run_archlab = RUNNER.run_lightning, RUNNER.run_plain, RUNNER.run_archlab
 
 
 if __name__ == "__main__":   # python -m archlab.diagnose.fault_catalogue_fresh6 [names...]

@@ -14,14 +14,14 @@ layers its ``freeze`` knob counts. The bugs a set-up's ``train`` dict switches o
 ``requires_grad`` off, so the gradient-only parameter list is its whole list; no suite's model
 is built in eval mode; no earlier suite sets a later suite's bug, ``eps``/``betas`` or warm-up).
 
-Users: fault_catalogue_fresh4 (2026-12-03, session 8). Moving it here changed no run, proven
-on copies of commit 9e28791 before and after: every set-up of its ``SETUPS`` (60 faults and 15
-healthy twins), seed 0, gave the same validation score to the last digit with the monitor off,
-and the same verdicts, evidence, steps and scores with the monitor on
-(``benchmarks/monitor_cost_equality.py suite`` then ``compare``: 75/75 identical). fresh5 and
-fresh6 were folded the same way in a copy (their integrity tests pass there; the proof did not
-finish on the shared machine this session), fresh7 still carries its own copy until it has
-been judged; fold each with the same proof (fresh7's monitor-on half only after its judging).
+Users: fault_catalogue_fresh4 .. fresh7 (2026-12-03, session 8). Moving them here changed no
+run, proven on copies of the tree before and after (fresh4 on commit 9e28791, fresh5-fresh7 on
+6a888bf): every set-up of each suite's ``SETUPS``, seed 0 (fresh7 also seed 1), gave the same
+validation score to the last digit with the monitor off, and the same verdicts, evidence, steps
+and scores with the monitor on (``benchmarks/monitor_cost_equality.py suite`` then ``compare``:
+fresh4 75/75, fresh5 81/81, fresh6 87/87, fresh7 80/80 identical; fresh7 only after its
+judging). The earlier suites (fault_catalogue_fresh, fresh2, fresh3) keep their own, older
+runners.
 
 A new blind suite writes its data, models, set-ups, twins and :data:`HURT` table, then::
 
