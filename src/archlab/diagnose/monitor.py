@@ -93,9 +93,7 @@ def sample_interval(step: int, dense: int = 8, max_every: int = 64) -> int:
 def interval_span(step: int, dense: int = 8, max_every: int = 64) -> tuple[int, int | None]:
     """(:func:`sample_interval` at ``step``, the first later step where the interval changes;
     None: it never does). The interval is the same on every step from ``step`` to that one."""
-    k = 1
-    while k < max_every and step >= 2 * dense * k:
-        k *= 2
+    k = sample_interval(step, dense, max_every)
     return k, (2 * dense * k if k < max_every else None)
 
 
