@@ -321,6 +321,20 @@ def probe_is_representative(labels, counts, alpha: float) -> tuple[bool, float]:
     return p >= alpha, p
 
 
+def _bracketed(probes: list[dict], vals: list[dict]) -> list[tuple[int, int, dict]]:
+    """The probe evaluations that lie between two validation passes, the one at most
+    LABEL_PROBE_EVERY steps before and the next one after: (index among ``probes``, j, the
+    record) with ``vals[j - 1]`` and ``vals[j]`` the two passes (``vals`` in step order, as
+    recorded). The gap test and the memorisation reading pair each evaluation this way."""
+    steps = [v["step"] for v in vals]
+    out = []
+    for i, e in enumerate(probes):
+        j = bisect.bisect_right(steps, e["step"])   # vals[:j] at or before the probe
+        if 0 < j < len(vals) and e["step"] - steps[j - 1] <= LABEL_PROBE_EVERY:
+            out.append((i, j, e))
+    return out
+
+
 def neighbour_agreement(labels, near) -> tuple[int, int, float, float]:
     """Whether the labels follow from the inputs at all, read without the model: of the probe
     examples' nearest probe examples in input space (``near``: PROBE_NEIGHBOURS each), how many
@@ -502,13 +516,8 @@ class LabelNoise(Detector):
         # LABEL_PROBE_EVERY steps before it and the next one after it. Compared with the
         # larger of the two, the null holds for a model that improves (the pass before is
         # worse than the model at the probe) and for one that gets worse (the pass after is)
-        steps = [v["step"] for v in vals]   # in step order, as recorded
-        pairs = []
-        for i, e in enumerate(probes):
-            j = bisect.bisect_right(steps, e["step"])   # vals[:j] at or before the probe
-            if 0 < j < len(vals) and e["step"] - steps[j - 1] <= LABEL_PROBE_EVERY:
-                worse = max(vals[j - 1], vals[j], key=lambda v: v["val_loss"])
-                pairs.append((i, worse, e))
+        pairs = [(i, max(vals[j - 1], vals[j], key=lambda v: v["val_loss"]), e)
+                 for i, j, e in _bracketed(probes, vals)]
         k = int(self.t["gap_evaluations"])
         if len(pairs) < k or pairs[-1][0] - pairs[-k][0] != k - 1:
             return None   # the last k pairs: consecutive probe evaluations
@@ -589,12 +598,8 @@ class LabelNoise(Detector):
         vals = [v for v in state.validation if math.isfinite(v.get("val_loss", math.nan))]
         if not probes or len(vals) < 2:
             return None
-        steps = [v["step"] for v in vals]
-        pairs = []
-        for e in probes:
-            j = bisect.bisect_right(steps, e["step"])
-            if 0 < j < len(vals) and e["step"] - steps[j - 1] <= LABEL_PROBE_EVERY:
-                pairs.append((j, min(vals[j - 1], vals[j], key=lambda v: v["val_loss"]), e))
+        pairs = [(j, min(vals[j - 1], vals[j], key=lambda v: v["val_loss"]), e)
+                 for _, j, e in _bracketed(probes, vals)]
         if not pairs or pairs[-1][2] is not probes[-1]:
             return None   # judged on the latest evaluation only
         counts = np.asarray((state.targets or {}).get("counts") or [], float)
