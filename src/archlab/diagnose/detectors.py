@@ -401,7 +401,20 @@ class Exploding(Detector):
         g = state.array("grad_norm")
         if g.shape[0] == 0:
             return None
-        totals = total_grad_norms(state)   # each sample's total norm, reduced once
+        # only the layers the optimizer steps: a layer outside it (or frozen) is never moved,
+        # and nothing clears its .grad either (optimizer.zero_grad() clears the optimizer's own
+        # parameters), so its gradient is the running sum of every batch's and grows ~t while
+        # the weights stay where they are: no divergence (frozen_layers names the membership)
+        stepped = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
+                   and state.optimizer_params.get(p, True)]
+        if not stepped:
+            return None
+        if len(stepped) < g.shape[1]:
+            g = g.copy()
+            g[:, [j for j in range(g.shape[1]) if j not in stepped]] = math.nan
+            totals = np.sqrt(np.nansum(g ** 2, axis=1))
+        else:
+            totals = total_grad_norms(state)   # each sample's total norm, reduced once
         early = median(totals[:3])
         latest = float(totals[-1])
         if g.shape[0] > 3 and early > 1e-12 and latest > self.t["growth_factor"] * early:
@@ -421,7 +434,9 @@ class Exploding(Detector):
                                 f"{self.t['grad_norm_limit']:g} with scaled inputs and targets",
                                 layers=top, evidence={
                                     "total_grad_norm": latest,
-                                    "ruled_out": "input and target scale, batch-norm batch size",
+                                    "ruled_out": "input and target scale, batch-norm batch size"
+                                    + ("" if len(stepped) == g.shape[1] else ", the gradients "
+                                       "left in layers the optimizer never steps (not counted)"),
                                     "largest_layers": {n: g[-1][state.param_layers.index(n)]
                                                        for n in top}})
         return None
@@ -1316,7 +1331,9 @@ class LrHigh(Detector):
             "all past gradients): over the reads of the first 32 steps the gradient norm of the "
             "median layer that learns rose on more reads than a one-sided sign test allows at 1e-3 "
             "without a trend (a batch gradient's norm rises about half the time, a running sum's "
-            "at nearly every read) and at least doubled. With momentum the learning rate is "
+            "at nearly every read) and at least doubled, with an output not made by a sigmoid or "
+            "softmax (a gradient back through a squash is damped by its Jacobian and grows by "
+            "itself as the outputs leave its flat part). With momentum the learning rate is "
             "reported as the effective step lr/(1-m)")
     # max_amplification 100: momentum 0.99; the usual 0.9 amplifies 10x and averages over ~10
     # steps, 0.999 over ~1000: longer than most runs, so the velocity never settles
@@ -1525,8 +1542,13 @@ def summed_gradients(state: HealthState, window: int = SUMMED_WINDOW,
     n = int(np.searchsorted(np.asarray(steps), window, side="right"))
     g_all, u_all = state.array("grad_norm"), state.array("update_ratio")
     out = None
+    # a gradient that comes back through a squashing output op (sigmoid, softmax) is damped by
+    # its Jacobian (p(1 - p) <= 1/4; ~1/k for a softmax over k values near uniform) and grows by
+    # itself, read after read, as training moves the outputs off the squash's flat part: a
+    # steady rise is then no evidence of a sum (probabilities_as_logits names that output)
+    squashed = any(o in SQUASHING_OPS for o in state.output_op[:n])
     if (n >= SUMMED_MIN_DIFFS + 1 and g_all.shape[0] >= n and u_all.shape == g_all.shape
-            and len(state.grad_read) >= n and all(state.grad_read[:n])):
+            and len(state.grad_read) >= n and all(state.grad_read[:n]) and not squashed):
         g, u = g_all[:n], u_all[:n]
         learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
                  and state.optimizer_params.get(p, True) and np.any(u[:, j] > 0)]
