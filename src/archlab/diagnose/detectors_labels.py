@@ -357,6 +357,97 @@ def neighbour_agreement(labels, near) -> tuple[int, int, float, float]:
     return agree, total, chance, binom_sf(agree, total, chance) if total else 1.0
 
 
+def class_neighbour_agreement(labels, near) -> list[dict]:
+    """The neighbours' agreement class by class: for each class c with at least 2 probe
+    examples, of the nearest probe examples of its examples (``near``, directed: i's
+    neighbours), how many carry c, against chance (labels independent of the inputs: a
+    neighbour of a class-c example is of class c with probability (n_c - 1) / (n - 1), drawing
+    without replacement). Pooled over the classes (:func:`neighbour_agreement`) the pairs of a
+    large class dominate, at a chance of sum_c pi_c^2 that is high when one class holds most
+    examples: a 5 % minority whose examples sit among the majority and a majority class whose
+    examples sit among themselves beyond its share leave the pooled count at chance (fresh6,
+    a 5 % minority, seed 2: pooled p = 0.14, the majority 361 of 363 against 0.94, p = 3e-7).
+    One row per class: class, examples, agreeing, neighbours read, chance, one-sided exact
+    binomial p of agreement beyond chance. Shared neighbours make the binomial's variance too
+    small: it rejects too easily, the safe side for a gate that must NOT reject."""
+    y = np.asarray(labels, int)
+    n = y.size
+    if n < 3:
+        return []
+    rows = []
+    for c in range(int(y.max()) + 1):
+        members = np.flatnonzero(y == c)
+        if members.size < 2:
+            continue
+        read = [int(j) for i in members for j in (near[i] if i < len(near) else ())
+                if j < n and j != i]
+        if not read:
+            continue
+        agree = sum(1 for j in read if y[j] == c)
+        chance = (members.size - 1) / (n - 1)
+        rows.append({"class": c, "examples": int(members.size), "agreeing": agree,
+                     "neighbours": len(read), "chance": chance,
+                     "p": binom_sf(agree, len(read), chance)})
+    return rows
+
+
+def probe_loss_mean(loss, labels, counts, weighted: bool) -> tuple[float, float] | None:
+    """The probe's mean loss on its labels and that mean's standard error (s / sqrt(n), s the
+    losses' sd). ``weighted``: the mean over the classes weighted by their shares in the
+    sampled batches (``counts``), each class's mean from its own probe examples
+    (post-stratification: the loss the probe would show were its class mix the batches'), with
+    the standard error sqrt(sum_c w_c^2 s_c^2 / n_c); None when a class of the batches has fewer
+    than 2 probe examples (its share cannot be read from the probe)."""
+    loss = np.asarray(loss, float)
+    if not weighted:
+        return float(loss.mean()), float(loss.std(ddof=1)) / math.sqrt(loss.size)
+    y = np.asarray(labels, int)[:loss.size]
+    counts = np.asarray(counts, float)
+    mean = var = 0.0
+    for c in np.flatnonzero(counts > 0):
+        own = loss[y == c]
+        if own.size < 2:
+            return None
+        w = counts[c] / counts.sum()
+        mean += w * float(own.mean())
+        var += w * w * float(own.var(ddof=1)) / own.size
+    return mean, math.sqrt(var)
+
+
+def probe_mix(state, labels, alpha: float) -> tuple[bool, bool, float, float]:
+    """Whether the probe may be judged against validation, and how: (judged, reweighted,
+    chi-square p of the probe's class mix against the sampled batches', z of the batches'
+    order). The look-alike is data in label order: the probe is the first sampled batches (one
+    or two classes), and a model that follows the stretch of classes it is on fits them worse
+    than validation for that reason. The probe's mix is tested first (Pearson's chi-square at
+    ``alpha``); when it does not fit, the batches' own order test decides
+    (:func:`~archlab.diagnose.order_evidence.order_evidence`, the deficit of distinct classes
+    per batch against random batches): ordered beyond noise (z >= inv_cdf(1 - alpha)) or not
+    readable, not judged; unordered, the mix is chance (a shuffled split fails the
+    chi-square at rate alpha) and the probe's losses are reweighted to the batches' class
+    shares (:func:`probe_loss_mean`), so its mix cannot bias the comparison. A class the
+    batches never showed in the probe: not judged."""
+    counts = (state.targets or {}).get("counts") or []
+    ok, p = probe_is_representative(labels, counts, alpha)
+    if ok:
+        return True, False, p, math.nan
+    if p == 0.0 and not _probe_classes_seen(labels, counts):
+        return False, False, p, math.nan
+    from .order_evidence import order_evidence
+    order = order_evidence(state)
+    z = order["z"] if order else math.nan
+    if not (math.isfinite(z) and z < NormalDist().inv_cdf(1 - alpha)):
+        return False, False, p, z
+    return True, True, p, z
+
+
+def _probe_classes_seen(labels, counts) -> bool:
+    counts = np.asarray(counts, float)
+    labels = np.asarray(labels, int)
+    return bool(counts.size >= 2 and labels.size and labels.max() < counts.size
+                and (counts[np.unique(labels)] > 0).all())
+
+
 @register_detector
 class LabelNoise(Detector):
     name = "label_noise"
@@ -522,9 +613,9 @@ class LabelNoise(Detector):
         if len(pairs) < k or pairs[-1][0] - pairs[-k][0] != k - 1:
             return None   # the last k pairs: consecutive probe evaluations
         counts = (state.targets or {}).get("counts") or []
-        ok, p_repr = probe_is_representative(probes[-1]["labels"], counts, self.t["alpha"])
+        ok, reweighted, p_repr, z_order = probe_mix(state, probes[-1]["labels"], self.t["alpha"])
         if not ok:
-            return None   # the probe is not the training batches' mix: its loss says nothing
+            return None   # data in label order (or a probe whose mix cannot be corrected)
         m = len(pairs)
         z_crit = NormalDist().inv_cdf(1 - self.t["alpha"] / m)
         # the validation set's size; when the training code does not give it, at least one
@@ -539,11 +630,15 @@ class LabelNoise(Detector):
             sd = float(loss.std(ddof=1))
             if sd <= 0:
                 return None
-            z = (float(loss.mean()) - v["val_loss"]) / (sd * math.sqrt(1 / loss.size + 1 / size))
+            got = probe_loss_mean(loss, e["labels"], counts, reweighted)
+            if got is None:
+                return None
+            mean, se = got   # se = sd / sqrt(n) unless reweighted: sd sqrt(1/n + 1/val_size)
+            z = (mean - v["val_loss"]) / math.sqrt(se * se + sd * sd / size)
             if z < z_crit:
                 return None
             rows.append({"validation_step": v["step"], "probe_step": e["step"],
-                         "val_loss": v["val_loss"], "probe_loss": float(loss.mean()),
+                         "val_loss": v["val_loss"], "probe_loss": mean,
                          "probe_loss_sd": sd, "probe_examples": int(loss.size),
                          "val_size": int(size), "val_size_given": bool(v.get("val_size")),
                          "z": z})
@@ -563,6 +658,7 @@ class LabelNoise(Detector):
             f"training labels are wrong more often than the validation labels",
             evidence={"pairs": rows, "z_critical": z_crit, "alpha_bonferroni": self.t["alpha"] / m,
                       "p_value": p_one, "probe_representative_p": p_repr,
+                      "probe_reweighted_to_batch_shares": reweighted, "batch_order_z": z_order,
                       "contradicted_fraction": len(e["contradicted"]) / max(e["n"], 1),
                       "per_class_fitted": e.get("per_class_fitted", {})})
 
@@ -603,7 +699,7 @@ class LabelNoise(Detector):
         if not pairs or pairs[-1][2] is not probes[-1]:
             return None   # judged on the latest evaluation only
         counts = np.asarray((state.targets or {}).get("counts") or [], float)
-        ok, p_repr = probe_is_representative(probes[-1]["labels"], counts, self.t["alpha"])
+        ok, reweighted, p_repr, z_order = probe_mix(state, probes[-1]["labels"], self.t["alpha"])
         if not ok:
             return None
         share = counts[counts > 0] / counts.sum()
@@ -617,13 +713,17 @@ class LabelNoise(Detector):
         sd = float(loss.std(ddof=1))
         if sd <= 0:
             return None
+        got = probe_loss_mean(loss, e["labels"], counts, reweighted)
+        if got is None:
+            return None
+        mean, se = got
         m = len(pairs)
         z_crit = NormalDist().inv_cdf(1 - self.t["alpha"] / m)
-        z = (float(loss.mean()) - v["val_loss"]) / (sd * math.sqrt(1 / loss.size + 1 / size))
+        z = (mean - v["val_loss"]) / math.sqrt(se * se + sd * sd / size)
         if z > -z_crit:
             return None   # the probe is not fitted beyond the held-out data
-        gain = entropy - float(loss.mean())   # what memorisation gained on the training labels
-        if gain * math.sqrt(loss.size) / sd < z_crit:
+        gain = entropy - mean   # what memorisation gained on the training labels
+        if gain / se < z_crit:
             return None   # the probe is not fitted beyond the know-nothing level
         seen = vals[:j + 1]
         # held-out loss far above the know-nothing level: a shifted split, a blow-up. The
@@ -638,6 +738,16 @@ class LabelNoise(Detector):
         agree, pairs_n, p_same, p_agree = neighbour_agreement(e["labels"], e.get("neighbours") or [])
         if not pairs_n or p_agree < self.t["alpha"]:
             return None   # neighbours in input space share labels beyond chance: signal
+        # and class by class, against each class's own share (Bonferroni over the classes):
+        # pooled, a majority class's pairs set the chance level, and a class that holds most
+        # of the examples (class imbalance) hides both a minority among the majority and a
+        # majority whose examples sit among themselves beyond its share. Imbalanced training
+        # labels are the look-alike here: the validation split's class shares may differ from
+        # the training batches' (a subsampled training split), so its loss can stay above the
+        # entropy H of the training shares while the model learned what the inputs say
+        per_class = class_neighbour_agreement(e["labels"], e.get("neighbours") or [])
+        if any(r["p"] < self.t["alpha"] / len(per_class) for r in per_class):
+            return None   # a class's examples sit among their own class beyond its share
         z_chance = [(w["val_loss"] - entropy) / (sd / math.sqrt(w.get("val_size") or size))
                     for w in seen]
         if min(z_chance) <= -z_crit:
@@ -646,7 +756,7 @@ class LabelNoise(Detector):
         return self.verdict(
             state, f"wrong labels likely: the labels do not follow from the inputs. In "
             f"evaluation mode the model fits {loss.size} of its own training examples (loss "
-            f"{loss.mean():.3f} on their labels, {len(e['contradicted'])} contradicted) far "
+            f"{mean:.3f} on their labels, {len(e['contradicted'])} contradicted) far "
             f"better than validation examples (loss {v['val_loss']:.3f}; z = {z:.1f} against "
             f"-{z_crit:.1f}), while the validation loss never fell below the know-nothing level "
             f"{entropy:.3f} (the entropy of the class shares; best {best['val_loss']:.3f} at step "
@@ -655,13 +765,15 @@ class LabelNoise(Detector):
             f"one row, a join on the wrong key) do this, in both splits alike; so do inputs that "
             f"carry no information about the labels (a wrong column, constant inputs)",
             evidence={"probe_step": e["step"], "validation_step": v["step"],
-                      "probe_loss": float(loss.mean()), "val_loss": v["val_loss"],
+                      "probe_loss": mean, "val_loss": v["val_loss"],
                       "z": z, "z_critical": z_crit, "know_nothing_loss": entropy,
                       "val_losses": [w["val_loss"] for w in seen],
                       "z_validation_vs_know_nothing": z_chance, "val_size": int(size),
                       "neighbours_agreeing": agree, "neighbour_pairs": pairs_n,
                       "neighbour_chance": p_same, "p_neighbours_agree": p_agree,
                       "probe_representative_p": p_repr,
+                      "probe_reweighted_to_batch_shares": reweighted,
+                      "p_neighbours_agree_by_class": {r["class"]: r["p"] for r in per_class},
                       "contradicted_fraction": len(e["contradicted"]) / max(e["n"], 1)})
 
     def _tests(self, state, ev, moved):
