@@ -201,10 +201,11 @@ def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict
     """Evidence that the optimizer stepped on no gradient: on each of the last ``samples``
     samples whose gradients were read before an optimizer step, every layer that should learn
     (not frozen, in the optimizer when it is known) had no gradient (None) or a zero one, while
-    the recent loss is finite and above ``min_loss`` x the know-nothing reference (at an exact
-    minimum the gradients are 0 legitimately), and the zeros are not the model's own: a
-    gradient that is exactly 0 (not None) everywhere on a sample whose outputs all sat on a
-    flat piece of the output's activation (:func:`dead_output`: a ReLU after a regression's
+    the recent loss and each of those samples' own batch loss are finite and above ``min_loss``
+    x the know-nothing reference (at an exact minimum the gradients are 0 legitimately: a
+    batch whose logits are so large that every softmax is 1.0 at its label), and the zeros
+    are not the model's own: a gradient that is exactly 0 (not None) everywhere on a sample
+    whose outputs all sat on a flat piece of the output's activation (:func:`dead_output`: a ReLU after a regression's
     output layer, dead on the whole batch) is a dead output, not the loop. Empty when it does
     not hold."""
     rows = [i for i, read in enumerate(state.grad_read) if read][-samples:]
@@ -228,6 +229,16 @@ def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict
     ref = loss_reference(state)
     if ref is not None and ref.value > 0 and level < min_loss * ref.value:
         return {}
+    # the loss of each of these steps' own batches: a batch at an exact minimum of its loss has
+    # zero gradients legitimately. Cross entropy on logits so large that every example's
+    # softmax rounds to 1.0 at its label is exactly 0 with every gradient exactly 0 (an lr
+    # blow-up leaves such logits: most batches cost thousands, some exactly nothing), while
+    # the recent mean stays high: each sample is judged by its own batch's loss
+    own = [float(losses[s]) if 0 <= s < losses.size else math.nan
+           for s in (state.sample_steps[i] for i in rows)]
+    floor = min_loss * ref.value if ref is not None and ref.value > 0 else 0.0
+    if not all(math.isfinite(v) and v > floor for v in own):
+        return {}
     if not np.any(np.isnan(sub)) and dead_output(state, rows, learn):
         return {}   # exactly 0 everywhere behind a dead output: dying_relu's case, not the loop's
     none = [state.param_layers[j] for j in learn if np.all(np.isnan(g[rows, j]))]
@@ -237,7 +248,8 @@ def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict
     return {"steps": [state.sample_steps[i] for i in rows], "layers": [state.param_layers[j] for j in learn],
             "grad_none": none, "grad_zero": zero, "backward_reached_loss": seen,
             "max_update_ratio": float(np.nanmax(u)) if np.any(~np.isnan(u)) else math.nan,
-            "recent_loss": level, "reference": ref.to_dict() if ref else None}
+            "recent_loss": level, "step_losses": own,
+            "reference": ref.to_dict() if ref else None}
 
 
 @register_detector
@@ -247,7 +259,10 @@ class GradientsCleared(Detector):
     rule = ("on each of the last `samples` samples whose gradients were read before an optimizer "
             "step, no layer that should learn (requires_grad, in the optimizer when known) had a "
             "gradient: .grad None or exactly 0 on every parameter, while the loss is finite and "
-            "above min_loss x the know-nothing reference (an exact minimum has zero gradients). "
+            "above min_loss x the know-nothing reference, both the mean of the last 10 steps "
+            "and each of these samples' own batch loss (an exact minimum has zero gradients: "
+            "cross entropy on logits so large that every softmax rounds to 1.0 at its label "
+            "costs exactly 0). "
             "A working loop always leaves a gradient in the output layer's bias, however dead or "
             "vanishing the rest, so the gradients were cleared between backward() and step() "
             "or never computed; unless an activation after the output layer explains the zeros: "
