@@ -48,7 +48,17 @@ the weights go. Three visible forms, each read from what the quantities mean:
   level, the train-mode test of the form above on its gap alone (the rate says where the gap
   comes from, so no share of what was learned is asked).
 
-None of the four is claimed for a run that diverged (``detectors.divergence_onset``: a dead
+* **an L2 term in the loss that nobody reported** (a plain loop adding lambda x sum |W|^2):
+  the first loss sits far above the know-nothing level, and either above what the model's
+  outputs can cost (when one watched linear or convolution layer makes them), or it is
+  accounted for by the term its gradients imply: the term adds 2 lambda W to each penalised
+  weight's gradient, so the smallest |g| / (2 |W|) over the weight layers at the first sample
+  (weights as read at attach) estimates lambda, and lambda x sum |W|^2 must explain the first
+  loss up to a data term of at most ``excess`` x the know-nothing level (an output that is a
+  sum of layers, a wide-and-deep model, has no output bound but has its gradients); with a
+  weight layer since pulled below ``shrink`` x its default-init and first norms.
+
+None of the others is claimed for a run that diverged (``detectors.divergence_onset``: a dead
 network's weights are moved by the decay alone, and its training losses far exceed the
 evaluated model's) or whose inputs or targets are far from unit scale (they make the training
 losses spike): their own detectors name those causes.
@@ -174,11 +184,16 @@ class OverRegularised(Detector):
             "nobody reported: the first sampled loss exceeds excess x the most the model's "
             "outputs can cost (MSE: (sd o + sd y)^2 + (mean o - mean y)^2; cross entropy: ln C "
             "+ 2 sqrt(C) sd of the logits; the output made by a watched linear or convolution "
-            "layer), a weight layer fell below shrink x its default-init and first norms, and "
-            "the loss stays above still_high x the reference")
+            "layer), or it exceeds excess x the reference and the L2 term its gradients imply "
+            "accounts for it (an L2 term lambda |W|^2 adds 2 lambda W to the gradient: lambda^ = "
+            "the smallest |g| / (2 |W|) over the weight layers at the first sample; lambda^ x "
+            "sum |W|^2 at most (1 + implied_tol) x the first loss, leaving at most excess x the "
+            "reference for the data term), a weight layer fell below shrink x its default-init "
+            "and first norms, and the loss stays above still_high x the reference")
     thresholds = {"still_high": 0.5, "min_steps": 50, "pull": 0.5, "samples": 3,
                   "shrink": INIT_SMALL, "epochs": 3, "penalty_share": 1 / 3, "z": 2.0,
-                  "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0, "excess": 2.0}
+                  "learned": 0.1, "max_rate": 0.5, "elasticity": 1.0, "excess": 2.0,
+                  "implied_tol": 0.1}
     fixes = ["lower the weight decay 10-100x (typical: 1e-4 to 5e-4 for SGD and Adam's L2, "
              "0.01 to 0.1 for AdamW), or lower the dropout rate (0.1-0.5)",
              "remove the hand-written L2 term from the loss, or scale it down",
@@ -331,14 +346,63 @@ class OverRegularised(Detector):
             return math.log(c) + 2 * math.sqrt(c) * s
         return math.nan
 
+    def _implied_l2(self, state, ref) -> dict | None:
+        """The L2 term in the loss that the first sample's gradients imply. A term lambda x
+        sum |W|^2 adds 2 lambda W to each penalised weight's gradient, so on each such layer
+        |g| / (2 |W|) is at least about lambda (the data term's gradient adds to it: roughly
+        in quadrature); the smallest of these ratios over the weight layers that learn is the
+        estimate lambda^ (at the first sample the weights are the ones read at attach, biases
+        left out: state.init_weight_norm). The term it implies, lambda^ x sum |W|^2, must then
+        account for the first loss: no more than it (to `implied_tol`) and leaving at most
+        `excess` x the know-nothing reference for the data term, a start that a default
+        initialisation's outputs make. None when it does not, or the gradients of the first
+        sample are not known."""
+        if not state.sample_steps:
+            return None
+        g = state.array("grad_norm")
+        losses = state.loss_array()
+        step0 = state.sample_steps[0]
+        if g.shape[0] == 0 or step0 >= len(losses) or not math.isfinite(losses[step0]):
+            return None
+        if state.grad_read and not state.grad_read[0]:
+            return None
+        bn = set()
+        for row in state.norm_batch:
+            bn.update(row)
+        per = {}
+        for j, p in enumerate(state.param_layers):
+            w = state.init_weight_norm.get(p, math.nan)
+            if (j >= g.shape[1] or not (math.isfinite(w) and w > 0) or state.frozen.get(p)
+                    or p in bn):
+                continue
+            if state.optimizer_params and not state.optimizer_params.get(p, True):
+                continue
+            if math.isfinite(g[0, j]) and g[0, j] > 0:
+                per[p] = float(g[0, j]) / (2 * w)
+        if len(per) < 2:
+            return None   # one layer: its data gradient cannot be told from a penalty's
+        lam = min(per.values())
+        squares = sum(state.init_weight_norm[p] ** 2 for p in per)
+        implied = lam * squares
+        first = float(losses[step0])
+        rest = first - implied
+        if not (implied <= (1 + self.t["implied_tol"]) * first
+                and rest <= self.t["excess"] * ref.value):
+            return None
+        return {"lambda": lam, "ratio_per_layer": per, "squared_weights": squares,
+                "implied_penalty": implied, "first_loss": first, "rest": rest,
+                "step": int(step0)}
+
     def _hidden_term(self, state, base, ref):
         """(g) A penalty written into the loss and not reported (an L2 term in a plain loop,
-        in the validation loss too): the first sampled loss exceeds `excess` x the most the
-        model's outputs can cost (_output_bound), a weight layer has since fallen below
-        `shrink` x both its default-init and its first norm, and the loss stays above
-        still_high x the know-nothing level. The part of the loss that the outputs cannot
-        make is a term on something else, and it fell as the weights shrank: a penalty on
-        them, which holds the loss at the know-nothing level."""
+        in the validation loss too): the first sampled loss exceeds `excess` x the know-nothing
+        level and either exceeds `excess` x the most the model's outputs can cost
+        (_output_bound), or is accounted for by the L2 term its gradients imply
+        (_implied_l2: an output that no watched layer makes alone, a wide-and-deep sum), a
+        weight layer has since fallen below `shrink` x both its default-init and its first
+        norm, and the loss stays above still_high x the know-nothing level. The part of the
+        loss that the outputs cannot make is a term on something else, and it fell as the
+        weights shrank: a penalty on them, which holds the loss at the know-nothing level."""
         if (state.penalty or {}).get("steps") or not state.sample_steps:
             return None
         losses = state.loss_array()
@@ -348,25 +412,47 @@ class OverRegularised(Detector):
         if step0 >= len(losses) or not math.isfinite(losses[step0]):
             return None
         bound = self._output_bound(state, ref, 0)
+        implied = None
         if not (bound > 0 and losses[step0] > self.t["excess"] * bound):
-            return None
+            if not losses[step0] > self.t["excess"] * ref.value:
+                return None   # the loss starts where a data term can: nothing beside it to see
+            implied = self._implied_l2(state, ref)
+            if implied is None:
+                return None
         hit = self._collapsed(state)
         if not hit:
             return None
         name, h = min(hit.items(), key=lambda kv: kv[1]["last"] / kv[1]["default_init"])
+        shrunk = (f"pulled {len(hit)} weight layer(s) toward 0 (worst {name}: norm "
+                  f"{_fmt(h['first'])} -> {_fmt(h['last'])}, "
+                  f"{_fmt(h['last'] / h['default_init'])} x its default-init norm), while the "
+                  f"loss stays at {_fmt(base['loss_over_reference'])} x the know-nothing level")
+        if implied is None:
+            return self.verdict(
+                state, f"regularisation too strong: the loss holds a term the outputs do not make "
+                f"(first loss {_fmt(float(losses[step0]))}, > {self.t['excess']:g} x the "
+                f"{_fmt(bound)} the model's outputs can cost at most), a penalty in the loss that "
+                + shrunk, layers=list(hit),
+                evidence={**base, "first_loss": float(losses[step0]), "output_bound": bound,
+                          "collapsed": hit},
+                fixes=["remove the hand-written L2/L1 term from the loss, or scale it down 10-100x "
+                       "(and report it: record_penalty, or health_penalty on a LightningModule)"]
+                + self.fixes[2:])
+        lam = implied["lambda"]
         return self.verdict(
-            state, f"regularisation too strong: the loss holds a term the outputs do not make "
-            f"(first loss {_fmt(float(losses[step0]))}, > {self.t['excess']:g} x the "
-            f"{_fmt(bound)} the model's outputs can cost at most), a penalty in the loss that "
-            f"pulled {len(hit)} weight layer(s) toward 0 (worst {name}: norm {_fmt(h['first'])} "
-            f"-> {_fmt(h['last'])}, {_fmt(h['last'] / h['default_init'])} x its default-init "
-            f"norm), while the loss stays at {_fmt(base['loss_over_reference'])} x the "
-            "know-nothing level", layers=list(hit),
-            evidence={**base, "first_loss": float(losses[step0]), "output_bound": bound,
+            state, f"regularisation too strong: an L2 term in the loss that nobody reported; the "
+            f"first sample's gradients carry 2 lambda W with lambda ~ {_fmt(lam)} (the smallest "
+            f"|g| / (2 |W|) over {len(implied['ratio_per_layer'])} weight layers), and "
+            f"lambda x sum |W|^2 = {_fmt(implied['implied_penalty'])} accounts for the first loss "
+            f"{_fmt(implied['first_loss'])} ({_fmt(implied['first_loss'] / ref.value)} x the "
+            f"know-nothing level {_fmt(ref.value)}; the rest, {_fmt(implied['rest'])}, is the "
+            f"data term's start); a penalty that " + shrunk, layers=list(hit),
+            evidence={**base, "first_loss": implied["first_loss"], "implied_l2": implied,
                       "collapsed": hit},
-            fixes=["remove the hand-written L2/L1 term from the loss, or scale it down 10-100x "
-                   "(and report it: record_penalty, or health_penalty on a LightningModule)"]
-            + self.fixes[2:])
+            fixes=[f"remove the hand-written L2 term from the loss, or scale it down 10-100x: its "
+                   f"coefficient, read from the gradients, is about {_fmt(lam)} (the weight decay "
+                   f"{_fmt(2 * lam)}; 1e-4 to 5e-4 is usual), and report it (record_penalty, or "
+                   "health_penalty on a LightningModule)"] + self.fixes[2:])
 
     def _collapsed(self, state) -> dict:
         """The weight layers (learning, in the optimizer, not batch norm) whose last norm is
