@@ -1601,6 +1601,25 @@ def constant_rate_fall(state: HealthState, z: float = 2.0, slowdown: float = 2.0
     return {"means": means, "falls": [f1, f2], "standard_error": se, "window": w}
 
 
+def validation_follows(state: HealthState, share: float = 0.5) -> dict | None:
+    """Whether what the training loss lost carries to held-out examples: between the first and
+    the latest validation pass, the validation loss fell by at least ``share`` of the training
+    loss's fall (the training rows of the same passes). A step too small slows what a network
+    learns, not what carries over: far from its floor, what it learns first generalises (Arpit
+    et al. 2017) and the validation loss falls with the training loss; a training loss that
+    falls while the validation loss does not is memorisation (``share`` as overfitting's
+    memorisation form: more than half of it does not carry). {'train_fall', 'val_fall',
+    'follows'}; None with fewer than two passes or a training loss that did not fall."""
+    v = state.validation
+    if len(v) < 2:
+        return None
+    dt = float(v[0]["train_loss"]) - float(v[-1]["train_loss"])
+    dv = float(v[0]["val_loss"]) - float(v[-1]["val_loss"])
+    if not (math.isfinite(dt) and math.isfinite(dv) and dt > 0):
+        return None
+    return {"train_fall": dt, "val_fall": dv, "follows": dv >= share * dt}
+
+
 @register_detector
 class LrLow(Detector):
     name = "lr_too_low"
@@ -1609,7 +1628,9 @@ class LrLow(Detector):
             "below min_update_ratio and the loss is less than min_drop below the know-nothing "
             "reference, and no visible alternative explains the small updates: binding gradient "
             "clipping, a learning rate decayed to ~0 (their detectors report those), a run that "
-            "diverged (a loss above `diverged` x the reference) or layers without gradient; or, "
+            "diverged (a loss above `diverged` x the reference), layers without gradient, or, "
+            "for a step of lr x g (not eps-divided), a gradient that vanishes through depth "
+            "(vanishing_gradients' rule: most layers then move little whatever the rate); or, "
             "for Adam-family optimizers whose eps is known, eps dwarfs the gradient's RMS per "
             "parameter (total gradient norm / sqrt(parameters), median over the last `samples` "
             "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
@@ -1619,8 +1640,10 @@ class LrLow(Detector):
             "layer learning (none frozen or outside the optimizer) and an output not squashed by "
             "a sigmoid or softmax, the loss falls at an undiminished rate (the run "
             "cut in three windows: both falls of the window means beyond z standard errors of "
-            "the batch noise, neither more than slowdown x the other), with the same stall and "
-            "alternatives: a step too small for the curvature moves the loss by about lr |g|^2 "
+            "the batch noise, neither more than slowdown x the other) and, with two validation "
+            "passes, the validation loss fell by at least half the training loss's fall (a "
+            "training loss falling alone is memorisation of labels the inputs do not predict), "
+            "with the same stall and alternatives: a step too small for the curvature moves the loss by about lr |g|^2 "
             "a step, in a straight line, where a large enough one falls fast and then slows "
             "toward its floor; or the optimizer steps on a fraction of the batches only: on "
             "more than skip_share of the samples whose gradients were read (at least `samples`) "
@@ -1676,6 +1699,12 @@ class LrLow(Detector):
             rate = constant_rate_fall(state, self.t["z"], self.t["slowdown"])
             if rate is None:
                 return None
+            carried = validation_follows(state)
+            if carried is not None and not carried["follows"]:
+                # the training loss falls steadily and the evaluated model gains nothing on
+                # held-out examples: it memorises labels one by one (labels its inputs do not
+                # predict: label_noise), which is no step too small
+                return None
         if clipping_binding(state) or lr_decayed(state):
             return None
         # small updates after a divergence, or from layers without gradient, are not a small
@@ -1686,6 +1715,15 @@ class LrLow(Detector):
             return None
         g = state.array("grad_norm", int(self.t["samples"]))
         if g.size and np.any(np.nan_to_num(g, nan=1.0) == 0):
+            return None
+        if (small and eps is None and skipped is None and rate is None
+                and str(state.optimizer_settings.get("type", "")).lower() not in EPS_DIVIDED
+                and Vanishing().check(state) is not None):
+            # a step of lr x g (SGD's) is as small as the gradient: when the gradient vanishes
+            # through depth (the earliest layers' relative gradient below 1e-3 of the largest),
+            # most layers move little whatever the rate, and the median update is small
+            # because of it (vanishing_gradients names that; an eps-divided step, Adam's, is
+            # about lr whatever the gradient's size, and is still judged here)
             return None
         lr = state.lr[-1] if state.lr else math.nan
         mom = momentum_of(state)
@@ -1735,8 +1773,11 @@ class LrLow(Detector):
                 f"not the problem, sets the pace" + said, layers=list(per), evidence={
                     "form": "constant-rate fall", "constant_rate": rate,
                     "median_update_ratio": med, "change": d[2], "lr": lr, "momentum": mom,
+                    "validation": carried,
                     "ruled_out": ["gradient clipping", "decayed schedule", "divergence",
-                                  "layers without gradient"], **_reference_evidence(state)})
+                                  "layers without gradient"]
+                    + (["memorisation (the validation loss fell with the training loss)"]
+                       if carried is not None else []), **_reference_evidence(state)})
         return self.verdict(state, f"median update/weight ratio {_fmt(med)} < "
                             f"{self.t['min_update_ratio']:g} and the loss is {relative_to_reference(d[2])} "
                             f"the know-nothing level" + said,
@@ -1844,7 +1885,9 @@ class Overfitting(Detector):
             "training loss falls says the two splits differ, or that the run is unstable), and "
             "the rise must exceed z x the validation loss's own epoch-to-epoch noise (second "
             "differences of the last 10 validation losses / sqrt 6: the weights' wandering "
-            "between epochs, which the training batches do not show). A validation rise after a "
+            "between epochs, which the training batches do not show) and last: the pass before "
+            "the last is above the best by more than z standard errors too (one pass far above "
+            "its neighbours is the weights of one moment, which the next pass undoes). A validation rise after a "
             "divergence, or with a found data fault (class imbalance, unshuffled data, wrong "
             "labels), is reported as that cause's consequence. The rise is a test repeated over "
             "epochs: its best epoch is the lowest of m noisy validation losses and the rule looks "
@@ -2023,7 +2066,13 @@ class Overfitting(Detector):
         z_count = self.rise_z(len(v) - 1 - b, self.t["alpha"])
         if math.isfinite(carried) and not carried > z_count ** 2:
             return None   # a rise a few examples carry: their sampling, not the model's
-        if (b < len(v) - 1 and val[-1] > (1 + self.t["rise"]) * val[b]
+        # the rise lasts: the pass before the last is above the best by more than z standard
+        # errors too. Memorisation raises the validation loss pass after pass; one pass far
+        # above its neighbours is the weights of one moment (a batch-norm statistic, an unlucky
+        # last step before the pass), which the next pass undoes (fresh7's plain-loop 1-d
+        # ResNet twin: 0.104, 0.122, 0.412, then 0.090)
+        if (b < len(v) - 2 and val[-2] - val[b] > z * se
+                and val[-1] > (1 + self.t["rise"]) * val[b]
                 and val[-1] - val[b] > max(self.t["abs_rise"] * ref.value, z_rise * se)
                 and gap[-1] > z * se_gap
                 and train[-1] < (1 - self.t["train_fall"]) * train[b] and gap[-1] > gap[-2] > gap[b]):
