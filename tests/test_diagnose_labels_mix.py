@@ -205,3 +205,25 @@ def test_the_same_mix_on_ordered_batches_is_not_judged():
     # and without the batches' class counts the order cannot be read: not judged either
     st.targets = {"kind": "classes", "counts": [1000] * 4}
     assert LabelNoise().check(st) is None
+
+
+def test_an_off_mix_with_a_hard_class_leaves_no_gap_once_reweighted():
+    """Clean labels, class 0 hard (loss ~1.6 on its examples, ~0.05 on the others), a probe
+    holding 56 of class 0 on random batches: the plain mean, 0.73, sits above a validation
+    loss of 0.45 (the balanced mix, 0.44, plus a little) by more than the Bonferroni level on
+    each evaluation and would name wrong labels; reweighted to the balanced batches it is
+    0.44, and nothing is named."""
+    y = np.array([0] * 56 + [1] * 24 + [2] * 24 + [3] * 24)
+    st = _gap_state(y, ordered=False)
+    rng = np.random.default_rng(5)
+    for e in st.label_probe:
+        loss = np.where(y == 0, rng.normal(1.6, 0.1, 128), rng.normal(0.05, 0.01, 128)).clip(1e-3)
+        e["all_label_loss"] = loss.tolist()
+    for v in st.validation:
+        v["val_loss"] = 0.45
+    assert probe_mix(st, y, 0.01)[:2] == (True, True)
+    plain = [np.mean(e["all_label_loss"]) for e in st.label_probe]
+    sd = [np.std(e["all_label_loss"], ddof=1) for e in st.label_probe]
+    z_plain = [(m - 0.45) / (s * math.sqrt(1 / 128 + 1 / 300)) for m, s in zip(plain, sd, strict=True)]
+    assert min(z_plain) > scipy_stats.norm.isf(0.01 / 3)   # the mix alone would make a gap
+    assert LabelNoise().check(st) is None
