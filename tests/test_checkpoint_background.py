@@ -137,7 +137,9 @@ CHILD = textwrap.dedent("""
         return real_publish(tmp, path)
 
     C.write_checkpoint_to, C.publish_or_discard = save, publish
-    train(%r, %r, out=out, name="killed", epochs=3, batch=16, progress=False, health=False, seed=1)
+    # every epoch written (checkpoint_interval 0): the kill lands in epoch 1's write
+    train(%r, %r, out=out, name="killed", epochs=3, batch=16, progress=False, health=False, seed=1,
+          checkpoint_interval=0)
 """) % (TINY, DATA)
 
 
@@ -274,8 +276,8 @@ def _failing_second_last_rename(monkeypatch) -> None:
 
 def test_a_failed_background_write_stops_the_run_with_a_clear_error(tmp_path, monkeypatch):
     _failing_second_last_rename(monkeypatch)
-    with pytest.raises(CheckpointError) as err:
-        train(TINY, DATA, out=str(tmp_path), name="full", epochs=5, **OPTS)
+    with pytest.raises(CheckpointError) as err:  # every epoch written: the second write fails
+        train(TINY, DATA, out=str(tmp_path), name="full", epochs=5, checkpoint_interval=0, **OPTS)
     text = str(err.value)
     assert "last.ckpt" in text and "No space left on device" in text
     assert "background writer" in text and "--resume" in text
@@ -288,7 +290,7 @@ def test_a_failed_background_write_stops_the_run_with_a_clear_error(tmp_path, mo
 def test_a_failed_background_write_is_exit_status_2_without_a_traceback(tmp_path, monkeypatch, capsys):
     _failing_second_last_rename(monkeypatch)
     code = main(["train", "digits_mlp", "--data", "digits", "--epochs", "4", "--no-progress",
-                 "--no-health", "--out", str(tmp_path), "--name", "cli"])
+                 "--no-health", "--out", str(tmp_path), "--name", "cli", "--checkpoint-interval", "0"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err and "No space left on device" in err and "last.ckpt" in err

@@ -56,10 +56,75 @@ class SafeCheckpointIO(CheckpointIO):
     ``save_checkpoint`` publishes before it returns, as Lightning expects of a CheckpointIO.
     :meth:`save_in_background` writes the temporary file and hands its rename to a
     :class:`BackgroundWriter` (archlab's loop does, for the run's own checkpoints); every save,
-    read, removal and :meth:`teardown` first waits for the renames handed in before it."""
+    read, removal and :meth:`teardown` first waits for the renames handed in before it.
 
-    def __init__(self) -> None:
+    The cadence of the run's own checkpoints (archlab's loop): :meth:`save_deferred` collects
+    an epoch's checkpoints and :meth:`end_epoch` writes them when ``interval`` seconds have
+    passed since the last write (0: every epoch), at the run's last epoch, or keeps an exact
+    copy of them in memory (:func:`snapshot`) until then. The copies of finished epochs are
+    written (:meth:`publish_kept`) before any read or removal through this object, at
+    :meth:`teardown` (the run's end, an error, Ctrl-C), and replaced by newer ones of the same
+    file; a write always carries the files in the order of their latest save (``best.ckpt``
+    before ``last.ckpt``), so the files on disk always belong together."""
+
+    def __init__(self, interval: float = 0.0, clock: Callable[[], float] | None = None) -> None:
+        import time
+
         self.writer = BackgroundWriter()
+        self.interval = float(interval)
+        self.clock = clock or time.monotonic
+        self._last_write = self.clock()
+        self._epoch: dict[Path, dict] = {}  # saved at this epoch's end, not yet written (live state)
+        self._kept: dict[Path, dict] = {}   # copies of finished epochs' checkpoints, not yet written
+
+    def restart_clock(self) -> None:
+        """The interval counts from now (the start of training)."""
+        self._last_write = self.clock()
+
+    def save_deferred(self, checkpoint: dict[str, Any], path) -> None:
+        """A checkpoint of the epoch that is ending: written or kept by :meth:`end_epoch`."""
+        path = Path(path)
+        self._epoch.pop(path, None)  # re-saved: it moves to the end of the order
+        self._epoch[path] = checkpoint
+
+    def end_epoch(self, final: bool = False) -> bool:
+        """The epoch's checkpoints are all saved: write them with the kept ones if ``interval``
+        seconds have passed since the last write (or ``final``), else keep exact copies.
+        Returns whether they were written."""
+        due = final or self.interval <= 0 or self.clock() - self._last_write >= self.interval
+        if not due:
+            kept = dict(self._kept)
+            for path, checkpoint in self._epoch.items():
+                kept.pop(path, None)
+                kept[path] = snapshot(checkpoint)
+            self._kept, self._epoch = kept, {}
+            return False
+        pending = dict(self._kept)
+        for path, checkpoint in self._epoch.items():
+            pending.pop(path, None)
+            pending[path] = checkpoint
+        self._kept, self._epoch = {}, {}
+        self._write_all(pending)
+        return True
+
+    def publish_kept(self) -> None:
+        """Write the kept copies of finished epochs now; checkpoints of an epoch whose end did
+        not finish (an error or Ctrl-C inside it) are dropped, so the files stay together."""
+        self._epoch = {}
+        if self._kept:
+            pending, self._kept = self._kept, {}
+            self._write_all(pending)
+
+    @property
+    def kept(self) -> list[Path]:
+        """The files whose latest checkpoint is held in memory, not yet written."""
+        return list(self._kept)
+
+    def _write_all(self, pending: dict[Path, dict]) -> None:
+        with self.writer.held():  # the renames start once every file is written
+            for path, checkpoint in pending.items():
+                self.save_in_background(checkpoint, path)
+        self._last_write = self.clock()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         self.writer.flush()  # in the order handed in: never under a write still queued
@@ -83,15 +148,22 @@ class SafeCheckpointIO(CheckpointIO):
         self.writer.flush()
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        self.publish_kept()
         self.writer.flush()
         return read_checkpoint(Path(path), map_location=map_location)
 
     def remove_checkpoint(self, path) -> None:
+        self._kept.pop(Path(path), None)
+        self._epoch.pop(Path(path), None)
+        self.publish_kept()
         self.writer.flush()
         Path(path).unlink(missing_ok=True)
 
     def teardown(self) -> None:
-        self.writer.close()
+        try:
+            self.publish_kept()
+        finally:
+            self.writer.close()
 
 
 class BackgroundWriter:
@@ -195,6 +267,81 @@ class BackgroundWriter:
                     "`archlab train --resume RUN`") from exc
 
 
+def snapshot(obj: Any) -> Any:
+    """An exact copy of a checkpoint that later training does not change, so that it can be
+    written later: dicts, lists, tuples and OrderedDicts are copied (an object met twice is
+    copied once, as the pickler writes it once), every tensor's storage is copied once (views
+    and tensors sharing a storage share the copy, at the same offsets and strides) and
+    immutable values are shared. A checkpoint holding anything else (another type, a tensor
+    with gradients, hooks, Python attributes, conjugate or negative bits, not on the CPU) is
+    serialised now instead (:class:`Serialised`). Either way the file written later is the
+    one written now: ``torch_save_bytes(snapshot(c)) == torch_save_bytes(c)``."""
+    try:
+        return _Snapshot().copy(obj)
+    except _NotPlain:
+        return Serialised(torch_save_bytes(obj))
+
+
+@dataclass(frozen=True)
+class Serialised:
+    """A checkpoint already serialised: :func:`write_checkpoint_to` writes these bytes."""
+
+    data: bytes
+
+
+class _NotPlain(Exception):
+    pass
+
+
+_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), torch.dtype,
+                        torch.device, torch.Size})
+
+
+class _Snapshot:
+    def __init__(self) -> None:
+        self.storages: dict[int, Any] = {}  # a storage (torch.save's key of it) -> its copy
+        self.copies: dict[int, tuple] = {}  # id(original) -> (original, copy)
+
+    def copy(self, obj: Any) -> Any:
+        t = type(obj)
+        if t in _IMMUTABLE:
+            return obj
+        done = self.copies.get(id(obj))
+        if done is not None:
+            return done[1]
+        if t is dict:
+            out = {k: self.copy(v) for k, v in obj.items()}
+        elif t is list:
+            out = [self.copy(v) for v in obj]
+        elif t is tuple:
+            items = tuple(self.copy(v) for v in obj)
+            out = obj if all(a is b for a, b in zip(items, obj, strict=True)) else items
+        elif t is collections.OrderedDict:
+            out = collections.OrderedDict((k, self.copy(v)) for k, v in obj.items())
+            # a state_dict's _metadata (layer versions) is pickled with it
+            out.__dict__.update({k: self.copy(v) for k, v in obj.__dict__.items()})
+        elif t is torch.Tensor and self._plain(obj):
+            out = self._tensor(obj)
+        else:
+            raise _NotPlain
+        self.copies[id(obj)] = (obj, out)  # the original kept alive: its id stays its own
+        return out
+
+    @staticmethod
+    def _plain(x: torch.Tensor) -> bool:
+        return (x.layout == torch.strided and x.device.type == "cpu" and not x.requires_grad
+                and not x.is_conj() and not x.is_neg() and not x.is_quantized
+                and not x.__dict__ and x._backward_hooks is None)
+
+    def _tensor(self, x: torch.Tensor) -> torch.Tensor:
+        storage = x.untyped_storage()
+        key = storage._cdata  # torch.save's own key of a storage: one copy per storage it writes
+        new = self.storages.get(key)
+        if new is None:
+            new = self.storages[key] = storage.clone()
+        return torch.empty((), dtype=x.dtype).set_(new, x.storage_offset(), x.size(), x.stride())
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write ``obj`` with torch.save so that ``path`` holds either the old or the new file."""
     publish_or_discard(write_temporary(obj, path), path)
@@ -279,8 +426,9 @@ _TORCH_SAVE = torch.save
 
 
 def write_checkpoint_to(fh, obj: Any) -> None:
-    """``torch.save(obj, fh)``'s bytes, in one write (:func:`torch_save_bytes`)."""
-    fh.write(torch_save_bytes(obj))
+    """``torch.save(obj, fh)``'s bytes, in one write (:func:`torch_save_bytes`); a
+    :class:`Serialised` checkpoint's bytes as they are."""
+    fh.write(obj.data if type(obj) is Serialised else torch_save_bytes(obj))
 
 
 def publish_or_discard(tmp: str, path: Path) -> None:

@@ -86,6 +86,10 @@ def register(subparsers) -> None:
     p.add_argument("--loop", choices=["auto", "lightning"],
                    help="auto (default): archlab's own loop for one process on the CPU in 32-bit "
                         "precision, lightning.Trainer otherwise; lightning: always lightning.Trainer")
+    p.add_argument("--checkpoint-interval", type=float, metavar="SECONDS",
+                   help="write checkpoints at an epoch's end once SECONDS have passed since the "
+                        "last write (default 10; 0 = every epoch); always at the end, on Ctrl-C "
+                        "and on errors (archlab's loop)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-health", action="store_true", help="do not record training health (health/)")
     _add_monitor_arguments(p)
@@ -120,7 +124,7 @@ def _options(args) -> dict:
                 "clip", "clip_by", "patience", "workers", "init_from", "accelerator", "strategy",
                 "precision", "num_nodes", "out", "name", "discriminator", "gan_loss", "d_lr", "d_steps",
                 "label_smoothing", "gp_weight", "g_ema", "r1", "adversarial", "kl_weight", "corrupt", "judge_samples",
-                "judge_cache", "loop"):
+                "judge_cache", "loop", "checkpoint_interval"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value

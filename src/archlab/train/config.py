@@ -101,6 +101,10 @@ class TrainConfig(BaseModel):
     progress: bool = Field(True, description="show a progress bar")
     health: bool = Field(True, description="record training health in health/ (archlab.diagnose)")
     save_every: int = Field(1, gt=0, description="write the resumable checkpoint every N epochs")
+    checkpoint_interval: float = Field(
+        10.0, ge=0, description="archlab's loop: write the checkpoints at the end of an epoch once this "
+        "many seconds have passed since the last write (exact copies are kept in memory meanwhile; "
+        "always written after the last epoch, on Ctrl-C and on errors); 0 = every epoch")
 
     @field_validator("split")
     @classmethod

@@ -61,7 +61,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, Mod
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 
 from ..errors import UsageError
-from .checkpoint import CheckpointError, SafeCheckpointIO
+from .checkpoint import SafeCheckpointIO
 from .config import TrainConfig
 
 # The run's own checkpoints are renamed into place by a background thread (False: on the
@@ -139,7 +139,9 @@ class _Strategy:
 
     def __init__(self, trainer: LoopTrainer) -> None:
         self._trainer = trainer
-        self.checkpoint_io = SafeCheckpointIO()
+        # the run's own checkpoints are written once `checkpoint_interval` seconds have passed
+        # (SafeCheckpointIO.end_epoch); copies of the epochs between are kept in memory
+        self.checkpoint_io = SafeCheckpointIO(interval=getattr(trainer.config, "checkpoint_interval", 0.0))
         self.precision_plugin = trainer.precision_plugin
         self._lightning_optimizers: list[_StepOptimizer] = []
 
@@ -540,8 +542,8 @@ class LoopTrainer:
         raises its :class:`CheckpointError`, or, while another error is on its way, is added to
         that error's notes (the first error stays the one raised)."""
         try:
-            self.strategy.checkpoint_io.teardown()
-        except CheckpointError as err:
+            self.strategy.checkpoint_io.teardown()  # kept checkpoints written, renames waited for
+        except Exception as err:
             if during is None:
                 raise
             during.add_note(f"and a checkpoint write failed too: {err}")
@@ -582,10 +584,12 @@ class LoopTrainer:
         module.zero_grad()
         self._callback_hook("on_train_start")
         self._module_hook("on_train_start")
+        self.strategy.checkpoint_io.restart_clock()
         while not self._fit_done():
             self._run_epoch(module)
         # the last epoch's checkpoints are on disk before the run's end hooks (and are part of
-        # the last epoch's time)
+        # the last epoch's time): written at its end, or now if the stop came later
+        self.strategy.checkpoint_io.publish_kept()
         self.strategy.checkpoint_io.flush()
         self._callback_hook("on_train_end")
         self._module_hook("on_train_end")
@@ -650,9 +654,10 @@ class LoopTrainer:
             self.state.stage = RunningStage.TRAINING
         self._callback_hook("on_train_epoch_end", monitoring=False)
         self._module_hook("on_train_epoch_end")
-        # the checkpoint callbacks' renames start once all of the epoch's files are written
-        with self.strategy.checkpoint_io.writer.held():
-            self._callback_hook("on_train_epoch_end", monitoring=True)
+        # the checkpoint callbacks hand their files to the checkpoint IO, which writes them
+        # together once the interval has passed (always after the last epoch), or keeps copies
+        self._callback_hook("on_train_epoch_end", monitoring=True)
+        self.strategy.checkpoint_io.end_epoch(final=self._fit_done())
         self._epochs_done += 1
 
     # ---- evaluation ----------------------------------------------------------------------------
@@ -715,7 +720,7 @@ class LoopTrainer:
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, filepath, weights_only: bool = False, storage_options=None) -> None:
         if self._background_saves:
-            self.strategy.checkpoint_io.save_in_background(self.dump_checkpoint(weights_only), filepath)
+            self.strategy.checkpoint_io.save_deferred(self.dump_checkpoint(weights_only), filepath)
         else:
             self.strategy.save_checkpoint(self.dump_checkpoint(weights_only), filepath)
 
