@@ -26,11 +26,11 @@ reported SEPARATELY:
     python benchmarks/fault_suite.py [--seeds 3] [--half dev|held-out|both] [--overhead]
                                      [--overhead-only] [--pairs 7] [--json out.json]
                                      [--fresh | --fresh2 | --fresh3 | --fresh4 | --fresh5
-                                      | --fresh6 | --fresh7]
+                                      | --fresh6 | --fresh7 | --fresh8]
 
-``--fresh`` .. ``--fresh7`` run only one of the seven fresh held-out suites
-(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2 .. fault_catalogue_fresh7), each
-written blind to the rules and judged once. The seven go through one
+``--fresh`` .. ``--fresh8`` run only one of the eight fresh held-out suites
+(archlab.diagnose.fault_catalogue_fresh, fault_catalogue_fresh2 .. fault_catalogue_fresh8), each
+written blind to the rules and judged once. The eight go through one
 code path: the module's ``SETUPS`` run by its ``run_<label>`` function, scored by :func:`report`.
 """
 
@@ -54,7 +54,7 @@ from archlab.diagnose.faults import Setup, run_setup
 FRESH = {"fresh": "fault_catalogue_fresh", "fresh2": "fault_catalogue_fresh2",
          "fresh3": "fault_catalogue_fresh3", "fresh4": "fault_catalogue_fresh4",
          "fresh5": "fault_catalogue_fresh5", "fresh6": "fault_catalogue_fresh6",
-         "fresh7": "fault_catalogue_fresh7"}
+         "fresh7": "fault_catalogue_fresh7", "fresh8": "fault_catalogue_fresh8"}
 
 
 def load() -> str:
@@ -77,7 +77,7 @@ def main() -> None:
     for label, which in (("fresh", "the fresh"), ("fresh2", "the second fresh"),
                          ("fresh3", "the third fresh"), ("fresh4", "the fourth fresh"),
                          ("fresh5", "the fifth fresh"), ("fresh6", "the sixth fresh"),
-                         ("fresh7", "the seventh fresh")):
+                         ("fresh7", "the seventh fresh"), ("fresh8", "the eighth fresh")):
         fresh.add_argument(f"--{label}", action="store_true", help=f"only {which} held-out suite "
                            f"(archlab.diagnose.{FRESH[label]}: written blind to the rules, judged once)")
     args = ap.parse_args()
