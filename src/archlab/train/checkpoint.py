@@ -81,11 +81,13 @@ class SafeCheckpointIO(CheckpointIO):
         """The interval counts from now (the start of training)."""
         self._last_write = self.clock()
 
-    def save_deferred(self, checkpoint: dict[str, Any], path) -> None:
-        """A checkpoint of the epoch that is ending: written or kept by :meth:`end_epoch`."""
+    def save_deferred(self, checkpoint: dict[str, Any], path, fresh: tuple[str, ...] = ()) -> None:
+        """A checkpoint of the epoch that is ending: written or kept by :meth:`end_epoch`.
+        ``fresh``: top-level keys whose values were made for this checkpoint alone and are
+        never changed (archlab's loop counters): a kept copy shares them."""
         path = Path(path)
         self._epoch.pop(path, None)  # re-saved: it moves to the end of the order
-        self._epoch[path] = checkpoint
+        self._epoch[path] = (checkpoint, fresh)
 
     def end_epoch(self, final: bool = False) -> bool:
         """The epoch's checkpoints are all saved: write them with the kept ones if ``interval``
@@ -94,13 +96,13 @@ class SafeCheckpointIO(CheckpointIO):
         due = final or self.interval <= 0 or self.clock() - self._last_write >= self.interval
         if not due:
             kept = dict(self._kept)
-            for path, checkpoint in self._epoch.items():
+            for path, (checkpoint, fresh) in self._epoch.items():
                 kept.pop(path, None)
-                kept[path] = snapshot(checkpoint)
+                kept[path] = snapshot(checkpoint, fresh)
             self._kept, self._epoch = kept, {}
             return False
         pending = dict(self._kept)
-        for path, checkpoint in self._epoch.items():
+        for path, (checkpoint, _) in self._epoch.items():
             pending.pop(path, None)
             pending[path] = checkpoint
         self._kept, self._epoch = {}, {}
@@ -267,7 +269,7 @@ class BackgroundWriter:
                     "`archlab train --resume RUN`") from exc
 
 
-def snapshot(obj: Any) -> Any:
+def snapshot(obj: Any, fresh: tuple[str, ...] = ()) -> Any:
     """An exact copy of a checkpoint that later training does not change, so that it can be
     written later: dicts, lists, tuples and OrderedDicts are copied (an object met twice is
     copied once, as the pickler writes it once), every tensor's storage is copied once (views
@@ -275,8 +277,13 @@ def snapshot(obj: Any) -> Any:
     immutable values are shared. A checkpoint holding anything else (another type, a tensor
     with gradients, hooks, Python attributes, conjugate or negative bits, not on the CPU) is
     serialised now instead (:class:`Serialised`). Either way the file written later is the
-    one written now: ``torch_save_bytes(snapshot(c)) == torch_save_bytes(c)``."""
+    one written now: ``torch_save_bytes(snapshot(c)) == torch_save_bytes(c)``. ``fresh``: keys
+    of a top-level dict whose values are shared, not copied (made for this checkpoint alone
+    and never changed)."""
     try:
+        if fresh and type(obj) is dict:
+            copier = _Snapshot()
+            return {k: v if k in fresh else copier.copy(v) for k, v in obj.items()}
         return _Snapshot().copy(obj)
     except _NotPlain:
         return Serialised(torch_save_bytes(obj))

@@ -720,7 +720,9 @@ class LoopTrainer:
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, filepath, weights_only: bool = False, storage_options=None) -> None:
         if self._background_saves:
-            self.strategy.checkpoint_io.save_deferred(self.dump_checkpoint(weights_only), filepath)
+            # the loop counters are made for each checkpoint (_loops_state): kept copies share them
+            self.strategy.checkpoint_io.save_deferred(self.dump_checkpoint(weights_only), filepath,
+                                                      fresh=("loops",))
         else:
             self.strategy.save_checkpoint(self.dump_checkpoint(weights_only), filepath)
 
