@@ -227,3 +227,25 @@ def test_an_off_mix_with_a_hard_class_leaves_no_gap_once_reweighted():
     z_plain = [(m - 0.45) / (s * math.sqrt(1 / 128 + 1 / 300)) for m, s in zip(plain, sd, strict=True)]
     assert min(z_plain) > scipy_stats.norm.isf(0.01 / 3)   # the mix alone would make a gap
     assert LabelNoise().check(st) is None
+
+
+def test_a_state_read_back_with_a_nan_median_is_judged_as_in_memory(tmp_path):
+    """A probe evaluation where no example is fitted (a model predicting one class that the
+    probe lacks) has no fitted median (nan); a saved state holds it as the string 'nan'
+    (JSON), and `archlab diagnose` judges the state read back: label_noise must give the
+    in-memory answer, not raise (it raised TypeError in math.isfinite)."""
+    y = np.arange(128) % 4
+    st = HealthState(param_layers=["a"])
+    st.losses = [1.0] * 200
+    for j in range(3):
+        st.label_probe.append({
+            "step": 64 * (j + 1), "n": 128, "classes": 5, "fitted": 0.0,
+            "per_class_fitted": {c: 0.0 for c in range(4)}, "contradicted": list(range(128)),
+            "predicted": [4] * 128, "confidence_contradicted": 0.9,
+            "confidence_fitted": math.nan, "labels": y.tolist(), "all_predicted": [4] * 128,
+            "all_confidence": [0.9] * 128, "all_label_loss": [2.0] * 128, "neighbours": []})
+    st.targets = {"kind": "classes", "counts": [1000] * 4}
+    back = HealthState.load(st.save(tmp_path / "health"))
+    assert back.label_probe[0]["confidence_fitted"] == "nan"
+    assert LabelNoise().check(st) is None
+    assert LabelNoise().check(back) is None

@@ -587,7 +587,7 @@ class LabelNoise(Detector):
         sure = True
         for e in ev:
             chance = 1.0 / max(int(e.get("classes", 2)), 2)
-            cf = e["confidence_fitted"]
+            cf = float(e["confidence_fitted"])   # a state read back holds nan as 'nan'
             if not (math.isfinite(cf) and (cf - chance) / (1 - chance) >= self.t["min_confidence"]):
                 sure = False   # unsure about what it fits: the ratios cannot tell it from underfitting
         # the fitted-confidence floor guards the fixed ratios only: under wrong labels at rate r
@@ -919,7 +919,7 @@ class LabelNoise(Detector):
                 return None   # the model has not learned every class: no evidence on labels
             if not e["n"] or len(e["contradicted"]) / e["n"] < self.t["min_contradicted"]:
                 return None
-            cc, cf = e["confidence_contradicted"], e["confidence_fitted"]
+            cc, cf = float(e["confidence_contradicted"]), float(e["confidence_fitted"])
             if not (math.isfinite(cc) and math.isfinite(cf) and cc >= self.t["confidence_ratio"] * cf):
                 return None   # unsure about what it misfits: hard examples, not wrong labels
         fractions = [len(e["contradicted"]) / e["n"] for e in ev]
