@@ -517,10 +517,12 @@ class RunCheckpoint(ModelCheckpoint):
     of never change after construction. The key is ModelCheckpoint's own, so the callback state
     in checkpoints written before or by a plain ``ModelCheckpoint`` is restored on resume.
 
-    In archlab's own loop its files are written at the end of the epoch and renamed into place
-    by a background thread (``LoopTrainer.background_checkpoints``), in order ('best' before
-    'last'); the loop waits for the renames before the run ends. Under ``lightning.Trainer`` it
-    writes as ``ModelCheckpoint`` does."""
+    In archlab's own loop its files are handed to the checkpoint IO at the end of the epoch
+    (``LoopTrainer.background_checkpoints``), which writes them on its time cadence
+    (``checkpoint_interval``; exact copies kept in memory in between) and has them renamed into
+    place by a background thread, in order ('best' before 'last'); the loop waits for the
+    renames before the run ends. Under ``lightning.Trainer`` it writes as ``ModelCheckpoint``
+    does, every epoch."""
 
     @property
     def idle_hooks(self) -> tuple[str, ...]:
@@ -569,7 +571,8 @@ def default_callbacks(config: TrainConfig, run_dir: Path, task: Task, has_val: b
 
     * two ``ModelCheckpoint``: ``checkpoints/best.ckpt`` (weights) on the validation metric (only
       with a validation split) and ``checkpoints/last.ckpt`` every ``save_every`` epochs
-      (resumable), via :class:`SafeCheckpointIO`;
+      (resumable), via :class:`SafeCheckpointIO` (in archlab's loop on the time cadence of
+      ``checkpoint_interval``);
     * :class:`EpochMetricsCSV`: ``metrics.csv``;
     * ``EarlyStopping`` when ``patience`` is set;
     * the diagnostics ``HealthMonitor`` (``health/``) when ``health`` is on and installed;

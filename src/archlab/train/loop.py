@@ -23,10 +23,14 @@ loop). :class:`LoopTrainer` runs one process on the CPU and drives:
   ``lr_schedulers``), written through :class:`~archlab.train.checkpoint.SafeCheckpointIO`: a
   checkpoint of either loop resumes with either loop. The run's own checkpoints (``best.ckpt``,
   ``last.ckpt``: :class:`~archlab.train.engine.RunCheckpoint` inside
-  :meth:`LoopTrainer.background_checkpoints`) are written to their temporary files at the end
-  of their epoch and renamed into place by one background thread (:data:`BACKGROUND_WRITES`);
-  ``fit`` waits for it before the ``on_train_end`` hooks and on every error or interruption,
-  and a failed rename stops the run with a :class:`~archlab.train.checkpoint.CheckpointError`.
+  :meth:`LoopTrainer.background_checkpoints`) are written on a time cadence
+  (``checkpoint_interval``, :meth:`~archlab.train.checkpoint.SafeCheckpointIO.end_epoch`: at the
+  end of the first epoch that many seconds after the last write and after the last epoch,
+  exact copies kept in memory in between and written on errors and Ctrl-C), to their temporary
+  files on the training thread and renamed into place by one background thread
+  (:data:`BACKGROUND_WRITES`); ``fit`` waits for it before the ``on_train_end`` hooks and on
+  every error or interruption, and a failed rename stops the run with a
+  :class:`~archlab.train.checkpoint.CheckpointError`.
 
 Only hooks that do something are called: LightningModule's empty hooks (a docstring or
 ``pass``: :data:`_NOOP_MODULE_HOOKS`) and the hooks a callback names in ``idle_hooks`` are left
