@@ -110,6 +110,14 @@ def test_a_rising_gradient_norm_behind_a_softmax_or_sigmoid_output_is_not_a_sum(
         assert DETECTORS["lr_too_high"]().check(_rising_state(op)) is None
 
 
+def test_a_sigmoid_that_bce_undoes_does_not_hide_a_sum():
+    """BCE on a sigmoid's probabilities sends back p - y, undamped: a sum there is named."""
+    st = _rising_state("SigmoidBackward")
+    st.reference = {"loss": "bce"}
+    v = DETECTORS["lr_too_high"]().check(st)
+    assert v is not None and "summed over the steps" in v.message
+
+
 # ---- lr_too_low: small updates where the gradient vanishes through depth --------------------
 
 DEPTH = ["l0", "l1", "l2", "l3", "l4", "l5", "head"]

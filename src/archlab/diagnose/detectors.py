@@ -352,8 +352,10 @@ class Exploding(Detector):
     consequences = AFTER_DIVERGENCE
     rule = ("the loss blows up (non-finite after the weights diverged, or its recent maximum is "
             "> loss_factor x both the know-nothing reference and the running baseline of the "
-            "preceding steps), or the total gradient norm grows by growth_factor over its early "
-            "median, or exceeds grad_norm_limit while the inputs and targets are scaled (large "
+            "preceding steps), or the total gradient norm of the layers the optimizer steps (a "
+            "layer outside it keeps the running sum of its gradients, and never moves) grows by "
+            "growth_factor over its early median, or exceeds grad_norm_limit while the inputs "
+            "and targets are scaled (large "
             "inputs or targets make large gradients by themselves, and so does batch norm over "
             "fewer than 8 examples: their detectors report them)")
     thresholds = {"loss_factor": 10.0, "grad_norm_limit": 1e3, "growth_factor": 1e3}
@@ -1332,8 +1334,9 @@ class LrHigh(Detector):
             "median layer that learns rose on more reads than a one-sided sign test allows at 1e-3 "
             "without a trend (a batch gradient's norm rises about half the time, a running sum's "
             "at nearly every read) and at least doubled, with an output not made by a sigmoid or "
-            "softmax (a gradient back through a squash is damped by its Jacobian and grows by "
-            "itself as the outputs leave its flat part). With momentum the learning rate is "
+            "softmax that the loss does not undo (a gradient back through a squash is damped by "
+            "its Jacobian and grows by itself as the outputs leave its flat part; BCE on a "
+            "sigmoid sends back p - y). With momentum the learning rate is "
             "reported as the effective step lr/(1-m)")
     # max_amplification 100: momentum 0.99; the usual 0.9 amplifies 10x and averages over ~10
     # steps, 0.999 over ~1000: longer than most runs, so the velocity never settles
@@ -1545,8 +1548,12 @@ def summed_gradients(state: HealthState, window: int = SUMMED_WINDOW,
     # a gradient that comes back through a squashing output op (sigmoid, softmax) is damped by
     # its Jacobian (p(1 - p) <= 1/4; ~1/k for a softmax over k values near uniform) and grows by
     # itself, read after read, as training moves the outputs off the squash's flat part: a
-    # steady rise is then no evidence of a sum (probabilities_as_logits names that output)
-    squashed = any(o in SQUASHING_OPS for o in state.output_op[:n])
+    # steady rise is then no evidence of a sum (probabilities_as_logits names that output).
+    # Not when the loss undoes the squash: BCE on a sigmoid's probabilities sends back p - y,
+    # undamped (so does a loss of unknown kind on value targets, read as such)
+    loss = state.reference.get("loss")
+    undone = loss == "bce" or (loss is None and state.targets.get("kind") != "classes")
+    squashed = not undone and any(o in SQUASHING_OPS for o in state.output_op[:n])
     if (n >= SUMMED_MIN_DIFFS + 1 and g_all.shape[0] >= n and u_all.shape == g_all.shape
             and len(state.grad_read) >= n and all(state.grad_read[:n]) and not squashed):
         g, u = g_all[:n], u_all[:n]
@@ -1636,7 +1643,9 @@ class LrLow(Detector):
             "samples): the step lr x m / (sqrt(v) + eps) is then about lr x rms / eps, an "
             "effective learning rate below max_eps_factor x lr (while the default eps 1e-8 would "
             "leave it at least 0.9 x lr: the gradients themselves do not vanish); or, with the "
-            "updates at a healthy size, plain SGD (step lr x g, no clipping declared), every "
+            "updates above min_update_ratio, SGD or an Adam-family optimizer (a step of lr x g, "
+            "or of about lr per weight, whose update ratio must then be below the healthy 10 x "
+            "min_update_ratio; no clipping declared), every "
             "layer learning (none frozen or outside the optimizer) and an output not squashed by "
             "a sigmoid or softmax, the loss falls at an undiminished rate (the run "
             "cut in three windows: both falls of the window means beyond z standard errors of "
@@ -1684,17 +1693,24 @@ class LrLow(Detector):
             skipped = skipped_steps(state, self.t["skip_share"], int(self.t["samples"]))
         if not small and eps is None and skipped is None:
             # the updates look healthy, but the loss falls in a straight line far from its
-            # floor: the step sets the pace (an SGD step at a rate meant for Adam). Only for
-            # plain SGD, whose step is lr x g (an Adam step is lr x m / sqrt(v), about lr per
-            # weight whatever the gradient: the update-ratio rule reads it), and only with every
+            # floor: the step sets the pace (an SGD step at a rate meant for Adam, or Adam at a
+            # rate 100x too low). For SGD, whose step is lr x g, and for eps-divided steps (Adam's
+            # lr x m / sqrt(v), about lr per weight: the loss moves by about lr |g|_1 a step, a
+            # straight line too, which the update-ratio rule misses when the weights' scale puts
+            # the ratio just above its limit), when the optimizer is known, and only with every
             # layer learning: a network training its head alone on fixed features also falls
             # slowly and steadily, and frozen_layers names that; nor with clipping declared
             # (a clipped step is lr x clip x g / |g|, whatever lr |g|^2 says); nor when the
             # output is squashed by a sigmoid or softmax (probabilities before the loss flatten
             # its gradient: probabilities_as_logits names that)
-            if (state.optimizer_settings.get("type") != "SGD" or any(state.frozen.values())
+            kind = str(state.optimizer_settings.get("type", "")).lower()
+            if (kind not in ("sgd",) + EPS_DIVIDED or any(state.frozen.values())
                     or not all(state.optimizer_params.values()) or state.clip
                     or any(o in SQUASHING_OPS for o in state.output_op[-3:])):
+                return None
+            if kind != "sgd" and not (math.isfinite(med) and med < 10 * self.t["min_update_ratio"]):
+                # an eps-divided step is the update itself (about lr per weight): at the healthy
+                # ~1e-3 of the weights a step or above it is not too small, whatever the curve
                 return None
             rate = constant_rate_fall(state, self.t["z"], self.t["slowdown"])
             if rate is None:
@@ -1769,7 +1785,8 @@ class LrLow(Detector):
                 f"(falls of {_fmt(rate['falls'][0] / rate['standard_error'])} and "
                 f"{_fmt(rate['falls'][1] / rate['standard_error'])} standard errors, neither "
                 f"{self.t['slowdown']:g}x the other), still {relative_to_reference(d[2])} the "
-                f"know-nothing level: each step moves the loss by about lr |g|^2, and the step, "
+                f"know-nothing level: each step moves the loss by about "
+                f"{'lr |g|^2' if kind == 'sgd' else 'lr x |g|_1 (each weight by about lr)'}, and the step, "
                 f"not the problem, sets the pace" + said, layers=list(per), evidence={
                     "form": "constant-rate fall", "constant_rate": rate,
                     "median_update_ratio": med, "change": d[2], "lr": lr, "momentum": mom,
