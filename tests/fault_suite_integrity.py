@@ -1,12 +1,32 @@
 """The integrity checks of the blind fault suites (fresh4 onwards), written once.
 
-Each ``tests/test_fault_suite_freshN.py`` describes its suite with a :class:`Suite` (the
-catalogue's number, its expected counts, the data it uses, the checks its own knobs and data
-sets need) and takes the test functions from :func:`integrity_tests`. Only the catalogue is
-checked, never the detectors' verdicts on it, and every run has the monitor off. The checks
-and their messages are those the suites' test modules carried, one copy each, before they were
-gathered here; where a suite checked more or less than another, a field of :class:`Suite`
-says so (its default is what the later suites check).
+Each ``tests/test_fault_suite_freshN.py`` describes its suite with a :class:`Suite` and takes
+the test functions from :func:`integrity_tests`. Only the catalogue is checked, never the
+detectors' verdicts on it (a suite is judged once, by ``benchmarks/fault_suite.py --freshN``, so
+that no test tunes a rule to it), and every run has the monitor off. The checks:
+
+* size and coverage: at least ``min_faults`` faults and 15 healthy set-ups (5 per user path),
+  each path holding roughly a third of the faults; the three user paths and the four data
+  kinds the issue names among both, as the module docstring counts them; no name reused from
+  the other catalogues; plain loops both with and without ``val_size``; none of the earlier
+  fresh suites' data sets;
+* every fault is its healthy twin (same path and data) with ONE change (the model, one
+  training setting or one data knob), has a taxonomy source, and expected / plausible causes
+  that are names of the detector registry (``archlab.diagnose.DETECTORS``), ``data_error``, or
+  NO_DETECTOR (a fault no documented detector means: counted as a miss);
+* every fault was recorded to hurt (3 seeds, monitor off, margin > HURT_MARGIN) and every
+  healthy set-up to learn; candidates left out were measured and did not hurt;
+* the suite's data sets are what they say (its own ``data_checks``), finite, with labels in range;
+* a data fault really changes the training data, and leaves validation alone unless it is a
+  property of the data (``scale_keys``: units, scaling), and each knob does what it says
+  (``knob_checks``); a model fault really builds a different network;
+* every set-up builds and takes one optimiser step (the archlab designs through
+  ``archlab.build``); each user path trains 4 steps and returns the suite's Result;
+* the benchmark's ``--freshN`` goes through the same code path as the other fresh suites.
+
+The checks and their messages are those the suites' test modules carried, one copy each, before
+they were gathered here; where a suite checked less or otherwise (fresh4 and fresh5 came first),
+a field of :class:`Suite` says so; its default is what fresh6 onwards check.
 """
 
 from __future__ import annotations

@@ -2,26 +2,9 @@
 
 Only the catalogue is checked here, never the detectors' verdicts on it: the suite is judged
 once, by ``benchmarks/fault_suite.py --fresh5``, so that no test tunes a rule to it. Every run
-below has the monitor off.
-
-* size and coverage: >= 55 faults and 15 healthy set-ups (5 per user path), each path holding
-  roughly a third of the faults; the three user paths and the four data kinds the issue names
-  among both, as the module docstring counts them; no name reused from the other catalogues;
-  plain loops both with and without ``val_size``; none of the earlier fresh suites' data;
-* every fault is its healthy twin (same path and data) with ONE change (the model, one
-  training setting or one data knob), has a taxonomy source, and expected / plausible causes
-  that are names of the detector registry (``archlab.diagnose.DETECTORS``), ``data_error``, or
-  NO_DETECTOR (a fault no documented detector means: counted as a miss);
-* every fault was recorded to hurt (3 seeds, monitor off, margin > 0.02) and every healthy
-  set-up to learn; candidates left out were measured and did not hurt;
-* a data fault really changes the training data, and leaves validation alone unless it is a
-  property of the data (units, scaling); a model fault really builds a different network;
-* every set-up builds and takes one optimiser step (the archlab designs through
-  ``archlab.build``); each user path trains 4 steps and returns the suite's Result;
-* the benchmark's ``--fresh5`` goes through the same code path as the other fresh suites.
-
-The checks are written once, in ``tests/fault_suite_integrity.py``; this module describes the
-suite (:data:`SUITE`) and holds the checks of its own data sets.
+below has the monitor off. The checks are written once, in ``tests/fault_suite_integrity.py``
+(listed there); this module describes the suite (:data:`SUITE`: its counts, data and knobs) and
+holds the checks of its own data sets.
 """
 
 from __future__ import annotations
