@@ -20,6 +20,7 @@ from fault_suite_integrity import (  # noqa: E402
     Suite,
     integrity_tests,
     sorted_targets_unlike_twin,
+    stated_label_noise,
     token_input,
     unscaled_inputs,
 )
@@ -35,13 +36,17 @@ def data_checks():
     assert torch.equal(counts.argmax(1), y)   # the label is the most frequent token
 
 
-SUITE = Suite(   # the first of these suites: some checks came later (the flags below)
+SUITE = Suite(   # an early suite: some checks came later (the flags below)
     number=4,
     min_faults=40,
     runner_data=("moons", "wine", "blobs20"),
     scale_keys=frozenset({"unscaled", "raw_targets"}),   # properties of the data: validation too
     data_checks=data_checks,
-    knob_checks=(("sort", sorted_targets_unlike_twin), ("unscaled", unscaled_inputs(10, 5))),
+    knob_checks=(
+        ("label_noise", stated_label_noise),
+        ("sort", sorted_targets_unlike_twin),
+        ("unscaled", unscaled_inputs(10, 5)),
+    ),
     example_input=token_input(TOKENS, 5),
     healthy_exact=False,
     path_shares=False,

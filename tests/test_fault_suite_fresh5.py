@@ -22,6 +22,7 @@ from fault_suite_integrity import (  # noqa: E402
     integrity_tests,
     scale_by_global_mean,
     sorted_targets,
+    stated_label_noise,
     token_input,
     unscaled_inputs,
     wider_targets,
@@ -50,8 +51,12 @@ SUITE = Suite(
     runner_data=("circles", "hastie", "iris"),
     scale_keys=frozenset({"unscaled", "target_unit"}),   # properties of the data: validation too
     data_checks=data_checks,
-    knob_checks=(("sort", sorted_targets), ("unscaled", unscaled_inputs(5, 1)),
-                 ("target_unit", wider_targets(100))),
+    knob_checks=(
+        ("label_noise", stated_label_noise),
+        ("sort", sorted_targets),
+        ("unscaled", unscaled_inputs(5, 1)),
+        ("target_unit", wider_targets(100)),
+    ),
     example_input=token_input(TOKENS, KEY_VOCAB),
     archlab_inputs=scale_by_global_mean,
     first_batch=batch_nan_to_zero,

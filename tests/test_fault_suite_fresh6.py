@@ -20,6 +20,7 @@ from fault_suite_integrity import (  # noqa: E402
     Suite,
     integrity_tests,
     sorted_targets,
+    stated_label_noise,
     unscaled_inputs,
     wider_targets,
 )
@@ -55,7 +56,12 @@ SUITE = Suite(
     runner_data=("quantiles", "xor", "loans"),
     scale_keys=frozenset({"unscaled", "divide", "raw_targets"}),   # properties of the data
     data_checks=data_checks,
-    knob_checks=(("sort", sorted_targets), ("unscaled", unscaled_inputs(5, 1)),
-                 ("divide", divided_inputs), ("raw_targets", wider_targets(10))),
+    knob_checks=(
+        ("label_noise", stated_label_noise),
+        ("sort", sorted_targets),
+        ("unscaled", unscaled_inputs(5, 1)),
+        ("divide", divided_inputs),
+        ("raw_targets", wider_targets(10)),
+    ),
 )
 globals().update(integrity_tests(SUITE))

@@ -29,6 +29,7 @@ from fault_suite_integrity import (  # noqa: E402
     _same,
     integrity_tests,
     sorted_targets,
+    stated_label_noise,
     unscaled_inputs,
     wider_targets,
 )
@@ -99,8 +100,12 @@ SUITE = Suite(
     runner_data=("dartboard", "churn"),
     scale_keys=frozenset({"unscaled", "raw_targets", "val_unscaled"}),   # validation too
     data_checks=data_checks,
-    knob_checks=(("sort", sorted_targets), ("unscaled", unscaled_inputs(5, 1)),
-                 ("raw_targets", wider_targets(10))),
+    knob_checks=(
+        ("label_noise", stated_label_noise),
+        ("sort", sorted_targets),
+        ("unscaled", unscaled_inputs(5, 1)),
+        ("raw_targets", wider_targets(10)),
+    ),
     data_fault_first=val_unscaled_first,
     same_function=gradients_differ,
 )
