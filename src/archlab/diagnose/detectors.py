@@ -395,8 +395,16 @@ class Exploding(Detector):
         v = self._large_init(state, losses, ref)
         if v is not None:
             return v
-        base = running_baseline(losses)
         count, tail = finite_losses(state, 5)   # no filtering of the whole history per sample
+        # the level is max(reference, baseline) >= the reference: a peak at most loss_factor x
+        # the reference (most samples) cannot exceed loss_factor x the level, and the running
+        # baseline (a median of 50 losses) is not needed
+        peak = float(tail.max()) if count >= 10 and tail.size else math.nan
+        if (count >= 10 and ref is not None and ref.value > 0 and self.t["loss_factor"] > 0
+                and not peak > self.t["loss_factor"] * ref.value):
+            base = math.nan
+        else:
+            base = running_baseline(losses)
         if count >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
             peak = float(tail.max())
             level = max(ref.value, base)
