@@ -151,3 +151,37 @@ def test_exploding_loss_rule_gate_keeps_the_verdict():
         assert got == want, (i, losses[-6:])
         fired += got
     assert 0 < fired < 400   # both outcomes were exercised
+
+
+def _lr_decayed_direct(state, ratio=1e-3, min_steps=20, min_fraction=0.1):
+    """lr_decayed as written before its first read of the latest rate."""
+    if not state.lr or not (state.initial_lr > 0):
+        return None
+    lr = np.array(state.lr, dtype=np.float64)
+    steps = np.array(state.sample_steps[:len(lr)])
+    low = lr < ratio * state.initial_lr
+    if not low[-1]:
+        return None
+    since = int(steps[np.flatnonzero(~low)[-1] + 1]) if (~low).any() else 0
+    span = state.step - since
+    if span < min_steps or span < min_fraction * (state.step + 1):
+        return None
+    return {"initial_lr": state.initial_lr, "current_lr": float(lr[-1]), "below_since_step": since}
+
+
+def test_lr_decayed_reads_the_latest_rate_first_and_keeps_the_value():
+    rng = np.random.default_rng(5)
+    found = 0
+    for i in range(500):
+        n = int(rng.integers(1, 40))
+        st = HealthState()
+        st.sample_steps = sorted(rng.choice(400, size=n, replace=False).tolist())
+        st.losses = [1.0] * (st.sample_steps[-1] + int(rng.integers(1, 200)))
+        lr = (1e-2 * np.cumprod(rng.choice([1.0, 1.0, 0.1, 1e-3], size=n))).tolist()
+        if rng.random() < 0.2:
+            lr[int(rng.integers(0, n))] = math.nan
+        st.lr, st.initial_lr = lr, 1e-2
+        want = _lr_decayed_direct(st)
+        assert D.lr_decayed(st) == want, i
+        found += want is not None
+    assert 0 < found < 500

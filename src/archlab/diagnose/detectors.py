@@ -1290,6 +1290,8 @@ def lr_decayed(state: HealthState, ratio: float = 1e-3, min_steps: int = 20,
     steps is fine; one that reaches 0 early stops training). Needs the optimizer."""
     if not state.lr or not (state.initial_lr > 0):
         return None
+    if not state.lr[-1] < ratio * state.initial_lr:
+        return None   # (low[-1] below, read without the array: most samples of most runs)
     lr = np.array(state.lr, dtype=np.float64)
     steps = np.array(state.sample_steps[:len(lr)])
     low = lr < ratio * state.initial_lr
@@ -2116,9 +2118,11 @@ class Frozen(Detector):
         # a path, its sub-layers, or a glob such as archlab train's --freeze 'conv*'
         expected = (lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
                                   for e in self.expected)) if self.expected else (lambda p: False)
-        frozen = [p for p in state.param_layers if state.frozen.get(p) and not expected(p)]
+        anything = bool(self.expected)   # (no call of `expected` per layer when none is)
+        frozen = [p for p in state.param_layers if state.frozen.get(p) and not (anything and expected(p))]
         outside = [p for p in state.param_layers if state.optimizer_params
-                   and not state.optimizer_params.get(p, True) and p not in frozen and not expected(p)]
+                   and not state.optimizer_params.get(p, True) and p not in frozen
+                   and not (anything and expected(p))]
         n = int(self.t["samples"])
         u, g = state.array("update_ratio", n), state.array("grad_norm", n)
         stuck, moving = [], 0
@@ -2126,7 +2130,7 @@ class Frozen(Detector):
             still = np.all(u == 0, axis=0) & np.all(g > 0, axis=0)
             moves = np.any(u > 0, axis=0)
             for i, p in enumerate(state.param_layers):
-                if p in frozen or p in outside or expected(p):
+                if p in frozen or p in outside or (anything and expected(p)):
                     continue
                 if still[i]:
                     stuck.append(p)
