@@ -225,6 +225,14 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
         return np.zeros(a.shape[1:])
     if a.shape[0] == 1:
         return a[0].copy()
+    if a.ndim == 2 and a.dtype == np.float64 and not np.isnan(a).any():
+        # no nan (most samples): every column has all the rows, so lo and hi below are the
+        # same two rows for all; two rows need no sort (a + b is b + a exactly)
+        k = a.shape[0]
+        if k == 2:
+            return 0.5 * (a[0] + a[1])
+        ordered = np.sort(a, axis=0)
+        return 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
     ordered = np.sort(a, axis=0)               # nan sorts last
     valid = (~np.isnan(a)).sum(axis=0)
     out = np.full(a.shape[1], math.nan)
@@ -389,8 +397,16 @@ class Exploding(Detector):
         v = self._large_init(state, losses, ref)
         if v is not None:
             return v
-        base = running_baseline(losses)
         count, tail = finite_losses(state, 5)   # no filtering of the whole history per sample
+        # the level is max(reference, baseline) >= the reference: a peak at most loss_factor x
+        # the reference (most samples) cannot exceed loss_factor x the level, and the running
+        # baseline (a median of 50 losses) is not needed
+        peak = float(tail.max()) if count >= 10 and tail.size else math.nan
+        if (count >= 10 and ref is not None and ref.value > 0 and self.t["loss_factor"] > 0
+                and not peak > self.t["loss_factor"] * ref.value):
+            base = math.nan
+        else:
+            base = running_baseline(losses)
         if count >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
             peak = float(tail.max())
             level = max(ref.value, base)
@@ -1103,11 +1119,16 @@ def _update_ratio(state: HealthState, samples: int) -> tuple[float, dict]:
     it, and must not drag the median to 0. Remembered per sample (several rules ask)."""
     key = (samples, len(state.param_layers), len(state.init_scale), len(state.optimizer_params),
            *((len(state.series[k]), id(state.series[k])) for k in PARAM_SERIES))
-    cached = state.__dict__.get("_update_ratio_cache")
+    # one entry per window (the rules ask for 2 and 3 samples: one entry alone was evicted
+    # and computed again by every other rule); an entry of an older sample is never hit again
+    caches = state.__dict__.get("_update_ratio_cache")
+    if not isinstance(caches, dict):
+        caches = state.__dict__["_update_ratio_cache"] = {}
+    cached = caches.get(samples)
     if cached is not None and cached[0] == key:
         return cached[1][0], dict(cached[1][1])
     value = _update_ratio_of(state, samples)
-    state.__dict__["_update_ratio_cache"] = (key, value)
+    caches[samples] = (key, value)
     return value[0], dict(value[1])
 
 
@@ -1143,15 +1164,15 @@ def _update_ratio_of(state: HealthState, samples: int) -> tuple[float, dict]:
     ua = state.array("update_ratio", samples)
     # nan counts as 0 (as np.nan_to_num(ua, nan=0.0) == 0 reads it)
     never = np.all((ua == 0) | np.isnan(ua), axis=0) if ua.shape[0] else np.zeros(u.size, bool)
-    per = {}
-    for i, p in enumerate(state.param_layers):
-        if i >= u.size or math.isnan(u[i]) or i >= g.size or not g[i] > 0 or state.frozen.get(p):
-            continue
-        if state.optimizer_params and not state.optimizer_params.get(p, True):
-            continue
-        if never[i]:
-            continue
-        per[p] = u[i]
+    layers = state.param_layers
+    n = min(len(layers), u.size, g.size, never.size)
+    # the layers that learn, in layer order: the loop's tests on all the layers at once
+    # (a layer is out when its ratio is nan, it has no positive gradient, it is frozen, it is
+    # outside the optimizer or it never changed in the window)
+    keep = ~np.isnan(u[:n]) & (g[:n] > 0) & ~never[:n]
+    frozen, opt = state.frozen, state.optimizer_params
+    per = {layers[i]: u[i] for i in np.flatnonzero(keep).tolist()
+           if not frozen.get(layers[i]) and not (opt and not opt.get(layers[i], True))}
     vals = [v for v in per.values() if math.isfinite(v)]
     return (median(vals) if vals else math.nan), per
 
@@ -1286,6 +1307,8 @@ def lr_decayed(state: HealthState, ratio: float = 1e-3, min_steps: int = 20,
     steps is fine; one that reaches 0 early stops training). Needs the optimizer."""
     if not state.lr or not (state.initial_lr > 0):
         return None
+    if not state.lr[-1] < ratio * state.initial_lr:
+        return None   # (low[-1] below, read without the array: most samples of most runs)
     lr = np.array(state.lr, dtype=np.float64)
     steps = np.array(state.sample_steps[:len(lr)])
     low = lr < ratio * state.initial_lr
@@ -2183,9 +2206,11 @@ class Frozen(Detector):
         # a path, its sub-layers, or a glob such as archlab train's --freeze 'conv*'
         expected = (lambda p: any(p == e or p.startswith(e + ".") or fnmatch.fnmatchcase(p, e)  # noqa: E731
                                   for e in self.expected)) if self.expected else (lambda p: False)
-        frozen = [p for p in state.param_layers if state.frozen.get(p) and not expected(p)]
+        anything = bool(self.expected)   # (no call of `expected` per layer when none is)
+        frozen = [p for p in state.param_layers if state.frozen.get(p) and not (anything and expected(p))]
         outside = [p for p in state.param_layers if state.optimizer_params
-                   and not state.optimizer_params.get(p, True) and p not in frozen and not expected(p)]
+                   and not state.optimizer_params.get(p, True) and p not in frozen
+                   and not (anything and expected(p))]
         n = int(self.t["samples"])
         u, g = state.array("update_ratio", n), state.array("grad_norm", n)
         stuck, moving = [], 0
@@ -2193,7 +2218,7 @@ class Frozen(Detector):
             still = np.all(u == 0, axis=0) & np.all(g > 0, axis=0)
             moves = np.any(u > 0, axis=0)
             for i, p in enumerate(state.param_layers):
-                if p in frozen or p in outside or expected(p):
+                if p in frozen or p in outside or (anything and expected(p)):
                     continue
                 if still[i]:
                     stuck.append(p)
