@@ -215,8 +215,13 @@ def test_order_evidence_is_computed_once_per_sample_and_equals_the_direct_comput
     st.targets["batch_classes"] = [3] * 12
     first = order_evidence(st)
     assert first == _order_evidence(st) and order_evidence(st) is first
-    st.losses.append(1.0)   # a new step: computed again
-    assert order_evidence(st) is not first and order_evidence(st) == first
+    st.losses.append(1.0)   # a new step without a new sampled batch: the same evidence
+    assert order_evidence(st) == first == _order_evidence(st)
+    st.targets["batch_classes"].append(1)   # a new sampled batch (one class): computed again
+    st.targets["batch_sizes"].append(st.targets["batch_sizes"][-1])
+    st.losses.append(1.0)
+    again = order_evidence(st)
+    assert again is not first and again == _order_evidence(st) and again["samples"] == 13
 
 
 def test_clipping_window_walked_back_equals_the_whole_run_filter():
