@@ -665,8 +665,11 @@ class Vanishing(Detector):
                 return None
             first_in = int(np.flatnonzero(steps[-1] - steps + 1 >= self.t["min_steps"])[-1])
             idx = kept_idx[min(first_in, max(0, kept_idx.size - n)):]
+        weights = state.array("weight_norm")
+        if weights.shape[0] != rows.shape[0]:   # the relative gradient needs the weight norms
+            return None                        # of the same samples (a state built by hand)
         g = _median_rows(rows[idx])
-        w = _median_rows(state.array("weight_norm")[idx])
+        w = _median_rows(weights[idx])
         live = ~np.isnan(g) & ~frozen
         if not live.any():
             return None
