@@ -4,9 +4,11 @@
 
 Judge it once with ``python benchmarks/fault_suite.py --fresh8 --seeds 3``.
 
-Written 2026-12-04, 19:50-20:25 UTC, by an author who had not seen the rules' code. **Not
-judged yet**: before the judging run no run with the health monitor on has been made on any
-set-up of this module. The only monitored calls were a plumbing check that the three runners
+Written 2026-12-04, 19:50-20:25 UTC, by an author who had not seen the rules' code. **Judged
+once**, 2026-12-04 21:27:54-21:33:02 UTC on commit f9b3793 (recall 0.896, 7/222 wrong-cause runs,
+1/45 healthy alarms; docs/diagnostics.md, "The eighth fresh suite"): its cases are now seen.
+Before the judging run no run with the health monitor on had been made on any set-up of this
+module. The only monitored calls were a plumbing check that the three runners
 work with the monitor attached (20:00:56-20:01:07 UTC): one throwaway model per path, not a
 model of this suite (an MLP with one hidden layer of 4 units on the dartboard data, 3
 optimiser steps on the Lightning and plain paths, one whole epoch of 25 steps on the
