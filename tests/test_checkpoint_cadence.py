@@ -244,7 +244,9 @@ def test_an_error_or_ctrl_c_writes_the_last_finished_epoch_and_the_resume_is_exa
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
+    import torch
     from lightning.pytorch.callbacks import Callback
+    torch.set_num_threads(1)   # as the test process (conftest): the same sums, bit for bit
     from archlab.train import train
 
     class Clock(Callback):  # 6 s an epoch, 10 s between writes: after epochs 1 and 3
