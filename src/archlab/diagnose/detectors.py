@@ -860,12 +860,14 @@ DEAD_MIN_DROP, DEAD_STILL_HIGH = 0.1, 0.5
 
 
 def dead_units_matter(state: HealthState, min_drop: float = DEAD_MIN_DROP,
-                      still_high: float = DEAD_STILL_HIGH) -> dict | None:
+                      still_high: float = DEAD_STILL_HIGH, whole: bool = False) -> dict | None:
     """Evidence that dead ReLU units cost the run (None when they do not visibly): the loss is
     less than ``min_drop`` below the know-nothing reference (nothing is learned), or it has
     stopped falling while above ``still_high`` x the reference (a plateau of a network that fits
-    its data is no fault). With neither a reference nor enough losses the dead share alone decides
-    (returned as {'unknown': True})."""
+    its data is no fault). The first clause is read only once the trend can be (2 x its window
+    of losses: every run starts at the know-nothing level), or at once when ``whole``: a layer
+    with no unit active passes no signal. With neither a reference nor enough losses the dead
+    share alone decides (returned as {'unknown': True})."""
     ref = loss_reference(state)
     p = progress(state)
     trend = loss_still_falling(state)
@@ -873,6 +875,11 @@ def dead_units_matter(state: HealthState, min_drop: float = DEAD_MIN_DROP,
     if p is not None:
         out.update({"recent_loss": p[0], "loss_over_reference": p[1],
                     "reference": p[2].to_dict()})
+        if trend is None and not whole:
+            # every run starts at the know-nothing level: before the trend can be read (2 x its
+            # window of losses) a loss still there says nothing about units that are only
+            # partly dead (a layer with a unit active still passes a signal)
+            return None
         if p[1] > 1 - min_drop:
             return out | {"why": "the loss is not below the know-nothing level"}
     if trend is not None:
@@ -895,7 +902,8 @@ class DyingRelu(Detector):
             "at least min_steps optimiser steps (windows sized in examples and steps, not in "
             "batches: 4 batches of 4 examples say nothing about a unit that fires on 5 % of "
             "the inputs), and the dead units matter: the recent loss is less than 10 % below "
-            "the know-nothing reference, or it has stopped falling (the mean of the last window "
+            "the know-nothing reference (read once the trend below can be, as every run starts "
+            "there, or at once for a layer with no unit active), or it has stopped falling (the mean of the last window "
             "of losses is not 2 standard errors below the mean of the window before; window = "
             "max(20, a quarter of the run so far)) above 0.5 x the reference. A network that keeps learning with half its units "
             "dead has capacity to spare")
@@ -929,7 +937,7 @@ class DyingRelu(Detector):
                 kept.append(i)
         if not kept:
             return None
-        matters = dead_units_matter(state)
+        matters = dead_units_matter(state, whole=any(d[-1, i] >= 1.0 for i in kept))
         if matters is None:
             return None   # the loss keeps falling: the units still alive carry the learning
         row = d[-1]
