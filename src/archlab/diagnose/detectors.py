@@ -902,7 +902,8 @@ class DyingRelu(Detector):
             "at least min_steps optimiser steps (windows sized in examples and steps, not in "
             "batches: 4 batches of 4 examples say nothing about a unit that fires on 5 % of "
             "the inputs), and the dead units matter: the recent loss is less than 10 % below "
-            "the know-nothing reference, or it has stopped falling (the mean of the last window "
+            "the know-nothing reference (read once the trend below can be, as every run starts "
+            "there, or at once for a layer with no unit active), or it has stopped falling (the mean of the last window "
             "of losses is not 2 standard errors below the mean of the window before; window = "
             "max(20, a quarter of the run so far)) above 0.5 x the reference. A network that keeps learning with half its units "
             "dead has capacity to spare")
