@@ -408,7 +408,6 @@ class Exploding(Detector):
         else:
             base = running_baseline(losses)
         if count >= 10 and ref is not None and ref.value > 0 and math.isfinite(base) and base > 0:
-            peak = float(tail.max())
             level = max(ref.value, base)
             if peak > self.t["loss_factor"] * level:
                 return self.verdict(state, f"loss blew up: {_fmt(peak)} > {self.t['loss_factor']:g}"
@@ -1720,6 +1719,7 @@ class LrLow(Detector):
         if eps is not None and eps["factor"] > self.t["max_eps_factor"]:
             eps = None
         small = math.isfinite(med) and med < self.t["min_update_ratio"]
+        kind = str(state.optimizer_settings.get("type", "")).lower()
         rate = skipped = None
         if not small and eps is None and not np.any(state.array("update_ratio", 1) > 0):
             # (asked on a sample without any update, as most samples of such a loop are: a
@@ -1737,7 +1737,6 @@ class LrLow(Detector):
             # (a clipped step is lr x clip x g / |g|, whatever lr |g|^2 says); nor when the
             # output is squashed by a sigmoid or softmax (probabilities before the loss flatten
             # its gradient: probabilities_as_logits names that)
-            kind = str(state.optimizer_settings.get("type", "")).lower()
             if (kind not in ("sgd",) + EPS_DIVIDED or any(state.frozen.values())
                     or not all(state.optimizer_params.values()) or state.clip
                     or any(o in SQUASHING_OPS for o in state.output_op[-3:])):
@@ -1766,8 +1765,7 @@ class LrLow(Detector):
         g = state.array("grad_norm", int(self.t["samples"]))
         if g.size and np.any(np.nan_to_num(g, nan=1.0) == 0):
             return None
-        if (small and eps is None and skipped is None and rate is None
-                and str(state.optimizer_settings.get("type", "")).lower() not in EPS_DIVIDED
+        if (small and eps is None and skipped is None and rate is None and kind not in EPS_DIVIDED
                 and Vanishing().check(state) is not None):
             # a step of lr x g (SGD's) is as small as the gradient: when the gradient vanishes
             # through depth (the earliest layers' relative gradient below 1e-3 of the largest),
