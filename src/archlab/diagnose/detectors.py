@@ -422,8 +422,7 @@ class Exploding(Detector):
         # and nothing clears its .grad either (optimizer.zero_grad() clears the optimizer's own
         # parameters), so its gradient is the running sum of every batch's and grows ~t while
         # the weights stay where they are: no divergence (frozen_layers names the membership)
-        stepped = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
-                   and state.optimizer_params.get(p, True)]
+        stepped = stepped_layers(state)
         if not stepped:
             return None
         if len(stepped) < g.shape[1]:
@@ -801,6 +800,13 @@ def _frozen_mask(state: HealthState) -> np.ndarray:
         a.flags.writeable = False
         got = state.__dict__["_frozen_memo"] = (key, a)
     return got[1]
+
+
+def stepped_layers(state: HealthState) -> list[int]:
+    """The indices of the layers the optimizer steps: not frozen, and in the optimizer (all
+    of them when its parameters are not known)."""
+    return [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
+            and state.optimizer_params.get(p, True)]
 
 
 def _steps_array(state: HealthState) -> np.ndarray:
@@ -1506,8 +1512,7 @@ def skipped_steps(state: HealthState, share: float = 0.5, samples: int = 3) -> d
     g_all, u_all = state.array("grad_norm"), state.array("update_ratio")
     if g_all.shape[0] == 0 or u_all.shape != g_all.shape or not state.param_layers:
         return None
-    learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
-             and state.optimizer_params.get(p, True)]
+    learn = stepped_layers(state)
     if not learn or len(state.grad_read) < g_all.shape[0]:
         return None
     # the counts over the samples so far, extended by the new samples only (a sample's row

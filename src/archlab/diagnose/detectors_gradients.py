@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from .baselines import loss_reference
-from .detectors import SLOW, Detector, _fmt, register_detector
+from .detectors import SLOW, Detector, _fmt, register_detector, stepped_layers
 
 PINNED = 1e-3   # relative spread of a total norm that clipping pinned (see clip_evidence)
 # The most the total's spread may be of its parts' for a common rescaling to be inferred (see
@@ -211,8 +211,7 @@ def no_gradient_at_step(state, samples: int = 3, min_loss: float = 0.01) -> dict
     rows = [i for i, read in enumerate(state.grad_read) if read][-samples:]
     if len(rows) < samples or not state.param_layers:
         return {}
-    learn = [j for j, p in enumerate(state.param_layers) if not state.frozen.get(p, False)
-             and state.optimizer_params.get(p, True)]
+    learn = stepped_layers(state)
     if not learn:
         return {}   # nothing should learn: frozen_layers reports it
     g = state.array("grad_norm")
